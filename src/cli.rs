@@ -1,0 +1,109 @@
+//! The command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LoadError, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vip-watchdog",
+    version,
+    about = "Keepalived sidecar: follows VRRP state, probes the local load balancer, exports what it sees"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the watchdog.
+    Run {
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
+        config: PathBuf,
+        /// Overrides log.format from the config file.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Parse and validate the config; print what was understood.
+    CheckConfig {
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Exit codes: 0 fine, 1 failed while running, 2 bad configuration.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => {
+                print!("{}", c.describe());
+                println!("{}: OK", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(&e),
+        },
+        Command::Run { config, log_format } => {
+            let mut config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            if let Some(f) = log_format {
+                config.log.format = f;
+            }
+            crate::logging::init(config.log.format, &config.log.level);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("vip-watchdog: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                let signals = tokio::spawn(shutdown_on_signal(shutdown.clone()));
+                let result = crate::run(config, shutdown).await;
+                signals.abort();
+                result
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "vip-watchdog stopped");
+                    eprintln!("vip-watchdog: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn config_error(e: &LoadError) -> ExitCode {
+    eprintln!("vip-watchdog: {e}");
+    ExitCode::from(2)
+}
+
+async fn shutdown_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; SIGTERM will kill without cleanup");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+    }
+    token.cancel();
+}

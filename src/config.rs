@@ -1,0 +1,1002 @@
+//! The configuration file: TOML, parsed once into the types below.
+//!
+//! Unknown keys are rejected. Every error names the key and, where the file
+//! has one, the line. `Config::describe` prints what was understood, with
+//! every default filled in (`check-config` shows it).
+
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub keepalived: KeepalivedConfig,
+    pub probe: ProbeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// This node's name, exported as the `node` label.
+    pub name: String,
+    /// The HA pair this node belongs to, exported as the `pair` label.
+    pub pair: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `vip_watchdog=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepalivedConfig {
+    /// The notify FIFO (`notify_fifo` or `vrrp_notify_fifo` in `global_defs`).
+    pub fifo: PathBuf,
+    /// Keepalived's main pid file (`-p`).
+    pub pid_file: PathBuf,
+    /// Keepalived's VRRP process pid file (`-r`); watched when present.
+    pub vrrp_pid_file: Option<PathBuf>,
+    /// The process name (`/proc/PID/comm`) that a pid must have to count.
+    pub process_name: String,
+    pub process_check_interval: Duration,
+    /// Read the present state at start-up from Keepalived's JSON dump.
+    pub json_dump: Option<JsonDumpConfig>,
+    pub instances: Vec<InstanceConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonDumpConfig {
+    /// Where Keepalived writes it: `$TMPDIR/keepalived.json` of Keepalived's
+    /// environment.
+    pub file: PathBuf,
+    /// The real-time signal number; asked of `keepalived --signum=JSON` when
+    /// not set.
+    pub signal: Option<i32>,
+    pub binary: PathBuf,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceConfig {
+    pub name: String,
+    /// The instance's virtual addresses: present on the host with Keepalived
+    /// running means MASTER, when no better source is available at start-up.
+    pub vips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    pub check: Check,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes to go up.
+    pub rise: NonZeroU32,
+    /// Consecutive failures to go down.
+    pub fall: NonZeroU32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    Http {
+        url: reqwest::Url,
+        expect_status: u16,
+    },
+    Tcp {
+        address: SocketAddr,
+    },
+    /// Run `command[0]` with the remaining arguments, or `/bin/sh -c
+    /// command[0]` when `shell` is set. Exit status 0 is success.
+    Exec {
+        command: Vec<String>,
+        shell: bool,
+    },
+}
+
+impl Check {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::Http { .. } => "http",
+            Check::Tcp { .. } => "tcp",
+            Check::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key, e.g. `probe.timeout`; empty when the file itself is wrong.
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every error found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_char('\n')?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid configuration:\n{errors}")]
+    Invalid { path: PathBuf, errors: ConfigErrors },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|errors| LoadError::Invalid {
+            path: path.to_owned(),
+            errors,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                key: String::new(),
+                line: e.span().map(|s| line_of(text, s.start)),
+                message: e.message().trim().to_owned(),
+            }])
+        })?;
+        let mut v = Validator {
+            text,
+            errors: vec![],
+        };
+        let config = v.config(raw);
+        if v.errors.is_empty() {
+            Ok(config)
+        } else {
+            v.errors.sort_by_key(|e| e.line);
+            Err(ConfigErrors(v.errors))
+        }
+    }
+
+    /// What was understood, every default filled in, one key a line.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let w = &mut out;
+        let d = |d: &Duration| humantime::format_duration(*d).to_string();
+        let _ = writeln!(w, "node.name = {:?}", self.node.name);
+        let _ = writeln!(w, "node.pair = {:?}", self.node.pair);
+        let _ = writeln!(w, "http.listen = {}", self.http.listen);
+        let format = match self.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        let _ = writeln!(w, "log.format = {format:?}");
+        let _ = writeln!(w, "log.level = {:?}", self.log.level);
+        let k = &self.keepalived;
+        let _ = writeln!(w, "keepalived.fifo = {}", k.fifo.display());
+        let _ = writeln!(w, "keepalived.pid_file = {}", k.pid_file.display());
+        match &k.vrrp_pid_file {
+            Some(p) => writeln!(w, "keepalived.vrrp_pid_file = {}", p.display()),
+            None => writeln!(w, "keepalived.vrrp_pid_file = (not watched)"),
+        }
+        .ok();
+        let _ = writeln!(w, "keepalived.process_name = {:?}", k.process_name);
+        let _ = writeln!(
+            w,
+            "keepalived.process_check_interval = {}",
+            d(&k.process_check_interval)
+        );
+        match &k.json_dump {
+            None => {
+                let _ = writeln!(w, "keepalived.json_dump = false");
+            }
+            Some(j) => {
+                let _ = writeln!(w, "keepalived.json_dump = true");
+                let _ = writeln!(w, "keepalived.json_file = {}", j.file.display());
+                match j.signal {
+                    Some(s) => writeln!(w, "keepalived.json_signal = {s}"),
+                    None => writeln!(
+                        w,
+                        "keepalived.json_signal = (asked of `{} --signum=JSON`)",
+                        j.binary.display()
+                    ),
+                }
+                .ok();
+                let _ = writeln!(w, "keepalived.json_timeout = {}", d(&j.timeout));
+            }
+        }
+        for i in &k.instances {
+            let vips: Vec<String> = i.vips.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                w,
+                "keepalived.instance {:?}: vips = [{}]",
+                i.name,
+                vips.join(", ")
+            );
+        }
+        let p = &self.probe;
+        let _ = match &p.check {
+            Check::Http { url, expect_status } => writeln!(
+                w,
+                "probe = http GET {url}, expecting status {expect_status}"
+            ),
+            Check::Tcp { address } => writeln!(w, "probe = tcp connect to {address}"),
+            Check::Exec { command, shell } => writeln!(
+                w,
+                "probe = exec {command:?}{}",
+                if *shell { " through /bin/sh -c" } else { "" }
+            ),
+        };
+        let _ = writeln!(
+            w,
+            "probe.interval = {}, probe.timeout = {}, probe.rise = {}, probe.fall = {}",
+            d(&p.interval),
+            d(&p.timeout),
+            p.rise,
+            p.fall
+        );
+        out
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+// ---- the file as written ---------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: Spanned<RawNode>,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    log: RawLog,
+    keepalived: Spanned<RawKeepalived>,
+    probe: Spanned<RawProbe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<Spanned<String>>,
+    pair: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: SocketAddr,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9842)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: LogFormat,
+    level: Spanned<String>,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: Spanned::new(0..0, "info".into()),
+        }
+    }
+}
+
+/// A duration written as `"1s"`, `"500ms"`, `"1m 30s"`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(transparent)]
+struct Dur(#[serde(with = "humantime_serde")] Duration);
+
+fn default_fifo() -> Spanned<PathBuf> {
+    Spanned::new(0..0, "/run/vip-watchdog/keepalived.fifo".into())
+}
+fn default_pid_file() -> Spanned<PathBuf> {
+    Spanned::new(0..0, "/run/keepalived.pid".into())
+}
+fn default_vrrp_pid_file() -> Option<Spanned<PathBuf>> {
+    Some(Spanned::new(0..0, "/run/keepalived_vrrp.pid".into()))
+}
+fn default_process_name() -> String {
+    "keepalived".into()
+}
+fn default_check_interval() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_millis(250)))
+}
+fn default_true() -> bool {
+    true
+}
+fn default_json_file() -> Spanned<PathBuf> {
+    Spanned::new(0..0, "/tmp/keepalived.json".into())
+}
+fn default_binary() -> PathBuf {
+    "keepalived".into()
+}
+fn default_json_timeout() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(2)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeepalived {
+    #[serde(default = "default_fifo")]
+    fifo: Spanned<PathBuf>,
+    #[serde(default = "default_pid_file")]
+    pid_file: Spanned<PathBuf>,
+    /// `""` turns the VRRP process watch off.
+    #[serde(default = "default_vrrp_pid_file")]
+    vrrp_pid_file: Option<Spanned<PathBuf>>,
+    #[serde(default = "default_process_name")]
+    process_name: String,
+    #[serde(default = "default_check_interval")]
+    process_check_interval: Spanned<Dur>,
+    #[serde(default = "default_true")]
+    json_dump: bool,
+    #[serde(default = "default_json_file")]
+    json_file: Spanned<PathBuf>,
+    json_signal: Option<Spanned<i32>>,
+    #[serde(default = "default_binary")]
+    binary: PathBuf,
+    #[serde(default = "default_json_timeout")]
+    json_timeout: Spanned<Dur>,
+    #[serde(default, rename = "instance")]
+    instances: Vec<Spanned<RawInstance>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    name: Spanned<String>,
+    #[serde(default)]
+    vips: Vec<IpAddr>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum ProbeKind {
+    Http,
+    Tcp,
+    Exec,
+}
+
+fn default_interval() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(1)))
+}
+fn default_timeout() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_millis(500)))
+}
+fn default_rise_fall() -> NonZeroU32 {
+    NonZeroU32::new(2).expect("2 is not zero")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    kind: ProbeKind,
+    url: Option<Spanned<String>>,
+    expect_status: Option<Spanned<u16>>,
+    address: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    shell: Option<Spanned<bool>>,
+    #[serde(default = "default_interval")]
+    interval: Spanned<Dur>,
+    #[serde(default = "default_timeout")]
+    timeout: Spanned<Dur>,
+    #[serde(default = "default_rise_fall")]
+    rise: NonZeroU32,
+    #[serde(default = "default_rise_fall")]
+    fall: NonZeroU32,
+}
+
+// ---- validation --------------------------------------------------------------
+
+struct Validator<'a> {
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn err<T>(&mut self, key: &str, span: &Spanned<T>, message: impl Into<String>) {
+        let line = (span.span() != (0..0)).then(|| line_of(self.text, span.span().start));
+        self.errors.push(ConfigError {
+            key: key.to_owned(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let node = self.node(raw.node);
+        let level = raw.log.level;
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level.get_ref()) {
+            self.err("log.level", &level, format!("not a log filter: {e}"));
+        }
+        let keepalived = self.keepalived(raw.keepalived);
+        let probe = self.probe(raw.probe);
+        Config {
+            node,
+            http: HttpConfig {
+                listen: raw.http.listen,
+            },
+            log: LogConfig {
+                format: raw.log.format,
+                level: level.into_inner(),
+            },
+            keepalived,
+            probe,
+        }
+    }
+
+    fn label(&mut self, key: &str, value: &Spanned<String>) {
+        let v = value.get_ref();
+        let ok = !v.is_empty()
+            && v.len() <= 64
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.err(
+                key,
+                value,
+                format!("{v:?} must be 1-64 characters of letters, digits, '-', '_', '.'"),
+            );
+        }
+    }
+
+    fn node(&mut self, raw: Spanned<RawNode>) -> NodeConfig {
+        let raw = raw.into_inner();
+        self.label("node.pair", &raw.pair);
+        let name = match raw.name {
+            Some(name) => {
+                self.label("node.name", &name);
+                name.into_inner()
+            }
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "unknown".into()),
+        };
+        NodeConfig {
+            name,
+            pair: raw.pair.into_inner(),
+        }
+    }
+
+    fn absolute(&mut self, key: &str, path: &Spanned<PathBuf>) {
+        if !path.get_ref().is_absolute() {
+            self.err(
+                key,
+                path,
+                format!("{} must be an absolute path", path.get_ref().display()),
+            );
+        }
+    }
+
+    fn keepalived(&mut self, raw: Spanned<RawKeepalived>) -> KeepalivedConfig {
+        let raw = raw.into_inner();
+        self.absolute("keepalived.fifo", &raw.fifo);
+        self.absolute("keepalived.pid_file", &raw.pid_file);
+        let vrrp_pid_file = match raw.vrrp_pid_file {
+            Some(p) if p.get_ref().as_os_str().is_empty() => None,
+            Some(p) => {
+                self.absolute("keepalived.vrrp_pid_file", &p);
+                Some(p.into_inner())
+            }
+            None => None,
+        };
+        let every = raw.process_check_interval.get_ref().0;
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&every) {
+            self.err(
+                "keepalived.process_check_interval",
+                &raw.process_check_interval,
+                "must be from 10ms to 10s: a crashed Keepalived must be noticed quickly",
+            );
+        }
+        let json_dump = if raw.json_dump {
+            self.absolute("keepalived.json_file", &raw.json_file);
+            if let Some(sig) = &raw.json_signal {
+                if !(1..=64).contains(sig.get_ref()) {
+                    self.err(
+                        "keepalived.json_signal",
+                        sig,
+                        "must be a signal number from 1 to 64",
+                    );
+                }
+            }
+            Some(JsonDumpConfig {
+                file: raw.json_file.into_inner(),
+                signal: raw.json_signal.map(Spanned::into_inner),
+                binary: raw.binary,
+                timeout: raw.json_timeout.into_inner().0,
+            })
+        } else {
+            None
+        };
+        let mut instances: Vec<InstanceConfig> = vec![];
+        for inst in raw.instances {
+            let inst = inst.into_inner();
+            let name = inst.name.get_ref();
+            if name.is_empty() || name.contains('"') {
+                self.err(
+                    "keepalived.instance.name",
+                    &inst.name,
+                    "must be a non-empty vrrp_instance name without '\"'",
+                );
+            } else if instances.iter().any(|i| &i.name == name) {
+                self.err(
+                    "keepalived.instance.name",
+                    &inst.name,
+                    format!("instance {name:?} is listed twice"),
+                );
+            }
+            instances.push(InstanceConfig {
+                name: inst.name.into_inner(),
+                vips: inst.vips,
+            });
+        }
+        KeepalivedConfig {
+            fifo: raw.fifo.into_inner(),
+            pid_file: raw.pid_file.into_inner(),
+            vrrp_pid_file,
+            process_name: raw.process_name,
+            process_check_interval: every,
+            json_dump,
+            instances,
+        }
+    }
+
+    fn probe(&mut self, raw: Spanned<RawProbe>) -> ProbeConfig {
+        let table = Spanned::new(raw.span(), ());
+        let raw = raw.into_inner();
+        let (interval, timeout) = (raw.interval.get_ref().0, raw.timeout.get_ref().0);
+        if interval < Duration::from_millis(10) {
+            self.err("probe.interval", &raw.interval, "must be at least 10ms");
+        }
+        if timeout.is_zero() || timeout > interval {
+            self.err(
+                "probe.timeout",
+                &raw.timeout,
+                format!(
+                    "must be more than 0 and at most probe.interval ({})",
+                    humantime::format_duration(interval)
+                ),
+            );
+        }
+        // Keys that belong to another kind are mistakes, not noise.
+        let kind = raw.kind;
+        let foreign: [(&str, Option<std::ops::Range<usize>>, ProbeKind); 5] = [
+            ("url", raw.url.as_ref().map(Spanned::span), ProbeKind::Http),
+            (
+                "expect_status",
+                raw.expect_status.as_ref().map(Spanned::span),
+                ProbeKind::Http,
+            ),
+            (
+                "address",
+                raw.address.as_ref().map(Spanned::span),
+                ProbeKind::Tcp,
+            ),
+            (
+                "command",
+                raw.command.as_ref().map(Spanned::span),
+                ProbeKind::Exec,
+            ),
+            (
+                "shell",
+                raw.shell.as_ref().map(Spanned::span),
+                ProbeKind::Exec,
+            ),
+        ];
+        for (key, span, owner) in foreign {
+            if let Some(span) = span {
+                if owner != kind {
+                    let s = Spanned::new(span, ());
+                    self.err(
+                        &format!("probe.{key}"),
+                        &s,
+                        format!("is not used by kind = \"{}\"", kind_name(kind)),
+                    );
+                }
+            }
+        }
+        let placeholder = Check::Tcp {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let check = match kind {
+            ProbeKind::Http => match raw.url {
+                None => {
+                    self.err("probe.url", &table, "is required for kind = \"http\"");
+                    placeholder
+                }
+                Some(url) => {
+                    let expect_status = match raw.expect_status {
+                        Some(s) if !(100..=599).contains(s.get_ref()) => {
+                            self.err(
+                                "probe.expect_status",
+                                &s,
+                                "must be an HTTP status from 100 to 599",
+                            );
+                            200
+                        }
+                        Some(s) => s.into_inner(),
+                        None => 200,
+                    };
+                    match reqwest::Url::parse(url.get_ref()) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") => Check::Http {
+                            url: u,
+                            expect_status,
+                        },
+                        Ok(u) => {
+                            self.err(
+                                "probe.url",
+                                &url,
+                                format!("scheme {:?} is not http or https", u.scheme()),
+                            );
+                            placeholder
+                        }
+                        Err(e) => {
+                            self.err("probe.url", &url, format!("not a URL: {e}"));
+                            placeholder
+                        }
+                    }
+                }
+            },
+            ProbeKind::Tcp => match raw.address {
+                None => {
+                    self.err("probe.address", &table, "is required for kind = \"tcp\"");
+                    placeholder
+                }
+                Some(a) => match a.get_ref().parse::<SocketAddr>() {
+                    Ok(address) => Check::Tcp { address },
+                    Err(_) => {
+                        self.err(
+                            "probe.address",
+                            &a,
+                            format!("{:?} is not IP:port (e.g. \"127.0.0.1:80\")", a.get_ref()),
+                        );
+                        placeholder
+                    }
+                },
+            },
+            ProbeKind::Exec => {
+                let shell = raw.shell.as_ref().is_some_and(|s| *s.get_ref());
+                match raw.command {
+                    None => {
+                        self.err("probe.command", &table, "is required for kind = \"exec\"");
+                        placeholder
+                    }
+                    Some(c) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
+                        self.err("probe.command", &c, "must name a program");
+                        placeholder
+                    }
+                    Some(c) if shell && c.get_ref().len() != 1 => {
+                        self.err(
+                            "probe.command",
+                            &c,
+                            "with shell = true, give the whole command as one string",
+                        );
+                        placeholder
+                    }
+                    Some(c) => Check::Exec {
+                        command: c.into_inner(),
+                        shell,
+                    },
+                }
+            }
+        };
+        ProbeConfig {
+            check,
+            interval,
+            timeout,
+            rise: raw.rise,
+            fall: raw.fall,
+        }
+    }
+}
+
+fn kind_name(k: ProbeKind) -> &'static str {
+    match k {
+        ProbeKind::Http => "http",
+        ProbeKind::Tcp => "tcp",
+        ProbeKind::Exec => "exec",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[node]
+name = "lb-a"
+pair = "edge"
+
+[keepalived]
+fifo = "/run/vip-watchdog/keepalived.fifo"
+
+[probe]
+kind = "tcp"
+address = "127.0.0.1:80"
+"#;
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = Config::parse(MINIMAL).expect("minimal config is valid");
+        assert_eq!(c.http.listen, "127.0.0.1:9842".parse().unwrap());
+        assert_eq!(c.keepalived.pid_file, PathBuf::from("/run/keepalived.pid"));
+        assert_eq!(
+            c.keepalived.vrrp_pid_file,
+            Some(PathBuf::from("/run/keepalived_vrrp.pid"))
+        );
+        assert_eq!(
+            c.keepalived.process_check_interval,
+            Duration::from_millis(250)
+        );
+        assert!(c.keepalived.json_dump.is_some());
+        assert_eq!(c.probe.interval, Duration::from_secs(1));
+        assert_eq!(c.probe.timeout, Duration::from_millis(500));
+        assert_eq!((c.probe.rise.get(), c.probe.fall.get()), (2, 2));
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn the_example_config_parses_and_describes_as_the_golden_file() {
+        let text = include_str!("../examples/vip-watchdog.toml");
+        let c = Config::parse(text).unwrap_or_else(|e| panic!("example config: {e}"));
+        let golden = include_str!("../tests/golden/example-config.txt");
+        assert_eq!(
+            c.describe(),
+            golden,
+            "update tests/golden/example-config.txt"
+        );
+    }
+
+    /// Each bad input names its key (and line, where there is one).
+    #[test]
+    fn each_error_names_the_key_and_line() {
+        // (what, the file, expected key, expected line, words the message has)
+        let table: Vec<(&str, String, &str, Option<usize>, &str)> = vec![
+            (
+                "unknown key in a table",
+                MINIMAL.replace("pair = \"edge\"", "pair = \"edge\"\ncolour = \"red\""),
+                "",
+                Some(5),
+                "unknown field `colour`",
+            ),
+            (
+                "unknown table",
+                format!("{MINIMAL}\n[extra]\nx = 1\n"),
+                "",
+                Some(13),
+                "unknown field `extra`",
+            ),
+            (
+                "bad duration",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"tcp\"\ninterval = \"soon\""),
+                "",
+                Some(11),
+                "soon",
+            ),
+            (
+                "timeout above interval",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"tcp\"\ninterval = \"1s\"\ntimeout = \"2s\""),
+                "probe.timeout",
+                Some(12),
+                "at most probe.interval",
+            ),
+            (
+                "rise of zero",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"tcp\"\nrise = 0"),
+                "",
+                Some(11),
+                "nonzero",
+            ),
+            (
+                "bad pair label",
+                MINIMAL.replace("pair = \"edge\"", "pair = \"edge pair\""),
+                "node.pair",
+                Some(4),
+                "letters, digits",
+            ),
+            (
+                "missing pair",
+                MINIMAL.replace("pair = \"edge\"", ""),
+                "",
+                Some(2),
+                "missing field `pair`",
+            ),
+            (
+                "relative fifo",
+                MINIMAL.replace("/run/vip-watchdog/keepalived.fifo", "keepalived.fifo"),
+                "keepalived.fifo",
+                Some(7),
+                "absolute",
+            ),
+            (
+                "tcp address not ip:port",
+                MINIMAL.replace("127.0.0.1:80", "localhost"),
+                "probe.address",
+                Some(11),
+                "not IP:port",
+            ),
+            (
+                "key of another kind",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"tcp\"\nurl = \"http://x/\""),
+                "probe.url",
+                Some(11),
+                "not used by kind = \"tcp\"",
+            ),
+            (
+                "http without url",
+                MINIMAL.replace("kind = \"tcp\"\naddress = \"127.0.0.1:80\"", "kind = \"http\""),
+                "probe.url",
+                Some(9),
+                "required",
+            ),
+            (
+                "unknown probe kind",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"icmp\""),
+                "",
+                Some(10),
+                "unknown variant `icmp`",
+            ),
+            (
+                "exec with shell and many words",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"exec\"\ncommand = [\"a\", \"b\"]\nshell = true",
+                ),
+                "probe.command",
+                Some(11),
+                "one string",
+            ),
+            (
+                "bad status",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"http\"\nurl = \"http://127.0.0.1/\"\nexpect_status = 999",
+                ),
+                "probe.expect_status",
+                Some(12),
+                "HTTP status",
+            ),
+            (
+                "ftp url",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"http\"\nurl = \"ftp://127.0.0.1/\"",
+                ),
+                "probe.url",
+                Some(11),
+                "not http",
+            ),
+            (
+                "duplicate instance",
+                MINIMAL.replace(
+                    "[probe]",
+                    "[[keepalived.instance]]\nname = \"VI_1\"\n[[keepalived.instance]]\nname = \"VI_1\"\n[probe]",
+                ),
+                "keepalived.instance.name",
+                Some(12),
+                "listed twice",
+            ),
+            (
+                "bad vip",
+                MINIMAL.replace(
+                    "[probe]",
+                    "[[keepalived.instance]]\nname = \"VI_1\"\nvips = [\"10.0.0.300\"]\n[probe]",
+                ),
+                "",
+                Some(11),
+                "invalid IP address",
+            ),
+            (
+                "process check too slow",
+                MINIMAL.replace(
+                    "[probe]",
+                    "process_check_interval = \"1m\"\n[probe]",
+                ),
+                "keepalived.process_check_interval",
+                Some(9),
+                "10ms to 10s",
+            ),
+            (
+                "bad log level",
+                format!("{MINIMAL}[log]\nlevel = \"loud=[\"\n"),
+                "log.level",
+                Some(13),
+                "not a log filter",
+            ),
+        ];
+        for (what, text, key, line, needle) in table {
+            let errs = Config::parse(&text).expect_err(what).0;
+            let e = &errs[0];
+            assert_eq!((e.key.as_str(), e.line), (key, line), "{what}: {e}");
+            assert!(e.message.contains(needle), "{what}: {e:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let text = MINIMAL
+            .replace("pair = \"edge\"", "pair = \"\"")
+            .replace("127.0.0.1:80", "nowhere");
+        let errs = Config::parse(&text).expect_err("two errors").0;
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["node.pair", "probe.address"]);
+        let shown = ConfigErrors(errs).to_string();
+        assert!(shown.starts_with("line 4: node.pair: "), "{shown}");
+    }
+
+    #[test]
+    fn empty_vrrp_pid_file_turns_the_child_watch_off() {
+        let text = MINIMAL.replace(
+            "[probe]",
+            "vrrp_pid_file = \"\"\njson_dump = false\n[probe]",
+        );
+        let c = Config::parse(&text).expect("valid");
+        assert_eq!(c.keepalived.vrrp_pid_file, None);
+        assert_eq!(c.keepalived.json_dump, None);
+    }
+}

@@ -1,0 +1,3 @@
+//! The pure core: no tokio, no I/O, the clock passed in.
+
+pub mod model;

@@ -1,0 +1,857 @@
+//! What the watchdog knows, where each fact came from, and since when.
+//!
+//! `Model::observe(event, now)` is the only way in; it returns the changes it
+//! made so that the owner task can log them and update metrics. Nothing here
+//! awaits or touches the network; the clock is passed in.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::keepalived::line::{FifoLine, LineState, LvsKind, VrrpTarget};
+
+/// How many recent decisions `/v1/status` shows.
+pub const DECISION_HISTORY: usize = 32;
+
+/// A VRRP instance's state as far as the watchdog knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VrrpState {
+    /// No source has reported it (yet), or the report could not be trusted.
+    Unknown,
+    Backup,
+    Master,
+    Fault,
+    /// Keepalived stopped the instance, or Keepalived itself is gone.
+    Stop,
+    /// The instance was removed from Keepalived's configuration on reload.
+    Deleted,
+}
+
+impl VrrpState {
+    pub const ALL: [VrrpState; 6] = [
+        Self::Unknown,
+        Self::Backup,
+        Self::Master,
+        Self::Fault,
+        Self::Stop,
+        Self::Deleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Backup => "backup",
+            Self::Master => "master",
+            Self::Fault => "fault",
+            Self::Stop => "stop",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+impl fmt::Display for VrrpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a state came from: the evidence behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Nothing has reported this instance.
+    None,
+    /// A line Keepalived wrote to the notify FIFO after the watchdog started.
+    Fifo,
+    /// Keepalived's JSON state dump, read at start-up.
+    JsonDump,
+    /// The instance's virtual addresses present on (or absent from) the host.
+    Addresses,
+    /// The watchdog saw Keepalived's process end.
+    ProcessWatch,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Fifo => "fifo",
+            Self::JsonDump => "json_dump",
+            Self::Addresses => "addresses",
+            Self::ProcessWatch => "process_watch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Not enough probe results yet to reach `rise` or `fall`.
+    Unknown,
+    Up,
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    pub state: VrrpState,
+    /// Effective priority, when a source reported one.
+    pub priority: Option<u8>,
+    /// When the instance entered `state`, when known.
+    pub since: Option<SystemTime>,
+    pub source: Source,
+    /// Why the watchdog believes `state`, in words.
+    pub reason: String,
+    /// When the last piece of evidence about this instance arrived.
+    pub evidence_at: Option<SystemTime>,
+    /// When Keepalived last said `MASTER_RX_LOWER_PRI` (another MASTER heard).
+    pub lower_priority_master_seen_at: Option<SystemTime>,
+}
+
+impl Instance {
+    fn unknown(reason: &str) -> Self {
+        Self {
+            state: VrrpState::Unknown,
+            priority: None,
+            since: None,
+            source: Source::None,
+            reason: reason.to_owned(),
+            evidence_at: None,
+            lower_priority_master_seen_at: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeepalivedStatus {
+    /// `None` until the process watch has looked once.
+    pub running: Option<bool>,
+    pub pid: Option<i32>,
+    pub vrrp_pid: Option<i32>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeStatus {
+    pub health: Health,
+    pub detail: String,
+    pub since: Option<SystemTime>,
+}
+
+/// Everything that can happen to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A valid FIFO line, stamped when it was read.
+    Line { line: FifoLine, at: SystemTime },
+    /// A state read at start-up from a source that reports the present.
+    Learned {
+        instance: String,
+        state: VrrpState,
+        priority: Option<u8>,
+        since: Option<SystemTime>,
+        source: Source,
+        reason: String,
+    },
+    /// Keepalived's processes are running.
+    KeepalivedRunning { pid: i32, vrrp_pid: Option<i32> },
+    /// Keepalived (or its VRRP process) is gone. When a new process already
+    /// replaced it, `replaced_at` is that process's start: evidence that
+    /// arrived after it comes from the new process and is kept.
+    KeepalivedGone {
+        reason: String,
+        replaced_at: Option<SystemTime>,
+    },
+    /// The local probe crossed its rise or fall threshold.
+    Probe { health: Health, detail: String },
+}
+
+/// What `observe` changed; also the history shown as "decisions".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum Change {
+    Vrrp {
+        instance: String,
+        from: VrrpState,
+        to: VrrpState,
+        priority: Option<u8>,
+        source: Source,
+        reason: String,
+    },
+    Priority {
+        instance: String,
+        from: Option<u8>,
+        to: u8,
+    },
+    /// `MASTER_RX_LOWER_PRI`: another node also claims MASTER.
+    OtherMasterSeen {
+        instance: String,
+    },
+    Group {
+        group: String,
+        from: VrrpState,
+        to: VrrpState,
+    },
+    Lvs {
+        kind: &'static str,
+        service: String,
+        up: bool,
+    },
+    Keepalived {
+        running: bool,
+        detail: String,
+    },
+    Probe {
+        from: Health,
+        to: Health,
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub at: SystemTime,
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Model {
+    pub instances: BTreeMap<String, Instance>,
+    pub groups: BTreeMap<String, VrrpState>,
+    /// LVS virtual and real servers, keyed by (kind, service): up or down.
+    pub lvs: BTreeMap<(&'static str, String), bool>,
+    pub keepalived: KeepalivedStatus,
+    pub probe: ProbeStatus,
+    pub decisions: VecDeque<Decision>,
+}
+
+impl Model {
+    /// A model that knows the configured instances' names and nothing else.
+    pub fn new<'a>(configured: impl IntoIterator<Item = &'a str>) -> Self {
+        let instances = configured
+            .into_iter()
+            .map(|n| {
+                (
+                    n.to_owned(),
+                    Instance::unknown("no source has reported it yet"),
+                )
+            })
+            .collect();
+        Self {
+            instances,
+            groups: BTreeMap::new(),
+            lvs: BTreeMap::new(),
+            keepalived: KeepalivedStatus {
+                running: None,
+                pid: None,
+                vrrp_pid: None,
+                detail: "not looked at yet".into(),
+            },
+            probe: ProbeStatus {
+                health: Health::Unknown,
+                detail: "no result yet".into(),
+                since: None,
+            },
+            decisions: VecDeque::new(),
+        }
+    }
+
+    pub fn observe(&mut self, event: Event, now: SystemTime) -> Vec<Change> {
+        let changes = match event {
+            Event::Line { line, at } => self.on_line(line, at),
+            Event::Learned {
+                instance,
+                state,
+                priority,
+                since,
+                source,
+                reason,
+            } => {
+                let entry = self
+                    .instances
+                    .entry(instance.clone())
+                    .or_insert_with(|| Instance::unknown(""));
+                let from = entry.state;
+                *entry = Instance {
+                    state,
+                    priority,
+                    since,
+                    source,
+                    reason: reason.clone(),
+                    evidence_at: Some(now),
+                    lower_priority_master_seen_at: None,
+                };
+                vec![Change::Vrrp {
+                    instance,
+                    from,
+                    to: state,
+                    priority,
+                    source,
+                    reason,
+                }]
+            }
+            Event::KeepalivedRunning { pid, vrrp_pid } => {
+                let was = self.keepalived.running;
+                self.keepalived = KeepalivedStatus {
+                    running: Some(true),
+                    pid: Some(pid),
+                    vrrp_pid,
+                    detail: match vrrp_pid {
+                        Some(v) => format!("pid {pid}, VRRP process {v}"),
+                        None => format!("pid {pid}"),
+                    },
+                };
+                if was == Some(true) {
+                    vec![]
+                } else {
+                    vec![Change::Keepalived {
+                        running: true,
+                        detail: self.keepalived.detail.clone(),
+                    }]
+                }
+            }
+            Event::KeepalivedGone {
+                reason,
+                replaced_at,
+            } => self.on_gone(reason, replaced_at, now),
+            Event::Probe { health, detail } => {
+                let from = self.probe.health;
+                if from == health {
+                    self.probe.detail = detail;
+                    vec![]
+                } else {
+                    self.probe = ProbeStatus {
+                        health,
+                        detail: detail.clone(),
+                        since: Some(now),
+                    };
+                    vec![Change::Probe {
+                        from,
+                        to: health,
+                        detail,
+                    }]
+                }
+            }
+        };
+        for change in &changes {
+            if self.decisions.len() == DECISION_HISTORY {
+                self.decisions.pop_front();
+            }
+            self.decisions.push_back(Decision {
+                at: now,
+                change: change.clone(),
+            });
+        }
+        changes
+    }
+
+    fn on_line(&mut self, line: FifoLine, at: SystemTime) -> Vec<Change> {
+        match line {
+            FifoLine::Vrrp {
+                target: VrrpTarget::Group,
+                name,
+                state,
+                ..
+            } => {
+                let Some(to) = transition_state(state) else {
+                    return vec![];
+                };
+                let from = self
+                    .groups
+                    .insert(name.clone(), to)
+                    .unwrap_or(VrrpState::Unknown);
+                if from == to {
+                    vec![]
+                } else {
+                    vec![Change::Group {
+                        group: name,
+                        from,
+                        to,
+                    }]
+                }
+            }
+            FifoLine::Vrrp {
+                target: VrrpTarget::Instance,
+                name,
+                state,
+                priority,
+            } => self.on_instance_line(name, state, priority, at),
+            FifoLine::Lvs { kind, service, up } => {
+                let key = (lvs_label(kind), service.clone());
+                if self.lvs.insert(key, up) == Some(up) {
+                    vec![]
+                } else {
+                    vec![Change::Lvs {
+                        kind: lvs_label(kind),
+                        service,
+                        up,
+                    }]
+                }
+            }
+        }
+    }
+
+    fn on_instance_line(
+        &mut self,
+        name: String,
+        state: LineState,
+        priority: u8,
+        at: SystemTime,
+    ) -> Vec<Change> {
+        let inst = self
+            .instances
+            .entry(name.clone())
+            .or_insert_with(|| Instance::unknown(""));
+        inst.evidence_at = Some(at);
+        let old_priority = inst.priority.replace(priority);
+        let mut changes = vec![];
+        // A transition line says the state outright; the other lines imply it.
+        let (to, reason) = match transition_state(state) {
+            Some(to) => (to, format!("keepalived wrote {}", state.as_str())),
+            None => {
+                let implied = implied_state(state);
+                if state == LineState::MasterRxLowerPri {
+                    inst.lower_priority_master_seen_at = Some(at);
+                    changes.push(Change::OtherMasterSeen {
+                        instance: name.clone(),
+                    });
+                }
+                (
+                    implied,
+                    format!(
+                        "implied by {}: the line that announced this state was missed",
+                        state.as_str()
+                    ),
+                )
+            }
+        };
+        // A transition line restamps a state that another source reported: it
+        // is fresher evidence, and a later `since` only delays, never hastens.
+        let announced = transition_state(state).is_some();
+        if inst.state != to || (announced && inst.source != Source::Fifo) {
+            let from = inst.state;
+            inst.state = to;
+            inst.since = Some(at);
+            inst.source = Source::Fifo;
+            inst.reason = reason.clone();
+            if from != to {
+                changes.push(Change::Vrrp {
+                    instance: name.clone(),
+                    from,
+                    to,
+                    priority: Some(priority),
+                    source: Source::Fifo,
+                    reason,
+                });
+            }
+        }
+        if old_priority.is_some_and(|p| p != priority) && !changes.iter().any(is_vrrp) {
+            changes.push(Change::Priority {
+                instance: name,
+                from: old_priority,
+                to: priority,
+            });
+        }
+        changes
+    }
+
+    fn on_gone(
+        &mut self,
+        reason: String,
+        replaced_at: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Vec<Change> {
+        let was = self.keepalived.running;
+        self.keepalived = KeepalivedStatus {
+            running: Some(false),
+            pid: None,
+            vrrp_pid: None,
+            detail: reason.clone(),
+        };
+        let mut changes = vec![];
+        if was != Some(false) {
+            changes.push(Change::Keepalived {
+                running: false,
+                detail: reason.clone(),
+            });
+        }
+        let cutoff = replaced_at.unwrap_or(now);
+        for (name, inst) in &mut self.instances {
+            let fresh = inst.evidence_at.is_some_and(|t| t >= cutoff);
+            if fresh || inst.state == VrrpState::Stop {
+                continue;
+            }
+            let from = inst.state;
+            inst.state = VrrpState::Stop;
+            inst.since = Some(now);
+            inst.source = Source::ProcessWatch;
+            inst.reason = reason.clone();
+            inst.evidence_at = Some(now);
+            changes.push(Change::Vrrp {
+                instance: name.clone(),
+                from,
+                to: VrrpState::Stop,
+                priority: inst.priority,
+                source: Source::ProcessWatch,
+                reason: reason.clone(),
+            });
+        }
+        for state in self.groups.values_mut() {
+            *state = VrrpState::Stop;
+        }
+        changes
+    }
+}
+
+fn is_vrrp(c: &Change) -> bool {
+    matches!(c, Change::Vrrp { .. })
+}
+
+fn lvs_label(kind: LvsKind) -> &'static str {
+    kind.as_str()
+}
+
+/// The state a transition line announces; `None` for the informational lines.
+fn transition_state(s: LineState) -> Option<VrrpState> {
+    match s {
+        LineState::Master => Some(VrrpState::Master),
+        LineState::Backup => Some(VrrpState::Backup),
+        LineState::Fault => Some(VrrpState::Fault),
+        LineState::Stop => Some(VrrpState::Stop),
+        LineState::Deleted => Some(VrrpState::Deleted),
+        LineState::MasterRxLowerPri | LineState::MasterPriority | LineState::BackupPriority => None,
+    }
+}
+
+/// The state only a node in that state writes the given informational line in.
+fn implied_state(s: LineState) -> VrrpState {
+    match s {
+        LineState::MasterRxLowerPri | LineState::MasterPriority => VrrpState::Master,
+        LineState::BackupPriority => VrrpState::Backup,
+        other => transition_state(other).unwrap_or(VrrpState::Unknown),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keepalived::line::parse;
+    use std::time::Duration;
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    fn line(text: &str, at: u64) -> Event {
+        Event::Line {
+            line: parse(text).expect("test line parses"),
+            at: t(at),
+        }
+    }
+
+    fn gone(replaced_at: Option<u64>) -> Event {
+        Event::KeepalivedGone {
+            reason: "keepalived pid 42 exited".into(),
+            replaced_at: replaced_at.map(t),
+        }
+    }
+
+    fn learned(state: VrrpState, source: Source, since: Option<u64>) -> Event {
+        Event::Learned {
+            instance: "VI_1".into(),
+            state,
+            priority: Some(150),
+            since: since.map(t),
+            source,
+            reason: "test".into(),
+        }
+    }
+
+    /// (what happened so far, then; expected state, source, since of VI_1)
+    #[test]
+    fn instance_state_table() {
+        use Source::*;
+        use VrrpState::*;
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(&str, Vec<(Event, u64)>, VrrpState, Source, Option<u64>)> = vec![
+            ("nothing reported", vec![], Unknown, None, Option::None),
+            (
+                "a MASTER line",
+                vec![(line("INSTANCE \"VI_1\" MASTER 150", 5), 5)],
+                Master,
+                Fifo,
+                Some(5),
+            ),
+            (
+                "BACKUP then MASTER: since is the MASTER line",
+                vec![
+                    (line("INSTANCE \"VI_1\" BACKUP 150", 1), 1),
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                ],
+                Master,
+                Fifo,
+                Some(4),
+            ),
+            (
+                "a repeated MASTER line keeps the first since",
+                vec![
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                    (line("INSTANCE \"VI_1\" MASTER 150", 9), 9),
+                ],
+                Master,
+                Fifo,
+                Some(4),
+            ),
+            (
+                "MASTER_RX_LOWER_PRI keeps MASTER and its since",
+                vec![
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                    (line("INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 150", 8), 8),
+                ],
+                Master,
+                Fifo,
+                Some(4),
+            ),
+            (
+                "MASTER_PRIORITY keeps MASTER",
+                vec![
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                    (line("INSTANCE \"VI_1\" MASTER_PRIORITY 90", 8), 8),
+                ],
+                Master,
+                Fifo,
+                Some(4),
+            ),
+            (
+                "BACKUP_PRIORITY after a missed BACKUP line implies BACKUP",
+                vec![
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                    (line("INSTANCE \"VI_1\" BACKUP_PRIORITY 90", 8), 8),
+                ],
+                Backup,
+                Fifo,
+                Some(8),
+            ),
+            (
+                "FAULT",
+                vec![
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                    (line("INSTANCE \"VI_1\" FAULT 150", 6), 6),
+                ],
+                Fault,
+                Fifo,
+                Some(6),
+            ),
+            (
+                "STOP line",
+                vec![(line("INSTANCE \"VI_1\" STOP 150", 6), 6)],
+                Stop,
+                Fifo,
+                Some(6),
+            ),
+            (
+                "DELETED line",
+                vec![(line("INSTANCE \"VI_1\" DELETED 150", 6), 6)],
+                Deleted,
+                Fifo,
+                Some(6),
+            ),
+            (
+                "a group line does not touch the instance",
+                vec![(line("GROUP \"VI_1\" MASTER 0", 6), 6)],
+                Unknown,
+                None,
+                Option::None,
+            ),
+            (
+                "learned from the JSON dump at start-up",
+                vec![(learned(Master, JsonDump, Some(2)), 10)],
+                Master,
+                JsonDump,
+                Some(2),
+            ),
+            (
+                "a FIFO line after the dump wins and restamps",
+                vec![
+                    (learned(Master, JsonDump, Some(2)), 10),
+                    (line("INSTANCE \"VI_1\" BACKUP 100", 11), 11),
+                ],
+                Backup,
+                Fifo,
+                Some(11),
+            ),
+            (
+                "a repeated MASTER after the dump keeps its state but names the FIFO",
+                vec![
+                    (learned(Master, JsonDump, Some(2)), 10),
+                    (line("INSTANCE \"VI_1\" MASTER 150", 11), 11),
+                ],
+                Master,
+                Fifo,
+                Some(11),
+            ),
+            (
+                "keepalived gone: MASTER becomes STOP at once",
+                vec![
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                    (gone(Option::None), 20),
+                ],
+                Stop,
+                ProcessWatch,
+                Some(20),
+            ),
+            (
+                "keepalived gone: unknown becomes STOP",
+                vec![(gone(Option::None), 20)],
+                Stop,
+                ProcessWatch,
+                Some(20),
+            ),
+            (
+                "replaced by a new keepalived: older evidence becomes STOP",
+                vec![
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                    (gone(Some(15)), 20),
+                ],
+                Stop,
+                ProcessWatch,
+                Some(20),
+            ),
+            (
+                "replaced: a line from the new process, seen first, is kept",
+                vec![
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                    (line("INSTANCE \"VI_1\" BACKUP 150", 16), 16),
+                    (gone(Some(15)), 20),
+                ],
+                Backup,
+                Fifo,
+                Some(16),
+            ),
+            (
+                "after keepalived is gone, its new process's lines count",
+                vec![
+                    (line("INSTANCE \"VI_1\" MASTER 150", 4), 4),
+                    (gone(Option::None), 20),
+                    (line("INSTANCE \"VI_1\" BACKUP 150", 25), 25),
+                ],
+                Backup,
+                Fifo,
+                Some(25),
+            ),
+        ];
+        for (name, events, state, source, since) in cases {
+            let mut m = Model::new(["VI_1"]);
+            for (event, now) in events {
+                m.observe(event, t(now));
+            }
+            let got = &m.instances["VI_1"];
+            assert_eq!(
+                (got.state, got.source, got.since),
+                (state, source, since.map(t)),
+                "case: {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn changes_are_reported_once_and_kept_as_decisions() {
+        let mut m = Model::new(["VI_1"]);
+        let c = m.observe(line("INSTANCE \"VI_1\" MASTER 150", 1), t(1));
+        assert!(matches!(
+            &c[..],
+            [Change::Vrrp {
+                from: VrrpState::Unknown,
+                to: VrrpState::Master,
+                ..
+            }]
+        ));
+        assert_eq!(
+            m.observe(line("INSTANCE \"VI_1\" MASTER 150", 2), t(2)),
+            vec![]
+        );
+        let c = m.observe(line("INSTANCE \"VI_1\" MASTER_PRIORITY 90", 3), t(3));
+        assert_eq!(
+            c,
+            vec![Change::Priority {
+                instance: "VI_1".into(),
+                from: Some(150),
+                to: 90
+            }]
+        );
+        let c = m.observe(line("INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 90", 4), t(4));
+        assert_eq!(
+            c,
+            vec![Change::OtherMasterSeen {
+                instance: "VI_1".into()
+            }]
+        );
+        assert_eq!(
+            m.instances["VI_1"].lower_priority_master_seen_at,
+            Some(t(4))
+        );
+        assert_eq!(m.decisions.len(), 3);
+        assert_eq!(m.decisions.back().map(|d| d.at), Some(t(4)));
+    }
+
+    #[test]
+    fn decision_history_is_bounded() {
+        let mut m = Model::new(["VI_1"]);
+        for i in 0..(DECISION_HISTORY as u64 + 10) {
+            let state = if i % 2 == 0 { "MASTER" } else { "BACKUP" };
+            m.observe(line(&format!("INSTANCE \"VI_1\" {state} 1"), i), t(i));
+        }
+        assert_eq!(m.decisions.len(), DECISION_HISTORY);
+    }
+
+    #[test]
+    fn unconfigured_instances_groups_and_lvs_are_tracked() {
+        let mut m = Model::new([]);
+        m.observe(line("INSTANCE \"other\" BACKUP 100", 1), t(1));
+        m.observe(line("GROUP \"G\" MASTER 0", 1), t(1));
+        let c = m.observe(line("VS [10.0.0.1]:tcp:80 DOWN", 1), t(1));
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            m.observe(line("VS [10.0.0.1]:tcp:80 DOWN", 2), t(2)),
+            vec![]
+        );
+        assert_eq!(m.instances["other"].state, VrrpState::Backup);
+        assert_eq!(m.groups["G"], VrrpState::Master);
+        assert!(!m.lvs[&("vs", "[10.0.0.1]:tcp:80".to_string())]);
+        m.observe(gone(None), t(5));
+        assert_eq!(m.groups["G"], VrrpState::Stop);
+    }
+
+    #[test]
+    fn keepalived_and_probe_changes_are_edges() {
+        let mut m = Model::new(["VI_1"]);
+        let run = Event::KeepalivedRunning {
+            pid: 7,
+            vrrp_pid: Some(8),
+        };
+        assert_eq!(m.observe(run.clone(), t(1)).len(), 1);
+        assert_eq!(m.observe(run, t(2)), vec![]);
+        assert_eq!(m.observe(gone(None), t(3)).len(), 2, "keepalived + VI_1");
+        assert_eq!(m.observe(gone(None), t(4)), vec![], "nothing left to stop");
+        let up = Event::Probe {
+            health: Health::Up,
+            detail: "200".into(),
+        };
+        assert_eq!(m.observe(up.clone(), t(5)).len(), 1);
+        assert_eq!(m.observe(up, t(6)), vec![]);
+        assert_eq!(m.probe.since, Some(t(5)));
+    }
+}

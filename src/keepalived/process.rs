@@ -1,0 +1,366 @@
+//! Watching Keepalived's processes.
+//!
+//! A crashed Keepalived writes nothing to the FIFO and leaves its addresses
+//! on the interface, so neither can be trusted alone. This task reads the pid
+//! files and `/proc/PID/stat` every `process_check_interval` and tells the
+//! owner when the main or the VRRP process is gone or was replaced. A pid
+//! counts only when `/proc/PID/comm` is the configured process name and the
+//! process is not a zombie, so a recycled pid is not mistaken for Keepalived.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span};
+
+use crate::config::KeepalivedConfig;
+use crate::core::model::Event;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: i32,
+    pub started: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    Running { main: Proc, vrrp: Option<Proc> },
+    Gone { reason: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProcError {
+    #[error("pid file {0} is absent")]
+    NoPidFile(PathBuf),
+    #[error("pid file {path} does not hold a pid: {text:?}")]
+    BadPidFile { path: PathBuf, text: String },
+    #[error("process {0} does not exist")]
+    NoProcess(i32),
+    #[error("process {0} is a zombie")]
+    Zombie(i32),
+    #[error("process {pid} is {comm:?}, not {expected:?}")]
+    NotThatProcess {
+        pid: i32,
+        comm: String,
+        expected: String,
+    },
+    #[error("cannot parse /proc/{0}/stat")]
+    BadStat(i32),
+}
+
+pub fn read_pid_file(path: &Path) -> Result<i32, ProcError> {
+    let text = std::fs::read_to_string(path).map_err(|_| ProcError::NoPidFile(path.into()))?;
+    match text.trim().parse::<i32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(ProcError::BadPidFile {
+            path: path.into(),
+            text: text.chars().take(40).collect(),
+        }),
+    }
+}
+
+/// Fields of `/proc/PID/stat` this module needs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub comm: String,
+    pub state: char,
+    /// Field 22: clock ticks after boot at which the process started.
+    pub start_ticks: u64,
+}
+
+/// Parses `/proc/PID/stat`; `comm` may hold spaces and parentheses.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); field 22 is rest[19].
+    let state = rest.first()?.chars().next()?;
+    let start_ticks = rest.get(19)?.parse().ok()?;
+    Some(Stat {
+        comm,
+        state,
+        start_ticks,
+    })
+}
+
+fn boot_time() -> Option<SystemTime> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let secs: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn clock_ticks() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// The live process `pid`, if it is a running `expected` process.
+pub fn inspect(pid: i32, expected: &str) -> Result<Proc, ProcError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|_| ProcError::NoProcess(pid))?;
+    let stat = parse_stat(&text).ok_or(ProcError::BadStat(pid))?;
+    if matches!(stat.state, 'Z' | 'X' | 'x') {
+        return Err(ProcError::Zombie(pid));
+    }
+    if stat.comm != expected {
+        return Err(ProcError::NotThatProcess {
+            pid,
+            comm: stat.comm,
+            expected: expected.into(),
+        });
+    }
+    let started = boot_time()
+        .map(|b| b + Duration::from_millis(stat.start_ticks * 1000 / clock_ticks()))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Ok(Proc { pid, started })
+}
+
+/// Looks once at Keepalived's processes.
+pub fn observe(config: &KeepalivedConfig) -> Observation {
+    let name = &config.process_name;
+    let main = match read_pid_file(&config.pid_file).and_then(|pid| inspect(pid, name)) {
+        Ok(p) => p,
+        Err(e) => {
+            return Observation::Gone {
+                reason: format!("keepalived is not running: {e}"),
+            };
+        }
+    };
+    let vrrp = match &config.vrrp_pid_file {
+        None => None,
+        Some(path) => match read_pid_file(path).and_then(|pid| inspect(pid, name)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                return Observation::Gone {
+                    reason: format!(
+                        "keepalived pid {} runs but its VRRP process does not: {e}",
+                        main.pid
+                    ),
+                };
+            }
+        },
+    };
+    Observation::Running { main, vrrp }
+}
+
+/// The events that take the model from `prev` to `now`.
+pub fn diff(prev: Option<&Observation>, now: &Observation) -> Vec<Event> {
+    let running = |main: &Proc, vrrp: &Option<Proc>| Event::KeepalivedRunning {
+        pid: main.pid,
+        vrrp_pid: vrrp.as_ref().map(|v| v.pid),
+    };
+    match (prev, now) {
+        (Some(p), n) if p == n => vec![],
+        (_, Observation::Gone { reason }) => {
+            // A repeated Gone with another wording changes nothing.
+            if matches!(prev, Some(Observation::Gone { .. })) {
+                return vec![];
+            }
+            vec![Event::KeepalivedGone {
+                reason: reason.clone(),
+                replaced_at: None,
+            }]
+        }
+        (
+            Some(Observation::Running { main: pm, vrrp: pv }),
+            Observation::Running { main, vrrp },
+        ) => {
+            // The same processes, or a VRRP process appearing (start-up).
+            let replaced = if pm.pid != main.pid {
+                Some(format!(
+                    "keepalived pid {} was replaced by pid {}",
+                    pm.pid, main.pid
+                ))
+            } else {
+                match (pv, vrrp) {
+                    (Some(old), Some(new)) if old.pid != new.pid => Some(format!(
+                        "keepalived's VRRP process {} was replaced by {}",
+                        old.pid, new.pid
+                    )),
+                    (Some(old), None) => Some(format!(
+                        "keepalived's VRRP process {} is no longer watched",
+                        old.pid
+                    )),
+                    _ => None,
+                }
+            };
+            let mut events = vec![];
+            if let Some(reason) = replaced {
+                // Evidence from before the new process started is void.
+                let replaced_at = vrrp.as_ref().map_or(main.started, |v| v.started);
+                events.push(Event::KeepalivedGone {
+                    reason,
+                    replaced_at: Some(replaced_at),
+                });
+            }
+            events.push(running(main, vrrp));
+            events
+        }
+        (_, Observation::Running { main, vrrp }) => vec![running(main, vrrp)],
+    }
+}
+
+/// Watches until cancelled, starting from the observation made at start-up.
+pub async fn run(
+    config: KeepalivedConfig,
+    mut last: Observation,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(config.process_check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let now = observe(&config);
+            for event in diff(Some(&last), &now) {
+                if events.send(event).await.is_err() {
+                    return Ok(());
+                }
+            }
+            last = now;
+        }
+    }
+    .instrument(info_span!("process_watch"))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pid: i32, started: u64) -> Proc {
+        Proc {
+            pid,
+            started: SystemTime::UNIX_EPOCH + Duration::from_secs(started),
+        }
+    }
+
+    fn running(main: Proc, vrrp: Option<Proc>) -> Observation {
+        Observation::Running { main, vrrp }
+    }
+
+    fn gone() -> Observation {
+        Observation::Gone {
+            reason: "keepalived is not running".into(),
+        }
+    }
+
+    #[test]
+    fn stat_parsing() {
+        let line = "4242 (keep (a) lived) S 1 4242 4242 0 -1 4194624 1 0 0 0 0 0 0 0 20 0 1 0 123456 12345 100 18446744073709551615";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                comm: "keep (a) lived".into(),
+                state: 'S',
+                start_ticks: 123456
+            })
+        );
+        assert_eq!(parse_stat("4242 keepalived S"), None);
+        assert_eq!(parse_stat("4242 (keepalived) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_is_inspected_and_a_wrong_name_is_refused() {
+        let me = std::process::id() as i32;
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        let got = inspect(me, comm.trim()).expect("this test process is running");
+        assert!(got.started <= SystemTime::now());
+        assert!(matches!(
+            inspect(me, "keepalived"),
+            Err(ProcError::NotThatProcess { .. })
+        ));
+        assert_eq!(inspect(i32::MAX, "x"), Err(ProcError::NoProcess(i32::MAX)));
+    }
+
+    #[test]
+    fn diff_table() {
+        let gone_event = |replaced_at: Option<u64>| Event::KeepalivedGone {
+            reason: String::new(),
+            replaced_at: replaced_at.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+        };
+        let run_event = |pid, vrrp_pid| Event::KeepalivedRunning { pid, vrrp_pid };
+        // (what, previous, now, expected events with reasons blanked)
+        let cases: Vec<(&str, Option<Observation>, Observation, Vec<Event>)> = vec![
+            (
+                "first look, running",
+                None,
+                running(p(1, 10), Some(p(2, 11))),
+                vec![run_event(1, Some(2))],
+            ),
+            ("first look, gone", None, gone(), vec![gone_event(None)]),
+            (
+                "unchanged",
+                Some(running(p(1, 10), None)),
+                running(p(1, 10), None),
+                vec![],
+            ),
+            (
+                "still gone",
+                Some(gone()),
+                Observation::Gone {
+                    reason: "other words".into(),
+                },
+                vec![],
+            ),
+            (
+                "crash",
+                Some(running(p(1, 10), Some(p(2, 11)))),
+                gone(),
+                vec![gone_event(None)],
+            ),
+            (
+                "comes back",
+                Some(gone()),
+                running(p(5, 50), Some(p(6, 51))),
+                vec![run_event(5, Some(6))],
+            ),
+            (
+                "VRRP child respawned between two looks",
+                Some(running(p(1, 10), Some(p(2, 11)))),
+                running(p(1, 10), Some(p(7, 40))),
+                vec![gone_event(Some(40)), run_event(1, Some(7))],
+            ),
+            (
+                "keepalived restarted between two looks",
+                Some(running(p(1, 10), Some(p(2, 11)))),
+                running(p(8, 60), Some(p(9, 61))),
+                vec![gone_event(Some(61)), run_event(8, Some(9))],
+            ),
+            (
+                "VRRP process appears after the main one",
+                Some(running(p(1, 10), None)),
+                running(p(1, 10), Some(p(2, 11))),
+                vec![run_event(1, Some(2))],
+            ),
+        ];
+        for (what, prev, now, want) in cases {
+            let got: Vec<Event> = diff(prev.as_ref(), &now)
+                .into_iter()
+                .map(|e| match e {
+                    Event::KeepalivedGone { replaced_at, .. } => Event::KeepalivedGone {
+                        reason: String::new(),
+                        replaced_at,
+                    },
+                    other => other,
+                })
+                .collect();
+            assert_eq!(got, want, "{what}");
+        }
+    }
+}

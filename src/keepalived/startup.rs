@@ -1,0 +1,423 @@
+//! The present state at start-up, from sources that report it.
+//!
+//! Lines buffered in the FIFO describe the past, and a reload does not re-send
+//! a MASTER state, so at start-up the watchdog asks:
+//!
+//! 1. Keepalived's JSON dump: the JSON signal (asked of `keepalived
+//!    --signum=JSON`) to the main process, which writes
+//!    `$TMPDIR/keepalived.json` without other side effects. The file is not
+//!    written atomically: it is removed first, then read until it parses.
+//!    Needs the right to signal Keepalived and to read the file (root, or
+//!    Keepalived's user).
+//! 2. Failing that, each configured instance's `vips` on the host's
+//!    interfaces (no privilege needed): all present with Keepalived running
+//!    means MASTER; absent means not MASTER, but BACKUP and FAULT cannot be
+//!    told apart, so the state stays `unknown`.
+//!
+//! An instance that neither source settles stays `unknown`.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::config::{JsonDumpConfig, KeepalivedConfig};
+use crate::core::model::{Event, Source, VrrpState};
+use crate::keepalived::process::Proc;
+
+/// Keepalived installs its signal handlers early, but a real-time signal that
+/// arrives before them kills it: never signal a process younger than this.
+const MIN_AGE_BEFORE_SIGNAL: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("cannot learn the JSON signal number from `{binary} --signum=JSON`: {detail}")]
+    Signum { binary: PathBuf, detail: String },
+    #[error("cannot remove the old dump {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "not permitted to signal keepalived pid {pid} (run as root or as keepalived's user, or set keepalived.json_dump = false)"
+    )]
+    NotPermitted { pid: i32 },
+    #[error("cannot signal keepalived pid {pid}: {errno}")]
+    Signal { pid: i32, errno: nix::Error },
+    #[error("no complete dump at {path} within {timeout:?}{last}")]
+    Timeout {
+        path: PathBuf,
+        timeout: Duration,
+        last: String,
+    },
+    #[error("the dump does not parse: {0}")]
+    Parse(String),
+}
+
+/// One instance as the dump reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dumped {
+    pub name: String,
+    pub state: VrrpState,
+    pub raw_state: i64,
+    pub priority: u8,
+    pub since: Option<SystemTime>,
+}
+
+#[derive(Deserialize)]
+struct DumpEntry {
+    data: DumpData,
+}
+
+#[derive(Deserialize)]
+struct DumpData {
+    iname: String,
+    state: i64,
+    effective_priority: i64,
+    last_transition: Option<f64>,
+}
+
+/// Parses `keepalived.json` (a list of `{"data": {...}, "stats": {...}}`).
+pub fn parse_json_dump(text: &str) -> Result<Vec<Dumped>, DumpError> {
+    let entries: Vec<DumpEntry> =
+        serde_json::from_str(text).map_err(|e| DumpError::Parse(e.to_string()))?;
+    entries
+        .into_iter()
+        .map(|e| {
+            let d = e.data;
+            let state = match d.state {
+                1 => VrrpState::Backup,
+                2 => VrrpState::Master,
+                3 => VrrpState::Fault,
+                // 0 is INIT: Keepalived has not settled yet.
+                _ => VrrpState::Unknown,
+            };
+            let priority = u8::try_from(d.effective_priority).map_err(|_| {
+                DumpError::Parse(format!(
+                    "instance {:?}: effective_priority {} is not 0-255",
+                    d.iname, d.effective_priority
+                ))
+            })?;
+            let since = d
+                .last_transition
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t));
+            Ok(Dumped {
+                name: d.iname,
+                state,
+                raw_state: d.state,
+                priority,
+                since,
+            })
+        })
+        .collect()
+}
+
+async fn json_signal(cfg: &JsonDumpConfig) -> Result<i32, DumpError> {
+    if let Some(s) = cfg.signal {
+        return Ok(s);
+    }
+    let err = |detail: String| DumpError::Signum {
+        binary: cfg.binary.clone(),
+        detail,
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::process::Command::new(&cfg.binary)
+            .arg("--signum=JSON")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| err("no answer within 5s".into()))?
+    .map_err(|e| err(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.trim().parse::<i32>() {
+        Ok(n) if out.status.success() && (1..=64).contains(&n) => Ok(n),
+        _ => Err(err(format!(
+            "{}, printed {:?} (a keepalived built without JSON support cannot be asked)",
+            out.status,
+            text.trim()
+        ))),
+    }
+}
+
+fn send_signal(pid: i32, signal: i32) -> Result<(), DumpError> {
+    // nix's `Signal` has no real-time signals, and JSON is one of them.
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    #[allow(unsafe_code)]
+    let rc = unsafe { nix::libc::kill(pid, signal) };
+    if rc == 0 {
+        return Ok(());
+    }
+    match nix::Error::last() {
+        nix::Error::EPERM => Err(DumpError::NotPermitted { pid }),
+        errno => Err(DumpError::Signal { pid, errno }),
+    }
+}
+
+/// Asks Keepalived for its JSON dump and reads it.
+pub async fn request_json_dump(
+    cfg: &JsonDumpConfig,
+    main: &Proc,
+) -> Result<Vec<Dumped>, DumpError> {
+    let signal = json_signal(cfg).await?;
+    if let Ok(age) = SystemTime::now().duration_since(main.started) {
+        if let Some(wait) = MIN_AGE_BEFORE_SIGNAL.checked_sub(age) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    match std::fs::remove_file(&cfg.file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(DumpError::Remove {
+                path: cfg.file.clone(),
+                source,
+            });
+        }
+    }
+    send_signal(main.pid, signal)?;
+    let deadline = tokio::time::Instant::now() + cfg.timeout;
+    let mut last: String;
+    loop {
+        match std::fs::read_to_string(&cfg.file) {
+            Ok(text) => match parse_json_dump(&text) {
+                Ok(d) => return Ok(d),
+                Err(e) => last = format!("; last read: {e}"),
+            },
+            Err(e) => last = format!("; last read: {e}"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DumpError::Timeout {
+                path: cfg.file.clone(),
+                timeout: cfg.timeout,
+                last,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Every address configured on this host's interfaces.
+pub fn host_addresses() -> Result<HashSet<IpAddr>, nix::Error> {
+    Ok(nix::ifaddrs::getifaddrs()?
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            a.as_sockaddr_in()
+                .map(|s| IpAddr::V4(s.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+        })
+        .collect())
+}
+
+/// What each configured instance's `vips` say, given the host's addresses.
+pub fn from_addresses(cfg: &KeepalivedConfig, present: &HashSet<IpAddr>, why: &str) -> Vec<Event> {
+    cfg.instances
+        .iter()
+        .map(|inst| {
+            let (state, source, reason) = if inst.vips.is_empty() {
+                (
+                    VrrpState::Unknown,
+                    Source::None,
+                    format!("{why}; no vips configured to look for"),
+                )
+            } else if inst.vips.iter().all(|v| present.contains(v)) {
+                (
+                    VrrpState::Master,
+                    Source::Addresses,
+                    format!("{why}; all vips present on this host with keepalived running"),
+                )
+            } else if inst.vips.iter().any(|v| present.contains(v)) {
+                (
+                    VrrpState::Unknown,
+                    Source::Addresses,
+                    format!("{why}; only some vips present on this host"),
+                )
+            } else {
+                (
+                    VrrpState::Unknown,
+                    Source::Addresses,
+                    format!("{why}; vips absent: not MASTER, but BACKUP and FAULT look alike"),
+                )
+            };
+            Event::Learned {
+                instance: inst.name.clone(),
+                state,
+                priority: None,
+                since: None,
+                source,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// The start-up events for a running Keepalived, from the best source that
+/// answers. Also returns the reason the JSON dump was not used, if any.
+pub async fn learn(cfg: &KeepalivedConfig, main: &Proc) -> (Vec<Event>, Option<String>) {
+    let failure = match &cfg.json_dump {
+        None => "keepalived.json_dump is off".to_owned(),
+        Some(dump) => match request_json_dump(dump, main).await {
+            Ok(instances) => {
+                let events = instances
+                    .into_iter()
+                    .map(|d| Event::Learned {
+                        reason: format!(
+                            "keepalived's JSON dump says state {} ({})",
+                            d.raw_state,
+                            d.state.as_str()
+                        ),
+                        instance: d.name,
+                        state: d.state,
+                        priority: Some(d.priority),
+                        since: d.since,
+                        source: Source::JsonDump,
+                    })
+                    .collect();
+                return (events, None);
+            }
+            Err(e) => format!("JSON dump unavailable: {e}"),
+        },
+    };
+    let events = match host_addresses() {
+        Ok(present) => from_addresses(cfg, &present, &failure),
+        Err(e) => from_addresses(
+            cfg,
+            &HashSet::new(),
+            &format!("{failure}; cannot list addresses: {e}"),
+        )
+        .into_iter()
+        .map(|ev| match ev {
+            Event::Learned {
+                instance, reason, ..
+            } => Event::Learned {
+                instance,
+                state: VrrpState::Unknown,
+                priority: None,
+                since: None,
+                source: Source::None,
+                reason,
+            },
+            other => other,
+        })
+        .collect(),
+    };
+    (events, Some(failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InstanceConfig;
+
+    /// Trimmed from a real keepalived 2.2.7 dump.
+    const DUMP: &str = r#"[{"data":{"iname":"VI_1","ifp_ifname":"vx0","master_priority":0,
+        "last_transition":1795321537.23047,"vrid":51,"base_priority":150,"effective_priority":150,
+        "state":2,"wantstate":2,"vips":["10.9.0.100 dev vx0 scope global set"]},
+        "stats":{"advert_rcvd":0}},
+        {"data":{"iname":"VI_2","state":1,"effective_priority":90,"last_transition":0}},
+        {"data":{"iname":"VI_3","state":3,"effective_priority":0}},
+        {"data":{"iname":"VI_4","state":0,"effective_priority":100}}]"#;
+
+    #[test]
+    fn json_dump_states_map_and_missing_times_stay_unknown() {
+        let got = parse_json_dump(DUMP).expect("real dump parses");
+        let summary: Vec<(&str, VrrpState, u8, bool)> = got
+            .iter()
+            .map(|d| (d.name.as_str(), d.state, d.priority, d.since.is_some()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("VI_1", VrrpState::Master, 150, true),
+                ("VI_2", VrrpState::Backup, 90, false),
+                ("VI_3", VrrpState::Fault, 0, false),
+                ("VI_4", VrrpState::Unknown, 100, false),
+            ]
+        );
+        let since = got[0]
+            .since
+            .unwrap()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(since.as_millis(), 1_795_321_537_230);
+    }
+
+    #[test]
+    fn partial_or_wrong_dumps_are_errors() {
+        for bad in [
+            "",
+            "[{\"data\":{\"iname\":\"VI_1\",\"sta",
+            "{}",
+            "[{\"data\":{\"iname\":\"VI_1\",\"state\":2}}]",
+            "[{\"data\":{\"iname\":\"VI_1\",\"state\":2,\"effective_priority\":300}}]",
+        ] {
+            assert!(parse_json_dump(bad).is_err(), "{bad:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn addresses_settle_master_only_when_all_vips_are_present() {
+        let cfg = KeepalivedConfig {
+            fifo: "/f".into(),
+            pid_file: "/p".into(),
+            vrrp_pid_file: None,
+            process_name: "keepalived".into(),
+            process_check_interval: Duration::from_millis(250),
+            json_dump: None,
+            instances: vec![
+                InstanceConfig {
+                    name: "all".into(),
+                    vips: vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()],
+                },
+                InstanceConfig {
+                    name: "some".into(),
+                    vips: vec!["10.0.0.1".parse().unwrap(), "10.0.0.3".parse().unwrap()],
+                },
+                InstanceConfig {
+                    name: "none".into(),
+                    vips: vec!["10.0.0.4".parse().unwrap()],
+                },
+                InstanceConfig {
+                    name: "unset".into(),
+                    vips: vec![],
+                },
+            ],
+        };
+        let present: HashSet<IpAddr> = ["10.0.0.1", "10.0.0.2"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let got: Vec<(String, VrrpState, Source)> = from_addresses(&cfg, &present, "test")
+            .into_iter()
+            .map(|e| match e {
+                Event::Learned {
+                    instance,
+                    state,
+                    source,
+                    ..
+                } => (instance, state, source),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("all".into(), VrrpState::Master, Source::Addresses),
+                ("some".into(), VrrpState::Unknown, Source::Addresses),
+                ("none".into(), VrrpState::Unknown, Source::Addresses),
+                ("unset".into(), VrrpState::Unknown, Source::None),
+            ]
+        );
+    }
+
+    #[test]
+    fn host_addresses_include_loopback() {
+        let a = host_addresses().expect("getifaddrs works");
+        assert!(a.contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+    }
+}

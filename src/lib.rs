@@ -1,0 +1,179 @@
+//! vip-watchdog: a sidecar next to Keepalived on each node of an HA pair.
+//!
+//! # Layout
+//!
+//! ```text
+//! main.rs, cli.rs      parse the command line, load the config, call run()
+//! config.rs            TOML -> typed Config; errors name key and line
+//! keepalived/line.rs   pure parser of notify FIFO lines
+//! keepalived/fifo.rs   FIFO reader task (create, read-write open, reopen)
+//! keepalived/process.rs  watches Keepalived's processes via pid files + /proc
+//! keepalived/startup.rs  present state at start-up: JSON dump, addresses
+//! probe/               local probe task: http / tcp / exec with rise/fall
+//! core/model.rs        pure: what is known, its source and time
+//! owner.rs             the one task that owns the model
+//! metrics.rs, status.rs, http.rs   what is exported
+//! ```
+//!
+//! An event flows one way: source task -> owner (`Model::observe`) -> logs,
+//! metrics, published status snapshot.
+//!
+//! # Invariants
+//!
+//! - Nothing in `core/` awaits; nothing outside the owner task mutates the model.
+//! - A state is never invented: without evidence an instance is `unknown`;
+//!   FIFO lines buffered before start-up are discarded, not believed.
+//! - When Keepalived's process is gone, every instance it reported becomes
+//!   `stop` at once, whatever the FIFO or the addresses last said.
+//! - A critical task that ends ends the process with an error.
+
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod keepalived;
+pub mod logging;
+pub mod metrics;
+pub mod owner;
+pub mod probe;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::core::model::Model;
+use crate::keepalived::{fifo, process, startup};
+use crate::metrics::Metrics;
+use crate::owner::Owner;
+use crate::status::Status;
+
+/// Events queued between the sources and the owner.
+const EVENT_QUEUE: usize = 1024;
+/// How long tasks get to finish after shutdown is asked.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` is cancelled or a critical task fails.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Config {
+        node,
+        http,
+        log: _,
+        keepalived,
+        probe,
+    } = config;
+    let started = SystemTime::now();
+    let metrics = Arc::new(Metrics::new(&node.pair, &node.name).context("registering metrics")?);
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node = %node.name,
+        pair = %node.pair,
+        "vip-watchdog starting"
+    );
+
+    // The FIFO first, so that Keepalived finds ours; what it already holds
+    // was written before we started and describes the past.
+    let mut fifo = fifo::Fifo::open(&keepalived.fifo)?;
+    let stale = fifo.discard_buffered()?;
+    metrics.fifo_lines_stale.inc_by(stale as u64);
+    if stale > 0 {
+        info!(
+            lines = stale,
+            "discarded FIFO lines buffered before start-up: they describe the past"
+        );
+    }
+
+    // Keepalived's processes, then its present state from a source that reports it.
+    let observed = process::observe(&keepalived);
+    let mut initial = process::diff(None, &observed);
+    if let process::Observation::Running { main, .. } = &observed {
+        let (events, failure) = startup::learn(&keepalived, main).await;
+        if let Some(reason) = failure {
+            warn!(reason = %reason, "start-up state is not from keepalived's JSON dump");
+        }
+        initial.extend(events);
+    }
+
+    let listener = TcpListener::bind(http.listen)
+        .await
+        .with_context(|| format!("cannot listen on http.listen = {}", http.listen))?;
+    info!(address = %listener.local_addr()?, "http listening");
+
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    for event in initial {
+        tx.try_send(event).context("queueing start-up events")?;
+    }
+    let model = Model::new(keepalived.instances.iter().map(|i| i.name.as_str()));
+    let (publish, status) = watch::channel(Status::build(
+        &model, &node.name, &node.pair, started, started,
+    ));
+    let owner = Owner {
+        model,
+        metrics: metrics.clone(),
+        publish,
+        node: node.name.clone(),
+        pair: node.pair.clone(),
+        started,
+    };
+
+    let cancel = shutdown.child_token();
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let c = cancel.clone();
+    tasks.spawn(async move { ("owner", owner.run(rx, c).await) });
+    let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());
+    tasks.spawn(async move {
+        (
+            "fifo reader",
+            fifo::run(fifo, t, m, c).await.map_err(Into::into),
+        )
+    });
+    let (t, c) = (tx.clone(), cancel.clone());
+    tasks.spawn(async move {
+        (
+            "process watch",
+            process::run(keepalived, observed, t, c).await,
+        )
+    });
+    let (m, c) = (metrics.clone(), cancel.clone());
+    tasks.spawn(async move { ("probe", probe::run(probe, tx, m, c).await) });
+    let (m, c) = (metrics, cancel.clone());
+    tasks.spawn(async move {
+        (
+            "http server",
+            http::serve(listener, status, m, c)
+                .await
+                .map_err(Into::into),
+        )
+    });
+
+    let outcome = tokio::select! {
+        _ = shutdown.cancelled() => {
+            info!("shutting down");
+            Ok(())
+        }
+        Some(joined) = tasks.join_next() => {
+            let (name, detail) = match joined {
+                Ok((name, Ok(()))) => (name, "ended".to_owned()),
+                Ok((name, Err(e))) => (name, format!("failed: {e:#}")),
+                Err(e) => ("a task", format!("panicked: {e}")),
+            };
+            error!(task = name, detail = %detail, "a critical task stopped; exiting");
+            Err(anyhow::anyhow!("critical task {name} {detail}"))
+        }
+    };
+    cancel.cancel();
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}");
+    }
+    outcome
+}

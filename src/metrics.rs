@@ -1,0 +1,371 @@
+//! Every metric the watchdog exports: one struct, registered once, passed
+//! explicitly. Names are prefixed `vip_watchdog_`; every series carries the
+//! constant labels `pair` and `node` so that alerts can compare the two nodes
+//! of a pair.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::core::model::{Change, Health, Model, VrrpState};
+use crate::keepalived::line::LineError;
+use crate::probe::check::FailReason;
+
+pub struct Metrics {
+    registry: Registry,
+    pub vrrp_state: IntGaugeVec,
+    pub vrrp_priority: IntGaugeVec,
+    pub vrrp_transitions: IntCounterVec,
+    pub vrrp_last_transition: GaugeVec,
+    pub vrrp_other_master_seen: IntCounterVec,
+    pub keepalived_up: IntGauge,
+    pub fifo_lines_read: IntCounter,
+    pub fifo_lines_rejected: IntCounterVec,
+    pub fifo_lines_stale: IntCounter,
+    pub fifo_last_line: Gauge,
+    pub fifo_reopens: IntCounter,
+    pub probe_up: IntGauge,
+    pub probe_duration: Histogram,
+    pub probe_failures: IntCounterVec,
+    pub lvs_up: IntGaugeVec,
+    pub start_time: Gauge,
+}
+
+fn epoch(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Metrics {
+    pub fn new(pair: &str, node: &str) -> Result<Self, prometheus::Error> {
+        let labels = HashMap::from([
+            ("pair".to_owned(), pair.to_owned()),
+            ("node".to_owned(), node.to_owned()),
+        ]);
+        let registry = Registry::new_custom(Some("vip_watchdog".into()), Some(labels))?;
+        let r = &registry;
+        let build_info = reg(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "build_info",
+                    "Always 1; the version of the running vip-watchdog.",
+                ),
+                &["version"],
+            )?,
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let m = Metrics {
+            vrrp_state: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vrrp_state",
+                        "1 for the state each VRRP instance is in, 0 for the others (unknown, backup, master, fault, stop, deleted).",
+                    ),
+                    &["vrrp_instance", "state"],
+                )?,
+            )?,
+            vrrp_priority: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vrrp_priority",
+                        "Effective VRRP priority last reported by Keepalived.",
+                    ),
+                    &["vrrp_instance"],
+                )?,
+            )?,
+            vrrp_transitions: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "vrrp_transitions_total",
+                        "VRRP state changes seen, by the state entered.",
+                    ),
+                    &["vrrp_instance", "state"],
+                )?,
+            )?,
+            vrrp_last_transition: reg(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "vrrp_last_transition_timestamp_seconds",
+                        "Unix time at which the instance entered its present state, when known.",
+                    ),
+                    &["vrrp_instance"],
+                )?,
+            )?,
+            vrrp_other_master_seen: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "vrrp_other_master_seen_total",
+                        "MASTER_RX_LOWER_PRI lines: this MASTER heard another MASTER with a lower priority.",
+                    ),
+                    &["vrrp_instance"],
+                )?,
+            )?,
+            keepalived_up: reg(
+                r,
+                IntGauge::new(
+                    "keepalived_up",
+                    "1 while Keepalived's processes are running, 0 when they are gone.",
+                )?,
+            )?,
+            fifo_lines_read: reg(
+                r,
+                IntCounter::new(
+                    "fifo_lines_read_total",
+                    "Lines read from Keepalived's notify FIFO since start-up.",
+                )?,
+            )?,
+            fifo_lines_rejected: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "fifo_lines_rejected_total",
+                        "FIFO lines that did not parse, by reason.",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
+            fifo_lines_stale: reg(
+                r,
+                IntCounter::new(
+                    "fifo_lines_stale_total",
+                    "FIFO lines found buffered at start-up and discarded as not the present.",
+                )?,
+            )?,
+            fifo_last_line: reg(
+                r,
+                Gauge::new(
+                    "fifo_last_line_timestamp_seconds",
+                    "Unix time of the last valid line read from the FIFO.",
+                )?,
+            )?,
+            fifo_reopens: reg(
+                r,
+                IntCounter::new(
+                    "fifo_reopens_total",
+                    "Times the FIFO was reopened because its path was removed or replaced.",
+                )?,
+            )?,
+            probe_up: reg(
+                r,
+                IntGauge::new(
+                    "probe_up",
+                    "1 when the local probe passed its rise threshold, 0 when failing or not yet known.",
+                )?,
+            )?,
+            probe_duration: reg(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "probe_duration_seconds",
+                        "Duration of each local probe run.",
+                    )
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ]),
+                )?,
+            )?,
+            probe_failures: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "probe_failures_total",
+                        "Failed local probe runs, by reason.",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
+            lvs_up: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "lvs_up",
+                        "1 when Keepalived reported the LVS virtual or real server UP.",
+                    ),
+                    &["kind", "service"],
+                )?,
+            )?,
+            start_time: reg(
+                r,
+                Gauge::new(
+                    "start_time_seconds",
+                    "Unix time at which this vip-watchdog process started.",
+                )?,
+            )?,
+            registry,
+        };
+        // Every label value a counter can take exists from the start, so that
+        // rate() and increase() see the first increment.
+        for k in LineError::KINDS {
+            m.fifo_lines_rejected.with_label_values(&[k]);
+        }
+        for r in FailReason::ALL {
+            m.probe_failures.with_label_values(&[r.as_str()]);
+        }
+        m.start_time.set(epoch(SystemTime::now()));
+        Ok(m)
+    }
+
+    /// Counters that follow from one change.
+    pub fn count(&self, change: &Change) {
+        match change {
+            Change::Vrrp { instance, to, .. } => {
+                self.vrrp_transitions
+                    .with_label_values(&[instance.as_str(), to.as_str()])
+                    .inc();
+            }
+            Change::OtherMasterSeen { instance } => {
+                self.vrrp_other_master_seen
+                    .with_label_values(&[instance.as_str()])
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Gauges that mirror the model; called after every change.
+    pub fn sync(&self, model: &Model) {
+        for (name, inst) in &model.instances {
+            for s in VrrpState::ALL {
+                self.vrrp_state
+                    .with_label_values(&[name.as_str(), s.as_str()])
+                    .set(i64::from(inst.state == s));
+                // Transition counters exist at 0 for every state.
+                self.vrrp_transitions
+                    .with_label_values(&[name.as_str(), s.as_str()]);
+            }
+            self.vrrp_other_master_seen
+                .with_label_values(&[name.as_str()]);
+            match inst.priority {
+                Some(p) => self
+                    .vrrp_priority
+                    .with_label_values(&[name.as_str()])
+                    .set(i64::from(p)),
+                None => {
+                    let _ = self.vrrp_priority.remove_label_values(&[name.as_str()]);
+                }
+            }
+            match inst.since {
+                Some(t) => self
+                    .vrrp_last_transition
+                    .with_label_values(&[name.as_str()])
+                    .set(epoch(t)),
+                None => {
+                    let _ = self
+                        .vrrp_last_transition
+                        .remove_label_values(&[name.as_str()]);
+                }
+            }
+        }
+        self.keepalived_up
+            .set(i64::from(model.keepalived.running == Some(true)));
+        self.probe_up
+            .set(i64::from(model.probe.health == Health::Up));
+        let lvs: BTreeMap<_, _> = model.lvs.iter().collect();
+        for ((kind, service), up) in lvs {
+            self.lvs_up
+                .with_label_values(&[*kind, service.as_str()])
+                .set(i64::from(*up));
+        }
+    }
+
+    pub fn line_read(&self, at: SystemTime, valid: bool) {
+        self.fifo_lines_read.inc();
+        if valid {
+            self.fifo_last_line.set(epoch(at));
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = vec![];
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+fn reg<M: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    m: M,
+) -> Result<M, prometheus::Error> {
+    r.register(Box::new(m.clone()))?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::Event;
+    use crate::keepalived::line::parse;
+
+    /// The value of the series `name` whose labels include all of `labels`.
+    fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            let (series, v) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+            let all = labels
+                .iter()
+                .all(|(k, val)| rest.contains(&format!("{k}=\"{val}\"")));
+            (n == name && all).then(|| v.parse().ok())?
+        })
+    }
+
+    #[test]
+    fn a_failover_adds_no_series_and_flips_the_enum_gauge() {
+        let m = Metrics::new("edge", "lb-a").unwrap();
+        let mut model = Model::new(["VI_1"]);
+        m.sync(&model);
+        let before = m.render();
+        let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+        let state = |text: &str, s: &str| {
+            value(
+                text,
+                "vip_watchdog_vrrp_state",
+                &[
+                    ("vrrp_instance", "VI_1"),
+                    ("state", s),
+                    ("pair", "edge"),
+                    ("node", "lb-a"),
+                ],
+            )
+        };
+        assert_eq!(state(&before, "unknown"), Some(1.0), "{before}");
+        assert_eq!(state(&before, "master"), Some(0.0));
+        let now = SystemTime::now();
+        for c in model.observe(
+            Event::Line {
+                line: parse("INSTANCE \"VI_1\" MASTER 150").unwrap(),
+                at: now,
+            },
+            now,
+        ) {
+            m.count(&c);
+        }
+        m.sync(&model);
+        let after = m.render();
+        assert_eq!(state(&after, "master"), Some(1.0));
+        assert_eq!(state(&after, "unknown"), Some(0.0));
+        let transitions = value(
+            &after,
+            "vip_watchdog_vrrp_transitions_total",
+            &[("vrrp_instance", "VI_1"), ("state", "master")],
+        );
+        assert_eq!(transitions, Some(1.0));
+        // Priority and last-transition appear once known; nothing else is new.
+        assert_eq!(series(&after), series(&before) + 2);
+    }
+}

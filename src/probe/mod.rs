@@ -1,0 +1,65 @@
+//! The local probe: the watchdog's own view of the load balancer (or role).
+//! It never touches Keepalived's vrrp_script.
+
+pub mod check;
+pub mod risefall;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span};
+
+use crate::config::ProbeConfig;
+use crate::core::model::Event;
+use crate::metrics::Metrics;
+use check::{Outcome, Prober};
+use risefall::RiseFall;
+
+/// Runs the probe every `interval` until cancelled; sends an event to the
+/// owner each time the health crosses its rise or fall threshold.
+pub async fn run(
+    config: ProbeConfig,
+    events: mpsc::Sender<Event>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let kind = config.check.kind();
+    let prober = Prober::new(config.check, config.timeout)?;
+    let mut rf = RiseFall::new(config.rise.get(), config.fall.get());
+    let mut tick = tokio::time::interval(config.interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let started = Instant::now();
+            let outcome = prober.run_once().await;
+            metrics
+                .probe_duration
+                .observe(started.elapsed().as_secs_f64());
+            let (ok, detail) = match outcome {
+                Outcome::Success(d) => (true, d),
+                Outcome::Failure(reason, d) => {
+                    metrics
+                        .probe_failures
+                        .with_label_values(&[reason.as_str()])
+                        .inc();
+                    debug!(reason = reason.as_str(), detail = %d, "probe failed");
+                    (false, d)
+                }
+            };
+            if let Some(health) = rf.record(ok) {
+                if events.send(Event::Probe { health, detail }).await.is_err() {
+                    return Ok(()); // the owner is gone: shutting down
+                }
+            }
+        }
+    }
+    .instrument(info_span!("probe", kind))
+    .await
+}
