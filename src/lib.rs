@@ -156,11 +156,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
 
     let outcome = tokio::select! {
+        biased;
         _ = shutdown.cancelled() => {
             info!("shutting down");
             Ok(())
         }
-        Some(joined) = tasks.join_next() => {
+        // Tasks share the shutdown token: one that ends after shutdown was
+        // asked is not a failure.
+        Some(joined) = tasks.join_next(), if !shutdown.is_cancelled() => {
             let (name, detail) = match joined {
                 Ok((name, Ok(()))) => (name, "ended".to_owned()),
                 Ok((name, Err(e))) => (name, format!("failed: {e:#}")),

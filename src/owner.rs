@@ -69,6 +69,20 @@ impl Owner {
 /// One line per change, constant message, values in fields.
 pub fn log_change(change: &Change) {
     match change {
+        Change::Learned {
+            instance,
+            state,
+            priority,
+            source,
+            reason,
+        } => info!(
+            vrrp_instance = %instance,
+            state = state.as_str(),
+            priority = priority.map(i64::from),
+            source = source.as_str(),
+            reason = %reason,
+            "vrrp state learned at start-up"
+        ),
         Change::Vrrp {
             instance,
             from,

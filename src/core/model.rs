@@ -182,6 +182,15 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum Change {
+    /// The state read at start-up from a source that reports the present.
+    /// Not a transition: it is not counted as one.
+    Learned {
+        instance: String,
+        state: VrrpState,
+        priority: Option<u8>,
+        source: Source,
+        reason: String,
+    },
     Vrrp {
         instance: String,
         from: VrrpState,
@@ -284,7 +293,6 @@ impl Model {
                     .instances
                     .entry(instance.clone())
                     .or_insert_with(|| Instance::unknown(""));
-                let from = entry.state;
                 *entry = Instance {
                     state,
                     priority,
@@ -294,10 +302,9 @@ impl Model {
                     evidence_at: Some(now),
                     lower_priority_master_seen_at: None,
                 };
-                vec![Change::Vrrp {
+                vec![Change::Learned {
                     instance,
-                    from,
-                    to: state,
+                    state,
                     priority,
                     source,
                     reason,
@@ -805,6 +812,34 @@ mod tests {
         );
         assert_eq!(m.decisions.len(), 3);
         assert_eq!(m.decisions.back().map(|d| d.at), Some(t(4)));
+    }
+
+    #[test]
+    fn start_up_reports_are_learned_not_transitions() {
+        let mut m = Model::new(["VI_1"]);
+        let c = m.observe(learned(VrrpState::Master, Source::JsonDump, Some(2)), t(10));
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Learned {
+                    state: VrrpState::Master,
+                    source: Source::JsonDump,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
+        let c = m.observe(learned(VrrpState::Unknown, Source::Addresses, None), t(11));
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Learned {
+                    state: VrrpState::Unknown,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
     }
 
     #[test]

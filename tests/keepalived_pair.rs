@@ -1,0 +1,313 @@
+//! The watchdog against a real Keepalived pair with real HAProxy.
+//! See `common/mod.rs` for the lab. Needs root; `./scripts/test.sh` installs
+//! the rest.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{FAILOVER, Lab, SETTLE, metric};
+use nix::sys::signal::Signal;
+
+/// Watchdogs first (they create the FIFOs), then HAProxy and Keepalived;
+/// returns once `a` is MASTER and `b` BACKUP as seen by their watchdogs.
+fn settled_pair(lab: &mut Lab) -> (common::Watchdog, common::Watchdog) {
+    let wa = lab.a.start_watchdog(true);
+    let wb = lab.b.start_watchdog(true);
+    lab.start_services();
+    wa.wait_state("master", SETTLE);
+    wb.wait_state("backup", SETTLE);
+    (wa, wb)
+}
+
+#[test]
+fn initial_roles_then_haproxy_failure_swaps_them() {
+    let mut lab = Lab::new();
+    let (wa, wb) = settled_pair(&mut lab);
+
+    let a = wa.instance();
+    assert_eq!(
+        (a["state"].as_str(), a["source"].as_str()),
+        (Some("master"), Some("fifo")),
+        "{a}"
+    );
+    assert_eq!(a["priority"], 150);
+    assert!(a["since"].is_string(), "{a}");
+    let b = wb.instance();
+    assert_eq!(
+        (b["state"].as_str(), b["source"].as_str()),
+        (Some("backup"), Some("fifo")),
+        "{b}"
+    );
+    let status = wa.status();
+    assert_eq!(status["keepalived"]["running"], true, "{status}");
+    assert_eq!(status["node"], "a");
+    assert_eq!(status["pair"], "lab");
+    wa.wait_for("a's probe up", SETTLE, |e| {
+        e["message"] == "probe health changed" && e["to"] == "up"
+    });
+    assert_eq!(wa.healthz().trim(), "ok");
+
+    // HAProxy dies on the MASTER: Keepalived's vrrp_script faults it, the
+    // watchdog's own probe sees it too, and the peer takes over.
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wa.wait_for("a's probe down", FAILOVER, |e| {
+        e["message"] == "probe health changed" && e["to"] == "down"
+    });
+    wa.wait_state("fault", FAILOVER);
+    wb.wait_state("master", FAILOVER);
+
+    let m = wb.metrics();
+    let state = |s: &str| {
+        metric(
+            &m,
+            "vip_watchdog_vrrp_state",
+            &[
+                ("vrrp_instance", "VI_1"),
+                ("state", s),
+                ("node", "b"),
+                ("pair", "lab"),
+            ],
+        )
+    };
+    assert_eq!(
+        (state("master"), state("backup")),
+        (Some(1.0), Some(0.0)),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "vip_watchdog_vrrp_transitions_total",
+            &[("vrrp_instance", "VI_1"), ("state", "master")]
+        ),
+        Some(1.0)
+    );
+    let ma = wa.metrics();
+    assert_eq!(metric(&ma, "vip_watchdog_probe_up", &[]), Some(0.0));
+    assert!(
+        metric(
+            &ma,
+            "vip_watchdog_probe_failures_total",
+            &[("reason", "unreachable")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert_eq!(
+        metric(
+            &ma,
+            "vip_watchdog_vrrp_state",
+            &[("vrrp_instance", "VI_1"), ("state", "fault")]
+        ),
+        Some(1.0)
+    );
+    let decisions = wa.status()["decisions"].to_string();
+    assert!(decisions.contains("keepalived wrote FAULT"), "{decisions}");
+}
+
+#[test]
+fn live_metrics_pass_promtool_and_garbage_lines_are_counted_and_ignored() {
+    let mut lab = Lab::new();
+    let (wa, _wb) = settled_pair(&mut lab);
+
+    wa.forget_past();
+    lab.a.write_fifo("garbage\nINSTANCE \"VI_1\" BACKUP 999\n");
+    let first = wa.wait_for("a rejected line", FAILOVER, |e| {
+        e["message"] == "rejected a FIFO line"
+    });
+    assert_eq!(first["line"], "garbage");
+    let second = wa.wait_for("a second rejected line", FAILOVER, |e| {
+        e["message"] == "rejected a FIFO line"
+    });
+    assert_eq!(second["line"], "INSTANCE \"VI_1\" BACKUP 999");
+    let m = wa.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "vip_watchdog_fifo_lines_rejected_total",
+            &[("reason", "unknown_type")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "vip_watchdog_fifo_lines_rejected_total",
+            &[("reason", "bad_priority")]
+        ),
+        Some(1.0)
+    );
+    // The malformed BACKUP line changed nothing.
+    assert_eq!(wa.instance()["state"], "master");
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(m.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}\n{m}"
+    );
+}
+
+#[test]
+fn sigterm_to_keepalived_on_the_master_is_seen_on_both_nodes() {
+    let mut lab = Lab::new();
+    let (wa, wb) = settled_pair(&mut lab);
+
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.signal_keepalived(Signal::SIGTERM);
+    let stop = wa.wait_state("stop", FAILOVER);
+    assert_eq!(
+        stop["source"], "fifo",
+        "Keepalived says STOP itself: {stop}"
+    );
+    wb.wait_state("master", FAILOVER);
+    wa.wait_for("a's keepalived gone", FAILOVER, |e| {
+        e["message"] == "keepalived is gone"
+    });
+    lab.a.reap_keepalived();
+    let status = wa.status();
+    assert_eq!(status["keepalived"]["running"], false, "{status}");
+}
+
+#[test]
+fn crashed_keepalived_on_the_master_is_noticed_although_its_vip_stays() {
+    let mut lab = Lab::new();
+    let (wa, wb) = settled_pair(&mut lab);
+    assert!(lab.a.has_vip(), "the MASTER holds the VIP");
+
+    // A real crash: the VRRP process first, then the parent. Nothing is
+    // written to the FIFO.
+    wa.forget_past();
+    wb.forget_past();
+    let vrrp = nix::unistd::Pid::from_raw(lab.a.vrrp_pid());
+    nix::sys::signal::kill(vrrp, Signal::SIGKILL).expect("kill the VRRP child");
+    lab.a.signal_keepalived(Signal::SIGKILL);
+    lab.a.reap_keepalived();
+
+    let stop = wa.wait_state("stop", FAILOVER);
+    assert_eq!(stop["source"], "process_watch", "{stop}");
+    wb.wait_state("master", FAILOVER);
+    let a = wa.instance();
+    assert_eq!(
+        (a["state"].as_str(), a["source"].as_str()),
+        (Some("stop"), Some("process_watch")),
+        "{a}"
+    );
+    assert!(
+        a["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not running") || r.contains("VRRP process")),
+        "{a}"
+    );
+    assert_eq!(wa.status()["keepalived"]["running"], false);
+    assert_eq!(
+        metric(&wa.metrics(), "vip_watchdog_keepalived_up", &[]),
+        Some(0.0)
+    );
+    // Why the addresses alone cannot be trusted: the dead MASTER's VIP stays.
+    assert!(
+        lab.a.has_vip(),
+        "a crashed keepalived leaves its VIP on the interface"
+    );
+}
+
+#[test]
+fn a_restarted_watchdog_knows_the_present_state_and_ignores_buffered_lines() {
+    let mut lab = Lab::new();
+    let (wa, wb) = settled_pair(&mut lab);
+
+    // Clean shutdown on SIGTERM.
+    let code = wa.stop();
+    assert!(
+        code.success(),
+        "SIGTERM ends the watchdog cleanly: {code:?}"
+    );
+    let _ = wb.stop();
+
+    // While no watchdog reads, lines pile up in the FIFO. They are the past.
+    lab.a
+        .write_fifo("INSTANCE \"VI_1\" BACKUP 150\nINSTANCE \"VI_1\" FAULT 150\n");
+
+    let wa = lab.a.start_watchdog(true);
+    let first = wa.wait_for("a's first state", SETTLE, |e| {
+        e["message"] == "vrrp state learned at start-up"
+    });
+    assert_eq!(
+        (first["state"].as_str(), first["source"].as_str()),
+        (Some("master"), Some("json_dump")),
+        "{first}"
+    );
+    let a = wa.instance();
+    assert_eq!(
+        (a["state"].as_str(), a["source"].as_str()),
+        (Some("master"), Some("json_dump")),
+        "{a}"
+    );
+    assert_eq!(a["priority"], 150);
+    assert!(a["since"].is_string(), "the dump's last_transition: {a}");
+    assert_eq!(
+        metric(&wa.metrics(), "vip_watchdog_fifo_lines_stale_total", &[]),
+        Some(2.0)
+    );
+
+    let wb = lab.b.start_watchdog(true);
+    let first = wb.wait_for("b's first state", SETTLE, |e| {
+        e["message"] == "vrrp state learned at start-up"
+    });
+    assert_eq!(
+        (first["state"].as_str(), first["source"].as_str()),
+        (Some("backup"), Some("json_dump")),
+        "{first}"
+    );
+
+    // Without the JSON dump, the VIP's presence settles MASTER; its absence
+    // settles nothing (BACKUP and FAULT look alike) and stays unknown.
+    drop((wa, wb));
+    let wa = lab.a.start_watchdog(false);
+    let first = wa.wait_for("a's first state", SETTLE, |e| {
+        e["message"] == "vrrp state learned at start-up"
+    });
+    assert_eq!(
+        (first["state"].as_str(), first["source"].as_str()),
+        (Some("master"), Some("addresses")),
+        "{first}"
+    );
+    let wb = lab.b.start_watchdog(false);
+    let first = wb.wait_for("b's first report", SETTLE, |e| {
+        e["message"] == "vrrp state learned at start-up"
+    });
+    assert_eq!(
+        (first["state"].as_str(), first["source"].as_str()),
+        (Some("unknown"), Some("addresses")),
+        "{first}"
+    );
+
+    // Then the FIFO takes over as events arrive: a failover is seen at once.
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    wa.wait_state("fault", FAILOVER);
+}
