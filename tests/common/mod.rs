@@ -87,11 +87,21 @@ fn sweep_stale_namespaces() {
     }
 }
 
+/// Kills every process in the namespace (re-checking, for processes that
+/// fork while dying; at most 50 rounds), then deletes it.
 fn kill_namespace(ns: &str) {
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-9", pid]).status();
+    for _ in 0..50 {
+        let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else { break };
+        let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() || pids.trim().is_empty() {
+            break;
         }
+        for pid in pids.split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        std::thread::yield_now();
     }
     let _ = Command::new("ip")
         .args(["netns", "del", ns])
@@ -245,47 +255,32 @@ impl Node {
         self.dir.join("keepalived_vrrp.pid")
     }
 
+    /// Fills a template from `lab/` (shared with the demo).
+    fn template(&self, file: &str, extra: &[(&str, &str)]) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab").join(file);
+        let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let priority = self.priority.to_string();
+        let fifo = self.fifo().display().to_string();
+        let dir = self.dir.display().to_string();
+        let common = [
+            ("@NAME@", self.name),
+            ("@FIFO@", fifo.as_str()),
+            ("@DIR@", dir.as_str()),
+            ("@PRIORITY@", priority.as_str()),
+            ("@ADDR@", self.addr.as_str()),
+            ("@PEER@", self.peer.as_str()),
+            ("@VIP@", VIP),
+        ];
+        for (k, v) in common.iter().chain(extra) {
+            text = text.replace(k, v);
+        }
+        assert!(!text.contains("@"), "{file}: a placeholder is left unfilled:\n{text}");
+        text
+    }
+
     fn write_configs(&self) {
-        let keepalived = format!(
-            r#"global_defs {{
-    router_id {name}
-    vrrp_notify_fifo {fifo}
-    script_user root
-}}
-vrrp_script chk_haproxy {{
-    script "/usr/bin/curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/health"
-    interval 1
-    timeout 2
-    fall 1
-    rise 1
-}}
-vrrp_instance VI_1 {{
-    state BACKUP
-    interface eth0
-    virtual_router_id 51
-    priority {priority}
-    advert_int 1
-    unicast_src_ip {addr}
-    unicast_peer {{
-        {peer}
-    }}
-    virtual_ipaddress {{
-        {VIP}/32 dev eth0
-    }}
-    track_script {{
-        chk_haproxy
-    }}
-}}
-"#,
-            name = self.name,
-            fifo = self.fifo().display(),
-            priority = self.priority,
-            addr = self.addr,
-            peer = self.peer,
-        );
-        std::fs::write(self.dir.join("keepalived.conf"), keepalived).unwrap();
-        let haproxy = "global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\nfrontend health\n    bind 127.0.0.1:8080\n    http-request return status 200 content-type text/plain string ok if { path /health }\n    http-request return status 404\n";
-        std::fs::write(self.dir.join("haproxy.cfg"), haproxy).unwrap();
+        std::fs::write(self.dir.join("keepalived.conf"), self.template("keepalived.conf.in", &[])).unwrap();
+        std::fs::write(self.dir.join("haproxy.cfg"), self.template("haproxy.cfg", &[])).unwrap();
     }
 
     pub fn start_haproxy(&mut self) {
@@ -375,38 +370,10 @@ vrrp_instance VI_1 {{
     }
 
     pub fn watchdog_config(&self, json_dump: bool) -> PathBuf {
-        let text = format!(
-            r#"[node]
-name = "{name}"
-pair = "lab"
-[http]
-listen = "127.0.0.1:0"
-[log]
-format = "json"
-level = "info"
-[keepalived]
-fifo = "{fifo}"
-pid_file = "{pid}"
-vrrp_pid_file = "{vrrp}"
-process_check_interval = "100ms"
-json_dump = {json_dump}
-json_file = "{dir}/keepalived.json"
-[[keepalived.instance]]
-name = "VI_1"
-vips = ["{VIP}"]
-[probe]
-kind = "http"
-url = "http://127.0.0.1:8080/health"
-interval = "200ms"
-timeout = "150ms"
-rise = 1
-fall = 1
-"#,
-            name = self.name,
-            fifo = self.fifo().display(),
-            pid = self.pid_file().display(),
-            vrrp = self.vrrp_pid_file().display(),
-            dir = self.dir.display(),
+        let json_dump = json_dump.to_string();
+        let text = self.template(
+            "watchdog.toml.in",
+            &[("@LISTEN@", "127.0.0.1:0"), ("@LOG_FORMAT@", "json"), ("@JSON_DUMP@", json_dump.as_str())],
         );
         let path = self.dir.join(format!("watchdog-{json_dump}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -553,15 +520,27 @@ impl Lab {
     }
 }
 
+/// SIGTERM, then SIGKILL if the process has not exited within `grace`.
+fn stop_child(mut child: Child, grace: Duration) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = child.wait();
+        let _ = tx.send(());
+    });
+    if rx.recv_timeout(grace).is_err() {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = rx.recv_timeout(grace);
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for n in self.nodes_mut() {
-            for child in [n.haproxy.as_mut(), n.keepalived.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                let _ = child.kill();
-                let _ = child.wait();
+            // Keepalived first, so that it stops and reaps its own children.
+            for child in [n.keepalived.take(), n.haproxy.take()].into_iter().flatten() {
+                stop_child(child, Duration::from_secs(3));
             }
         }
         for n in [&self.a, &self.b] {

@@ -1,0 +1,42 @@
+# Shared by scripts/test.sh and demo/run.sh: prerequisites on Debian 12.
+# shellcheck shell=bash
+
+die() { echo "error: $*" >&2; exit 1; }
+
+need_root() {
+    [ "$(id -u)" = 0 ] || die "run as root: network namespaces, Keepalived and package installs need it"
+}
+
+# install_packages PKG...: apt-get only what is missing.
+install_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# A Rust toolchain (1.85 or newer) with rustfmt and clippy.
+ensure_rust() {
+    if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! command -v cargo >/dev/null; then
+        echo "== installing Rust with rustup"
+        install_packages curl ca-certificates build-essential
+        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt -c clippy
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v gcc >/dev/null || install_packages build-essential
+    if command -v rustup >/dev/null; then
+        rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+        rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+    fi
+}
+
+# Builds outside the clone so that later runs on this machine are incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vip-watchdog-target}"
