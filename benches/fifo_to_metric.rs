@@ -51,13 +51,19 @@ fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
 /// utime + stime in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let rest: Vec<&str> = stat[stat.rfind(')').expect(")") + 1..].split_whitespace().collect();
+    let rest: Vec<&str> = stat[stat.rfind(')').expect(")") + 1..]
+        .split_whitespace()
+        .collect();
     rest[11].parse::<u64>().expect("utime") + rest[12].parse::<u64>().expect("stime")
 }
 
 fn main() {
     let smoke = std::env::var_os("BENCH_SMOKE").is_some();
-    let (rounds, idle) = if smoke { (5, Duration::from_secs(1)) } else { (500, Duration::from_secs(30)) };
+    let (rounds, idle) = if smoke {
+        (5, Duration::from_secs(1))
+    } else {
+        (500, Duration::from_secs(30))
+    };
     let dir = std::env::temp_dir().join(format!("vip-watchdog-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("bench dir");
     let fifo = dir.join("keepalived.fifo");
@@ -116,13 +122,23 @@ timeout = "500ms"
         if get(&addr, "/v1/status").is_some() {
             break started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no /v1/status within 10 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no /v1/status within 10 s"
+        );
     };
 
-    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).expect("FIFO");
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("FIFO");
     let mut delays = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let (word, state) = if round % 2 == 0 { ("MASTER", "master") } else { ("BACKUP", "backup") };
+        let (word, state) = if round % 2 == 0 {
+            ("MASTER", "master")
+        } else {
+            ("BACKUP", "backup")
+        };
         let t0 = Instant::now();
         writer
             .write_all(format!("INSTANCE \"VI_1\" {word} 150\n").as_bytes())
@@ -133,7 +149,10 @@ timeout = "500ms"
             if get(&addr, "/metrics").is_some_and(|m| state_is(&m, state)) {
                 break;
             }
-            assert!(polls < 10_000 && t0.elapsed() < Duration::from_secs(2), "round {round}: metric did not change");
+            assert!(
+                polls < 10_000 && t0.elapsed() < Duration::from_secs(2),
+                "round {round}: metric did not change"
+            );
         }
         delays.push(t0.elapsed());
     }
@@ -162,15 +181,41 @@ timeout = "500ms"
     delays.sort();
     let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1000.0);
     let mean = delays.iter().sum::<Duration>() / delays.len() as u32;
-    println!("vip-watchdog fifo_to_metric ({} build, {rounds} rounds{})", if cfg!(debug_assertions) { "debug" } else { "release" }, if smoke { ", smoke" } else { "" });
+    println!(
+        "vip-watchdog fifo_to_metric ({} build, {rounds} rounds{})",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        if smoke { ", smoke" } else { "" }
+    );
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| FIFO line -> /metrics changed, p50 | {} |", ms(percentile(&delays, 0.5)));
-    println!("| FIFO line -> /metrics changed, p95 | {} |", ms(percentile(&delays, 0.95)));
-    println!("| FIFO line -> /metrics changed, max | {} |", ms(*delays.last().expect("rounds")));
+    println!(
+        "| FIFO line -> /metrics changed, p50 | {} |",
+        ms(percentile(&delays, 0.5))
+    );
+    println!(
+        "| FIFO line -> /metrics changed, p95 | {} |",
+        ms(percentile(&delays, 0.95))
+    );
+    println!(
+        "| FIFO line -> /metrics changed, max | {} |",
+        ms(*delays.last().expect("rounds"))
+    );
     println!("| FIFO line -> /metrics changed, mean | {} |", ms(mean));
     println!("| start -> first /v1/status | {} |", ms(first_status));
-    println!("| resident memory, idle (VmRSS) | {:.1} MiB |", rss_kib as f64 / 1024.0);
-    println!("| resident memory, peak (VmHWM) | {:.1} MiB |", hwm_kib as f64 / 1024.0);
-    println!("| CPU while idle ({:.0} s, probe every 1 s) | {cpu_pct:.2} % of one core |", idle_elapsed.as_secs_f64());
+    println!(
+        "| resident memory, idle (VmRSS) | {:.1} MiB |",
+        rss_kib as f64 / 1024.0
+    );
+    println!(
+        "| resident memory, peak (VmHWM) | {:.1} MiB |",
+        hwm_kib as f64 / 1024.0
+    );
+    println!(
+        "| CPU while idle ({:.0} s, probe every 1 s) | {cpu_pct:.2} % of one core |",
+        idle_elapsed.as_secs_f64()
+    );
 }

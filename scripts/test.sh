@@ -21,6 +21,7 @@ cargo clippy --all-targets --locked -- -D warnings
 
 echo "== alert rules"
 promtool check rules alerts/*.yml
+promtool test rules alerts/tests/*.yml
 
 echo "== tests (unit, integration on real Keepalived + HAProxy, benchmark smoke)"
 BENCH_SMOKE=1 cargo test --all-targets --locked

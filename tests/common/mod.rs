@@ -91,14 +91,19 @@ fn sweep_stale_namespaces() {
 /// fork while dying; at most 50 rounds), then deletes it.
 fn kill_namespace(ns: &str) {
     for _ in 0..50 {
-        let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else { break };
+        let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
+            break;
+        };
         let pids = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() || pids.trim().is_empty() {
             break;
         }
         for pid in pids.split_whitespace() {
             if let Ok(pid) = pid.parse::<i32>() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         std::thread::yield_now();
@@ -258,7 +263,8 @@ impl Node {
     /// Fills a template from `lab/` (shared with the demo).
     fn template(&self, file: &str, extra: &[(&str, &str)]) -> String {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab").join(file);
-        let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let priority = self.priority.to_string();
         let fifo = self.fifo().display().to_string();
         let dir = self.dir.display().to_string();
@@ -274,13 +280,24 @@ impl Node {
         for (k, v) in common.iter().chain(extra) {
             text = text.replace(k, v);
         }
-        assert!(!text.contains("@"), "{file}: a placeholder is left unfilled:\n{text}");
+        assert!(
+            !text.contains("@"),
+            "{file}: a placeholder is left unfilled:\n{text}"
+        );
         text
     }
 
     fn write_configs(&self) {
-        std::fs::write(self.dir.join("keepalived.conf"), self.template("keepalived.conf.in", &[])).unwrap();
-        std::fs::write(self.dir.join("haproxy.cfg"), self.template("haproxy.cfg", &[])).unwrap();
+        std::fs::write(
+            self.dir.join("keepalived.conf"),
+            self.template("keepalived.conf.in", &[]),
+        )
+        .unwrap();
+        std::fs::write(
+            self.dir.join("haproxy.cfg"),
+            self.template("haproxy.cfg", &[]),
+        )
+        .unwrap();
     }
 
     pub fn start_haproxy(&mut self) {
@@ -373,7 +390,11 @@ impl Node {
         let json_dump = json_dump.to_string();
         let text = self.template(
             "watchdog.toml.in",
-            &[("@LISTEN@", "127.0.0.1:0"), ("@LOG_FORMAT@", "json"), ("@JSON_DUMP@", json_dump.as_str())],
+            &[
+                ("@LISTEN@", "127.0.0.1:0"),
+                ("@LOG_FORMAT@", "json"),
+                ("@JSON_DUMP@", json_dump.as_str()),
+            ],
         );
         let path = self.dir.join(format!("watchdog-{json_dump}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -539,7 +560,10 @@ impl Drop for Lab {
     fn drop(&mut self) {
         for n in self.nodes_mut() {
             // Keepalived first, so that it stops and reaps its own children.
-            for child in [n.keepalived.take(), n.haproxy.take()].into_iter().flatten() {
+            for child in [n.keepalived.take(), n.haproxy.take()]
+                .into_iter()
+                .flatten()
+            {
                 stop_child(child, Duration::from_secs(3));
             }
         }
