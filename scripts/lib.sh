@@ -20,7 +20,7 @@ install_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# A Rust toolchain (1.85 or newer) with rustfmt and clippy.
+# A Rust toolchain (1.95 or newer) with rustfmt and clippy.
 ensure_rust() {
     if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
         export PATH="$HOME/.cargo/bin:$PATH"

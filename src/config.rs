@@ -20,6 +20,41 @@ pub struct Config {
     pub log: LogConfig,
     pub keepalived: KeepalivedConfig,
     pub probe: ProbeConfig,
+    /// Present when there are VIPs to reconcile.
+    pub cloud: Option<CloudConfig>,
+    pub vips: Vec<VipConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudConfig {
+    /// Overrides IMDS's `placement/region`.
+    pub region: Option<String>,
+    /// The EC2 endpoint; the SDK also honours `AWS_ENDPOINT_URL(_EC2)`.
+    pub endpoint: Option<String>,
+    pub imds_endpoint: Option<String>,
+    /// Override IMDS's `instance-id` and the ENI of its primary MAC.
+    pub instance_id: Option<String>,
+    pub interface_id: Option<String>,
+    /// Each cloud call's timeout.
+    pub call_timeout: Duration,
+    /// Periodic verification, randomly spread by up to `verify_jitter`.
+    pub verify_interval: Duration,
+    pub verify_jitter: Duration,
+    /// How long after a claim the cloud has to show the VIP here.
+    pub convergence_timeout: Duration,
+    /// Decide and log, call nothing that mutates.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VipConfig {
+    /// A short name for logs and the `vip` label; defaults to the allocation ID.
+    pub name: String,
+    pub allocation_id: String,
+    /// The secondary private IP the EIP is associated with on the MASTER.
+    pub private_ip: IpAddr,
+    pub vrrp_instance: String,
+    pub policy: crate::core::decide::VipPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -281,6 +316,63 @@ impl Config {
             p.rise,
             p.fall
         );
+        if let Some(c) = &self.cloud {
+            let or = |v: &Option<String>, what: &str| {
+                v.clone().unwrap_or_else(|| format!("(from IMDS: {what})"))
+            };
+            let _ = writeln!(w, "cloud.region = {}", or(&c.region, "placement/region"));
+            let _ = writeln!(
+                w,
+                "cloud.instance_id = {}",
+                or(&c.instance_id, "instance-id")
+            );
+            let _ = writeln!(
+                w,
+                "cloud.interface_id = {}",
+                or(&c.interface_id, "the primary MAC's interface-id")
+            );
+            let _ = writeln!(
+                w,
+                "cloud.endpoint = {}",
+                c.endpoint
+                    .clone()
+                    .unwrap_or_else(|| "(SDK default, or AWS_ENDPOINT_URL)".into())
+            );
+            let _ = writeln!(
+                w,
+                "cloud.imds_endpoint = {}",
+                c.imds_endpoint
+                    .clone()
+                    .unwrap_or_else(|| "http://169.254.169.254".into())
+            );
+            let _ = writeln!(
+                w,
+                "cloud.call_timeout = {}, cloud.verify_interval = {} (jitter {}), cloud.convergence_timeout = {}, cloud.dry_run = {}",
+                d(&c.call_timeout),
+                d(&c.verify_interval),
+                d(&c.verify_jitter),
+                d(&c.convergence_timeout),
+                c.dry_run
+            );
+        }
+        for v in &self.vips {
+            let p = &v.policy;
+            let _ = writeln!(
+                w,
+                "vip {:?}: eip {} on private IP {} while {} is MASTER; mode {:?}, grace {}, min_master_age {}, at most {} claims per {}, back-off {} to {}",
+                v.name,
+                v.allocation_id,
+                v.private_ip,
+                v.vrrp_instance,
+                p.mode,
+                d(&p.grace),
+                d(&p.min_master_age),
+                p.max_claims,
+                d(&p.claim_window),
+                d(&p.backoff_base),
+                d(&p.backoff_max)
+            );
+        }
         out
     }
 }
@@ -306,6 +398,106 @@ struct RawConfig {
     log: RawLog,
     keepalived: Spanned<RawKeepalived>,
     probe: Spanned<RawProbe>,
+    cloud: Option<Spanned<RawCloud>>,
+    #[serde(default, rename = "vip")]
+    vips: Vec<Spanned<RawVip>>,
+}
+
+fn dur(d: Duration) -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(d))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloud {
+    region: Option<String>,
+    endpoint: Option<Spanned<String>>,
+    imds_endpoint: Option<Spanned<String>>,
+    instance_id: Option<String>,
+    interface_id: Option<Spanned<String>>,
+    #[serde(default = "default_call_timeout")]
+    call_timeout: Spanned<Dur>,
+    #[serde(default = "default_verify_interval")]
+    verify_interval: Spanned<Dur>,
+    #[serde(default = "default_verify_jitter")]
+    verify_jitter: Spanned<Dur>,
+    #[serde(default = "default_convergence_timeout")]
+    convergence_timeout: Spanned<Dur>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn default_call_timeout() -> Spanned<Dur> {
+    dur(Duration::from_secs(5))
+}
+fn default_verify_interval() -> Spanned<Dur> {
+    dur(Duration::from_secs(30))
+}
+fn default_verify_jitter() -> Spanned<Dur> {
+    dur(Duration::from_secs(3))
+}
+fn default_convergence_timeout() -> Spanned<Dur> {
+    dur(Duration::from_secs(20))
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum VipKind {
+    Eip,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum RawMode {
+    Heal,
+    Own,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVip {
+    #[allow(dead_code)]
+    kind: VipKind,
+    name: Option<Spanned<String>>,
+    allocation_id: Spanned<String>,
+    private_ip: IpAddr,
+    vrrp_instance: Spanned<String>,
+    #[serde(default = "default_mode")]
+    mode: RawMode,
+    #[serde(default = "default_grace")]
+    grace: Spanned<Dur>,
+    #[serde(default = "default_min_master_age")]
+    min_master_age: Spanned<Dur>,
+    #[serde(default = "default_max_claims")]
+    max_claims: NonZeroU32,
+    #[serde(default = "default_claim_window")]
+    claim_window: Spanned<Dur>,
+    #[serde(default = "default_backoff_base")]
+    backoff_base: Spanned<Dur>,
+    #[serde(default = "default_backoff_max")]
+    backoff_max: Spanned<Dur>,
+}
+
+fn default_mode() -> RawMode {
+    RawMode::Heal
+}
+fn default_grace() -> Spanned<Dur> {
+    dur(Duration::from_secs(10))
+}
+fn default_min_master_age() -> Spanned<Dur> {
+    dur(Duration::from_secs(3))
+}
+fn default_max_claims() -> NonZeroU32 {
+    NonZeroU32::new(3).expect("3 is not zero")
+}
+fn default_claim_window() -> Spanned<Dur> {
+    dur(Duration::from_secs(600))
+}
+fn default_backoff_base() -> Spanned<Dur> {
+    dur(Duration::from_secs(10))
+}
+fn default_backoff_max() -> Spanned<Dur> {
+    dur(Duration::from_secs(300))
 }
 
 #[derive(Deserialize)]
@@ -475,7 +667,11 @@ impl Validator<'_> {
         }
         let keepalived = self.keepalived(raw.keepalived);
         let probe = self.probe(raw.probe);
+        let cloud = raw.cloud.map(|c| self.cloud(c));
+        let vips = self.vips(raw.vips, &keepalived, cloud.as_ref());
         Config {
+            cloud,
+            vips,
             node,
             http: HttpConfig {
                 listen: raw.http.listen,
@@ -555,14 +751,14 @@ impl Validator<'_> {
         }
         let json_dump = if raw.json_dump {
             self.absolute("keepalived.json_file", &raw.json_file);
-            if let Some(sig) = &raw.json_signal {
-                if !(1..=64).contains(sig.get_ref()) {
-                    self.err(
-                        "keepalived.json_signal",
-                        sig,
-                        "must be a signal number from 1 to 64",
-                    );
-                }
+            if let Some(sig) = &raw.json_signal
+                && !(1..=64).contains(sig.get_ref())
+            {
+                self.err(
+                    "keepalived.json_signal",
+                    sig,
+                    "must be a signal number from 1 to 64",
+                );
             }
             Some(JsonDumpConfig {
                 file: raw.json_file.into_inner(),
@@ -604,6 +800,154 @@ impl Validator<'_> {
             json_dump,
             instances,
         }
+    }
+
+    fn url(&mut self, key: &str, v: Option<Spanned<String>>) -> Option<String> {
+        let v = v?;
+        match reqwest::Url::parse(v.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(v.into_inner()),
+            _ => {
+                self.err(key, &v, format!("{:?} is not an http(s) URL", v.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn cloud(&mut self, raw: Spanned<RawCloud>) -> CloudConfig {
+        let raw = raw.into_inner();
+        let endpoint = self.url("cloud.endpoint", raw.endpoint);
+        let imds_endpoint = self.url("cloud.imds_endpoint", raw.imds_endpoint);
+        if let Some(eni) = &raw.interface_id
+            && !eni.get_ref().starts_with("eni-")
+        {
+            self.err("cloud.interface_id", eni, "must be an ENI ID (eni-...)");
+        }
+        let call_timeout = raw.call_timeout.get_ref().0;
+        if call_timeout < Duration::from_millis(100) || call_timeout > Duration::from_secs(60) {
+            self.err(
+                "cloud.call_timeout",
+                &raw.call_timeout,
+                "must be from 100ms to 60s",
+            );
+        }
+        let verify_interval = raw.verify_interval.get_ref().0;
+        if verify_interval < Duration::from_secs(1) {
+            self.err(
+                "cloud.verify_interval",
+                &raw.verify_interval,
+                "must be at least 1s: every node of every pair shares the account's describe rate",
+            );
+        }
+        let verify_jitter = raw.verify_jitter.get_ref().0;
+        if verify_jitter > verify_interval {
+            self.err(
+                "cloud.verify_jitter",
+                &raw.verify_jitter,
+                "must be at most cloud.verify_interval",
+            );
+        }
+        CloudConfig {
+            region: raw.region,
+            endpoint,
+            imds_endpoint,
+            instance_id: raw.instance_id,
+            interface_id: raw.interface_id.map(Spanned::into_inner),
+            call_timeout,
+            verify_interval,
+            verify_jitter,
+            convergence_timeout: raw.convergence_timeout.get_ref().0,
+            dry_run: raw.dry_run,
+        }
+    }
+
+    fn vips(
+        &mut self,
+        raw: Vec<Spanned<RawVip>>,
+        keepalived: &KeepalivedConfig,
+        cloud: Option<&CloudConfig>,
+    ) -> Vec<VipConfig> {
+        let mut out: Vec<VipConfig> = vec![];
+        for spanned in raw {
+            let table = Spanned::new(spanned.span(), ());
+            let v = spanned.into_inner();
+            if cloud.is_none() {
+                self.err("vip", &table, "a [[vip]] needs a [cloud] table");
+            }
+            if !v.allocation_id.get_ref().starts_with("eipalloc-") {
+                self.err(
+                    "vip.allocation_id",
+                    &v.allocation_id,
+                    "must be an allocation ID (eipalloc-...)",
+                );
+            }
+            if !keepalived
+                .instances
+                .iter()
+                .any(|i| &i.name == v.vrrp_instance.get_ref())
+            {
+                self.err(
+                    "vip.vrrp_instance",
+                    &v.vrrp_instance,
+                    format!(
+                        "{:?} is not a [[keepalived.instance]]: list it there so its state is tracked from the start",
+                        v.vrrp_instance.get_ref()
+                    ),
+                );
+            }
+            let min_master_age = v.min_master_age.get_ref().0;
+            if min_master_age < Duration::from_secs(1) {
+                self.err(
+                    "vip.min_master_age",
+                    &v.min_master_age,
+                    "must be at least 1s: a node that is MASTER for under a second at boot must never claim",
+                );
+            }
+            let (base, max) = (v.backoff_base.get_ref().0, v.backoff_max.get_ref().0);
+            if base.is_zero() || max < base {
+                self.err(
+                    "vip.backoff_max",
+                    &v.backoff_max,
+                    "must be at least vip.backoff_base, which must be more than 0",
+                );
+            }
+            let name = match v.name {
+                Some(n) => {
+                    self.label("vip.name", &n);
+                    n.into_inner()
+                }
+                None => v.allocation_id.get_ref().clone(),
+            };
+            if out
+                .iter()
+                .any(|o| o.name == name || &o.allocation_id == v.allocation_id.get_ref())
+            {
+                self.err(
+                    "vip.allocation_id",
+                    &v.allocation_id,
+                    format!("VIP {name:?} is listed twice"),
+                );
+            }
+            out.push(VipConfig {
+                name,
+                allocation_id: v.allocation_id.into_inner(),
+                private_ip: v.private_ip,
+                vrrp_instance: v.vrrp_instance.into_inner(),
+                policy: crate::core::decide::VipPolicy {
+                    mode: match v.mode {
+                        RawMode::Heal => crate::core::decide::Mode::Heal,
+                        RawMode::Own => crate::core::decide::Mode::Own,
+                    },
+                    grace: v.grace.get_ref().0,
+                    min_master_age,
+                    max_claims: v.max_claims.get(),
+                    claim_window: v.claim_window.get_ref().0,
+                    backoff_base: base,
+                    backoff_max: max,
+                    dry_run: cloud.is_some_and(|c| c.dry_run),
+                },
+            });
+        }
+        out
     }
 
     fn probe(&mut self, raw: Spanned<RawProbe>) -> ProbeConfig {
@@ -649,15 +993,15 @@ impl Validator<'_> {
             ),
         ];
         for (key, span, owner) in foreign {
-            if let Some(span) = span {
-                if owner != kind {
-                    let s = Spanned::new(span, ());
-                    self.err(
-                        &format!("probe.{key}"),
-                        &s,
-                        format!("is not used by kind = \"{}\"", kind_name(kind)),
-                    );
-                }
+            if let Some(span) = span
+                && owner != kind
+            {
+                let s = Spanned::new(span, ());
+                self.err(
+                    &format!("probe.{key}"),
+                    &s,
+                    format!("is not used by kind = \"{}\"", kind_name(kind)),
+                );
             }
         }
         let placeholder = Check::Tcp {

@@ -30,14 +30,17 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod core;
+pub mod executor;
 pub mod http;
 pub mod keepalived;
 pub mod logging;
 pub mod metrics;
 pub mod owner;
 pub mod probe;
+pub mod reconcile;
 pub mod status;
 
 use std::sync::Arc;
@@ -57,6 +60,19 @@ use crate::metrics::Metrics;
 use crate::owner::Owner;
 use crate::status::Status;
 
+/// An error with its causes, `: `-separated (many libraries' Display hides
+/// the cause, e.g. reqwest's "error sending request").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// Events queued between the sources and the owner.
 const EVENT_QUEUE: usize = 1024;
 /// How long tasks get to finish after shutdown is asked.
@@ -70,6 +86,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         log: _,
         keepalived,
         probe,
+        cloud,
+        vips,
     } = config;
     let started = SystemTime::now();
     let metrics = Arc::new(Metrics::new(&node.pair, &node.name).context("registering metrics")?);
@@ -103,6 +121,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         initial.extend(events);
     }
 
+    // The cloud side: this node's identity first, so that a missing one stops
+    // start-up with a clear error instead of running blind.
+    let cloud = match cloud {
+        Some(cloud) if !vips.is_empty() => {
+            let id = cloud::imds::identity(&cloud).await?;
+            info!(
+                instance_id = %id.instance_id,
+                region = %id.region,
+                interface_id = %id.interface_id,
+                dry_run = cloud.dry_run,
+                "cloud identity"
+            );
+            let aws =
+                cloud::aws::Aws::connect(&id.region, cloud.endpoint.as_deref(), cloud.call_timeout)
+                    .await;
+            Some((cloud, id, Arc::new(aws)))
+        }
+        _ => None,
+    };
+
     let listener = TcpListener::bind(http.listen)
         .await
         .with_context(|| format!("cannot listen on http.listen = {}", http.listen))?;
@@ -123,12 +161,56 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         node: node.name.clone(),
         pair: node.pair.clone(),
         started,
+        reconcile: None,
+        wake: None,
     };
 
     let cancel = shutdown.child_token();
-    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let mut tasks = Tasks::new();
+    let mut owner = owner;
+    let mut cloud_rx = None;
+    if let Some((cloud, id, aws)) = cloud {
+        let (claims_tx, claims_rx) = mpsc::channel(16);
+        let (events_tx, events_rx) = mpsc::channel(64);
+        let verify_now = Arc::new(tokio::sync::Notify::new());
+        let policy = executor::CallPolicy::new(cloud.call_timeout);
+        let allocation_ids = vips.iter().map(|v| v.allocation_id.clone()).collect();
+        owner.reconcile = Some(reconcile::Reconcile::new(
+            vips,
+            id.interface_id,
+            claims_tx,
+            verify_now.clone(),
+            metrics.clone(),
+        ));
+        cloud_rx = Some(events_rx);
+        let exec = executor::Executor {
+            cloud: aws.clone(),
+            metrics: metrics.clone(),
+            policy: policy.clone(),
+            convergence_timeout: cloud.convergence_timeout,
+            dry_run: cloud.dry_run,
+        };
+        let (t, c) = (events_tx.clone(), cancel.clone());
+        tasks.spawn(async move { ("executor", exec.run(claims_rx, t, c).await) });
+        let (m, c) = (metrics.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let r = executor::verify(
+                aws,
+                m,
+                policy,
+                allocation_ids,
+                cloud.verify_interval,
+                cloud.verify_jitter,
+                verify_now,
+                events_tx,
+                c,
+            )
+            .await;
+            ("verifier", r)
+        });
+    }
     let c = cancel.clone();
-    tasks.spawn(async move { ("owner", owner.run(rx, c).await) });
+    tasks.spawn(async move { ("owner", owner.run(rx, cloud_rx, c).await) });
     let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());
     tasks.spawn(async move {
         (
@@ -155,6 +237,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )
     });
 
+    supervise(tasks, shutdown, cancel).await
+}
+
+/// The critical tasks, each named, each returning why it ended.
+pub type Tasks = JoinSet<(&'static str, anyhow::Result<()>)>;
+
+/// Waits until `shutdown` is cancelled (Ok) or a task ends first (an error
+/// naming the task: a critical task never ends on its own). Then cancels
+/// `cancel` and gives every task `SHUTDOWN_GRACE` to finish.
+pub async fn supervise(
+    mut tasks: Tasks,
+    shutdown: CancellationToken,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         biased;
         _ = shutdown.cancelled() => {
@@ -179,4 +275,101 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}");
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that runs until cancelled, as every critical task does.
+    fn until_cancelled(tasks: &mut Tasks, cancel: &CancellationToken) {
+        let c = cancel.clone();
+        tasks.spawn(async move {
+            c.cancelled().await;
+            ("steady", Ok(()))
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_every_task_cleanly() {
+        let shutdown = CancellationToken::new();
+        let cancel = shutdown.child_token();
+        let mut tasks = Tasks::new();
+        until_cancelled(&mut tasks, &cancel);
+        until_cancelled(&mut tasks, &cancel);
+        shutdown.cancel();
+        supervise(tasks, shutdown, cancel.clone())
+            .await
+            .expect("clean shutdown");
+        assert!(cancel.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_task_ends_the_process_with_its_name_and_reason() {
+        let shutdown = CancellationToken::new();
+        let cancel = shutdown.child_token();
+        let mut tasks = Tasks::new();
+        until_cancelled(&mut tasks, &cancel);
+        tasks.spawn(async {
+            (
+                "fifo reader",
+                Err(anyhow::anyhow!("reading FIFO /x: broken")),
+            )
+        });
+        let err = supervise(tasks, shutdown, cancel.clone())
+            .await
+            .expect_err("a task failed");
+        assert_eq!(
+            err.to_string(),
+            "critical task fifo reader failed: reading FIFO /x: broken"
+        );
+        assert!(cancel.is_cancelled(), "the other tasks are told to stop");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_ends_or_panics_is_an_error_too() {
+        for (task, want) in [
+            (
+                tokio::spawn(async { ("probe", Ok(())) }),
+                "critical task probe ended",
+            ),
+            (
+                tokio::spawn(async {
+                    if true {
+                        panic!("boom");
+                    }
+                    ("owner", Ok(()))
+                }),
+                "critical task a task panicked",
+            ),
+        ] {
+            let shutdown = CancellationToken::new();
+            let cancel = shutdown.child_token();
+            let mut tasks = Tasks::new();
+            tasks.spawn(async move {
+                task.await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            });
+            let err = supervise(tasks, shutdown, cancel)
+                .await
+                .expect_err("not a clean end");
+            assert!(err.to_string().starts_with(want), "{err}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_ignores_shutdown_is_abandoned_after_the_grace() {
+        let shutdown = CancellationToken::new();
+        let cancel = shutdown.child_token();
+        let mut tasks = Tasks::new();
+        tasks.spawn(async {
+            std::future::pending::<()>().await;
+            ("stuck", Ok(()))
+        });
+        shutdown.cancel();
+        // The paused clock jumps over SHUTDOWN_GRACE: no real waiting.
+        supervise(tasks, shutdown, cancel)
+            .await
+            .expect("shutdown still succeeds");
+    }
 }

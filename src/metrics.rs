@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::core::model::{Change, Health, Model, VrrpState};
@@ -33,7 +33,22 @@ pub struct Metrics {
     pub probe_failures: IntCounterVec,
     pub lvs_up: IntGaugeVec,
     pub start_time: Gauge,
+    pub vip_here: IntGaugeVec,
+    pub vip_converged: IntGaugeVec,
+    pub vip_last_verified: GaugeVec,
+    pub heals: IntCounterVec,
+    pub claims_damped: IntCounterVec,
+    pub claims_undone: IntCounterVec,
+    pub cloud_calls: IntCounterVec,
+    pub cloud_call_duration: HistogramVec,
+    pub failover_latency: HistogramVec,
 }
+
+/// Failover latency buckets: Keepalived alone takes 0.6-4 s to elect a new
+/// MASTER, the cloud calls add one to a few seconds.
+pub const FAILOVER_BUCKETS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0,
+];
 
 fn epoch(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -202,6 +217,100 @@ impl Metrics {
                 Gauge::new(
                     "start_time_seconds",
                     "Unix time at which this vip-watchdog process started.",
+                )?,
+            )?,
+            vip_here: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vip_here",
+                        "1 when the cloud last showed the VIP on this node's ENI and private IP.",
+                    ),
+                    &["vip"],
+                )?,
+            )?,
+            vip_converged: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vip_converged",
+                        "1 when the cloud agrees with this node's role: MASTER and the VIP here, or not MASTER and the VIP not here.",
+                    ),
+                    &["vip"],
+                )?,
+            )?,
+            vip_last_verified: reg(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "vip_last_verified_timestamp_seconds",
+                        "Unix time of the cloud's last answer about the VIP.",
+                    ),
+                    &["vip"],
+                )?,
+            )?,
+            heals: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "heals_total",
+                        "Claims this node made for a VIP, by reason (missed, elsewhere, stolen, drifted).",
+                    ),
+                    &["vip", "reason"],
+                )?,
+            )?,
+            claims_damped: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "claims_damped_total",
+                        "Times a due claim was held back by max_claims or back-off.",
+                    ),
+                    &["vip"],
+                )?,
+            )?,
+            claims_undone: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "claims_undone_total",
+                        "Claims that converged and were then undone while this node was MASTER.",
+                    ),
+                    &["vip"],
+                )?,
+            )?,
+            cloud_calls: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cloud_api_calls_total",
+                        "Cloud API calls, by operation and outcome (success or the error kind).",
+                    ),
+                    &["operation", "outcome"],
+                )?,
+            )?,
+            cloud_call_duration: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "cloud_api_call_duration_seconds",
+                        "Duration of each cloud API call attempt.",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ]),
+                    &["operation"],
+                )?,
+            )?,
+            failover_latency: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "failover_latency_seconds",
+                        "From entering MASTER to the cloud confirming the VIP on this node.",
+                    )
+                    .buckets(FAILOVER_BUCKETS.to_vec()),
+                    &["vip"],
                 )?,
             )?,
             registry,

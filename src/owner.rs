@@ -1,6 +1,7 @@
-//! The one task that owns the model. Sources send it events; it applies
-//! them, logs every change in one line, updates the metrics, and publishes a
-//! snapshot for the HTTP handlers. Nothing else mutates the model.
+//! The one task that owns the model (and the reconciler's state). Sources
+//! send it events; it applies them, logs every change in one line, updates
+//! the metrics, decides for each VIP, and publishes a snapshot for the HTTP
+//! handlers. Nothing else mutates the model.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,10 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::core::model::{Change, Event, Model};
+use crate::executor::CloudEvent;
 use crate::metrics::Metrics;
+use crate::reconcile::Reconcile;
 use crate::status::Status;
 
-/// How often the snapshot is republished even when nothing happens.
+/// How often the snapshot is republished (and the verdicts re-evaluated)
+/// even when nothing happens.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 pub struct Owner {
@@ -23,27 +27,70 @@ pub struct Owner {
     pub node: String,
     pub pair: String,
     pub started: SystemTime,
+    /// The cloud side, when VIPs are configured.
+    pub reconcile: Option<Reconcile>,
+    /// When a verdict may change by itself (a grace or back-off ends).
+    pub wake: Option<SystemTime>,
 }
 
 impl Owner {
     fn apply(&mut self, event: Event) {
         let now = SystemTime::now();
-        for change in self.model.observe(event, now) {
-            log_change(&change);
-            self.metrics.count(&change);
+        let changes = self.model.observe(event, now);
+        for change in &changes {
+            log_change(change);
+            self.metrics.count(change);
+        }
+        let relevant = changes.iter().any(|c| {
+            matches!(
+                c,
+                Change::Vrrp { .. }
+                    | Change::Learned { .. }
+                    | Change::Probe { .. }
+                    | Change::Keepalived { .. }
+            )
+        });
+        if let (true, Some(r)) = (relevant, &self.reconcile) {
+            r.something_changed();
         }
         self.metrics.sync(&self.model);
+        self.reconcile_step(now);
         self.publish_now(now);
     }
 
+    fn apply_cloud(&mut self, event: CloudEvent) {
+        let now = SystemTime::now();
+        if let Some(r) = &mut self.reconcile {
+            for change in r.on_cloud(event, &self.model) {
+                self.model.record(change, now);
+            }
+        }
+        self.reconcile_step(now);
+        self.publish_now(now);
+    }
+
+    fn reconcile_step(&mut self, now: SystemTime) {
+        if let Some(r) = &mut self.reconcile {
+            let (changes, wake) = r.step(now, &self.model);
+            for change in changes {
+                self.model.record(change, now);
+            }
+            self.wake = wake;
+        }
+    }
+
     fn publish_now(&self, now: SystemTime) {
-        let status = Status::build(&self.model, &self.node, &self.pair, self.started, now);
+        let mut status = Status::build(&self.model, &self.node, &self.pair, self.started, now);
+        if let Some(r) = &self.reconcile {
+            status.vips = r.view();
+        }
         self.publish.send_replace(status);
     }
 
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<Event>,
+        mut cloud: Option<mpsc::Receiver<CloudEvent>>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
         self.metrics.sync(&self.model);
@@ -51,12 +98,28 @@ impl Owner {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         async move {
             loop {
+                let wake_in = self
+                    .wake
+                    .map(|w| w.duration_since(SystemTime::now()).unwrap_or_default());
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    _ = heartbeat.tick() => self.publish_now(SystemTime::now()),
+                    _ = heartbeat.tick() => {
+                        let now = SystemTime::now();
+                        self.reconcile_step(now);
+                        self.publish_now(now);
+                    }
+                    _ = tokio::time::sleep(wake_in.unwrap_or_default()), if wake_in.is_some() => {
+                        let now = SystemTime::now();
+                        self.reconcile_step(now);
+                        self.publish_now(now);
+                    }
                     event = events.recv() => match event {
                         Some(event) => self.apply(event),
                         None => anyhow::bail!("every event source has ended"),
+                    },
+                    event = async { cloud.as_mut()?.recv().await }, if cloud.is_some() => match event {
+                        Some(event) => self.apply_cloud(event),
+                        None => anyhow::bail!("the executor and verifier have ended"),
                     },
                 }
             }
@@ -132,5 +195,7 @@ pub fn log_change(change: &Change) {
             detail = %detail,
             "probe health changed"
         ),
+        // Logged by the reconciler where they happen.
+        Change::VipSeen { .. } | Change::VipVerdict { .. } | Change::ClaimDone { .. } => {}
     }
 }

@@ -20,6 +20,8 @@ pub struct Status {
     pub groups: Vec<GroupView>,
     pub lvs: Vec<LvsView>,
     pub probe: ProbeView,
+    /// The VIPs this node reconciles: the cloud's view and the verdict.
+    pub vips: Vec<crate::reconcile::VipView>,
     /// The latest first.
     pub decisions: Vec<DecisionView>,
 }
@@ -129,6 +131,7 @@ impl Status {
                 detail: model.probe.detail.clone(),
                 since: model.probe.since.map(rfc3339),
             },
+            vips: vec![],
             decisions: model
                 .decisions
                 .iter()

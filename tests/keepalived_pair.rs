@@ -346,3 +346,54 @@ fn a_restarted_watchdog_knows_the_present_state_and_ignores_buffered_lines() {
     wb.wait_state("master", FAILOVER);
     wa.wait_state("fault", FAILOVER);
 }
+
+/// The watchdog as `nobody`: it creates its FIFO in a directory it was given,
+/// Keepalived (root) writes to it, and where it may not signal Keepalived it
+/// says so and settles the start-up state from the addresses instead.
+#[test]
+fn an_unprivileged_watchdog_follows_keepalived() {
+    const NOBODY: u32 = 65534;
+    let mut lab = Lab::new();
+    lab.a.give_fifo_dir_to(NOBODY);
+    let wa = lab.a.start_watchdog_as(true, Some(NOBODY));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", wa.child.id())).expect("status");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534")),
+        "{status}"
+    );
+    let fifo = std::fs::metadata(lab.a.fifo()).expect("the watchdog created the FIFO");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&fifo), NOBODY);
+    let wb = lab.b.start_watchdog(true);
+    lab.start_services();
+    wa.wait_state("master", SETTLE);
+    wb.wait_state("backup", SETTLE);
+
+    // Restarted while Keepalived runs: no right to signal it.
+    drop(wa);
+    let wa = lab.a.start_watchdog_as(true, Some(NOBODY));
+    let why = wa.wait_for("the JSON dump refusal", SETTLE, |e| {
+        e["message"] == "start-up state is not from keepalived's JSON dump"
+    });
+    assert!(
+        why["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not permitted to signal")),
+        "{why}"
+    );
+    let first = wa.wait_for("a's first state", SETTLE, |e| {
+        e["message"] == "vrrp state learned at start-up"
+    });
+    assert_eq!(
+        (first["state"].as_str(), first["source"].as_str()),
+        (Some("master"), Some("addresses")),
+        "{first}"
+    );
+
+    wa.forget_past();
+    lab.a.kill_haproxy();
+    wa.wait_state("fault", FAILOVER);
+    wb.wait_state("master", FAILOVER);
+}

@@ -227,6 +227,23 @@ pub enum Change {
         to: Health,
         detail: String,
     },
+    /// The cloud's view of a VIP changed.
+    VipSeen {
+        vip: String,
+        holder: crate::core::decide::Holder,
+    },
+    /// The reconciler's verdict for a VIP changed.
+    VipVerdict {
+        vip: String,
+        verdict: &'static str,
+        why: String,
+    },
+    /// A claim finished.
+    ClaimDone {
+        vip: String,
+        converged: bool,
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -354,15 +371,17 @@ impl Model {
             }
         };
         for change in &changes {
-            if self.decisions.len() == DECISION_HISTORY {
-                self.decisions.pop_front();
-            }
-            self.decisions.push_back(Decision {
-                at: now,
-                change: change.clone(),
-            });
+            self.record(change.clone(), now);
         }
         changes
+    }
+
+    /// Keeps a change in the bounded decision history.
+    pub fn record(&mut self, change: Change, at: SystemTime) {
+        if self.decisions.len() == DECISION_HISTORY {
+            self.decisions.pop_front();
+        }
+        self.decisions.push_back(Decision { at, change });
     }
 
     fn on_line(&mut self, line: FifoLine, at: SystemTime) -> Vec<Change> {

@@ -165,10 +165,10 @@ pub async fn request_json_dump(
     main: &Proc,
 ) -> Result<Vec<Dumped>, DumpError> {
     let signal = json_signal(cfg).await?;
-    if let Ok(age) = SystemTime::now().duration_since(main.started) {
-        if let Some(wait) = MIN_AGE_BEFORE_SIGNAL.checked_sub(age) {
-            tokio::time::sleep(wait).await;
-        }
+    if let Ok(age) = SystemTime::now().duration_since(main.started)
+        && let Some(wait) = MIN_AGE_BEFORE_SIGNAL.checked_sub(age)
+    {
+        tokio::time::sleep(wait).await;
     }
     match std::fs::remove_file(&cfg.file) {
         Ok(()) => {}

@@ -7,6 +7,7 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 
 use crate::config::Check;
+use crate::error_chain;
 
 /// Why one probe run failed; also the `reason` label of the failure counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,18 +122,6 @@ impl Prober {
             }
         }
     }
-}
-
-/// reqwest's Display hides the cause ("error sending request"); show it.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

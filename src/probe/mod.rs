@@ -53,10 +53,10 @@ pub async fn run(
                     (false, d)
                 }
             };
-            if let Some(health) = rf.record(ok) {
-                if events.send(Event::Probe { health, detail }).await.is_err() {
-                    return Ok(()); // the owner is gone: shutting down
-                }
+            if let Some(health) = rf.record(ok)
+                && events.send(Event::Probe { health, detail }).await.is_err()
+            {
+                return Ok(()); // the owner is gone: shutting down
             }
         }
     }

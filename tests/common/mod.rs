@@ -33,7 +33,7 @@ pub fn require_prerequisites() {
     if !nix::unistd::Uid::effective().is_root() {
         missing.push("root (network namespaces)".to_owned());
     }
-    for tool in ["keepalived", "haproxy", "ip", "curl", "promtool"] {
+    for tool in ["keepalived", "haproxy", "ip", "curl", "promtool", "setpriv"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -250,8 +250,18 @@ pub struct Node {
 }
 
 impl Node {
+    /// The FIFO lives in a directory of its own, which a test may hand to
+    /// an unprivileged watchdog.
     pub fn fifo(&self) -> PathBuf {
-        self.dir.join("keepalived.fifo")
+        self.dir.join("run").join("keepalived.fifo")
+    }
+
+    /// Hands the FIFO's directory to `uid`, as an operator would for an
+    /// unprivileged watchdog.
+    pub fn give_fifo_dir_to(&self, uid: u32) {
+        let dir = self.dir.join("run");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(uid), Some(uid)).expect("chown the FIFO directory");
     }
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("keepalived.pid")
@@ -403,16 +413,25 @@ impl Node {
 
     /// Starts the watchdog in this node's namespace; returns once it listens.
     pub fn start_watchdog(&self, json_dump: bool) -> Watchdog {
+        self.start_watchdog_as(json_dump, None)
+    }
+
+    /// Starts the watchdog, as `uid` (with no groups) when given.
+    pub fn start_watchdog_as(&self, json_dump: bool, uid: Option<u32>) -> Watchdog {
         let config = self.watchdog_config(json_dump);
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                env!("CARGO_BIN_EXE_vip-watchdog"),
-                "run",
-                "--config",
-            ])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns]);
+        if let Some(uid) = uid {
+            cmd.args([
+                "setpriv",
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                "--",
+            ]);
+        }
+        let mut child = cmd
+            .args([env!("CARGO_BIN_EXE_vip-watchdog"), "run", "--config"])
             .arg(&config)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -431,10 +450,10 @@ impl Node {
                 if let Ok(mut l) = keep.lock() {
                     l.push(format!("[{tag}] {line}"));
                 }
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
                 }
             }
         });
@@ -489,7 +508,7 @@ impl Lab {
         };
         // From here on, Drop cleans up whatever was made.
         for n in [&lab.a, &lab.b] {
-            std::fs::create_dir_all(&n.dir).unwrap();
+            std::fs::create_dir_all(n.dir.join("run")).unwrap();
             ip(&["netns", "add", &n.ns]);
             ip(&["-n", &n.ns, "link", "set", "lo", "up"]);
             n.write_configs();

@@ -1,0 +1,173 @@
+//! `Cloud` on aws-sdk-ec2. The SDK's own retries are off: the executor owns
+//! the retry policy (the SDK's default retried a dropped connection on
+//! AssociateAddress, a mutating call). Each call has the configured timeout.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+use super::{Address, Cloud, CloudError, ErrorKind, classify};
+
+#[derive(Clone, Debug)]
+pub struct Aws {
+    client: Client,
+}
+
+impl Aws {
+    /// Credentials by the SDK's default chain; the endpoint from the config
+    /// or `AWS_ENDPOINT_URL(_EC2)`.
+    pub async fn connect(region: &str, endpoint: Option<&str>, call_timeout: Duration) -> Aws {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(call_timeout)
+                    .operation_timeout(call_timeout)
+                    .build(),
+            );
+        if let Some(url) = endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        Aws {
+            client: Client::new(&loader.load().await),
+        }
+    }
+}
+
+fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &'static str,
+    e: SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> CloudError {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let (kind, code) = match &e {
+        SdkError::TimeoutError(_) => (ErrorKind::Timeout, "Timeout".to_owned()),
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            (ErrorKind::Timeout, "Timeout".to_owned())
+        }
+        SdkError::DispatchFailure(_) => (ErrorKind::Transport, "DispatchFailure".to_owned()),
+        _ => {
+            let code = e.code().unwrap_or("Unknown").to_owned();
+            (classify(&code, status), code)
+        }
+    };
+    let message = match e.message() {
+        Some(m) => m.to_owned(),
+        None => crate::error_chain(&e),
+    };
+    CloudError {
+        operation,
+        kind,
+        code,
+        message,
+    }
+}
+
+fn bad_answer(operation: &'static str, message: String) -> CloudError {
+    CloudError {
+        operation,
+        kind: ErrorKind::Client,
+        code: "BadAnswer".into(),
+        message,
+    }
+}
+
+fn ip(operation: &'static str, text: Option<&str>) -> Result<Option<IpAddr>, CloudError> {
+    text.filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse()
+                .map_err(|_| bad_answer(operation, format!("{t:?} is not an IP address")))
+        })
+        .transpose()
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+impl Cloud for Aws {
+    async fn describe_addresses(
+        &self,
+        allocation_ids: &[String],
+    ) -> Result<Vec<Address>, CloudError> {
+        const OP: &str = "DescribeAddresses";
+        let out = self
+            .client
+            .describe_addresses()
+            .set_allocation_ids(Some(allocation_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| error(OP, e))?;
+        out.addresses()
+            .iter()
+            .map(|a| {
+                let allocation_id = non_empty(a.allocation_id())
+                    .ok_or_else(|| bad_answer(OP, "an address without AllocationId".into()))?;
+                Ok(Address {
+                    allocation_id,
+                    public_ip: non_empty(a.public_ip()),
+                    association_id: non_empty(a.association_id()),
+                    network_interface_id: non_empty(a.network_interface_id()),
+                    private_ip: ip(OP, a.private_ip_address())?,
+                })
+            })
+            .collect()
+    }
+
+    async fn private_ips(&self, eni: &str) -> Result<Vec<IpAddr>, CloudError> {
+        const OP: &str = "DescribeNetworkInterfaces";
+        let out = self
+            .client
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .await
+            .map_err(|e| error(OP, e))?;
+        let Some(ni) = out.network_interfaces().first() else {
+            return Err(bad_answer(OP, format!("{eni} is not in the answer")));
+        };
+        ni.private_ip_addresses()
+            .iter()
+            .filter_map(|p| ip(OP, p.private_ip_address()).transpose())
+            .collect()
+    }
+
+    async fn assign_private_ip(&self, eni: &str, ip: IpAddr) -> Result<(), CloudError> {
+        self.client
+            .assign_private_ip_addresses()
+            .network_interface_id(eni)
+            .private_ip_addresses(ip.to_string())
+            .allow_reassignment(true)
+            .send()
+            .await
+            .map_err(|e| error("AssignPrivateIpAddresses", e))?;
+        Ok(())
+    }
+
+    async fn associate(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        ip: IpAddr,
+    ) -> Result<String, CloudError> {
+        const OP: &str = "AssociateAddress";
+        let out = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .network_interface_id(eni)
+            .private_ip_address(ip.to_string())
+            // Always explicit: an omitted flag refuses to move an associated EIP.
+            .allow_reassociation(true)
+            .send()
+            .await
+            .map_err(|e| error(OP, e))?;
+        non_empty(out.association_id())
+            .ok_or_else(|| bad_answer(OP, "no AssociationId in the answer".into()))
+    }
+}

@@ -1,0 +1,96 @@
+//! This node's identity: instance ID, region, MAC and ENI, from IMDSv2
+//! (aws-config's client: token with TTL, then the paths), each overridable
+//! in the config.
+
+use std::time::Duration;
+
+use aws_config::imds::client::Client;
+
+use crate::config::CloudConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub instance_id: String,
+    pub region: String,
+    pub interface_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("bad IMDS endpoint {endpoint:?}: {detail}")]
+    Endpoint { endpoint: String, detail: String },
+    #[error(
+        "cannot read {path} from the instance metadata service ({endpoint}): {detail}. \
+In a container, raise the IMDSv2 hop limit to 2 or use host networking; \
+or set cloud.instance_id, cloud.region and cloud.interface_id"
+    )]
+    Imds {
+        endpoint: String,
+        path: String,
+        detail: String,
+    },
+}
+
+async fn get(client: &Client, endpoint: &str, path: &str) -> Result<String, IdentityError> {
+    let full = format!("/latest/meta-data/{path}");
+    match client.get(&full).await {
+        Ok(v) => Ok(v.as_ref().trim().to_owned()),
+        Err(e) => Err(IdentityError::Imds {
+            endpoint: endpoint.to_owned(),
+            path: full,
+            detail: crate::error_chain(&e),
+        }),
+    }
+}
+
+/// The configured values, the rest asked of IMDS (only when something is missing).
+pub async fn identity(cfg: &CloudConfig) -> Result<Identity, IdentityError> {
+    if let (Some(instance_id), Some(region), Some(interface_id)) =
+        (&cfg.instance_id, &cfg.region, &cfg.interface_id)
+    {
+        return Ok(Identity {
+            instance_id: instance_id.clone(),
+            region: region.clone(),
+            interface_id: interface_id.clone(),
+        });
+    }
+    let endpoint = cfg
+        .imds_endpoint
+        .clone()
+        .unwrap_or_else(|| "http://169.254.169.254".to_owned());
+    let client = Client::builder()
+        .endpoint(&endpoint)
+        .map_err(|e| IdentityError::Endpoint {
+            endpoint: endpoint.clone(),
+            detail: e.to_string(),
+        })?
+        .max_attempts(2)
+        .connect_timeout(Duration::from_secs(1))
+        .read_timeout(Duration::from_secs(2))
+        .build();
+    let instance_id = match &cfg.instance_id {
+        Some(v) => v.clone(),
+        None => get(&client, &endpoint, "instance-id").await?,
+    };
+    let region = match &cfg.region {
+        Some(v) => v.clone(),
+        None => get(&client, &endpoint, "placement/region").await?,
+    };
+    let interface_id = match &cfg.interface_id {
+        Some(v) => v.clone(),
+        None => {
+            let mac = get(&client, &endpoint, "mac").await?;
+            get(
+                &client,
+                &endpoint,
+                &format!("network/interfaces/macs/{mac}/interface-id"),
+            )
+            .await?
+        }
+    };
+    Ok(Identity {
+        instance_id,
+        region,
+        interface_id,
+    })
+}

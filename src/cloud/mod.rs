@@ -1,0 +1,193 @@
+//! The cloud, behind a narrow trait. `aws.rs` implements it with
+//! aws-sdk-ec2; `imds.rs` finds this node's identity.
+
+pub mod aws;
+pub mod imds;
+
+use std::future::Future;
+use std::net::IpAddr;
+
+/// What the cloud says about one Elastic IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub allocation_id: String,
+    pub public_ip: Option<String>,
+    pub association_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub private_ip: Option<IpAddr>,
+}
+
+/// Why a cloud call failed, as a caller branches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `RequestLimitExceeded` and other throttling: retry with back-off.
+    Throttled,
+    /// 5xx: retry with back-off.
+    Server,
+    /// No answer within the call's timeout: retry with back-off.
+    Timeout,
+    /// The request did not reach the API (DNS, connect): retry with back-off.
+    Transport,
+    /// `AuthFailure`, `UnauthorizedOperation`: do not retry.
+    Auth,
+    /// An ID that does not exist: do not retry.
+    NotFound,
+    /// `Resource.AlreadyAssociated`, `InvalidAssociationID.NotFound`: a race
+    /// with the peer; information, not a crash. Do not retry blindly.
+    Conflict,
+    /// Other 4xx, or an answer that does not make sense: do not retry.
+    Client,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        Self::Throttled,
+        Self::Server,
+        Self::Timeout,
+        Self::Transport,
+        Self::Auth,
+        Self::NotFound,
+        Self::Conflict,
+        Self::Client,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Server => "server_error",
+            Self::Timeout => "timeout",
+            Self::Transport => "transport",
+            Self::Auth => "auth",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Client => "client_error",
+        }
+    }
+
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            Self::Throttled | Self::Server | Self::Timeout | Self::Transport
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation}: {code}: {message}")]
+pub struct CloudError {
+    pub operation: &'static str,
+    pub kind: ErrorKind,
+    /// The API's error code, e.g. `RequestLimitExceeded`, or a short word.
+    pub code: String,
+    pub message: String,
+}
+
+/// Classifies an EC2 error code (and HTTP status, when there was one).
+pub fn classify(code: &str, status: Option<u16>) -> ErrorKind {
+    match code {
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled" => {
+            ErrorKind::Throttled
+        }
+        "AuthFailure"
+        | "UnauthorizedOperation"
+        | "Blocked"
+        | "OptInRequired"
+        | "SignatureDoesNotMatch"
+        | "InvalidClientTokenId" => ErrorKind::Auth,
+        "Resource.AlreadyAssociated"
+        | "InvalidAssociationID.NotFound"
+        | "PrivateIpAddressInUse" => ErrorKind::Conflict,
+        c if c.ends_with(".NotFound") || c.ends_with(".Malformed") => ErrorKind::NotFound,
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" => {
+            ErrorKind::Server
+        }
+        _ => match status {
+            Some(s) if s >= 500 => ErrorKind::Server,
+            Some(429) => ErrorKind::Throttled,
+            _ => ErrorKind::Client,
+        },
+    }
+}
+
+/// The EC2 calls the reconciler makes, and no more.
+pub trait Cloud: Send + Sync + 'static {
+    /// One call for every VIP of the node.
+    fn describe_addresses(
+        &self,
+        allocation_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Address>, CloudError>> + Send;
+
+    /// The private IPs the cloud assigns to an ENI.
+    fn private_ips(
+        &self,
+        eni: &str,
+    ) -> impl Future<Output = Result<Vec<IpAddr>, CloudError>> + Send;
+
+    /// Assigns `ip` to `eni`, moving it from another ENI if needed.
+    fn assign_private_ip(
+        &self,
+        eni: &str,
+        ip: IpAddr,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Associates the EIP with (`eni`, `ip`), moving it if needed. Returns
+    /// the association ID.
+    fn associate(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        ip: IpAddr,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_table() {
+        let cases: [(&str, Option<u16>, ErrorKind, bool); 12] = [
+            (
+                "RequestLimitExceeded",
+                Some(503),
+                ErrorKind::Throttled,
+                true,
+            ),
+            ("Throttling", Some(400), ErrorKind::Throttled, true),
+            ("InternalError", Some(500), ErrorKind::Server, true),
+            ("Whatever", Some(503), ErrorKind::Server, true),
+            ("AuthFailure", Some(401), ErrorKind::Auth, false),
+            ("UnauthorizedOperation", Some(403), ErrorKind::Auth, false),
+            (
+                "InvalidAllocationID.NotFound",
+                Some(400),
+                ErrorKind::NotFound,
+                false,
+            ),
+            (
+                "InvalidNetworkInterfaceID.NotFound",
+                Some(400),
+                ErrorKind::NotFound,
+                false,
+            ),
+            (
+                "InvalidAssociationID.NotFound",
+                Some(400),
+                ErrorKind::Conflict,
+                false,
+            ),
+            (
+                "Resource.AlreadyAssociated",
+                Some(400),
+                ErrorKind::Conflict,
+                false,
+            ),
+            ("InvalidParameterValue", Some(400), ErrorKind::Client, false),
+            ("IncorrectInstanceState", None, ErrorKind::Client, false),
+        ];
+        for (code, status, kind, retry) in cases {
+            assert_eq!(classify(code, status), kind, "{code}");
+            assert_eq!(kind.retryable(), retry, "{code}");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+"""moto's EC2 server (moto 5.2.5, from PyPI) with the gaps that would let a
+vip-watchdog test pass wrongly patched. Usage: launch.py HOST PORT
+
+Patched here (stock moto is lax in each):
+1. AssociateAddress honours PrivateIpAddress. Stock moto reports every
+   association on the ENI's primary private IP, so a reconciler comparing
+   (ENI, private IP) never sees convergence, or sees it wrongly. Patched: the
+   association keeps the requested private IP, DescribeAddresses reports it,
+   and an address the ENI does not hold is refused (InvalidParameterValue),
+   as EC2 does.
+2. AssignPrivateIpAddresses honours AllowReassignment. Stock moto leaves the
+   IP on both ENIs. Patched: with AllowReassignment the IP moves from the
+   other ENI (an Elastic IP associated with it moves along, as in EC2);
+   without it, an IP that another ENI holds is refused.
+
+Not patched, and so never relied on by the tests: eventual consistency,
+throttling and 5xx (covered by the fault-injecting proxy where tested), the
+private-ip-address filter of DescribeAddresses.
+"""
+
+import sys
+
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models.elastic_ip_addresses import ElasticAddress, ElasticAddressBackend
+from moto.ec2.responses.elastic_ip_addresses import ElasticIPAddresses
+from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
+from moto.server import main
+
+ATTR = "_vip_watchdog_private_ip"
+
+
+def _private_ip(self):
+    if not self.eni:
+        return None
+    return getattr(self, ATTR, None) or self.eni.private_ip_address
+
+
+ElasticAddress.private_ip_address = property(_private_ip)
+
+_associate = ElasticIPAddresses.associate_address
+
+
+def associate_address(self):
+    private_ip = self._get_param("PrivateIpAddress")
+    eni_id = self._get_param("NetworkInterfaceId")
+    if private_ip and eni_id:
+        eni = self.ec2_backend.get_network_interface(eni_id)
+        held = [d["PrivateIpAddress"] for d in eni.private_ip_addresses]
+        if private_ip not in held:
+            raise EC2ClientError(
+                "InvalidParameterValue",
+                f"The private IP address {private_ip} is not assigned to {eni_id}.",
+            )
+    result = _associate(self)
+    allocation_id = self._get_param("AllocationId")
+    if allocation_id:
+        eip = self.ec2_backend.address_by_allocation([allocation_id])[0]
+        setattr(eip, ATTR, private_ip if eip.eni else None)
+    return result
+
+
+ElasticIPAddresses.associate_address = associate_address
+
+_disassociate = ElasticAddressBackend.disassociate_address
+
+
+def disassociate_address(self, address=None, association_id=None):
+    eips = self.address_by_ip([address]) if address else self.address_by_association([association_id])
+    _disassociate(self, address=address, association_id=association_id)
+    for eip in eips:
+        setattr(eip, ATTR, None)
+
+
+ElasticAddressBackend.disassociate_address = disassociate_address
+
+_assign = ElasticNetworkInterfaces.assign_private_ip_addresses
+
+
+def assign_private_ip_addresses(self):
+    eni_id = self._get_param("NetworkInterfaceId")
+    target = self.ec2_backend.get_network_interface(eni_id)
+    allow = self._get_bool_param("AllowReassignment", False)
+    for ip in self._get_param("PrivateIpAddresses", []):
+        for other in list(self.ec2_backend.enis.values()):
+            if other.id == eni_id:
+                continue
+            held = [d for d in other.private_ip_addresses if d["PrivateIpAddress"] == ip]
+            if not held:
+                continue
+            if held[0].get("Primary"):
+                raise EC2ClientError("InvalidParameterValue", f"{ip} is the primary address of {other.id}.")
+            if not allow:
+                raise EC2ClientError(
+                    "PrivateIpAddressInUse",
+                    f"Address {ip} is in use by {other.id}; pass AllowReassignment to move it.",
+                )
+            other.private_ip_addresses.remove(held[0])
+            for eip in self.ec2_backend.addresses:
+                if eip.eni is other and getattr(eip, ATTR, None) == ip:
+                    eip.eni = target
+    return _assign(self)
+
+
+ElasticNetworkInterfaces.assign_private_ip_addresses = assign_private_ip_addresses
+
+if __name__ == "__main__":
+    host, port = sys.argv[1], sys.argv[2]
+    main(["-H", host, "-p", port])
