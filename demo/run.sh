@@ -49,7 +49,8 @@ wd() { in_ns "$1" curl -sf --max-time 2 "http://127.0.0.1:9842$2"; }
 fill() { # fill TEMPLATE NODE PRIORITY ADDR PEER
     sed -e "s|@NAME@|$2|g" -e "s|@FIFO@|$dir/$2/keepalived.fifo|g" -e "s|@DIR@|$dir/$2|g" \
         -e "s|@PRIORITY@|$3|g" -e "s|@ADDR@|$4|g" -e "s|@PEER@|$5|g" -e "s|@VIP@|$vip|g" \
-        -e "s|@LISTEN@|127.0.0.1:9842|g" -e "s|@LOG_FORMAT@|text|g" -e "s|@JSON_DUMP@|true|g" "$1"
+        -e "s|@LISTEN@|127.0.0.1:9842|g" -e "s|@LOG_FORMAT@|text|g" -e "s|@JSON_DUMP@|true|g" \
+        -e "s|@NOTIFY@||g" -e "s|@CLOUD@||g" "$1"
 }
 
 echo "== namespaces vwdemo-a and vwdemo-b, joined by a veth pair"

@@ -23,6 +23,8 @@ impl Aws {
     /// or `AWS_ENDPOINT_URL(_EC2)`.
     pub async fn connect(region: &str, endpoint: Option<&str>, call_timeout: Duration) -> Aws {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            // In the User-Agent, so CloudTrail (and the tests) can tell our calls.
+            .app_name(aws_config::AppName::new("vip-watchdog").expect("a valid app name"))
             .region(Region::new(region.to_owned()))
             .retry_config(RetryConfig::disabled())
             .timeout_config(

@@ -247,6 +247,10 @@ pub struct Node {
     priority: u8,
     pub keepalived: Option<Child>,
     pub haproxy: Option<Child>,
+    /// keepalived.conf's notify_master line, or nothing.
+    pub notify: String,
+    /// The watchdog's [cloud] and [[vip]] tables, or nothing.
+    pub cloud_toml: String,
 }
 
 impl Node {
@@ -286,6 +290,8 @@ impl Node {
             ("@ADDR@", self.addr.as_str()),
             ("@PEER@", self.peer.as_str()),
             ("@VIP@", VIP),
+            ("@NOTIFY@", self.notify.as_str()),
+            ("@CLOUD@", self.cloud_toml.as_str()),
         ];
         for (k, v) in common.iter().chain(extra) {
             text = text.replace(k, v);
@@ -297,7 +303,7 @@ impl Node {
         text
     }
 
-    fn write_configs(&self) {
+    pub fn write_configs(&self) {
         std::fs::write(
             self.dir.join("keepalived.conf"),
             self.template("keepalived.conf.in", &[]),
@@ -434,6 +440,10 @@ impl Node {
             .args([env!("CARGO_BIN_EXE_vip-watchdog"), "run", "--config"])
             .arg(&config)
             .env_remove("RUST_LOG")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -477,6 +487,88 @@ pub struct Lab {
     pub a: Node,
     pub b: Node,
     dir: PathBuf,
+    id: String,
+    pub cloud: Option<CloudLab>,
+}
+
+/// moto's EC2 server in a namespace of its own, linked to both nodes.
+pub struct CloudLab {
+    pub ns: String,
+    children: Vec<Child>,
+    /// `lab.py setup`'s answer: region, allocation_id, nodes.{a,b}.{instance_id,eni,mac}.
+    pub ids: Value,
+}
+
+/// The venv with moto[server] (scripts/test.sh makes it).
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("VIP_WATCHDOG_VENV")
+        .unwrap_or_else(|| "/var/tmp/vip-watchdog-venv".into());
+    let python = PathBuf::from(venv).join("bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import moto.server, boto3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import moto.server; run ./scripts/test.sh, which installs moto[server] 5.2.5 there",
+        python.display()
+    );
+    python
+}
+
+fn moto_script(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/moto")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Spawns `cmd`, waits for a stdout or stderr line containing `ready`, then
+/// keeps draining the output into `log`.
+fn spawn_until(mut cmd: Command, ready: &'static str, what: &str, log: PathBuf) -> Child {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().expect("stdout");
+    let err = child.stderr.take().expect("stderr");
+    for stream in [
+        Box::new(out) as Box<dyn std::io::Read + Send>,
+        Box::new(err),
+    ] {
+        let tx = tx.clone();
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .ok();
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(ready) => return child,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{what} did not say {ready:?} within 60 s");
+            }
+        }
+    }
 }
 
 impl Lab {
@@ -500,11 +592,15 @@ impl Lab {
             priority,
             keepalived: None,
             haproxy: None,
+            notify: String::new(),
+            cloud_toml: String::new(),
         };
         let lab = Lab {
             a: node("a", 1, 2, 150),
             b: node("b", 2, 1, 100),
             dir,
+            id: id.clone(),
+            cloud: None,
         };
         // From here on, Drop cleans up whatever was made.
         for n in [&lab.a, &lab.b] {
@@ -534,6 +630,201 @@ impl Lab {
 
     pub fn nodes_mut(&mut self) -> [&mut Node; 2] {
         [&mut self.a, &mut self.b]
+    }
+
+    /// moto (patched, see tests/moto/launch.py) in a `cloud` namespace linked
+    /// to each node, the lab's VPC, instances and an EIP on node a, and an
+    /// IMDSv2 stub in each node's namespace. Request recording starts after
+    /// the set-up, so only the scenario's calls are counted.
+    pub fn add_cloud(&mut self) {
+        let python = venv_python();
+        let ns = format!("{}-c", self.id);
+        ip(&["netns", "add", &ns]);
+        self.cloud = Some(CloudLab {
+            ns: ns.clone(),
+            children: vec![],
+            ids: Value::Null,
+        });
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        for (n, i, peer) in [(&self.a, 1, "ca0"), (&self.b, 2, "cb0")] {
+            ip(&[
+                "link", "add", "cl0", "netns", &n.ns, "type", "veth", "peer", "name", peer,
+                "netns", &ns,
+            ]);
+            ip(&[
+                "-n",
+                &n.ns,
+                "addr",
+                "add",
+                &format!("10.213.{i}.1/30"),
+                "dev",
+                "cl0",
+            ]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.213.{i}.2/30"),
+                "dev",
+                peer,
+            ]);
+            ip(&["-n", &n.ns, "link", "set", "cl0", "up"]);
+            ip(&["-n", &ns, "link", "set", peer, "up"]);
+        }
+        let mut moto = Command::new("ip");
+        moto.args(["netns", "exec", &ns]).arg(&python).args([
+            &moto_script("launch.py"),
+            "0.0.0.0",
+            "5000",
+        ]);
+        let moto = spawn_until(moto, "Running on", "moto", self.dir.join("moto.log"));
+        self.cloud.as_mut().expect("cloud").children.push(moto);
+        let setup = run(Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(&python)
+            .args([&moto_script("lab.py"), "setup", "http://127.0.0.1:5000"]));
+        let ids: Value = serde_json::from_str(&setup).expect("setup prints JSON");
+        for (n, i) in [(&mut self.a, 1), (&mut self.b, 2)] {
+            let endpoint = format!("http://10.213.{i}.2:5000");
+            let instance = ids["nodes"][n.name]["instance_id"]
+                .as_str()
+                .expect("instance id")
+                .to_owned();
+            let mut stub = Command::new("ip");
+            stub.args(["netns", "exec", &n.ns]).arg(&python).args([
+                &moto_script("lab.py"),
+                "imds",
+                "127.0.0.1",
+                "8081",
+                &endpoint,
+                &instance,
+            ]);
+            let stub = spawn_until(stub, "ready", "the IMDS stub", n.dir.join("imds.log"));
+            self.cloud.as_mut().expect("cloud").children.push(stub);
+        }
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &ns,
+            "curl",
+            "-sf",
+            "-X",
+            "POST",
+            "http://127.0.0.1:5000/moto-api/recorder/start-recording",
+        ]));
+        self.cloud.as_mut().expect("cloud").ids = ids;
+    }
+
+    fn cloud(&self) -> &CloudLab {
+        self.cloud.as_ref().expect("add_cloud first")
+    }
+
+    pub fn allocation_id(&self) -> String {
+        self.cloud().ids["allocation_id"]
+            .as_str()
+            .expect("allocation id")
+            .to_owned()
+    }
+
+    pub fn eni(&self, node: &str) -> String {
+        self.cloud().ids["nodes"][node]["eni"]
+            .as_str()
+            .expect("eni")
+            .to_owned()
+    }
+
+    fn lab_py(&self, args: &[&str]) -> String {
+        let ns = &self.cloud().ns;
+        run(Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(venv_python())
+            .arg(moto_script("lab.py"))
+            .args(args))
+    }
+
+    /// Which node's ENI the emulator has the EIP on: "a", "b", or "-".
+    pub fn eip_on(&self) -> String {
+        let eni = self.lab_py(&["where", "http://127.0.0.1:5000", &self.allocation_id()]);
+        let eni = eni.trim();
+        ["a", "b"]
+            .into_iter()
+            .find(|n| self.eni(n) == eni)
+            .map_or_else(|| eni.to_owned(), str::to_owned)
+    }
+
+    /// Mutating calls the emulator recorded: `client` is "watchdog" or
+    /// "other" (the notify scripts); keys are "Action eni".
+    pub fn mutating_calls(&self) -> Value {
+        serde_json::from_str(&self.lab_py(&["calls", "http://127.0.0.1:5000"])).expect("calls JSON")
+    }
+
+    /// The number of mutating calls `client` made against `node`'s ENI.
+    pub fn calls_by(&self, client: &str, node: &str) -> u64 {
+        let eni = self.eni(node);
+        self.mutating_calls()[client].as_object().map_or(0, |m| {
+            m.iter()
+                .filter(|(k, _)| k.ends_with(&eni))
+                .map(|(_, v)| v.as_u64().unwrap_or(0))
+                .sum()
+        })
+    }
+
+    /// Node `name`'s notify_master: "ok", "fail", "twice" run the seed
+    /// articles' script (tests/moto/lab.py notify); "missing" names a file
+    /// that does not exist; None has no notify_master.
+    pub fn set_notify(&mut self, name: &str, mode: Option<&str>) {
+        let python = venv_python();
+        let alloc = self.allocation_id();
+        let instance = self.cloud().ids["nodes"][name]["instance_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let i = if name == "a" { 1 } else { 2 };
+        let line = match mode {
+            None => String::new(),
+            Some("missing") => "notify_master \"/nonexistent/notify_master.sh\"".to_owned(),
+            Some(m) => format!(
+                "notify_master \"{} {} notify {m} http://10.213.{i}.2:5000 {alloc} {VIP} {instance}\"",
+                python.display(),
+                moto_script("lab.py")
+            ),
+        };
+        let node = if name == "a" {
+            &mut self.a
+        } else {
+            &mut self.b
+        };
+        node.notify = line;
+        node.write_configs();
+    }
+
+    /// The watchdogs' [cloud] and [[vip]] tables.
+    pub fn set_vip(&mut self, mode: &str, dry_run: bool) {
+        let alloc = self.allocation_id();
+        for (n, i) in [(&mut self.a, 1), (&mut self.b, 2)] {
+            n.cloud_toml = format!(
+                r#"[cloud]
+endpoint = "http://10.213.{i}.2:5000"
+imds_endpoint = "http://127.0.0.1:8081"
+call_timeout = "2s"
+verify_interval = "2s"
+verify_jitter = "500ms"
+convergence_timeout = "10s"
+dry_run = {dry_run}
+
+[[vip]]
+kind = "eip"
+name = "web"
+allocation_id = "{alloc}"
+private_ip = "{VIP}"
+vrrp_instance = "VI_1"
+mode = "{mode}"
+grace = "5s"
+min_master_age = "2s"
+"#
+            );
+        }
     }
 
     /// HAProxy and Keepalived on both nodes.
@@ -585,6 +876,13 @@ impl Drop for Lab {
             {
                 stop_child(child, Duration::from_secs(3));
             }
+        }
+        if let Some(cloud) = self.cloud.as_mut() {
+            for mut child in cloud.children.drain(..) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            kill_namespace(&cloud.ns);
         }
         for n in [&self.a, &self.b] {
             kill_namespace(&n.ns);

@@ -1,0 +1,182 @@
+"""The EC2 side of the integration lab, against moto's server (tests/moto/launch.py).
+
+Subcommands (ENDPOINT is moto's URL as seen from where this runs):
+  setup ENDPOINT              VPC, subnet, two instances, an EIP on node a's
+                              ENI and secondary IP; checks that the launcher's
+                              patches are in effect; prints the ids as JSON.
+  imds HOST PORT ENDPOINT INSTANCE_ID
+                              an IMDSv2 stub for one node, filled from the
+                              emulator's state (token with TTL header, then
+                              instance-id, placement/region, mac,
+                              network/interfaces/macs/MAC/interface-id and
+                              local-ipv4s); prints "ready" when listening.
+  notify MODE ENDPOINT ALLOCATION_ID PRIVATE_IP INSTANCE_ID
+                              a notify_master script as the seed articles
+                              write it (assign the secondary IP, associate
+                              the EIP); MODE ok, fail (exits 1 at once) or
+                              twice (runs its body twice).
+  where ENDPOINT ALLOCATION_ID
+                              prints the ENI the EIP is on, or "-".
+  calls ENDPOINT              mutating calls since recording started, as JSON
+                              {"client": {"Action eni": n}}; client is
+                              "watchdog" (aws-sdk-rust) or "other".
+"""
+
+import base64
+import json
+import sys
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+
+REGION = "eu-west-1"
+VIP_PRIVATE_IP = "10.213.0.100"
+MUTATING = {
+    "AssociateAddress",
+    "DisassociateAddress",
+    "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
+    "CreateRoute",
+    "ReplaceRoute",
+}
+
+
+def ec2(endpoint):
+    return boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def setup(endpoint):
+    c = ec2(endpoint)
+    vpc = c.create_vpc(CidrBlock="10.213.0.0/16")["Vpc"]["VpcId"]
+    subnet = c.create_subnet(VpcId=vpc, CidrBlock="10.213.0.0/24")["Subnet"]["SubnetId"]
+    nodes = {}
+    for name, ip in (("a", "10.213.0.11"), ("b", "10.213.0.12")):
+        inst = c.run_instances(
+            ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=subnet, PrivateIpAddress=ip
+        )["Instances"][0]
+        nic = inst["NetworkInterfaces"][0]
+        nodes[name] = {
+            "instance_id": inst["InstanceId"],
+            "eni": nic["NetworkInterfaceId"],
+            "mac": nic["MacAddress"],
+        }
+    alloc = c.allocate_address(Domain="vpc")["AllocationId"]
+    eni_a = nodes["a"]["eni"]
+    c.assign_private_ip_addresses(
+        NetworkInterfaceId=eni_a, PrivateIpAddresses=[VIP_PRIVATE_IP], AllowReassignment=True
+    )
+    c.associate_address(
+        AllocationId=alloc, NetworkInterfaceId=eni_a, PrivateIpAddress=VIP_PRIVATE_IP, AllowReassociation=True
+    )
+    # The launcher's patches must be in effect, or the tests would prove nothing.
+    addr = c.describe_addresses(AllocationIds=[alloc])["Addresses"][0]
+    assert addr["PrivateIpAddress"] == VIP_PRIVATE_IP, f"moto is not patched: {addr}"
+    try:
+        c.assign_private_ip_addresses(NetworkInterfaceId=nodes["b"]["eni"], PrivateIpAddresses=[VIP_PRIVATE_IP])
+        raise AssertionError("moto is not patched: reassignment without AllowReassignment succeeded")
+    except c.exceptions.ClientError as e:
+        assert "PrivateIpAddressInUse" in str(e), e
+    print(json.dumps({"region": REGION, "allocation_id": alloc, "private_ip": VIP_PRIVATE_IP, "nodes": nodes}))
+
+
+def imds(host, port, endpoint, instance_id):
+    c = ec2(endpoint)
+
+    def values():
+        inst = c.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        nic = inst["NetworkInterfaces"][0]
+        eni = c.describe_network_interfaces(NetworkInterfaceIds=[nic["NetworkInterfaceId"]])["NetworkInterfaces"][0]
+        mac = nic["MacAddress"]
+        base = f"network/interfaces/macs/{mac}/"
+        return {
+            "instance-id": instance_id,
+            "placement/region": REGION,
+            "mac": mac,
+            base + "interface-id": nic["NetworkInterfaceId"],
+            base + "local-ipv4s": "\n".join(p["PrivateIpAddress"] for p in eni["PrivateIpAddresses"]),
+        }
+
+    token = "vip-watchdog-test-token"
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def reply(self, status, body, headers=()):
+            data = body.encode()
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_PUT(self):
+            if self.path != "/latest/api/token" or "X-aws-ec2-metadata-token-ttl-seconds" not in self.headers:
+                return self.reply(400, "bad token request")
+            ttl = self.headers["X-aws-ec2-metadata-token-ttl-seconds"]
+            self.reply(200, token, [("X-aws-ec2-metadata-token-ttl-seconds", ttl)])
+
+        def do_GET(self):
+            if self.headers.get("X-aws-ec2-metadata-token") != token:
+                return self.reply(401, "IMDSv2 token required")
+            path = self.path.removeprefix("/latest/meta-data/")
+            v = values().get(path)
+            if v is None:
+                return self.reply(404, "not found")
+            self.reply(200, v)
+
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+def notify(mode, endpoint, alloc, private_ip, instance_id):
+    if mode == "fail":
+        sys.exit(1)
+    c = ec2(endpoint)
+    inst = c.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    eni = inst["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    for _ in range(2 if mode == "twice" else 1):
+        c.assign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=[private_ip], AllowReassignment=True)
+        c.associate_address(AllocationId=alloc, NetworkInterfaceId=eni, PrivateIpAddress=private_ip, AllowReassociation=True)
+
+
+def where(endpoint, alloc):
+    addr = ec2(endpoint).describe_addresses(AllocationIds=[alloc])["Addresses"][0]
+    print(addr.get("NetworkInterfaceId") or "-")
+
+
+def calls(endpoint):
+    text = urllib.request.urlopen(endpoint + "/moto-api/recorder/download-recording").read().decode()
+    counts = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        body = rec.get("body") or ""
+        if rec.get("body_encoded"):
+            body = base64.b64decode(body).decode()
+        params = urllib.parse.parse_qs(body)
+        action = params.get("Action", [""])[0]
+        if action not in MUTATING:
+            continue
+        ua = rec.get("headers", {}).get("User-Agent", "")
+        client = "watchdog" if "aws-sdk-rust" in ua else "other"
+        key = f"{action} {params.get('NetworkInterfaceId', ['-'])[0]}"
+        counts.setdefault(client, {}).setdefault(key, 0)
+        counts[client][key] += 1
+    print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"setup": setup, "imds": imds, "notify": notify, "where": where, "calls": calls}[cmd](*args)
