@@ -113,3 +113,238 @@ fn a_failed_notify_script_is_healed_after_grace() {
         Some(1.0)
     );
 }
+
+#[test]
+fn a_missing_notify_script_is_healed_after_grace() {
+    let mut lab = Lab::new();
+    let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("missing"));
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    heal_log(&wb);
+    wb.wait_for("b's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
+    assert_eq!(lab.eip_on(), "b");
+    let calls = lab.mutating_calls();
+    assert_eq!(
+        lab.calls_by("watchdog", "b"),
+        2,
+        "one assign, one associate: {calls}"
+    );
+    assert_eq!(lab.calls_by("watchdog", "a"), 0, "{calls}");
+}
+
+/// (a) The notify script works: the watchdog sees it converge and makes no
+/// mutating call at all.
+#[test]
+fn a_working_notify_script_leaves_the_watchdog_nothing_to_do() {
+    let mut lab = Lab::new();
+    let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("ok"));
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    wb.wait_for("b sees it here", HEAL, |e| {
+        e["message"] == "the cloud shows the VIP on this node, the MASTER"
+    });
+    // Past the grace, the verdict is still: converged, nothing to do.
+    wb.wait_for("b converged after grace", HEAL, |e| {
+        e["message"] == "vip decision"
+            && e["why"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("converged"))
+    });
+    assert_eq!(lab.eip_on(), "b");
+    let calls = lab.mutating_calls();
+    assert!(
+        calls["watchdog"].is_null(),
+        "no mutating call by any watchdog: {calls}"
+    );
+    // Keepalived may run a notify script more than once (it does at start-up
+    // races); what matters is that the script moved it and the watchdog did not.
+    assert!(
+        lab.calls_by("other", "b") >= 2,
+        "the script's assign and associate: {calls}"
+    );
+    let m = wb.metrics();
+    assert_eq!(
+        common::metric(&m, "vip_watchdog_vip_converged", &[("vip", "web")]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            "vip_watchdog_failover_latency_seconds_count",
+            &[("vip", "web")]
+        ),
+        Some(1.0)
+    );
+}
+
+/// (c) The notify script runs twice: the watchdog adds no call of its own.
+#[test]
+fn a_notify_script_run_twice_adds_no_watchdog_call() {
+    let mut lab = Lab::new();
+    let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("twice"));
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    wb.wait_for("b sees it here", HEAL, |e| {
+        e["message"] == "the cloud shows the VIP on this node, the MASTER"
+    });
+    wb.wait_for("b converged after grace", HEAL, |e| {
+        e["message"] == "vip decision"
+            && e["why"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("converged"))
+    });
+    let calls = lab.mutating_calls();
+    assert!(calls["watchdog"].is_null(), "{calls}");
+    assert!(
+        lab.calls_by("other", "b") >= 4,
+        "the script ran its two calls twice: {calls}"
+    );
+    assert_eq!(lab.eip_on(), "b");
+}
+
+/// (e) dry_run decides and says so, and mutates nothing: over the whole
+/// failover (the notify script fails, the grace passes, a claim is due) the
+/// emulator records no mutating call from the watchdog.
+#[test]
+fn dry_run_mutates_nothing() {
+    let mut lab = Lab::new();
+    let (wa, wb) = cloud_pair(&mut lab, "heal", true, Some("fail"));
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    wb.wait_for("b in its grace", FAILOVER, |e| {
+        e["message"] == "waiting before acting"
+    });
+    let would = wb.wait_for("b's dry-run verdict", HEAL, |e| {
+        e["message"] == "dry run: would claim the VIP for this node"
+    });
+    assert_eq!(would["reason"], "elsewhere", "{would}");
+    assert_eq!(wb.status()["vips"][0]["verdict"], "would_claim");
+    assert!(wb.stop().success());
+    assert!(wa.stop().success());
+    let calls = lab.mutating_calls();
+    assert!(
+        calls["watchdog"].is_null(),
+        "no mutating call in the watchdogs' lives: {calls}"
+    );
+    assert_eq!(lab.eip_on(), "a", "nothing moved");
+}
+
+/// `own` mode with no notify script: the watchdog moves the EIP itself once
+/// the new MASTER is `min_master_age` old.
+#[test]
+fn own_mode_moves_the_eip_without_a_notify_script() {
+    let mut lab = Lab::new();
+    let (wa, wb) = cloud_pair(&mut lab, "own", false, None);
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let claim = heal_log(&wb);
+    assert_eq!(claim["reason"], "elsewhere", "{claim}");
+    let arrived = wb.wait_for("b sees it here", HEAL, |e| {
+        e["message"] == "the cloud shows the VIP on this node, the MASTER"
+    });
+    let ms = arrived["latency_ms"].as_u64().expect("latency");
+    assert!(ms >= 2_000, "not before min_master_age: {arrived}");
+    assert_eq!(lab.eip_on(), "b");
+    assert_eq!(lab.calls_by("watchdog", "b"), 2);
+    assert_eq!(lab.calls_by("watchdog", "a"), 0, "a, in FAULT, never acts");
+}
+
+/// (f) The watchdog restarted during the grace learns the MASTER's real
+/// transition time from the JSON dump, claims once, and a second restart
+/// after convergence claims nothing more.
+#[test]
+fn a_watchdog_restarted_mid_failover_converges_without_a_duplicate_claim() {
+    let mut lab = Lab::new();
+    let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("fail"));
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    wb.wait_for("b in its grace", FAILOVER, |e| {
+        e["message"] == "waiting before acting"
+    });
+    assert!(wb.stop().success());
+    let wb = lab.b.start_watchdog(true);
+    let learned = wb.wait_for("b learns MASTER", SETTLE, |e| {
+        e["message"] == "vrrp state learned at start-up"
+    });
+    assert_eq!(
+        (learned["state"].as_str(), learned["source"].as_str()),
+        (Some("master"), Some("json_dump"))
+    );
+    heal_log(&wb);
+    wb.wait_for("b's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
+    assert!(wb.stop().success());
+    let wb = lab.b.start_watchdog(true);
+    wb.wait_for("b converged after restart", HEAL, |e| {
+        e["message"] == "vip decision"
+            && e["why"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("converged"))
+    });
+    assert_eq!(lab.eip_on(), "b");
+    assert_eq!(
+        lab.calls_by("watchdog", "b"),
+        2,
+        "one assign and one associate in all: {}",
+        lab.mutating_calls()
+    );
+}
+
+/// (d) keepalived #2231: a BACKUP that boots without hearing its peer is
+/// MASTER for about a second and its notify script takes the EIP. The real
+/// MASTER's watchdog takes it back; the booting node's watchdog never claims.
+#[test]
+fn an_eip_stolen_by_a_booting_backup_is_taken_back_by_the_real_master() {
+    let mut lab = Lab::new();
+    let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("ok"));
+    lab.b.signal_keepalived(nix::sys::signal::Signal::SIGTERM);
+    wb.wait_state("stop", FAILOVER);
+    lab.b.reap_keepalived();
+    // b boots deaf to VRRP: it does not hear a's adverts and goes MASTER.
+    lab.b.block_vrrp(true);
+    wa.forget_past();
+    wb.forget_past();
+    lab.b.start_keepalived();
+    wb.wait_state("master", SETTLE);
+    lab.b.block_vrrp(false);
+    wb.wait_state("backup", FAILOVER);
+    // Meanwhile b's notify script moved the EIP; a (MASTER throughout) heals.
+    let claim = heal_log(&wa);
+    assert_eq!(claim["reason"], "stolen", "{claim}");
+    wa.wait_for("a's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
+    assert_eq!(lab.eip_on(), "a");
+    let calls = lab.mutating_calls();
+    assert!(
+        lab.calls_by("other", "b") >= 2,
+        "b's notify script took it: {calls}"
+    );
+    assert_eq!(
+        lab.calls_by("watchdog", "a"),
+        2,
+        "a took it back once: {calls}"
+    );
+    assert_eq!(
+        lab.calls_by("watchdog", "b"),
+        0,
+        "b's watchdog never claimed: {calls}"
+    );
+    assert_eq!(wa.instance()["state"], "master", "a never left MASTER");
+}

@@ -33,7 +33,15 @@ pub fn require_prerequisites() {
     if !nix::unistd::Uid::effective().is_root() {
         missing.push("root (network namespaces)".to_owned());
     }
-    for tool in ["keepalived", "haproxy", "ip", "curl", "promtool", "setpriv"] {
+    for tool in [
+        "keepalived",
+        "haproxy",
+        "ip",
+        "curl",
+        "promtool",
+        "setpriv",
+        "nft",
+    ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -398,6 +406,22 @@ impl Node {
         f.write_all(text.as_bytes()).expect("FIFO write");
     }
 
+    /// Drops (or stops dropping) incoming VRRP in this node's namespace.
+    pub fn block_vrrp(&self, on: bool) {
+        let nft = |rule: &str| {
+            run(Command::new("ip")
+                .args(["netns", "exec", &self.ns, "nft"])
+                .arg(rule));
+        };
+        if on {
+            nft("add table inet vw");
+            nft("add chain inet vw input { type filter hook input priority 0; policy accept; }");
+            nft("add rule inet vw input ip protocol vrrp drop");
+        } else {
+            nft("delete table inet vw");
+        }
+    }
+
     pub fn has_vip(&self) -> bool {
         ip(&["-n", &self.ns, "-o", "addr", "show", "dev", "eth0"]).contains(&format!(" {VIP}/32"))
     }
@@ -673,11 +697,12 @@ impl Lab {
             ip(&["-n", &ns, "link", "set", peer, "up"]);
         }
         let mut moto = Command::new("ip");
-        moto.args(["netns", "exec", &ns]).arg(&python).args([
-            &moto_script("launch.py"),
-            "0.0.0.0",
-            "5000",
-        ]);
+        moto.args(["netns", "exec", &ns])
+            .arg(&python)
+            .args([&moto_script("launch.py"), "0.0.0.0", "5000"])
+            // The recorder writes to a file: one per lab, not the shared cwd.
+            .env("MOTO_RECORDER_FILEPATH", self.dir.join("moto_recording"))
+            .current_dir(&self.dir);
         let moto = spawn_until(moto, "Running on", "moto", self.dir.join("moto.log"));
         self.cloud.as_mut().expect("cloud").children.push(moto);
         let setup = run(Command::new("ip")
