@@ -1,28 +1,34 @@
 #!/usr/bin/env bash
 # The local demo (README's first command). Debian 12, as root.
 #
-# Two network namespaces, vwdemo-a and vwdemo-b, joined by a veth pair; in
-# each, HAProxy on 127.0.0.1:8080, Keepalived (unicast VRRP, VIP 10.213.0.100)
-# and vip-watchdog on 127.0.0.1:9842. Node a (priority 150) becomes MASTER;
-# then the demo stops HAProxy on a and you watch b take over, as Keepalived
-# reports it and as the watchdogs' metrics show it. Everything is removed on
-# exit, also on Ctrl-C.
+# Three network namespaces: vwdemo-a and vwdemo-b, joined by a veth pair,
+# each with HAProxy on 127.0.0.1:8080, Keepalived (unicast VRRP, VIP
+# 10.213.0.100), an IMDSv2 stub and vip-watchdog on 127.0.0.1:9842; and
+# vwdemo-c, the "cloud", running moto's EC2 server (patched, see
+# tests/moto/launch.py) with an Elastic IP on node a. The watchdogs run in
+# `own` mode: no notify script, they move the EIP themselves. Node a
+# (priority 150) becomes MASTER; then the demo stops HAProxy on a and you
+# watch b take over, Keepalived's state and the EIP, and the failover
+# latency the watchdog measured. Everything is removed on exit, also on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 . scripts/lib.sh
 
 need_root
 install_packages keepalived haproxy iproute2 curl procps
 ensure_rust
+ensure_venv
 echo "== building vip-watchdog"
 cargo build --quiet --locked --bin vip-watchdog
 bin="$CARGO_TARGET_DIR/debug/vip-watchdog"
+py="$VENV/bin/python"
+lab_py="$(pwd)/tests/moto/lab.py"
 
 vip=10.213.0.100
+namespaces="vwdemo-a vwdemo-b vwdemo-c"
 dir=$(mktemp -d /tmp/vip-watchdog-demo.XXXXXX)
 cleanup() {
-    for ns in vwdemo-a vwdemo-b; do
+    for ns in $namespaces; do
         # SIGTERM first (Keepalived stops and reaps its children), then
         # SIGKILL whatever is left; at most 3 s.
         sig=TERM
@@ -40,96 +46,163 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-cleanup_done=$(ip netns list | grep -c '^vwdemo-' || true)
-[ "$cleanup_done" = 0 ] || { echo "== removing a previous demo's namespaces"; cleanup; dir=$(mktemp -d /tmp/vip-watchdog-demo.XXXXXX); }
+if ip netns list | grep -q '^vwdemo-'; then
+    echo "== removing a previous demo's namespaces"
+    keep=$dir; dir=/nonexistent; cleanup; dir=$keep
+fi
 
 in_ns() { local ns=$1; shift; ip netns exec "vwdemo-$ns" "$@"; }
 wd() { in_ns "$1" curl -sf --max-time 2 "http://127.0.0.1:9842$2"; }
+cloud() { in_ns c "$py" "$lab_py" "$@"; }
 
-fill() { # fill TEMPLATE NODE PRIORITY ADDR PEER
-    sed -e "s|@NAME@|$2|g" -e "s|@FIFO@|$dir/$2/keepalived.fifo|g" -e "s|@DIR@|$dir/$2|g" \
-        -e "s|@PRIORITY@|$3|g" -e "s|@ADDR@|$4|g" -e "s|@PEER@|$5|g" -e "s|@VIP@|$vip|g" \
-        -e "s|@LISTEN@|127.0.0.1:9842|g" -e "s|@LOG_FORMAT@|text|g" -e "s|@JSON_DUMP@|true|g" \
-        -e "s|@NOTIFY@||g" -e "s|@CLOUD@||g" "$1"
-}
-
-echo "== namespaces vwdemo-a and vwdemo-b, joined by a veth pair"
-for n in a b; do
+echo "== namespaces: nodes vwdemo-a and vwdemo-b, cloud vwdemo-c"
+for n in a b c; do
     ip netns add "vwdemo-$n"
     ip -n "vwdemo-$n" link set lo up
-    mkdir -p "$dir/$n"
+    mkdir -p "$dir/$n/run"
 done
 ip link add eth0 netns vwdemo-a type veth peer name eth0 netns vwdemo-b
 ip -n vwdemo-a addr add 10.213.0.1/24 dev eth0
 ip -n vwdemo-b addr add 10.213.0.2/24 dev eth0
-ip -n vwdemo-a link set eth0 up
-ip -n vwdemo-b link set eth0 up
+for n in a b; do ip -n "vwdemo-$n" link set eth0 up; done
+ip link add cl0 netns vwdemo-a type veth peer name ca0 netns vwdemo-c
+ip link add cl0 netns vwdemo-b type veth peer name cb0 netns vwdemo-c
+ip -n vwdemo-a addr add 10.213.1.1/30 dev cl0
+ip -n vwdemo-c addr add 10.213.1.2/30 dev ca0
+ip -n vwdemo-b addr add 10.213.2.1/30 dev cl0
+ip -n vwdemo-c addr add 10.213.2.2/30 dev cb0
+for n in a b; do ip -n "vwdemo-$n" link set cl0 up; done
+ip -n vwdemo-c link set ca0 up
+ip -n vwdemo-c link set cb0 up
 
-start_node() { # start_node NODE PRIORITY ADDR PEER
+echo "== the cloud: moto's EC2 server, a VPC, two instances, an Elastic IP on a"
+MOTO_RECORDER_FILEPATH="$dir/c/recording" \
+    ip netns exec vwdemo-c "$py" tests/moto/launch.py 0.0.0.0 5000 > "$dir/c/moto.log" 2>&1 &
+for _ in $(seq 100); do
+    in_ns c curl -s -o /dev/null http://127.0.0.1:5000/moto-api/ 2>/dev/null && break
+    sleep 0.1
+done
+ids=$(cloud setup http://127.0.0.1:5000)
+json() { echo "$ids" | "$py" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+alloc=$(json 'd["allocation_id"]')
+eni_a=$(json 'd["nodes"]["a"]["eni"]')
+eni_b=$(json 'd["nodes"]["b"]["eni"]')
+eip_on() {
+    case "$(cloud where http://127.0.0.1:5000 "$alloc")" in
+        "$eni_a") echo "node a ($eni_a)" ;;
+        "$eni_b") echo "node b ($eni_b)" ;;
+        *) echo "nowhere" ;;
+    esac
+}
+echo "   Elastic IP $alloc is on $(eip_on)"
+
+fill() { # fill TEMPLATE NODE PRIORITY ADDR PEER CLOUD_TOML
+    local t
+    t=$(<"$1")
+    t=${t//@NAME@/$2}; t=${t//@FIFO@/$dir/$2/run/keepalived.fifo}; t=${t//@DIR@/$dir/$2}
+    t=${t//@PRIORITY@/$3}; t=${t//@ADDR@/$4}; t=${t//@PEER@/$5}; t=${t//@VIP@/$vip}
+    t=${t//@LISTEN@/127.0.0.1:9842}; t=${t//@LOG_FORMAT@/text}; t=${t//@JSON_DUMP@/true}
+    t=${t//@NOTIFY@/}; t=${t//@CLOUD@/$6}
+    printf '%s\n' "$t"
+}
+cloud_toml() { # cloud_toml LINK_NUMBER
+    cat <<EOF
+[cloud]
+endpoint = "http://10.213.$1.2:5000"
+imds_endpoint = "http://127.0.0.1:8081"
+verify_interval = "5s"
+verify_jitter = "1s"
+
+[[vip]]
+kind = "eip"
+name = "web"
+allocation_id = "$alloc"
+private_ip = "$vip"
+vrrp_instance = "VI_1"
+mode = "own"
+min_master_age = "2s"
+EOF
+}
+
+start_node() { # start_node NODE PRIORITY ADDR PEER LINK_NUMBER
     local n=$1 d="$dir/$1"
-    fill lab/keepalived.conf.in "$@" > "$d/keepalived.conf"
-    fill lab/watchdog.toml.in "$@" > "$d/watchdog.toml"
+    local instance
+    instance=$(json "d[\"nodes\"][\"$n\"][\"instance_id\"]")
+    fill lab/keepalived.conf.in "$1" "$2" "$3" "$4" "" > "$d/keepalived.conf"
+    fill lab/watchdog.toml.in "$1" "$2" "$3" "$4" "$(cloud_toml "$5")" > "$d/watchdog.toml"
     cp lab/haproxy.cfg "$d/haproxy.cfg"
+    in_ns "$n" "$py" "$lab_py" imds 127.0.0.1 8081 "http://10.213.$5.2:5000" "$instance" > "$d/imds.log" 2>&1 &
+    for _ in $(seq 100); do grep -q ready "$d/imds.log" 2>/dev/null && break; sleep 0.1; done
     # The watchdog first: it creates the FIFO that Keepalived will write to.
-    in_ns "$n" "$bin" run --config "$d/watchdog.toml" 2> "$d/watchdog.log" &
+    AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
+        in_ns "$n" "$bin" run --config "$d/watchdog.toml" 2> "$d/watchdog.log" &
     # Not through in_ns: $! must be HAProxy's own pid (ip netns exec execs it).
     ip netns exec "vwdemo-$n" haproxy -db -f "$d/haproxy.cfg" > "$d/haproxy.log" 2>&1 &
     echo $! > "$d/haproxy.pid"
-    for _ in $(seq 50); do [ -p "$d/keepalived.fifo" ] && break; sleep 0.1; done
+    for _ in $(seq 50); do [ -p "$d/run/keepalived.fifo" ] && break; sleep 0.1; done
     TMPDIR="$d" in_ns "$n" keepalived --dont-fork --vrrp --log-console -f "$d/keepalived.conf" \
         -p "$d/keepalived.pid" -r "$d/keepalived_vrrp.pid" -c "$d/keepalived_checkers.pid" \
         > "$d/keepalived.log" 2>&1 &
 }
-echo "== starting HAProxy, Keepalived and vip-watchdog on each node"
-start_node a 150 10.213.0.1 10.213.0.2
-start_node b 100 10.213.0.2 10.213.0.1
+echo "== starting an IMDSv2 stub, vip-watchdog, HAProxy and Keepalived on each node"
+start_node a 150 10.213.0.1 10.213.0.2 1
+start_node b 100 10.213.0.2 10.213.0.1 2
 
 state_of() { # the VRRP state node $1's watchdog reports for VI_1
     wd "$1" /metrics 2>/dev/null | awk '/^vip_watchdog_vrrp_state\{/ && /vrrp_instance="VI_1"/ && $NF == 1 {
         match($0, /state="[a-z]+"/); print substr($0, RSTART + 7, RLENGTH - 8) }'
 }
-wait_state() { # wait_state NODE STATE SECONDS
-    local deadline=$((SECONDS + $3))
-    while [ "$(state_of "$1")" != "$2" ]; do
-        [ $SECONDS -lt "$deadline" ] || die "node $1 did not report $2 within $3 s (logs in $dir)"
+metric() { # metric NODE NAME: the first sample's value
+    wd "$1" /metrics 2>/dev/null | awk -v m="$2" 'index($0, m"{") == 1 || index($0, m" ") == 1 {print $NF; exit}'
+}
+is_state() { [ "$(state_of "$1")" = "$2" ]; }        # is_state NODE STATE
+has() { [ "$(metric "$1" "$2")" = "$3" ]; }          # has NODE METRIC VALUE
+wait_for() { # wait_for SECONDS WHAT COMMAND... (COMMAND is re-run until it succeeds)
+    local deadline=$((SECONDS + $1)) what=$2
+    shift 2
+    until "$@"; do
+        if [ $SECONDS -ge "$deadline" ]; then
+            for f in "$dir"/*/*.log; do echo "--- $f"; tail -n 8 "$f"; done >&2
+            die "$what did not happen in time"
+        fi
         sleep 0.2
     done
 }
 show() {
     for n in a b; do
-        printf '   node %s: VI_1 %-7s probe_up=%s keepalived_up=%s VIP on interface: %s\n' "$n" "$(state_of "$n")" \
-            "$(wd "$n" /metrics | awk '/^vip_watchdog_probe_up\{/ {print $NF}')" \
-            "$(wd "$n" /metrics | awk '/^vip_watchdog_keepalived_up\{/ {print $NF}')" \
-            "$(ip -n "vwdemo-$n" -o addr show dev eth0 | grep -q " $vip/" && echo yes || echo no)"
+        printf '   node %s: VI_1 %-7s probe_up=%s  the cloud shows the EIP here: %s\n' "$n" "$(state_of "$n")" \
+            "$(metric "$n" vip_watchdog_probe_up)" "$(metric "$n" vip_watchdog_vip_here)"
     done
+    echo "   Elastic IP is on $(eip_on)"
 }
 
 echo "== waiting for the pair to settle (Keepalived takes about 4 s)"
-wait_state a master 30
-wait_state b backup 30
+wait_for 30 "a MASTER" is_state a master
+wait_for 30 "b BACKUP" is_state b backup
+wait_for 30 "a's watchdog seeing the EIP" has a vip_watchdog_vip_here 1
 show
 
 echo
 echo "== failover: stopping HAProxy on node a (the MASTER)"
 kill "$(cat "$dir/a/haproxy.pid")"
-wait_state b master 20
-wait_state a fault 20
+wait_for 20 "b MASTER" is_state b master
+wait_for 30 "the EIP on b" has b vip_watchdog_vip_here 1
 show
 
 echo
-echo "== what the watchdogs logged about it"
-grep -h -E "state (changed|learned)|probe health|keepalived is" "$dir/a/watchdog.log" | sed 's/^/   a: /' | tail -n 4
-grep -h -E "state (changed|learned)|probe health|keepalived is" "$dir/b/watchdog.log" | sed 's/^/   b: /' | tail -n 3
+echo "== what node b's watchdog logged"
+grep -h -E "state changed|claiming|claim converged|shows the VIP" "$dir/b/watchdog.log" | tail -n 5 | sed 's/^/   /'
 
 echo
-echo "== node b's metrics (excerpt)"
-wd b /metrics | grep -E '^vip_watchdog_(vrrp_state|vrrp_transitions_total|keepalived_up|probe_up)' | grep -v ' 0$' | sed 's/^/   /'
+echo "== node b's failover latency (entering MASTER -> the cloud shows the EIP on b)"
+wd b /metrics | grep -E '^vip_watchdog_failover_latency_seconds_(bucket|sum|count)' | sed 's/^/   /'
+wd b /metrics | grep -E '^vip_watchdog_(heals_total|cloud_api_calls_total)\{' | grep -v ' 0$' | sed 's/^/   /'
 
 echo
 echo "The pair is running. In another shell, try:"
 echo "   ip netns exec vwdemo-b curl -s 127.0.0.1:9842/v1/status"
 echo "   ip netns exec vwdemo-a curl -s 127.0.0.1:9842/metrics"
-echo "   kill -TERM \$(cat $dir/b/keepalived.pid)     # stop Keepalived on the new MASTER"
+echo "   ip netns exec vwdemo-a haproxy -D -f $dir/a/haproxy.cfg   # a takes VI_1 and the EIP back"
 if [ -t 0 ]; then
     read -r -p "Press Enter to stop the demo and remove everything. "
 fi

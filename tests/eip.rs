@@ -260,6 +260,8 @@ fn own_mode_moves_the_eip_without_a_notify_script() {
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(lab.calls_by("watchdog", "b"), 2);
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "a, in FAULT, never acts");
+    // The cloud metrics follow Prometheus' conventions too.
+    common::promtool_check_metrics(&wb.metrics());
 }
 
 /// (f) The watchdog restarted during the grace learns the MASTER's real

@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::{FAILOVER, Lab, SETTLE, metric};
 use nix::sys::signal::Signal;
 
@@ -179,29 +176,7 @@ fn live_metrics_pass_promtool_and_garbage_lines_are_counted_and_ignored() {
         }
     }
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(m.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics: {said}\n{m}"
-    );
+    common::promtool_check_metrics(&m);
 }
 
 #[test]
