@@ -260,8 +260,11 @@ fn own_mode_moves_the_eip_without_a_notify_script() {
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(lab.calls_by("watchdog", "b"), 2);
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "a, in FAULT, never acts");
-    // The cloud metrics follow Prometheus' conventions too.
-    common::promtool_check_metrics(&wb.metrics());
+    // The cloud metrics follow Prometheus' conventions too, and this
+    // watchdog exports every family that alerts/ and dashboards/ use.
+    let m = wb.metrics();
+    common::promtool_check_metrics(&m);
+    common::alerts_and_dashboards_use_only(&m);
 }
 
 /// (f) The watchdog restarted during the grace learns the MASTER's real

@@ -234,6 +234,44 @@ impl Drop for Watchdog {
     }
 }
 
+/// Every metric that alerts/ and dashboards/ name exists in `exposition`
+/// (a live /metrics), so that a rename cannot silently break them.
+pub fn alerts_and_dashboards_use_only(exposition: &str) {
+    let exported: std::collections::BTreeSet<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["alerts", "dashboards"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect(dir) {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let mut named = 0;
+            for (i, _) in text.match_indices("vip_watchdog_") {
+                let name: String = text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| exported.contains(f)))
+                    .unwrap_or(&name);
+                assert!(
+                    exported.contains(family),
+                    "{} names {name}, which /metrics lacks",
+                    path.display()
+                );
+                named += 1;
+            }
+            assert!(named > 0, "{} names no metric", path.display());
+        }
+    }
+}
+
 /// `promtool check metrics` must accept the exposition without a word.
 pub fn promtool_check_metrics(exposition: &str) {
     let mut promtool = Command::new("promtool")
