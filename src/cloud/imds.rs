@@ -31,52 +31,6 @@ or set cloud.instance_id, cloud.region and cloud.interface_id"
     },
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cloud(imds_endpoint: Option<String>) -> CloudConfig {
-        CloudConfig {
-            region: None,
-            endpoint: None,
-            imds_endpoint,
-            instance_id: None,
-            interface_id: None,
-            call_timeout: Duration::from_secs(1),
-            verify_interval: Duration::from_secs(30),
-            verify_jitter: Duration::from_secs(1),
-            convergence_timeout: Duration::from_secs(5),
-            dry_run: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_imds_is_a_clear_error() {
-        // A port that was free a moment ago: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let err = identity(&cloud(Some(format!("http://127.0.0.1:{port}"))))
-            .await
-            .expect_err("nothing listens");
-        let text = err.to_string();
-        assert!(text.contains("/latest/meta-data/instance-id"), "{text}");
-        assert!(text.contains("hop limit"), "{text}");
-    }
-
-    #[tokio::test]
-    async fn configured_values_need_no_imds() {
-        let mut c = cloud(Some("http://127.0.0.1:1".into()));
-        c.instance_id = Some("i-1".into());
-        c.region = Some("eu-west-1".into());
-        c.interface_id = Some("eni-1".into());
-        let id = identity(&c).await.expect("no IMDS call");
-        assert_eq!(id.interface_id, "eni-1");
-    }
-}
-
 async fn get(client: &Client, endpoint: &str, path: &str) -> Result<String, IdentityError> {
     let full = format!("/latest/meta-data/{path}");
     match client.get(&full).await {
@@ -139,4 +93,50 @@ pub async fn identity(cfg: &CloudConfig) -> Result<Identity, IdentityError> {
         region,
         interface_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cloud(imds_endpoint: Option<String>) -> CloudConfig {
+        CloudConfig {
+            region: None,
+            endpoint: None,
+            imds_endpoint,
+            instance_id: None,
+            interface_id: None,
+            call_timeout: Duration::from_secs(1),
+            verify_interval: Duration::from_secs(30),
+            verify_jitter: Duration::from_secs(1),
+            convergence_timeout: Duration::from_secs(5),
+            dry_run: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_imds_is_a_clear_error() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = identity(&cloud(Some(format!("http://127.0.0.1:{port}"))))
+            .await
+            .expect_err("nothing listens");
+        let text = err.to_string();
+        assert!(text.contains("/latest/meta-data/instance-id"), "{text}");
+        assert!(text.contains("hop limit"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn configured_values_need_no_imds() {
+        let mut c = cloud(Some("http://127.0.0.1:1".into()));
+        c.instance_id = Some("i-1".into());
+        c.region = Some("eu-west-1".into());
+        c.interface_id = Some("eni-1".into());
+        let id = identity(&c).await.expect("no IMDS call");
+        assert_eq!(id.interface_id, "eni-1");
+    }
 }
