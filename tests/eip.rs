@@ -32,13 +32,26 @@ fn cloud_pair(
     wa.wait_state("master", SETTLE);
     wb.wait_state("backup", SETTLE);
     assert_eq!(lab.eip_on(), "a", "set-up puts the EIP on a");
-    wa.wait_for("a converged", SETTLE, |e| {
+    wait_converged(&wa, "a converged");
+    (wa, wb)
+}
+
+/// HAProxy dies on a, the MASTER; returns once b's watchdog reports MASTER.
+fn fail_over_to_b(lab: &mut Lab, wa: &Watchdog, wb: &Watchdog) {
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+}
+
+/// Waits for the verdict "converged" (logged when the verdict changes to it).
+fn wait_converged(w: &Watchdog, what: &str) {
+    w.wait_for(what, HEAL, |e| {
         e["message"] == "vip decision"
             && e["why"]
                 .as_str()
                 .is_some_and(|w| w.starts_with("converged"))
     });
-    (wa, wb)
 }
 
 fn heal_log(w: &Watchdog) -> serde_json::Value {
@@ -51,10 +64,7 @@ fn heal_log(w: &Watchdog) -> serde_json::Value {
 fn a_failed_notify_script_is_healed_after_grace() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("fail"));
-    wa.forget_past();
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
+    fail_over_to_b(&mut lab, &wa, &wb);
     wb.wait_for("b waits for the notify script's grace", FAILOVER, |e| {
         e["message"] == "waiting before acting"
             && e["why"].as_str().is_some_and(|w| w.contains("grace"))
@@ -118,10 +128,7 @@ fn a_failed_notify_script_is_healed_after_grace() {
 fn a_missing_notify_script_is_healed_after_grace() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("missing"));
-    wa.forget_past();
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
+    fail_over_to_b(&mut lab, &wa, &wb);
     heal_log(&wb);
     wb.wait_for("b's claim converged", HEAL, |e| {
         e["message"] == "claim converged"
@@ -142,20 +149,12 @@ fn a_missing_notify_script_is_healed_after_grace() {
 fn a_working_notify_script_leaves_the_watchdog_nothing_to_do() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("ok"));
-    wa.forget_past();
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
+    fail_over_to_b(&mut lab, &wa, &wb);
     wb.wait_for("b sees it here", HEAL, |e| {
         e["message"] == "the cloud shows the VIP on this node, the MASTER"
     });
     // Past the grace, the verdict is still: converged, nothing to do.
-    wb.wait_for("b converged after grace", HEAL, |e| {
-        e["message"] == "vip decision"
-            && e["why"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("converged"))
-    });
+    wait_converged(&wb, "b converged after grace");
     assert_eq!(lab.eip_on(), "b");
     let calls = lab.mutating_calls();
     assert!(
@@ -189,19 +188,11 @@ fn a_working_notify_script_leaves_the_watchdog_nothing_to_do() {
 fn a_notify_script_run_twice_adds_no_watchdog_call() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("twice"));
-    wa.forget_past();
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
+    fail_over_to_b(&mut lab, &wa, &wb);
     wb.wait_for("b sees it here", HEAL, |e| {
         e["message"] == "the cloud shows the VIP on this node, the MASTER"
     });
-    wb.wait_for("b converged after grace", HEAL, |e| {
-        e["message"] == "vip decision"
-            && e["why"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("converged"))
-    });
+    wait_converged(&wb, "b converged after grace");
     let calls = lab.mutating_calls();
     assert!(calls["watchdog"].is_null(), "{calls}");
     assert!(
@@ -218,10 +209,7 @@ fn a_notify_script_run_twice_adds_no_watchdog_call() {
 fn dry_run_mutates_nothing() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", true, Some("fail"));
-    wa.forget_past();
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
+    fail_over_to_b(&mut lab, &wa, &wb);
     wb.wait_for("b in its grace", FAILOVER, |e| {
         e["message"] == "waiting before acting"
     });
@@ -246,10 +234,7 @@ fn dry_run_mutates_nothing() {
 fn own_mode_moves_the_eip_without_a_notify_script() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "own", false, None);
-    wa.forget_past();
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
+    fail_over_to_b(&mut lab, &wa, &wb);
     let claim = heal_log(&wb);
     assert_eq!(claim["reason"], "elsewhere", "{claim}");
     let arrived = wb.wait_for("b sees it here", HEAL, |e| {
@@ -274,34 +259,20 @@ fn own_mode_moves_the_eip_without_a_notify_script() {
 fn a_watchdog_restarted_mid_failover_converges_without_a_duplicate_claim() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("fail"));
-    wa.forget_past();
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
+    fail_over_to_b(&mut lab, &wa, &wb);
     wb.wait_for("b in its grace", FAILOVER, |e| {
         e["message"] == "waiting before acting"
     });
     assert!(wb.stop().success());
     let wb = lab.b.start_watchdog(true);
-    let learned = wb.wait_for("b learns MASTER", SETTLE, |e| {
-        e["message"] == "vrrp state learned at start-up"
-    });
-    assert_eq!(
-        (learned["state"].as_str(), learned["source"].as_str()),
-        (Some("master"), Some("json_dump"))
-    );
+    wb.wait_learned("master", "json_dump");
     heal_log(&wb);
     wb.wait_for("b's claim converged", HEAL, |e| {
         e["message"] == "claim converged"
     });
     assert!(wb.stop().success());
     let wb = lab.b.start_watchdog(true);
-    wb.wait_for("b converged after restart", HEAL, |e| {
-        e["message"] == "vip decision"
-            && e["why"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("converged"))
-    });
+    wait_converged(&wb, "b converged after restart");
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(
         lab.calls_by("watchdog", "b"),

@@ -226,14 +226,7 @@ fn a_restarted_watchdog_knows_the_present_state_and_ignores_buffered_lines() {
         .write_fifo("INSTANCE \"VI_1\" BACKUP 150\nINSTANCE \"VI_1\" FAULT 150\n");
 
     let wa = lab.a.start_watchdog(true);
-    let first = wa.wait_for("a's first state", SETTLE, |e| {
-        e["message"] == "vrrp state learned at start-up"
-    });
-    assert_eq!(
-        (first["state"].as_str(), first["source"].as_str()),
-        (Some("master"), Some("json_dump")),
-        "{first}"
-    );
+    wa.wait_learned("master", "json_dump");
     let a = wa.instance();
     assert_eq!(
         (a["state"].as_str(), a["source"].as_str()),
@@ -248,36 +241,15 @@ fn a_restarted_watchdog_knows_the_present_state_and_ignores_buffered_lines() {
     );
 
     let wb = lab.b.start_watchdog(true);
-    let first = wb.wait_for("b's first state", SETTLE, |e| {
-        e["message"] == "vrrp state learned at start-up"
-    });
-    assert_eq!(
-        (first["state"].as_str(), first["source"].as_str()),
-        (Some("backup"), Some("json_dump")),
-        "{first}"
-    );
+    wb.wait_learned("backup", "json_dump");
 
     // Without the JSON dump, the VIP's presence settles MASTER; its absence
     // settles nothing (BACKUP and FAULT look alike) and stays unknown.
     drop((wa, wb));
     let wa = lab.a.start_watchdog(false);
-    let first = wa.wait_for("a's first state", SETTLE, |e| {
-        e["message"] == "vrrp state learned at start-up"
-    });
-    assert_eq!(
-        (first["state"].as_str(), first["source"].as_str()),
-        (Some("master"), Some("addresses")),
-        "{first}"
-    );
+    wa.wait_learned("master", "addresses");
     let wb = lab.b.start_watchdog(false);
-    let first = wb.wait_for("b's first report", SETTLE, |e| {
-        e["message"] == "vrrp state learned at start-up"
-    });
-    assert_eq!(
-        (first["state"].as_str(), first["source"].as_str()),
-        (Some("unknown"), Some("addresses")),
-        "{first}"
-    );
+    wb.wait_learned("unknown", "addresses");
 
     // Then the FIFO takes over as events arrive: a failover is seen at once.
     wa.forget_past();
@@ -323,14 +295,7 @@ fn an_unprivileged_watchdog_follows_keepalived() {
             .is_some_and(|r| r.contains("not permitted to signal")),
         "{why}"
     );
-    let first = wa.wait_for("a's first state", SETTLE, |e| {
-        e["message"] == "vrrp state learned at start-up"
-    });
-    assert_eq!(
-        (first["state"].as_str(), first["source"].as_str()),
-        (Some("master"), Some("addresses")),
-        "{first}"
-    );
+    wa.wait_learned("master", "addresses");
 
     wa.forget_past();
     lab.a.kill_haproxy();

@@ -182,6 +182,19 @@ impl Watchdog {
         })
     }
 
+    /// Waits for the start-up report of VI_1 and checks its state and source.
+    pub fn wait_learned(&self, state: &str, source: &str) -> Value {
+        let ev = self.wait_for(&format!("VI_1 learned in {}", self.ns), SETTLE, |e| {
+            e["message"] == "vrrp state learned at start-up"
+        });
+        assert_eq!(
+            (ev["state"].as_str(), ev["source"].as_str()),
+            (Some(state), Some(source)),
+            "{ev}"
+        );
+        ev
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
