@@ -20,6 +20,10 @@ echo "== alert rules"
 promtool check rules alerts/*.yml
 promtool test rules alerts/tests/*.yml
 
+echo "== dashboards against Grafana's schema types"
+command -v npm >/dev/null || install_packages nodejs npm
+dashboards/check/check.sh
+
 echo "== tests (unit, integration on real Keepalived + HAProxy, benchmark smoke)"
 BENCH_SMOKE=1 cargo test --all-targets --locked
 

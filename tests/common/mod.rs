@@ -337,6 +337,8 @@ pub struct Node {
     pub notify: String,
     /// The watchdog's [cloud] and [[vip]] tables, or nothing.
     pub cloud_toml: String,
+    /// The watchdog's http.listen.
+    pub listen: String,
 }
 
 impl Node {
@@ -509,7 +511,7 @@ impl Node {
         let text = self.template(
             "watchdog.toml.in",
             &[
-                ("@LISTEN@", "127.0.0.1:0"),
+                ("@LISTEN@", self.listen.as_str()),
                 ("@LOG_FORMAT@", "json"),
                 ("@JSON_DUMP@", json_dump.as_str()),
             ],
@@ -593,6 +595,113 @@ pub struct Lab {
     pub cloud: Option<CloudLab>,
 }
 
+/// A real Prometheus (see `Lab::start_prometheus`).
+pub struct Prometheus {
+    ns: String,
+    alerts: Receiver<String>,
+    backlog: std::cell::RefCell<Vec<Value>>,
+}
+
+impl Prometheus {
+    /// An instant query; returns `data.result`, failing on any API error.
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        let out = run(Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "-G",
+                "http://127.0.0.1:9090/api/v1/query",
+                "--data-urlencode",
+            ])
+            .arg(format!("query={promql}")));
+        let v: Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{promql}: {e}: {out}"));
+        assert_eq!(v["status"], "success", "{promql}: {v}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Values of `label` on the series that `matcher` selects.
+    pub fn label_values(&self, label: &str, matcher: &str) -> Vec<String> {
+        let out = run(Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "-G",
+            ])
+            .arg(format!("http://127.0.0.1:9090/api/v1/label/{label}/values"))
+            .arg("--data-urlencode")
+            .arg(format!("match[]={matcher}")));
+        let v: Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{matcher}: {e}: {out}"));
+        assert_eq!(v["status"], "success", "{matcher}: {v}");
+        v["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits for a notification of alert `name` whose labels include
+    /// `labels`, firing (`endsAt` in the future) or resolved (in the past).
+    pub fn wait_alert(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        firing: bool,
+        timeout: Duration,
+    ) -> Value {
+        let matches = |a: &Value| {
+            let ends = a["endsAt"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+            let is_firing = ends.is_some_and(|e| e > std::time::SystemTime::now());
+            a["labels"]["alertname"] == name
+                && labels.iter().all(|(k, v)| a["labels"][*k] == *v)
+                && is_firing == firing
+        };
+        if let Some(i) = self.backlog.borrow().iter().position(&matches) {
+            return self.backlog.borrow_mut().remove(i);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.alerts.recv_timeout(left) {
+                Ok(line) => {
+                    let Ok(a) = serde_json::from_str::<Value>(&line) else {
+                        continue;
+                    };
+                    if matches(&a) {
+                        return a;
+                    }
+                    self.backlog.borrow_mut().push(a);
+                }
+                Err(_) => panic!(
+                    "no {} notification of {name} {labels:?} within {timeout:?}; seen: {:?}",
+                    if firing { "firing" } else { "resolved" },
+                    self.backlog
+                        .borrow()
+                        .iter()
+                        .map(|a| a["labels"]["alertname"].to_string())
+                        .collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+}
+
 /// moto's EC2 server in a namespace of its own, linked to both nodes.
 pub struct CloudLab {
     pub ns: String,
@@ -627,8 +736,14 @@ fn moto_script(name: &str) -> String {
 }
 
 /// Spawns `cmd`, waits for a stdout or stderr line containing `ready`, then
-/// keeps draining the output into `log`.
-fn spawn_until(mut cmd: Command, ready: &'static str, what: &str, log: PathBuf) -> Child {
+/// keeps draining the output into `log`; the lines after `ready` also come
+/// out of the returned receiver.
+fn spawn_until(
+    mut cmd: Command,
+    ready: &'static str,
+    what: &str,
+    log: PathBuf,
+) -> (Child, Receiver<String>) {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -663,7 +778,7 @@ fn spawn_until(mut cmd: Command, ready: &'static str, what: &str, log: PathBuf) 
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(line) if line.contains(ready) => return child,
+            Ok(line) if line.contains(ready) => return (child, rx),
             Ok(_) => {}
             Err(_) => {
                 let _ = child.kill();
@@ -696,6 +811,7 @@ impl Lab {
             haproxy: None,
             notify: String::new(),
             cloud_toml: String::new(),
+            listen: "127.0.0.1:0".into(),
         };
         let lab = Lab {
             a: node("a", 1, 2, 150),
@@ -781,7 +897,7 @@ impl Lab {
             // The recorder writes to a file: one per lab, not the shared cwd.
             .env("MOTO_RECORDER_FILEPATH", self.dir.join("moto_recording"))
             .current_dir(&self.dir);
-        let moto = spawn_until(moto, "Running on", "moto", self.dir.join("moto.log"));
+        let (moto, _) = spawn_until(moto, "Running on", "moto", self.dir.join("moto.log"));
         self.cloud.as_mut().expect("cloud").children.push(moto);
         let setup = run(Command::new("ip")
             .args(["netns", "exec", &ns])
@@ -803,7 +919,7 @@ impl Lab {
                 &endpoint,
                 &instance,
             ]);
-            let stub = spawn_until(stub, "ready", "the IMDS stub", n.dir.join("imds.log"));
+            let (stub, _) = spawn_until(stub, "ready", "the IMDS stub", n.dir.join("imds.log"));
             self.cloud.as_mut().expect("cloud").children.push(stub);
         }
         run(Command::new("ip").args([
@@ -900,6 +1016,64 @@ impl Lab {
         };
         node.notify = line;
         node.write_configs();
+    }
+
+    /// A real Prometheus in the cloud namespace, scraping both watchdogs
+    /// every second (they must listen on 0.0.0.0:9842: set `listen` before
+    /// starting them) with the repo's alert rules evaluated every second, and
+    /// sending its alerts to a receiver whose notifications the test awaits.
+    pub fn start_prometheus(&mut self) -> Prometheus {
+        let python = venv_python();
+        let ns = self.cloud().ns.clone();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = self.dir.join("prometheus");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:9093']\nscrape_configs:\n  - job_name: vip-watchdog\n    static_configs:\n      - targets: ['10.213.1.1:9842', '10.213.2.1:9842']\n",
+                root.join("alerts/vip-watchdog.rules.yml").display()
+            ),
+        )
+        .unwrap();
+        let mut receiver = Command::new("ip");
+        receiver
+            .args(["netns", "exec", &ns])
+            .arg(&python)
+            .arg(root.join("tests/prom/alert_receiver.py"))
+            .args(["127.0.0.1", "9093"]);
+        let (receiver, alerts) = spawn_until(
+            receiver,
+            "ready",
+            "the alert receiver",
+            dir.join("alerts.log"),
+        );
+        let mut prom = Command::new("ip");
+        prom.args(["netns", "exec", &ns, "prometheus"])
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .args([
+                "--web.listen-address=127.0.0.1:9090",
+                "--rules.alert.resend-delay=1s",
+            ]);
+        let (prom, _) = spawn_until(
+            prom,
+            "Server is ready to receive web requests",
+            "prometheus",
+            dir.join("prometheus.log"),
+        );
+        let cloud = self.cloud.as_mut().expect("cloud");
+        cloud.children.push(receiver);
+        cloud.children.push(prom);
+        Prometheus {
+            ns,
+            alerts,
+            backlog: Default::default(),
+        }
     }
 
     /// The watchdogs' [cloud] and [[vip]] tables.

@@ -1,0 +1,145 @@
+//! The alert rules and the dashboard in a real Prometheus (Debian's), which
+//! scrapes the live watchdogs of a Keepalived pair (with HAProxy and the
+//! patched EC2 emulator) every second and evaluates `alerts/` every second.
+//! Alerts are awaited as notifications at a receiver standing in for
+//! Alertmanager; pending is read from Prometheus's own `ALERTS` history.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{FAILOVER, Lab, SETTLE};
+
+const ALERT: Duration = Duration::from_secs(60);
+
+#[test]
+fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_vip("heal", false);
+    lab.set_notify("a", Some("fail"));
+    lab.set_notify("b", Some("fail"));
+    lab.a.listen = "0.0.0.0:9842".into();
+    lab.b.listen = "0.0.0.0:9842".into();
+    let prom = lab.start_prometheus();
+    let wa = lab.a.start_watchdog(true);
+    let wb = lab.b.start_watchdog(true);
+    lab.start_services();
+    wa.wait_state("master", SETTLE);
+    wb.wait_state("backup", SETTLE);
+
+    // Split brain: VRRP blocked both ways, b becomes MASTER as well.
+    wb.forget_past();
+    lab.a.block_vrrp(true);
+    lab.b.block_vrrp(true);
+    wb.wait_state("master", FAILOVER);
+    let split = prom.wait_alert(
+        "VrrpSplitBrain",
+        &[("pair", "lab"), ("vrrp_instance", "VI_1")],
+        true,
+        ALERT,
+    );
+    assert_eq!(split["labels"]["severity"], "critical", "{split}");
+    assert_eq!(
+        split["annotations"]["runbook_url"],
+        "docs/runbook.md#vrrpsplitbrain"
+    );
+    assert!(
+        split["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("2 nodes of pair lab")),
+        "{split}"
+    );
+    // It was pending before it fired (its `for` is 10 s).
+    let pending = prom.query(r#"ALERTS{alertname="VrrpSplitBrain", alertstate="pending"}[10m]"#);
+    assert!(!pending.is_empty(), "VrrpSplitBrain never went pending");
+    // Unblocked: b hears a's higher priority and goes back; the alert resolves.
+    lab.a.block_vrrp(false);
+    lab.b.block_vrrp(false);
+    wb.wait_state("backup", FAILOVER);
+    prom.wait_alert(
+        "VrrpSplitBrain",
+        &[("pair", "lab"), ("vrrp_instance", "VI_1")],
+        false,
+        ALERT,
+    );
+
+    // A failover whose notify script fails: b's watchdog heals, and the
+    // alert that says the notify scripts are not doing their job fires.
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    wb.wait_for("b's claim converged", Duration::from_secs(40), |e| {
+        e["message"] == "claim converged"
+    });
+    let heal = prom.wait_alert(
+        "VipHealsHappening",
+        &[("node", "b"), ("vip", "web")],
+        true,
+        ALERT,
+    );
+    assert_eq!(
+        heal["annotations"]["runbook_url"], "docs/runbook.md#viphealshappening",
+        "{heal}"
+    );
+    // No MASTER was ever missing long enough, and the MASTER's probe never
+    // failed while it was MASTER for 30 s: those stay silent.
+    for quiet in ["VrrpNoMaster", "KeepalivedDown", "ProbeFailingOnMaster"] {
+        let firing = prom.query(&format!(
+            r#"ALERTS{{alertname="{quiet}", alertstate="firing"}}[10m]"#
+        ));
+        assert!(firing.is_empty(), "{quiet} fired: {firing:?}");
+    }
+
+    // Every dashboard query, with its variables filled, is valid PromQL and
+    // returns series from these live watchdogs.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/vip-watchdog.json"
+        ))
+        .expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let fill = |q: &str| {
+        q.replace("$pair", "lab")
+            .replace("$node", ".*")
+            .replace("$vip", ".*")
+    };
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = fill(target["expr"].as_str().expect("expr"));
+            let result = prom.query(&expr);
+            assert!(
+                !result.is_empty(),
+                "panel {:?}: {expr} returned no series",
+                panel["title"]
+            );
+            checked += 1;
+        }
+    }
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+    {
+        let Some(q) = var["query"]["query"].as_str() else {
+            continue;
+        };
+        // Grafana's label_values(METRIC{...}, LABEL).
+        let inner = q
+            .strip_prefix("label_values(")
+            .and_then(|r| r.strip_suffix(')'))
+            .expect("label_values");
+        let (matcher, label) = inner.rsplit_once(", ").expect("matcher, label");
+        let values = prom.label_values(label, &fill(matcher));
+        assert!(
+            !values.is_empty(),
+            "variable {}: {q} has no values",
+            var["name"]
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "checked {checked} queries");
+}
