@@ -23,6 +23,7 @@ pub struct Metrics {
     pub vrrp_last_transition: GaugeVec,
     pub vrrp_other_master_seen: IntCounterVec,
     pub keepalived_up: IntGauge,
+    pub keepalived_start_time: Gauge,
     pub fifo_lines_read: IntCounter,
     pub fifo_lines_rejected: IntCounterVec,
     pub fifo_lines_stale: IntCounter,
@@ -126,6 +127,13 @@ impl Metrics {
                         "MASTER_RX_LOWER_PRI lines: this MASTER heard another MASTER with a lower priority.",
                     ),
                     &["vrrp_instance"],
+                )?,
+            )?,
+            keepalived_start_time: reg(
+                r,
+                Gauge::new(
+                    "keepalived_start_time_seconds",
+                    "Unix time at which the watched Keepalived process started; 0 when it is not running.",
                 )?,
             )?,
             keepalived_up: reg(
@@ -380,6 +388,8 @@ impl Metrics {
         }
         self.keepalived_up
             .set(i64::from(model.keepalived.running == Some(true)));
+        self.keepalived_start_time
+            .set(model.keepalived.started.map_or(0.0, epoch));
         self.probe_up
             .set(i64::from(model.probe.health == Health::Up));
         let lvs: BTreeMap<_, _> = model.lvs.iter().collect();

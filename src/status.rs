@@ -31,6 +31,7 @@ pub struct KeepalivedView {
     pub running: Option<bool>,
     pub pid: Option<i32>,
     pub vrrp_pid: Option<i32>,
+    pub started: Option<String>,
     pub detail: String,
 }
 
@@ -94,6 +95,7 @@ impl Status {
                 running: model.keepalived.running,
                 pid: model.keepalived.pid,
                 vrrp_pid: model.keepalived.vrrp_pid,
+                started: model.keepalived.started.map(rfc3339),
                 detail: model.keepalived.detail.clone(),
             },
             instances: model

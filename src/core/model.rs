@@ -141,6 +141,8 @@ pub struct KeepalivedStatus {
     pub running: Option<bool>,
     pub pid: Option<i32>,
     pub vrrp_pid: Option<i32>,
+    /// When the watched Keepalived process started.
+    pub started: Option<SystemTime>,
     pub detail: String,
 }
 
@@ -166,7 +168,13 @@ pub enum Event {
         reason: String,
     },
     /// Keepalived's processes are running.
-    KeepalivedRunning { pid: i32, vrrp_pid: Option<i32> },
+    /// `started` is when the watched process (the VRRP one when watched)
+    /// started.
+    KeepalivedRunning {
+        pid: i32,
+        vrrp_pid: Option<i32>,
+        started: SystemTime,
+    },
     /// Keepalived (or its VRRP process) is gone. When a new process already
     /// replaced it, `replaced_at` is that process's start: evidence that
     /// arrived after it comes from the new process and is kept.
@@ -284,6 +292,7 @@ impl Model {
                 running: None,
                 pid: None,
                 vrrp_pid: None,
+                started: None,
                 detail: "not looked at yet".into(),
             },
             probe: ProbeStatus {
@@ -327,12 +336,17 @@ impl Model {
                     reason,
                 }]
             }
-            Event::KeepalivedRunning { pid, vrrp_pid } => {
+            Event::KeepalivedRunning {
+                pid,
+                vrrp_pid,
+                started,
+            } => {
                 let was = self.keepalived.running;
                 self.keepalived = KeepalivedStatus {
                     running: Some(true),
                     pid: Some(pid),
                     vrrp_pid,
+                    started: Some(started),
                     detail: match vrrp_pid {
                         Some(v) => format!("pid {pid}, VRRP process {v}"),
                         None => format!("pid {pid}"),
@@ -505,6 +519,7 @@ impl Model {
             running: Some(false),
             pid: None,
             vrrp_pid: None,
+            started: None,
             detail: reason.clone(),
         };
         let mut changes = vec![];
@@ -895,6 +910,7 @@ mod tests {
         let run = Event::KeepalivedRunning {
             pid: 7,
             vrrp_pid: Some(8),
+            started: t(0),
         };
         assert_eq!(m.observe(run.clone(), t(1)).len(), 1);
         assert_eq!(m.observe(run, t(2)), vec![]);

@@ -159,6 +159,7 @@ pub fn diff(prev: Option<&Observation>, now: &Observation) -> Vec<Event> {
     let running = |main: &Proc, vrrp: &Option<Proc>| Event::KeepalivedRunning {
         pid: main.pid,
         vrrp_pid: vrrp.as_ref().map(|v| v.pid),
+        started: vrrp.as_ref().map_or(main.started, |v| v.started),
     };
     match (prev, now) {
         (Some(p), n) if p == n => vec![],
@@ -294,14 +295,18 @@ mod tests {
             reason: String::new(),
             replaced_at: replaced_at.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
         };
-        let run_event = |pid, vrrp_pid| Event::KeepalivedRunning { pid, vrrp_pid };
+        let run_event = |pid, vrrp_pid, started: u64| Event::KeepalivedRunning {
+            pid,
+            vrrp_pid,
+            started: SystemTime::UNIX_EPOCH + Duration::from_secs(started),
+        };
         // (what, previous, now, expected events with reasons blanked)
         let cases: Vec<(&str, Option<Observation>, Observation, Vec<Event>)> = vec![
             (
                 "first look, running",
                 None,
                 running(p(1, 10), Some(p(2, 11))),
-                vec![run_event(1, Some(2))],
+                vec![run_event(1, Some(2), 11)],
             ),
             ("first look, gone", None, gone(), vec![gone_event(None)]),
             (
@@ -328,25 +333,25 @@ mod tests {
                 "comes back",
                 Some(gone()),
                 running(p(5, 50), Some(p(6, 51))),
-                vec![run_event(5, Some(6))],
+                vec![run_event(5, Some(6), 51)],
             ),
             (
                 "VRRP child respawned between two looks",
                 Some(running(p(1, 10), Some(p(2, 11)))),
                 running(p(1, 10), Some(p(7, 40))),
-                vec![gone_event(Some(40)), run_event(1, Some(7))],
+                vec![gone_event(Some(40)), run_event(1, Some(7), 40)],
             ),
             (
                 "keepalived restarted between two looks",
                 Some(running(p(1, 10), Some(p(2, 11)))),
                 running(p(8, 60), Some(p(9, 61))),
-                vec![gone_event(Some(61)), run_event(8, Some(9))],
+                vec![gone_event(Some(61)), run_event(8, Some(9), 61)],
             ),
             (
                 "VRRP process appears after the main one",
                 Some(running(p(1, 10), None)),
                 running(p(1, 10), Some(p(2, 11))),
-                vec![run_event(1, Some(2))],
+                vec![run_event(1, Some(2), 11)],
             ),
         ];
         for (what, prev, now, want) in cases {
