@@ -486,6 +486,32 @@ impl Node {
         f.write_all(text.as_bytes()).expect("FIFO write");
     }
 
+    /// Creates the FIFO and reads it, for a node without a watchdog: each
+    /// line comes out with the time it was read.
+    pub fn read_fifo(&self) -> Receiver<(std::time::SystemTime, String)> {
+        let path = self.fifo();
+        nix::unistd::mkfifo(
+            &path,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .expect("mkfifo");
+        // Read-write: never EOF when Keepalived restarts.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("FIFO");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(f).lines().map_while(Result::ok) {
+                if tx.send((std::time::SystemTime::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
     /// Drops (or stops dropping) incoming VRRP in this node's namespace.
     pub fn block_vrrp(&self, on: bool) {
         let nft = |rule: &str| {
@@ -593,6 +619,8 @@ pub struct Lab {
     dir: PathBuf,
     id: String,
     pub cloud: Option<CloudLab>,
+    /// `min_master_age` of the VIPs that `set_vip` writes.
+    pub min_master_age: &'static str,
 }
 
 /// A real Prometheus (see `Lab::start_prometheus`).
@@ -738,7 +766,7 @@ fn moto_script(name: &str) -> String {
 /// Spawns `cmd`, waits for a stdout or stderr line containing `ready`, then
 /// keeps draining the output into `log`; the lines after `ready` also come
 /// out of the returned receiver.
-fn spawn_until(
+pub fn spawn_until(
     mut cmd: Command,
     ready: &'static str,
     what: &str,
@@ -819,6 +847,7 @@ impl Lab {
             dir,
             id: id.clone(),
             cloud: None,
+            min_master_age: "2s",
         };
         // From here on, Drop cleans up whatever was made.
         for n in [&lab.a, &lab.b] {
@@ -1003,6 +1032,11 @@ impl Lab {
         let line = match mode {
             None => String::new(),
             Some("missing") => "notify_master \"/nonexistent/notify_master.sh\"".to_owned(),
+            Some("baseline") => format!(
+                "notify_master \"{} {} http://10.213.{i}.2:5000 {alloc} {VIP} http://127.0.0.1:8081\"",
+                moto_script("notify_baseline.sh"),
+                python.with_file_name("aws").display()
+            ),
             Some(m) => format!(
                 "notify_master \"{} {} notify {m} http://10.213.{i}.2:5000 {alloc} {VIP} {instance}\"",
                 python.display(),
@@ -1016,6 +1050,26 @@ impl Lab {
         };
         node.notify = line;
         node.write_configs();
+    }
+
+    /// Polls the emulator every 10 ms (for at most `seconds`); the receiver
+    /// gets "EPOCH ENI" each time the EIP's ENI changes.
+    pub fn start_observer(&mut self, seconds: u32) -> Receiver<String> {
+        let python = venv_python();
+        let ns = self.cloud().ns.clone();
+        let alloc = self.allocation_id();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns]).arg(&python).args([
+            &moto_script("lab.py"),
+            "observe",
+            "http://127.0.0.1:5000",
+            &alloc,
+            &seconds.to_string(),
+        ]);
+        let (child, lines) =
+            spawn_until(cmd, "ready", "the observer", self.dir.join("observer.log"));
+        self.cloud.as_mut().expect("cloud").children.push(child);
+        lines
     }
 
     /// A real Prometheus in the cloud namespace, scraping both watchdogs
@@ -1098,8 +1152,9 @@ private_ip = "{VIP}"
 vrrp_instance = "VI_1"
 mode = "{mode}"
 grace = "5s"
-min_master_age = "2s"
-"#
+min_master_age = "{min_master_age}"
+"#,
+                min_master_age = self.min_master_age
             );
         }
     }

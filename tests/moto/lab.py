@@ -15,6 +15,10 @@ Subcommands (ENDPOINT is moto's URL as seen from where this runs):
                               write it (assign the secondary IP, associate
                               the EIP); MODE ok, fail (exits 1 at once) or
                               twice (runs its body twice).
+  observe ENDPOINT ALLOCATION_ID SECONDS
+                              polls DescribeAddresses every 10 ms for at most
+                              SECONDS; prints "ready", then "EPOCH ENI" each
+                              time the EIP's ENI changes ("-" for none).
   where ENDPOINT ALLOCATION_ID
                               prints the ENI the EIP is on, or "-".
   calls ENDPOINT              mutating calls since recording started, as JSON
@@ -155,6 +159,21 @@ def where(endpoint, alloc):
     print(addr.get("NetworkInterfaceId") or "-")
 
 
+def observe(endpoint, alloc, seconds):
+    import time
+
+    c = ec2(endpoint)
+    last = None
+    print("ready", flush=True)
+    deadline = time.time() + float(seconds)
+    while time.time() < deadline:
+        eni = c.describe_addresses(AllocationIds=[alloc])["Addresses"][0].get("NetworkInterfaceId") or "-"
+        if eni != last:
+            print(f"{time.time():.6f} {eni}", flush=True)
+            last = eni
+        time.sleep(0.01)
+
+
 def calls(endpoint):
     text = urllib.request.urlopen(endpoint + "/moto-api/recorder/download-recording").read().decode()
     counts = {}
@@ -179,4 +198,4 @@ def calls(endpoint):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"setup": setup, "imds": imds, "notify": notify, "where": where, "calls": calls}[cmd](*args)
+    {"setup": setup, "imds": imds, "notify": notify, "observe": observe, "where": where, "calls": calls}[cmd](*args)

@@ -1,0 +1,345 @@
+//! Benchmark: how long a failover really takes, from the fault to the Elastic
+//! IP on the new MASTER, for the notify-script baseline and for vip-watchdog.
+//!
+//!     cargo bench --bench failover                 # 20 rounds per fault and setup
+//!     BENCH_SMOKE=1 cargo test --bench failover    # 1 round each (in the test suite)
+//!     BENCH_ROUNDS=N cargo bench --bench failover
+//!
+//! Two labs run side by side (each: a Keepalived pair with HAProxy in
+//! network namespaces, moto's EC2 server patched by tests/moto/launch.py, an
+//! IMDSv2 stub per node), and rounds alternate between them:
+//!
+//! - (A) baseline: no watchdog; `notify_master` is tests/moto/notify_baseline.sh,
+//!   the seed article's script (IMDSv2 with curl, then the AWS CLI's
+//!   describe-instances, assign-private-ip-addresses, associate-address).
+//! - (B) vip-watchdog in `own` mode, `min_master_age = "1s"` (its minimum),
+//!   no notify script.
+//!
+//! Faults on the MASTER (node a): HAProxy stopped; Keepalived SIGTERM;
+//! Keepalived crashed (SIGKILL of its VRRP process, then of the parent).
+//! An observer in the cloud namespace polls DescribeAddresses every 10 ms;
+//! the latency is from the fault to the observer seeing the EIP on node b.
+//! After each round the fault is undone and the pair (and the EIP) goes back
+//! to node a before the next one. (B) is broken into phases from the
+//! watchdog's own log: Keepalived's detection (fault -> MASTER line read),
+//! the watchdog's reaction (-> claim sent; includes min_master_age), the
+//! cloud calls (-> associate accepted), and confirmation (-> observer).
+//! It reports; it asserts no timing.
+
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, SystemTime};
+
+use common::{Lab, Watchdog};
+use nix::sys::signal::Signal;
+
+const STEP: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Fault {
+    HaproxyStopped,
+    KeepalivedSigterm,
+    KeepalivedCrash,
+}
+
+impl Fault {
+    const ALL: [Fault; 3] = [
+        Self::HaproxyStopped,
+        Self::KeepalivedSigterm,
+        Self::KeepalivedCrash,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::HaproxyStopped => "HAProxy stopped",
+            Self::KeepalivedSigterm => "Keepalived SIGTERM",
+            Self::KeepalivedCrash => "Keepalived crash (SIGKILL)",
+        }
+    }
+}
+
+enum Watch {
+    /// Setup A: the bench reads the FIFOs itself.
+    Fifo {
+        a: Receiver<(SystemTime, String)>,
+        b: Receiver<(SystemTime, String)>,
+    },
+    /// Setup B: the watchdogs' logs.
+    Watchdogs { wa: Watchdog, wb: Watchdog },
+}
+
+struct Pair {
+    name: &'static str,
+    lab: Lab,
+    observer: Receiver<String>,
+    eip_on: String,
+    eni_a: String,
+    eni_b: String,
+    watch: Watch,
+}
+
+#[derive(Default)]
+struct Phases {
+    detection: Vec<Duration>,
+    reaction: Vec<Duration>,
+    calls: Vec<Duration>,
+    confirmation: Vec<Duration>,
+}
+
+fn ts(event: &serde_json::Value) -> SystemTime {
+    humantime::parse_rfc3339_weak(event["timestamp"].as_str().expect("timestamp"))
+        .expect("RFC 3339")
+}
+
+fn since(later: SystemTime, earlier: SystemTime) -> Duration {
+    later.duration_since(earlier).unwrap_or_default()
+}
+
+/// Waits for a FIFO line containing `word`; returns when it was read.
+fn fifo_line(rx: &Receiver<(SystemTime, String)>, word: &str) -> SystemTime {
+    loop {
+        let (at, line) = rx
+            .recv_timeout(STEP)
+            .unwrap_or_else(|_| panic!("no FIFO line {word} within {STEP:?}"));
+        if line.split_whitespace().nth(2) == Some(word) {
+            return at;
+        }
+    }
+}
+
+fn drain<T>(rx: &Receiver<T>) {
+    while rx.try_recv().is_ok() {}
+}
+
+/// Kills every keepalived left in `ns` (a crash can orphan a VRRP process).
+fn kill_keepalived_in(ns: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .expect("ip netns pids");
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "keepalived" {
+            if let Ok(p) = pid.parse::<i32>() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Pair {
+    fn new(name: &'static str, watchdog: bool) -> Pair {
+        let mut lab = Lab::new();
+        lab.add_cloud();
+        lab.min_master_age = "1s";
+        let watch_fifos;
+        if watchdog {
+            lab.set_vip("own", false);
+            watch_fifos = None;
+        } else {
+            lab.set_notify("a", Some("baseline"));
+            lab.set_notify("b", Some("baseline"));
+            watch_fifos = Some((lab.a.read_fifo(), lab.b.read_fifo()));
+        }
+        let observer = lab.start_observer(3 * 3600);
+        let watch = match watch_fifos {
+            Some((a, b)) => Watch::Fifo { a, b },
+            None => Watch::Watchdogs {
+                wa: lab.a.start_watchdog(true),
+                wb: lab.b.start_watchdog(true),
+            },
+        };
+        lab.start_services();
+        let (eni_a, eni_b) = (lab.eni("a"), lab.eni("b"));
+        let mut pair = Pair {
+            name,
+            lab,
+            observer,
+            eip_on: String::new(),
+            eni_a,
+            eni_b,
+            watch,
+        };
+        match &pair.watch {
+            Watch::Fifo { a, b } => {
+                fifo_line(a, "MASTER");
+                fifo_line(b, "BACKUP");
+            }
+            Watch::Watchdogs { wa, wb } => {
+                wa.wait_state("master", STEP);
+                wb.wait_state("backup", STEP);
+            }
+        }
+        let eni_a = pair.eni_a.clone();
+        pair.wait_eip(&eni_a);
+        pair
+    }
+
+    /// Waits until the observer sees the EIP on `eni`; returns when.
+    fn wait_eip(&mut self, eni: &str) -> SystemTime {
+        loop {
+            let line = self.observer.recv_timeout(STEP).unwrap_or_else(|_| {
+                panic!("{}: the EIP did not reach {eni} within {STEP:?}", self.name)
+            });
+            let (t, on) = line.split_once(' ').expect("EPOCH ENI");
+            self.eip_on = on.to_owned();
+            if on == eni {
+                let secs: f64 = t.parse().expect("epoch");
+                return SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
+            }
+        }
+    }
+
+    fn inject(&mut self, fault: Fault) {
+        let a = &mut self.lab.a;
+        match fault {
+            Fault::HaproxyStopped => a.kill_haproxy(),
+            Fault::KeepalivedSigterm => a.signal_keepalived(Signal::SIGTERM),
+            Fault::KeepalivedCrash => {
+                let vrrp = nix::unistd::Pid::from_raw(a.vrrp_pid());
+                nix::sys::signal::kill(vrrp, Signal::SIGKILL).expect("kill the VRRP process");
+                a.signal_keepalived(Signal::SIGKILL);
+            }
+        }
+    }
+
+    fn restore(&mut self, fault: Fault) {
+        let a = &mut self.lab.a;
+        match fault {
+            Fault::HaproxyStopped => a.start_haproxy(),
+            Fault::KeepalivedSigterm | Fault::KeepalivedCrash => {
+                a.reap_keepalived();
+                kill_keepalived_in(&a.ns);
+                a.start_keepalived();
+            }
+        }
+    }
+
+    /// One failover; returns its latency, and (B) its phases.
+    fn round(&mut self, fault: Fault, phases: &mut Phases) -> Duration {
+        match &self.watch {
+            Watch::Fifo { a, b } => {
+                drain(a);
+                drain(b);
+            }
+            Watch::Watchdogs { wa, wb } => {
+                wa.forget_past();
+                wb.forget_past();
+            }
+        }
+        let t0 = SystemTime::now();
+        self.inject(fault);
+        let eni_b = self.eni_b.clone();
+        let moved = self.wait_eip(&eni_b);
+        if let Watch::Watchdogs { wb, .. } = &self.watch {
+            let master = ts(&wb.wait_state("master", STEP));
+            let claim = ts(&wb.wait_for("b's claim", STEP, |e| {
+                e["message"] == "claiming the VIP for this node"
+            }));
+            let accepted = ts(&wb.wait_for("associate accepted", STEP, |e| {
+                e["message"] == "associate accepted"
+            }));
+            phases.detection.push(since(master, t0));
+            phases.reaction.push(since(claim, master));
+            phases.calls.push(since(accepted, claim));
+            phases.confirmation.push(since(moved, accepted));
+        }
+        // Back to node a, settled, before the next round.
+        self.restore(fault);
+        let eni_a = self.eni_a.clone();
+        self.wait_eip(&eni_a);
+        match &self.watch {
+            Watch::Fifo { b, .. } => {
+                fifo_line(b, "BACKUP");
+            }
+            Watch::Watchdogs { wa, wb } => {
+                wa.wait_state("master", STEP);
+                wb.wait_state("backup", STEP);
+            }
+        }
+        since(moved, t0)
+    }
+}
+
+fn stats(v: &[Duration]) -> (Duration, Duration, Duration) {
+    let mut s = v.to_vec();
+    s.sort();
+    let at = |p: f64| s[(((s.len() - 1) as f64) * p).round() as usize];
+    (at(0.5), at(0.95), *s.last().expect("samples"))
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn main() {
+    common::require_prerequisites();
+    let rounds: usize = match std::env::var("BENCH_ROUNDS") {
+        Ok(n) => n.parse().expect("BENCH_ROUNDS is a number"),
+        Err(_) if std::env::var_os("BENCH_SMOKE").is_some() => 1,
+        Err(_) => 20,
+    };
+    let mut a = Pair::new("A: notify script + AWS CLI", false);
+    let mut b = Pair::new("B: vip-watchdog, own mode", true);
+    let mut results: BTreeMap<(Fault, &'static str), Vec<Duration>> = BTreeMap::new();
+    let mut phases: BTreeMap<Fault, Phases> = BTreeMap::new();
+    for round in 0..rounds {
+        for fault in Fault::ALL {
+            // Alternate which setup goes first, so drift hits both alike.
+            let order: [&mut Pair; 2] = if round % 2 == 0 {
+                [&mut a, &mut b]
+            } else {
+                [&mut b, &mut a]
+            };
+            for pair in order {
+                let latency = pair.round(fault, phases.entry(fault).or_default());
+                eprintln!(
+                    "round {round} {:<28} {:<28} {}",
+                    fault.name(),
+                    pair.name,
+                    secs(latency)
+                );
+                results.entry((fault, pair.name)).or_default().push(latency);
+            }
+        }
+    }
+    println!(
+        "failover benchmark: fault -> EIP on the new MASTER, {rounds} round(s) per fault and setup"
+    );
+    println!("| fault | setup | median | p95 | max |");
+    println!("|---|---|---|---|---|");
+    for ((fault, setup), v) in &results {
+        let (p50, p95, max) = stats(v);
+        println!(
+            "| {} | {setup} | {} | {} | {} |",
+            fault.name(),
+            secs(p50),
+            secs(p95),
+            secs(max)
+        );
+    }
+    println!();
+    println!(
+        "| fault | median A / median B | B: Keepalived detection | B: watchdog reaction (incl. min_master_age 1 s) | B: cloud calls | B: confirmation |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for fault in Fault::ALL {
+        let ma = stats(&results[&(fault, a.name)]).0;
+        let mb = stats(&results[&(fault, b.name)]).0;
+        let p = &phases[&fault];
+        println!(
+            "| {} | {:.1}x | {} | {} | {} | {} |",
+            fault.name(),
+            ma.as_secs_f64() / mb.as_secs_f64(),
+            secs(stats(&p.detection).0),
+            secs(stats(&p.reaction).0),
+            secs(stats(&p.calls).0),
+            secs(stats(&p.confirmation).0)
+        );
+    }
+}
