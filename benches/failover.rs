@@ -13,7 +13,9 @@
 //!   the seed article's script (IMDSv2 with curl, then the AWS CLI's
 //!   describe-instances, assign-private-ip-addresses, associate-address).
 //! - (B) vip-watchdog in `own` mode, `min_master_age = "1s"` (its minimum),
-//!   no notify script.
+//!   `max_claims = 1000` (the benchmark fails over every few seconds, which
+//!   the default damping of 3 claims per 10 minutes would hold back), no
+//!   notify script.
 //!
 //! Faults on the MASTER (node a): HAProxy stopped; Keepalived SIGTERM;
 //! Keepalived crashed (SIGKILL of its VRRP process, then of the parent).
@@ -139,6 +141,9 @@ impl Pair {
         let mut lab = Lab::new();
         lab.add_cloud();
         lab.min_master_age = "1s";
+        // Every round claims twice (failover, then back): the default damping
+        // (3 claims per 10 min) would rightly hold the fourth back.
+        lab.max_claims = 1000;
         let watch_fifos = if watchdog {
             lab.set_vip("own", false);
             None

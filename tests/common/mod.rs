@@ -621,6 +621,8 @@ pub struct Lab {
     pub cloud: Option<CloudLab>,
     /// `min_master_age` of the VIPs that `set_vip` writes.
     pub min_master_age: &'static str,
+    /// `max_claims` (per 10 min) of the VIPs that `set_vip` writes.
+    pub max_claims: u32,
 }
 
 /// A real Prometheus (see `Lab::start_prometheus`).
@@ -848,6 +850,7 @@ impl Lab {
             id: id.clone(),
             cloud: None,
             min_master_age: "2s",
+            max_claims: 3,
         };
         // From here on, Drop cleans up whatever was made.
         for n in [&lab.a, &lab.b] {
@@ -1153,8 +1156,10 @@ vrrp_instance = "VI_1"
 mode = "{mode}"
 grace = "5s"
 min_master_age = "{min_master_age}"
+max_claims = {max_claims}
 "#,
-                min_master_age = self.min_master_age
+                min_master_age = self.min_master_age,
+                max_claims = self.max_claims
             );
         }
     }
