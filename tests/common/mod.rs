@@ -1164,10 +1164,29 @@ max_claims = {max_claims}
         }
     }
 
-    /// HAProxy and Keepalived on both nodes.
+    /// HAProxy and Keepalived on both nodes. Keepalived starts once both
+    /// HAProxys answer: a failing check at start would let the lower
+    /// priority node win the first election for a moment.
     pub fn start_services(&mut self) {
         for n in self.nodes_mut() {
             n.start_haproxy();
+        }
+        for n in [&self.a, &self.b] {
+            run(Command::new("ip").args([
+                "netns",
+                "exec",
+                &n.ns,
+                "curl",
+                "-sf",
+                "-o",
+                "/dev/null",
+                "--retry",
+                "50",
+                "--retry-connrefused",
+                "--retry-max-time",
+                "10",
+                "http://127.0.0.1:8080/health",
+            ]));
         }
         for n in self.nodes_mut() {
             n.start_keepalived();
