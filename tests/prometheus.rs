@@ -95,11 +95,8 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     // Every dashboard query, with its variables filled, is valid PromQL and
     // returns series from these live watchdogs.
     let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/dashboards/vip-watchdog.json"
-        ))
-        .expect("dashboard"),
+        &std::fs::read_to_string(common::repo().join("dashboards/vip-watchdog.json"))
+            .expect("dashboard"),
     )
     .expect("dashboard JSON");
     let fill = |q: &str| {

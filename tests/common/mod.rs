@@ -27,6 +27,15 @@ const NS_PREFIX: &str = "vwt";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// The repository, as cargo says at run time: test binaries are reused from
+/// a shared target directory across checkouts, so a path baked in at
+/// compile time could name another (or a deleted) checkout.
+pub fn repo() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// Fails with a clear message when the lab cannot be built here.
 pub fn require_prerequisites() {
     let mut missing = vec![];
@@ -255,7 +264,7 @@ pub fn alerts_and_dashboards_use_only(exposition: &str) {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = repo();
     for dir in ["alerts", "dashboards"] {
         for entry in std::fs::read_dir(root.join(dir)).expect(dir) {
             let path = entry.expect("dir entry").path();
@@ -364,7 +373,7 @@ impl Node {
 
     /// Fills a template from `lab/` (shared with the demo).
     fn template(&self, file: &str, extra: &[(&str, &str)]) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab").join(file);
+        let path = repo().join("lab").join(file);
         let mut text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let priority = self.priority.to_string();
@@ -758,11 +767,7 @@ pub fn venv_python() -> PathBuf {
 }
 
 fn moto_script(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/moto")
-        .join(name)
-        .display()
-        .to_string()
+    repo().join("tests/moto").join(name).display().to_string()
 }
 
 /// Spawns `cmd`, waits for a stdout or stderr line containing `ready`, then
@@ -1082,7 +1087,7 @@ impl Lab {
     pub fn start_prometheus(&mut self) -> Prometheus {
         let python = venv_python();
         let ns = self.cloud().ns.clone();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = repo();
         let dir = self.dir.join("prometheus");
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("prometheus.yml");
