@@ -154,7 +154,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (publish, status) = watch::channel(Status::build(
         &model, &node.name, &node.pair, started, started,
     ));
-    let owner = Owner {
+    let mut owner = Owner {
         model,
         metrics: metrics.clone(),
         publish,
@@ -167,7 +167,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let cancel = shutdown.child_token();
     let mut tasks = Tasks::new();
-    let mut owner = owner;
     let mut cloud_rx = None;
     if let Some((cloud, id, aws)) = cloud {
         let (claims_tx, claims_rx) = mpsc::channel(16);

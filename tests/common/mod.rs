@@ -642,8 +642,9 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// An instant query; returns `data.result`, failing on any API error.
-    pub fn query(&self, promql: &str) -> Vec<Value> {
+    /// GET `path` of Prometheus's HTTP API with one URL-encoded parameter;
+    /// returns `data`, failing on any API error.
+    fn api_get(&self, path: &str, param: &str) -> Value {
         let out = run(Command::new("ip")
             .args([
                 "netns",
@@ -654,37 +655,27 @@ impl Prometheus {
                 "--max-time",
                 "10",
                 "-G",
-                "http://127.0.0.1:9090/api/v1/query",
-                "--data-urlencode",
             ])
-            .arg(format!("query={promql}")));
-        let v: Value =
-            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{promql}: {e}: {out}"));
-        assert_eq!(v["status"], "success", "{promql}: {v}");
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
+            .arg(format!("http://127.0.0.1:9090{path}"))
+            .args(["--data-urlencode", param]));
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{param}: {e}: {out}"));
+        assert_eq!(v["status"], "success", "{param}: {v}");
+        v["data"].clone()
+    }
+
+    /// An instant query; returns `data.result`.
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        let data = self.api_get("/api/v1/query", &format!("query={promql}"));
+        data["result"].as_array().cloned().unwrap_or_default()
     }
 
     /// Values of `label` on the series that `matcher` selects.
     pub fn label_values(&self, label: &str, matcher: &str) -> Vec<String> {
-        let out = run(Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "curl",
-                "-sS",
-                "--max-time",
-                "10",
-                "-G",
-            ])
-            .arg(format!("http://127.0.0.1:9090/api/v1/label/{label}/values"))
-            .arg("--data-urlencode")
-            .arg(format!("match[]={matcher}")));
-        let v: Value =
-            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{matcher}: {e}: {out}"));
-        assert_eq!(v["status"], "success", "{matcher}: {v}");
-        v["data"]
-            .as_array()
+        let data = self.api_get(
+            &format!("/api/v1/label/{label}/values"),
+            &format!("match[]={matcher}"),
+        );
+        data.as_array()
             .map(|a| {
                 a.iter()
                     .filter_map(|s| s.as_str().map(str::to_owned))
