@@ -60,18 +60,28 @@ impl Owner {
 
     fn apply_cloud(&mut self, event: CloudEvent) {
         let now = SystemTime::now();
-        if let Some(r) = &mut self.reconcile {
-            for change in r.on_cloud(event, &self.model) {
-                self.model.record(change, now);
+        if self.reconcile.is_some() {
+            let host = Reconcile::host_addresses();
+            if let Some(r) = &mut self.reconcile {
+                for change in r.on_cloud(event, &self.model, &host) {
+                    self.model.record(change, now);
+                }
             }
+            self.step_with(now, &host);
         }
-        self.reconcile_step(now);
         self.publish_now(now);
     }
 
     fn reconcile_step(&mut self, now: SystemTime) {
+        if self.reconcile.is_some() {
+            self.step_with(now, &Reconcile::host_addresses());
+        }
+    }
+
+    /// Decides for every VIP with the host's addresses as read this turn.
+    fn step_with(&mut self, now: SystemTime, host: &std::collections::HashSet<std::net::IpAddr>) {
         if let Some(r) = &mut self.reconcile {
-            let (changes, wake) = r.step(now, &self.model);
+            let (changes, wake) = r.step(now, &self.model, host);
             for change in changes {
                 self.model.record(change, now);
             }

@@ -137,7 +137,9 @@ impl Reconcile {
         }
     }
 
-    fn host_addresses() -> HashSet<IpAddr> {
+    /// This host's addresses, read once per owner turn and passed to
+    /// `on_cloud` and `step`.
+    pub fn host_addresses() -> HashSet<IpAddr> {
         crate::keepalived::startup::host_addresses().unwrap_or_else(|e| {
             warn!(error = %e, "cannot list this host's addresses; treating the private IPs as absent");
             HashSet::new()
@@ -150,8 +152,12 @@ impl Reconcile {
     }
 
     /// Applies a cloud event; returns the changes to record as decisions.
-    pub fn on_cloud(&mut self, event: CloudEvent, model: &Model) -> Vec<Change> {
-        let host = Self::host_addresses();
+    pub fn on_cloud(
+        &mut self,
+        event: CloudEvent,
+        model: &Model,
+        host: &HashSet<IpAddr>,
+    ) -> Vec<Change> {
         let mut out = vec![];
         match event {
             CloudEvent::Observed { result: Err(e), .. } => {
@@ -170,7 +176,7 @@ impl Reconcile {
                     };
                     let h = holder(a, &self.eni, vip.private_ip);
                     let before = self.core.vips.get(&vip.name).and_then(|s| s.holder.clone());
-                    let node = Self::node_view(vip, model, &host);
+                    let node = Self::node_view(vip, model, host);
                     for o in self
                         .core
                         .observe_cloud(&vip.name, h.clone(), at, &node, &vip.policy)
@@ -238,12 +244,16 @@ impl Reconcile {
 
     /// Decides for every VIP, sends claims, updates metrics. Returns the
     /// changes to record and the next time a verdict may change by itself.
-    pub fn step(&mut self, now: SystemTime, model: &Model) -> (Vec<Change>, Option<SystemTime>) {
-        let host = Self::host_addresses();
+    pub fn step(
+        &mut self,
+        now: SystemTime,
+        model: &Model,
+        host: &HashSet<IpAddr>,
+    ) -> (Vec<Change>, Option<SystemTime>) {
         let mut out = vec![];
         let mut wake: Option<SystemTime> = None;
         for vip in &self.vips {
-            let node = Self::node_view(vip, model, &host);
+            let node = Self::node_view(vip, model, host);
             let verdict = self.core.decide(&vip.name, now, &node, &vip.policy);
             let changed = self.last.get(&vip.name).is_none_or(|l| {
                 verdict_kind(l) != verdict_kind(&verdict) || verdict_why(l) != verdict_why(&verdict)

@@ -214,24 +214,43 @@ pub fn host_addresses() -> Result<HashSet<IpAddr>, nix::Error> {
         .collect())
 }
 
-/// What each configured instance's `vips` say, given the host's addresses.
-pub fn from_addresses(cfg: &KeepalivedConfig, present: &HashSet<IpAddr>, why: &str) -> Vec<Event> {
+/// What each configured instance's `vips` say, given the host's addresses
+/// (or why they could not be listed: then nothing is settled).
+pub fn from_addresses(
+    cfg: &KeepalivedConfig,
+    present: Result<&HashSet<IpAddr>, &nix::Error>,
+    why: &str,
+) -> Vec<Event> {
     cfg.instances
         .iter()
         .map(|inst| {
-            let (state, source, reason) = if inst.vips.is_empty() {
+            let (state, source, reason) = if let Err(e) = present {
+                (
+                    VrrpState::Unknown,
+                    Source::None,
+                    format!("{why}; cannot list addresses: {e}"),
+                )
+            } else if inst.vips.is_empty() {
                 (
                     VrrpState::Unknown,
                     Source::None,
                     format!("{why}; no vips configured to look for"),
                 )
-            } else if inst.vips.iter().all(|v| present.contains(v)) {
+            } else if inst
+                .vips
+                .iter()
+                .all(|v| present.is_ok_and(|p| p.contains(v)))
+            {
                 (
                     VrrpState::Master,
                     Source::Addresses,
                     format!("{why}; all vips present on this host with keepalived running"),
                 )
-            } else if inst.vips.iter().any(|v| present.contains(v)) {
+            } else if inst
+                .vips
+                .iter()
+                .any(|v| present.is_ok_and(|p| p.contains(v)))
+            {
                 (
                     VrrpState::Unknown,
                     Source::Addresses,
@@ -283,29 +302,7 @@ pub async fn learn(cfg: &KeepalivedConfig, main: &Proc) -> (Vec<Event>, Option<S
             Err(e) => format!("JSON dump unavailable: {e}"),
         },
     };
-    let events = match host_addresses() {
-        Ok(present) => from_addresses(cfg, &present, &failure),
-        Err(e) => from_addresses(
-            cfg,
-            &HashSet::new(),
-            &format!("{failure}; cannot list addresses: {e}"),
-        )
-        .into_iter()
-        .map(|ev| match ev {
-            Event::Learned {
-                instance, reason, ..
-            } => Event::Learned {
-                instance,
-                state: VrrpState::Unknown,
-                priority: None,
-                since: None,
-                source: Source::None,
-                reason,
-            },
-            other => other,
-        })
-        .collect(),
-    };
+    let events = from_addresses(cfg, host_addresses().as_ref(), &failure);
     (events, Some(failure))
 }
 
@@ -392,7 +389,7 @@ mod tests {
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
-        let got: Vec<(String, VrrpState, Source)> = from_addresses(&cfg, &present, "test")
+        let got: Vec<(String, VrrpState, Source)> = from_addresses(&cfg, Ok(&present), "test")
             .into_iter()
             .map(|e| match e {
                 Event::Learned {
