@@ -80,6 +80,13 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A command run inside network namespace `ns`.
+pub fn in_ns(ns: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]);
+    cmd
+}
+
 fn ip(args: &[&str]) -> String {
     run(Command::new("ip").args(args))
 }
@@ -209,10 +216,7 @@ impl Watchdog {
     }
 
     fn get(&self, path: &str) -> String {
-        run(Command::new("ip").args([
-            "netns",
-            "exec",
-            &self.ns,
+        run(in_ns(&self.ns).args([
             "curl",
             "-sS",
             "--max-time",
@@ -415,8 +419,8 @@ impl Node {
 
     pub fn start_haproxy(&mut self) {
         let log = std::fs::File::create(self.dir.join("haproxy.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "haproxy", "-db", "-f"])
+        let child = in_ns(&self.ns)
+            .args(["haproxy", "-db", "-f"])
             .arg(self.dir.join("haproxy.cfg"))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -434,17 +438,8 @@ impl Node {
 
     pub fn start_keepalived(&mut self) {
         let log = std::fs::File::create(self.dir.join("keepalived.log")).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "keepalived",
-                "--dont-fork",
-                "--vrrp",
-                "--log-console",
-                "-f",
-            ])
+        let child = in_ns(&self.ns)
+            .args(["keepalived", "--dont-fork", "--vrrp", "--log-console", "-f"])
             .arg(self.dir.join("keepalived.conf"))
             .arg("-p")
             .arg(self.pid_file())
@@ -524,9 +519,7 @@ impl Node {
     /// Drops (or stops dropping) incoming VRRP in this node's namespace.
     pub fn block_vrrp(&self, on: bool) {
         let nft = |rule: &str| {
-            run(Command::new("ip")
-                .args(["netns", "exec", &self.ns, "nft"])
-                .arg(rule));
+            run(in_ns(&self.ns).args(["nft"]).arg(rule));
         };
         if on {
             nft("add table inet vw");
@@ -564,8 +557,7 @@ impl Node {
     /// Starts the watchdog, as `uid` (with no groups) when given.
     pub fn start_watchdog_as(&self, json_dump: bool, uid: Option<u32>) -> Watchdog {
         let config = self.watchdog_config(json_dump);
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns]);
+        let mut cmd = in_ns(&self.ns);
         if let Some(uid) = uid {
             cmd.args([
                 "setpriv",
@@ -645,17 +637,8 @@ impl Prometheus {
     /// GET `path` of Prometheus's HTTP API with one URL-encoded parameter;
     /// returns `data`, failing on any API error.
     fn api_get(&self, path: &str, param: &str) -> Value {
-        let out = run(Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "curl",
-                "-sS",
-                "--max-time",
-                "10",
-                "-G",
-            ])
+        let out = run(in_ns(&self.ns)
+            .args(["curl", "-sS", "--max-time", "10", "-G"])
             .arg(format!("http://127.0.0.1:9090{path}"))
             .args(["--data-urlencode", param]));
         let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{param}: {e}: {out}"));
@@ -918,19 +901,19 @@ impl Lab {
             ip(&["-n", &n.ns, "link", "set", "cl0", "up"]);
             ip(&["-n", &ns, "link", "set", peer, "up"]);
         }
-        let mut moto = Command::new("ip");
-        moto.args(["netns", "exec", &ns])
-            .arg(&python)
+        let mut moto = in_ns(&ns);
+        moto.arg(&python)
             .args([&moto_script("launch.py"), "0.0.0.0", "5000"])
             // The recorder writes to a file: one per lab, not the shared cwd.
             .env("MOTO_RECORDER_FILEPATH", self.dir.join("moto_recording"))
             .current_dir(&self.dir);
         let (moto, _) = spawn_until(moto, "Running on", "moto", self.dir.join("moto.log"));
         self.cloud.as_mut().expect("cloud").children.push(moto);
-        let setup = run(Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .arg(&python)
-            .args([&moto_script("lab.py"), "setup", "http://127.0.0.1:5000"]));
+        let setup = run(in_ns(&ns).arg(&python).args([
+            &moto_script("lab.py"),
+            "setup",
+            "http://127.0.0.1:5000",
+        ]));
         let ids: Value = serde_json::from_str(&setup).expect("setup prints JSON");
         for (n, i) in [(&mut self.a, 1), (&mut self.b, 2)] {
             let endpoint = format!("http://10.213.{i}.2:5000");
@@ -938,8 +921,8 @@ impl Lab {
                 .as_str()
                 .expect("instance id")
                 .to_owned();
-            let mut stub = Command::new("ip");
-            stub.args(["netns", "exec", &n.ns]).arg(&python).args([
+            let mut stub = in_ns(&n.ns);
+            stub.arg(&python).args([
                 &moto_script("lab.py"),
                 "imds",
                 "127.0.0.1",
@@ -950,10 +933,7 @@ impl Lab {
             let (stub, _) = spawn_until(stub, "ready", "the IMDS stub", n.dir.join("imds.log"));
             self.cloud.as_mut().expect("cloud").children.push(stub);
         }
-        run(Command::new("ip").args([
-            "netns",
-            "exec",
-            &ns,
+        run(in_ns(&ns).args([
             "curl",
             "-sf",
             "-X",
@@ -983,8 +963,7 @@ impl Lab {
 
     fn lab_py(&self, args: &[&str]) -> String {
         let ns = &self.cloud().ns;
-        run(Command::new("ip")
-            .args(["netns", "exec", ns])
+        run(in_ns(ns)
             .arg(venv_python())
             .arg(moto_script("lab.py"))
             .args(args))
@@ -1057,8 +1036,8 @@ impl Lab {
         let python = venv_python();
         let ns = self.cloud().ns.clone();
         let alloc = self.allocation_id();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns]).arg(&python).args([
+        let mut cmd = in_ns(&ns);
+        cmd.arg(&python).args([
             &moto_script("lab.py"),
             "observe",
             "http://127.0.0.1:5000",
@@ -1090,9 +1069,8 @@ impl Lab {
             ),
         )
         .unwrap();
-        let mut receiver = Command::new("ip");
+        let mut receiver = in_ns(&ns);
         receiver
-            .args(["netns", "exec", &ns])
             .arg(&python)
             .arg(root.join("tests/prom/alert_receiver.py"))
             .args(["127.0.0.1", "9093"]);
@@ -1102,8 +1080,8 @@ impl Lab {
             "the alert receiver",
             dir.join("alerts.log"),
         );
-        let mut prom = Command::new("ip");
-        prom.args(["netns", "exec", &ns, "prometheus"])
+        let mut prom = in_ns(&ns);
+        prom.args(["prometheus"])
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -1168,10 +1146,7 @@ max_claims = {max_claims}
             n.start_haproxy();
         }
         for n in [&self.a, &self.b] {
-            run(Command::new("ip").args([
-                "netns",
-                "exec",
-                &n.ns,
+            run(in_ns(&n.ns).args([
                 "curl",
                 "-sf",
                 "-o",
