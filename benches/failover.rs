@@ -30,16 +30,15 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, SystemTime};
 
 use common::{Lab, Watchdog};
 use nix::sys::signal::Signal;
-
-const STEP: Duration = Duration::from_secs(60);
+use support::{Observer, STEP, drain, fifo_line, kill_keepalived_in, secs, since, stats, ts};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Fault {
@@ -80,8 +79,7 @@ enum Watch {
 struct Pair {
     name: &'static str,
     lab: Lab,
-    observer: Receiver<String>,
-    eip_on: String,
+    observer: Observer,
     eni_a: String,
     eni_b: String,
     watch: Watch,
@@ -93,47 +91,6 @@ struct Phases {
     reaction: Vec<Duration>,
     calls: Vec<Duration>,
     confirmation: Vec<Duration>,
-}
-
-fn ts(event: &serde_json::Value) -> SystemTime {
-    humantime::parse_rfc3339_weak(event["timestamp"].as_str().expect("timestamp"))
-        .expect("RFC 3339")
-}
-
-fn since(later: SystemTime, earlier: SystemTime) -> Duration {
-    later.duration_since(earlier).unwrap_or_default()
-}
-
-/// Waits for a FIFO line containing `word`; returns when it was read.
-fn fifo_line(rx: &Receiver<(SystemTime, String)>, word: &str) -> SystemTime {
-    loop {
-        let (at, line) = rx
-            .recv_timeout(STEP)
-            .unwrap_or_else(|_| panic!("no FIFO line {word} within {STEP:?}"));
-        if line.split_whitespace().nth(2) == Some(word) {
-            return at;
-        }
-    }
-}
-
-fn drain<T>(rx: &Receiver<T>) {
-    while rx.try_recv().is_ok() {}
-}
-
-/// Kills every keepalived left in `ns` (a crash can orphan a VRRP process).
-fn kill_keepalived_in(ns: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "pids", ns])
-        .output()
-        .expect("ip netns pids");
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "keepalived"
-            && let Ok(p) = pid.parse::<i32>()
-        {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
-        }
-    }
 }
 
 impl Pair {
@@ -152,7 +109,7 @@ impl Pair {
             lab.set_notify("b", Some("baseline"));
             Some((lab.a.read_fifo(), lab.b.read_fifo()))
         };
-        let observer = lab.start_observer(3 * 3600);
+        let observer = Observer::new(lab.start_observer(3 * 3600));
         let watch = match watch_fifos {
             Some((a, b)) => Watch::Fifo { a, b },
             None => Watch::Watchdogs {
@@ -166,7 +123,6 @@ impl Pair {
             name,
             lab,
             observer,
-            eip_on: String::new(),
             eni_a,
             eni_b,
             watch,
@@ -186,19 +142,8 @@ impl Pair {
         pair
     }
 
-    /// Waits until the observer sees the EIP on `eni`; returns when.
     fn wait_eip(&mut self, eni: &str) -> SystemTime {
-        loop {
-            let line = self.observer.recv_timeout(STEP).unwrap_or_else(|_| {
-                panic!("{}: the EIP did not reach {eni} within {STEP:?}", self.name)
-            });
-            let (t, on) = line.split_once(' ').expect("EPOCH ENI");
-            self.eip_on = on.to_owned();
-            if on == eni {
-                let secs: f64 = t.parse().expect("epoch");
-                return SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
-            }
-        }
+        self.observer.wait(self.name, eni)
     }
 
     fn inject(&mut self, fault: Fault) {
@@ -272,24 +217,9 @@ impl Pair {
     }
 }
 
-fn stats(v: &[Duration]) -> (Duration, Duration, Duration) {
-    let mut s = v.to_vec();
-    s.sort();
-    let at = |p: f64| s[(((s.len() - 1) as f64) * p).round() as usize];
-    (at(0.5), at(0.95), *s.last().expect("samples"))
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
 fn main() {
     common::require_prerequisites();
-    let rounds: usize = match std::env::var("BENCH_ROUNDS") {
-        Ok(n) => n.parse().expect("BENCH_ROUNDS is a number"),
-        Err(_) if std::env::var_os("BENCH_SMOKE").is_some() => 1,
-        Err(_) => 20,
-    };
+    let rounds = support::rounds(1, 20);
     let mut a = Pair::new("A: notify script + AWS CLI", false);
     let mut b = Pair::new("B: vip-watchdog, own mode", true);
     let mut results: BTreeMap<(Fault, &'static str), Vec<Duration>> = BTreeMap::new();

@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench fifo_to_metric            # 500 rounds, 30 s idle
 //!     BENCH_SMOKE=1 cargo test --bench fifo_to_metric   # 5 rounds, 1 s idle
+//!     VIP_WATCHDOG_BIN=/path/to/vip-watchdog ...         # measure that binary
 //!
 //! It runs the real binary with a FIFO of its own (no Keepalived needed: the
 //! benchmark writes Keepalived's lines itself), alternates `MASTER` and
@@ -10,6 +11,10 @@
 //! `vip_watchdog_vrrp_state{state=..}` flips; the delay includes one
 //! `/metrics` request. Then it leaves the watchdog idle and reads its
 //! resident memory and CPU time from /proc. It reports; it asserts no timing.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -36,25 +41,6 @@ fn state_is(metrics: &str, state: &str) -> bool {
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// utime + stime in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let rest: Vec<&str> = stat[stat.rfind(')').expect(")") + 1..]
-        .split_whitespace()
-        .collect();
-    rest[11].parse::<u64>().expect("utime") + rest[12].parse::<u64>().expect("stime")
 }
 
 fn main() {
@@ -99,7 +85,7 @@ timeout = "500ms"
     .expect("config");
 
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vip-watchdog"))
+    let mut child = Command::new(common::watchdog_bin())
         .args(["run", "--config"])
         .arg(&config)
         .env_remove("RUST_LOG")
@@ -157,18 +143,14 @@ timeout = "500ms"
         delays.push(t0.elapsed());
     }
 
-    let ticks_before = cpu_ticks(pid);
+    let cpu_before = support::cpu_time(pid);
     let idle_start = Instant::now();
     std::thread::park_timeout(idle);
     let idle_elapsed = idle_start.elapsed();
-    let ticks = cpu_ticks(pid) - ticks_before;
-    let clk = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    let cpu_pct = ticks as f64 / clk / idle_elapsed.as_secs_f64() * 100.0;
-    let rss_kib = proc_field(pid, "status", "VmRSS:").expect("VmRSS");
-    let hwm_kib = proc_field(pid, "status", "VmHWM:").expect("VmHWM");
+    let cpu = support::cpu_time(pid) - cpu_before;
+    let cpu_pct = cpu.as_secs_f64() / idle_elapsed.as_secs_f64() * 100.0;
+    let rss_kib = support::status_kib(pid, "VmRSS:");
+    let hwm_kib = support::status_kib(pid, "VmHWM:");
 
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
@@ -182,12 +164,8 @@ timeout = "500ms"
     let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1000.0);
     let mean = delays.iter().sum::<Duration>() / delays.len() as u32;
     println!(
-        "vip-watchdog fifo_to_metric ({} build, {rounds} rounds{})",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
+        "vip-watchdog fifo_to_metric ({}, {rounds} rounds{})",
+        common::watchdog_bin().display(),
         if smoke { ", smoke" } else { "" }
     );
     println!("| measure | value |");
@@ -207,12 +185,12 @@ timeout = "500ms"
     println!("| FIFO line -> /metrics changed, mean | {} |", ms(mean));
     println!("| start -> first /v1/status | {} |", ms(first_status));
     println!(
-        "| resident memory, idle (VmRSS) | {:.1} MiB |",
-        rss_kib as f64 / 1024.0
+        "| resident memory, idle (VmRSS) | {} |",
+        support::mib(rss_kib)
     );
     println!(
-        "| resident memory, peak (VmHWM) | {:.1} MiB |",
-        hwm_kib as f64 / 1024.0
+        "| resident memory, peak (VmHWM) | {} |",
+        support::mib(hwm_kib)
     );
     println!(
         "| CPU while idle ({:.0} s, probe every 1 s) | {cpu_pct:.2} % of one core |",

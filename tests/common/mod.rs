@@ -80,6 +80,39 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The watchdog binary the labs run: `VIP_WATCHDOG_BIN` when set (a
+/// benchmark can measure a release build without rebuilding itself in
+/// that profile), else the one cargo built with this test or benchmark.
+pub fn watchdog_bin() -> PathBuf {
+    std::env::var_os("VIP_WATCHDOG_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_vip-watchdog")),
+        PathBuf::from,
+    )
+}
+
+/// An HTTP/1.0 GET of `http://{address}{path}` from inside network namespace
+/// `ns`, on a thread that enters it, with no process spawned: for the
+/// benchmarks' millisecond polls. Returns the body of a 200 answer, None for
+/// any other answer or error (connection refused, timeout).
+pub fn get_in_ns(ns: &str, address: &str, path: &str) -> Option<String> {
+    use std::io::Read;
+    let (ns, address, path) = (ns.to_owned(), address.to_owned(), path.to_owned());
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).ok()?;
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+        let mut s = std::net::TcpStream::connect(&address).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.0 200").then(|| body.to_owned())
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
 /// A command run inside network namespace `ns`.
 pub fn in_ns(ns: &str) -> Command {
     let mut cmd = Command::new("ip");
@@ -568,7 +601,8 @@ impl Node {
             ]);
         }
         let mut child = cmd
-            .args([env!("CARGO_BIN_EXE_vip-watchdog"), "run", "--config"])
+            .arg(watchdog_bin())
+            .args(["run", "--config"])
             .arg(&config)
             .env_remove("RUST_LOG")
             .env_remove("AWS_PROFILE")
@@ -624,6 +658,10 @@ pub struct Lab {
     pub min_master_age: &'static str,
     /// `max_claims` (per 10 min) of the VIPs that `set_vip` writes.
     pub max_claims: u32,
+    /// `grace` of the VIPs that `set_vip` writes.
+    pub grace: &'static str,
+    /// `verify_interval` and `verify_jitter` that `set_vip` writes.
+    pub verify: (&'static str, &'static str),
 }
 
 /// A real Prometheus (see `Lab::start_prometheus`).
@@ -830,6 +868,8 @@ impl Lab {
             cloud: None,
             min_master_age: "2s",
             max_claims: 3,
+            grace: "5s",
+            verify: ("2s", "500ms"),
         };
         // From here on, Drop cleans up whatever was made.
         for n in [&lab.a, &lab.b] {
@@ -859,6 +899,15 @@ impl Lab {
 
     pub fn nodes_mut(&mut self) -> [&mut Node; 2] {
         [&mut self.a, &mut self.b]
+    }
+
+    /// Node "a" or "b".
+    pub fn node(&self, name: &str) -> &Node {
+        match name {
+            "a" => &self.a,
+            "b" => &self.b,
+            _ => panic!("no node {name:?} in the lab"),
+        }
     }
 
     /// moto (patched, see tests/moto/launch.py) in a `cloud` namespace linked
@@ -985,6 +1034,19 @@ impl Lab {
         serde_json::from_str(&self.lab_py(&["calls", "http://127.0.0.1:5000"])).expect("calls JSON")
     }
 
+    /// Every call the emulator recorded since recording started or was
+    /// reset: {"client node": {"Action": n}}, client "watchdog", "aws-cli",
+    /// "boto3" (the observer) or "other", node "a", "b" or "-".
+    pub fn api_calls(&self) -> Value {
+        serde_json::from_str(&self.lab_py(&["requests", "http://127.0.0.1:5000"]))
+            .expect("requests JSON")
+    }
+
+    /// Empties the emulator's recording.
+    pub fn reset_api_calls(&self) {
+        self.lab_py(&["reset", "http://127.0.0.1:5000"]);
+    }
+
     /// The number of mutating calls `client` made against `node`'s ENI.
     pub fn calls_by(&self, client: &str, node: &str) -> u64 {
         let eni = self.eni(node);
@@ -997,8 +1059,10 @@ impl Lab {
     }
 
     /// Node `name`'s notify_master: "ok", "fail", "twice" run the seed
-    /// articles' script (tests/moto/lab.py notify); "missing" names a file
-    /// that does not exist; None has no notify_master.
+    /// articles' script (tests/moto/lab.py notify); "baseline" is the seed
+    /// article's bash script with the AWS CLI (tests/moto/notify_baseline.sh)
+    /// and "baseline-flaky" the same failing every third run; "missing"
+    /// names a file that does not exist; None has no notify_master.
     pub fn set_notify(&mut self, name: &str, mode: Option<&str>) {
         let python = venv_python();
         let alloc = self.allocation_id();
@@ -1014,6 +1078,12 @@ impl Lab {
                 "notify_master \"{} {} http://10.213.{i}.2:5000 {alloc} {VIP} http://127.0.0.1:8081\"",
                 moto_script("notify_baseline.sh"),
                 python.with_file_name("aws").display()
+            ),
+            Some("baseline-flaky") => format!(
+                "notify_master \"{} {} http://10.213.{i}.2:5000 {alloc} {VIP} http://127.0.0.1:8081 3 {}\"",
+                moto_script("notify_baseline.sh"),
+                python.with_file_name("aws").display(),
+                self.node(name).dir.join("notify.runs").display()
             ),
             Some(m) => format!(
                 "notify_master \"{} {} notify {m} http://10.213.{i}.2:5000 {alloc} {VIP} {instance}\"",
@@ -1116,8 +1186,8 @@ impl Lab {
 endpoint = "http://10.213.{i}.2:5000"
 imds_endpoint = "http://127.0.0.1:8081"
 call_timeout = "2s"
-verify_interval = "2s"
-verify_jitter = "500ms"
+verify_interval = "{verify_interval}"
+verify_jitter = "{verify_jitter}"
 convergence_timeout = "10s"
 dry_run = {dry_run}
 
@@ -1128,12 +1198,15 @@ allocation_id = "{alloc}"
 private_ip = "{VIP}"
 vrrp_instance = "VI_1"
 mode = "{mode}"
-grace = "5s"
+grace = "{grace}"
 min_master_age = "{min_master_age}"
 max_claims = {max_claims}
 "#,
                 min_master_age = self.min_master_age,
-                max_claims = self.max_claims
+                max_claims = self.max_claims,
+                grace = self.grace,
+                verify_interval = self.verify.0,
+                verify_jitter = self.verify.1,
             );
         }
     }

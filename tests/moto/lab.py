@@ -24,6 +24,12 @@ Subcommands (ENDPOINT is moto's URL as seen from where this runs):
   calls ENDPOINT              mutating calls since recording started, as JSON
                               {"client": {"Action eni": n}}; client is
                               "watchdog" (aws-sdk-rust) or "other".
+  requests ENDPOINT           every call since recording started (or was
+                              reset), as JSON {"client node": {"Action": n}};
+                              client is "watchdog", "aws-cli", "boto3" or
+                              "other", node is "a" or "b" from the address
+                              the client called, "-" for any other.
+  reset ENDPOINT              empties the recording (recording goes on).
 """
 
 import base64
@@ -174,9 +180,9 @@ def observe(endpoint, alloc, seconds):
         time.sleep(0.01)
 
 
-def calls(endpoint):
+def recorded(endpoint):
+    """Yields (headers, url, params) for each recorded request."""
     text = urllib.request.urlopen(endpoint + "/moto-api/recorder/download-recording").read().decode()
-    counts = {}
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -184,11 +190,16 @@ def calls(endpoint):
         body = rec.get("body") or ""
         if rec.get("body_encoded"):
             body = base64.b64decode(body).decode()
-        params = urllib.parse.parse_qs(body)
+        yield rec.get("headers", {}), rec.get("url", ""), urllib.parse.parse_qs(body)
+
+
+def calls(endpoint):
+    counts = {}
+    for headers, _, params in recorded(endpoint):
         action = params.get("Action", [""])[0]
         if action not in MUTATING:
             continue
-        ua = rec.get("headers", {}).get("User-Agent", "")
+        ua = headers.get("User-Agent", "")
         client = "watchdog" if "aws-sdk-rust" in ua else "other"
         key = f"{action} {params.get('NetworkInterfaceId', ['-'])[0]}"
         counts.setdefault(client, {}).setdefault(key, 0)
@@ -196,6 +207,34 @@ def calls(endpoint):
     print(json.dumps(counts))
 
 
+def requests(endpoint):
+    # Each node reaches the emulator at its own address (see Lab::add_cloud).
+    nodes = {"10.213.1.2": "a", "10.213.2.2": "b"}
+    counts = {}
+    for headers, url, params in recorded(endpoint):
+        ua = headers.get("User-Agent", "")
+        if "aws-sdk-rust" in ua:
+            client = "watchdog"
+        elif "aws-cli" in ua:
+            client = "aws-cli"
+        elif "Boto3" in ua:
+            client = "boto3"
+        else:
+            client = "other"
+        host = urllib.parse.urlsplit(url).hostname or headers.get("Host", "").split(":")[0]
+        key = f"{client} {nodes.get(host, '-')}"
+        action = params.get("Action", ["?"])[0]
+        counts.setdefault(key, {}).setdefault(action, 0)
+        counts[key][action] += 1
+    print(json.dumps(counts))
+
+
+def reset(endpoint):
+    req = urllib.request.Request(endpoint + "/moto-api/recorder/reset-recording", method="POST")
+    urllib.request.urlopen(req).read()
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"setup": setup, "imds": imds, "notify": notify, "observe": observe, "where": where, "calls": calls}[cmd](*args)
+    {"setup": setup, "imds": imds, "notify": notify, "observe": observe, "where": where, "calls": calls,
+     "requests": requests, "reset": reset}[cmd](*args)

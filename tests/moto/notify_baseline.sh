@@ -2,9 +2,21 @@
 # The baseline the benchmark compares against: a notify_master script as the
 # seed article writes it (IMDSv2 with curl, then the AWS CLI). Keepalived runs
 # it with no environment, so it sets its own.
-# Usage: notify_baseline.sh AWS_CLI ENDPOINT ALLOCATION_ID PRIVATE_IP IMDS
+# Usage: notify_baseline.sh AWS_CLI ENDPOINT ALLOCATION_ID PRIVATE_IP IMDS [EVERY COUNTER]
+# With EVERY and COUNTER, every EVERY-th run (counted in the file COUNTER)
+# exits 1 before any call, as the script does when its credentials, the CLI
+# or the metadata service fail it; the healing benchmark uses this.
 set -u
 AWS=$1 ENDPOINT=$2 ALLOC=$3 VIP=$4 IMDS=$5
+if [ $# -ge 7 ]; then
+    EVERY=$6 COUNTER=$7
+    RUNS=$(( $(cat "$COUNTER" 2>/dev/null || echo 0) + 1 ))
+    echo "$RUNS" >"$COUNTER"
+    if [ $(( RUNS % EVERY )) -eq 0 ]; then
+        echo "notify_baseline: run $RUNS fails on purpose (every $EVERY)" >&2
+        exit 1
+    fi
+fi
 export HOME=/tmp AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=eu-west-1
 TOKEN=$(curl -s -X PUT "$IMDS/latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 60")
 IID=$(curl -s -H "X-aws-ec2-metadata-token: $TOKEN" "$IMDS/latest/meta-data/instance-id")

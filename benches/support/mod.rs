@@ -1,0 +1,157 @@
+//! What the lab benchmarks share: waiting on the observer and on FIFO lines,
+//! timestamps from the watchdog's JSON log, and the statistics they print.
+
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::Signal;
+
+/// The most any one step of a round may take before the benchmark fails.
+pub const STEP: Duration = Duration::from_secs(60);
+
+/// The lab's observer (`Lab::start_observer`): which ENI holds the EIP.
+pub struct Observer {
+    rx: Receiver<String>,
+    /// The ENI the observer last reported.
+    pub on: String,
+}
+
+impl Observer {
+    pub fn new(rx: Receiver<String>) -> Self {
+        Self {
+            rx,
+            on: String::new(),
+        }
+    }
+
+    /// Waits up to `timeout` for the observer to see the EIP arrive on `eni`
+    /// (a change: if it is there already, this waits for it to leave and
+    /// come back); returns when it arrived (the observer's clock), or None.
+    pub fn wait_for(&mut self, eni: &str, timeout: Duration) -> Option<SystemTime> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.rx.recv_timeout(left).ok()?;
+            let (t, on) = line.split_once(' ').expect("EPOCH ENI");
+            self.on = on.to_owned();
+            if on == eni {
+                let secs: f64 = t.parse().expect("epoch");
+                return Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
+            }
+        }
+    }
+
+    /// As `wait_for`, failing the benchmark after `STEP`.
+    pub fn wait(&mut self, what: &str, eni: &str) -> SystemTime {
+        self.wait_for(eni, STEP)
+            .unwrap_or_else(|| panic!("{what}: the EIP did not reach {eni} within {STEP:?}"))
+    }
+}
+
+/// The `timestamp` of a watchdog's JSON log event.
+pub fn ts(event: &serde_json::Value) -> SystemTime {
+    humantime::parse_rfc3339_weak(event["timestamp"].as_str().expect("timestamp"))
+        .expect("RFC 3339")
+}
+
+pub fn since(later: SystemTime, earlier: SystemTime) -> Duration {
+    later.duration_since(earlier).unwrap_or_default()
+}
+
+/// Waits for a FIFO line whose state is `word`; returns when it was read.
+pub fn fifo_line(rx: &Receiver<(SystemTime, String)>, word: &str) -> SystemTime {
+    loop {
+        let (at, line) = rx
+            .recv_timeout(STEP)
+            .unwrap_or_else(|_| panic!("no FIFO line {word} within {STEP:?}"));
+        if line.split_whitespace().nth(2) == Some(word) {
+            return at;
+        }
+    }
+}
+
+pub fn drain<T>(rx: &Receiver<T>) {
+    while rx.try_recv().is_ok() {}
+}
+
+/// Kills every keepalived left in `ns` (a crash can orphan a VRRP process).
+pub fn kill_keepalived_in(ns: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .expect("ip netns pids");
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "keepalived"
+            && let Ok(p) = pid.parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Median, p95 and max.
+pub fn stats(v: &[Duration]) -> (Duration, Duration, Duration) {
+    let mut s = v.to_vec();
+    s.sort();
+    let at = |p: f64| s[(((s.len() - 1) as f64) * p).round() as usize];
+    (at(0.5), at(0.95), *s.last().expect("samples"))
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// "median / p95 / max", or "-" without samples.
+pub fn summary(v: &[Duration]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let (p50, p95, max) = stats(v);
+    format!("{} / {} / {}", secs(p50), secs(p95), secs(max))
+}
+
+/// Rounds from BENCH_ROUNDS, else `smoke` under BENCH_SMOKE, else `full`.
+pub fn rounds(smoke: usize, full: usize) -> usize {
+    match std::env::var("BENCH_ROUNDS") {
+        Ok(n) => n.parse().expect("BENCH_ROUNDS is a number"),
+        Err(_) if is_smoke() => smoke,
+        Err(_) => full,
+    }
+}
+
+pub fn is_smoke() -> bool {
+    std::env::var_os("BENCH_SMOKE").is_some()
+}
+
+/// The CPU time (user + system) of process `pid`, all its threads, live or
+/// gone; clock-tick resolution (10 ms here).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let rest: Vec<&str> = stat[stat.rfind(')').expect(")") + 1..]
+        .split_whitespace()
+        .collect();
+    let ticks = rest[11].parse::<u64>().expect("utime") + rest[12].parse::<u64>().expect("stime");
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    Duration::from_secs_f64(ticks as f64 / hz)
+}
+
+/// A `/proc/PID/status` field in KiB (VmRSS:, VmHWM:).
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
