@@ -226,11 +226,12 @@ impl Reconcile {
                 converged,
                 detail,
             } => {
-                self.core.claim_finished(&vip, converged);
+                self.core.claim_finished(&vip, converged, SystemTime::now());
                 if converged {
                     info!(vip = %vip, detail = %detail, "claim converged");
                 } else {
-                    warn!(vip = %vip, detail = %detail, "claim did not converge");
+                    warn!(vip = %vip, detail = %detail, next = "asking the cloud where the VIP is before another claim", "claim did not converge");
+                    self.verify_now.notify_one();
                 }
                 out.push(Change::ClaimDone {
                     vip,
@@ -255,9 +256,10 @@ impl Reconcile {
         for vip in &self.vips {
             let node = Self::node_view(vip, model, host);
             let verdict = self.core.decide(&vip.name, now, &node, &vip.policy);
-            let changed = self.last.get(&vip.name).is_none_or(|l| {
-                verdict_kind(l) != verdict_kind(&verdict) || verdict_why(l) != verdict_why(&verdict)
-            });
+            let changed = self
+                .last
+                .get(&vip.name)
+                .is_none_or(|l| !l.same_as(&verdict));
             match &verdict {
                 Verdict::Claim {
                     reason,

@@ -3,11 +3,14 @@
 //! honours PrivateIpAddress and AllowReassignment), with the real
 //! aws-sdk-ec2 client and an IMDSv2 stub per node. Mutating calls are
 //! counted at the emulator (its request recorder), by client and target ENI,
-//! not by the watchdog's own counters.
+//! not by the watchdog's own counters. moto never throttles, fails or drops
+//! a connection: those answers come from a fault-injecting proxy
+//! (tests/moto/faults.py) between one watchdog and the emulator.
 
 mod common;
 
-use common::{FAILOVER, Lab, SETTLE, Watchdog};
+use common::{FAILOVER, Lab, SETTLE, Watchdog, metric};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 /// The healing takes grace (5 s) + a verification + the calls.
@@ -22,10 +25,18 @@ fn cloud_pair(
     dry_run: bool,
     notify: Option<&str>,
 ) -> (Watchdog, Watchdog) {
+    prepare(lab, mode, dry_run, notify);
+    start(lab)
+}
+
+fn prepare(lab: &mut Lab, mode: &str, dry_run: bool, notify: Option<&str>) {
     lab.add_cloud();
     lab.set_vip(mode, dry_run);
     lab.set_notify("a", notify);
     lab.set_notify("b", notify);
+}
+
+fn start(lab: &mut Lab) -> (Watchdog, Watchdog) {
     let wa = lab.a.start_watchdog(true);
     let wb = lab.b.start_watchdog(true);
     lab.start_services();
@@ -323,4 +334,152 @@ fn an_eip_stolen_by_a_booting_backup_is_taken_back_by_the_real_master() {
         "b's watchdog never claimed: {calls}"
     );
     assert_eq!(wa.instance()["state"], "master", "a never left MASTER");
+}
+
+/// The faults the proxy reports, in order, until `n` have come.
+fn faults(rx: &Receiver<String>, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            rx.recv_timeout(HEAL)
+                .unwrap_or_else(|_| panic!("fault {} of {n} was not injected", i + 1))
+        })
+        .collect()
+}
+
+fn calls_metric(w: &Watchdog, operation: &str, outcome: &str) -> f64 {
+    metric(
+        &w.metrics(),
+        "vip_watchdog_cloud_api_calls_total",
+        &[("operation", operation), ("outcome", outcome)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// Throttling (503 RequestLimitExceeded) and 503 Unavailable answers are
+/// retried with back-off; the claim lands once, and the refused calls never
+/// reached the emulator.
+#[test]
+fn throttled_and_unavailable_calls_are_retried_and_the_claim_lands_once() {
+    let mut lab = Lab::new();
+    prepare(&mut lab, "own", false, None);
+    let injected = lab.add_fault_proxy(
+        "b",
+        r#"{"DescribeNetworkInterfaces": ["throttle"], "AssociateAddress": ["throttle", "unavailable"]}"#,
+    );
+    let (wa, wb) = start(&mut lab);
+    fail_over_to_b(&mut lab, &wa, &wb);
+    heal_log(&wb);
+    wb.wait_for("b's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
+    assert_eq!(
+        faults(&injected, 3),
+        [
+            "fault DescribeNetworkInterfaces throttle",
+            "fault AssociateAddress throttle",
+            "fault AssociateAddress unavailable"
+        ]
+    );
+    for (operation, kind) in [
+        ("DescribeNetworkInterfaces", "throttled"),
+        ("AssociateAddress", "throttled"),
+        ("AssociateAddress", "server_error"),
+    ] {
+        wb.wait_for(&format!("a retry of {operation} ({kind})"), HEAL, |e| {
+            e["message"] == "cloud call failed; retrying"
+                && e["operation"] == operation
+                && e["kind"] == kind
+        });
+        assert_eq!(
+            calls_metric(&wb, operation, kind),
+            1.0,
+            "{operation} {kind}"
+        );
+    }
+    assert_eq!(calls_metric(&wb, "AssociateAddress", "success"), 1.0);
+    assert_eq!(lab.eip_on(), "b");
+    assert_eq!(
+        lab.calls_by("watchdog", "b"),
+        2,
+        "one assign and one associate reached the emulator: {}",
+        lab.mutating_calls()
+    );
+}
+
+/// A connection dropped after the emulator took the AssociateAddress: the
+/// watchdog cannot know it landed and retries; the retry re-associates to the
+/// same ENI (AllowReassociation, idempotent), so the EIP ends on this node
+/// and the claim converges.
+#[test]
+fn an_associate_whose_answer_is_lost_is_retried_harmlessly() {
+    let mut lab = Lab::new();
+    prepare(&mut lab, "own", false, None);
+    let injected = lab.add_fault_proxy("b", r#"{"AssociateAddress": ["drop"]}"#);
+    let (wa, wb) = start(&mut lab);
+    fail_over_to_b(&mut lab, &wa, &wb);
+    heal_log(&wb);
+    wb.wait_for("b's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
+    assert_eq!(faults(&injected, 1), ["fault AssociateAddress drop"]);
+    assert_eq!(calls_metric(&wb, "AssociateAddress", "transport"), 1.0);
+    assert_eq!(calls_metric(&wb, "AssociateAddress", "success"), 1.0);
+    assert_eq!(lab.eip_on(), "b");
+    let eni = lab.eni("b");
+    assert_eq!(
+        lab.mutating_calls()["watchdog"][format!("AssociateAddress {eni}")],
+        2,
+        "the dropped call and its retry both reached the emulator: {}",
+        lab.mutating_calls()
+    );
+}
+
+/// AuthFailure is not retried within a claim. Each claim makes one
+/// AssignPrivateIpAddresses, fails, asks the cloud again, and is counted
+/// against `max_claims` (3 here): after three the watchdog holds back, the
+/// EIP stays where it is, and the log names the error. (The assign is the
+/// call refused: in EC2, and in the patched emulator, an assign moves the
+/// EIP along with the private IP.)
+#[test]
+fn an_auth_failure_is_not_retried_and_failing_claims_are_damped() {
+    let mut lab = Lab::new();
+    prepare(&mut lab, "own", false, None);
+    let injected = lab.add_fault_proxy(
+        "b",
+        r#"{"AssignPrivateIpAddresses": ["auth", "auth", "auth"]}"#,
+    );
+    let (wa, wb) = start(&mut lab);
+    fail_over_to_b(&mut lab, &wa, &wb);
+    for i in 1..=3 {
+        heal_log(&wb);
+        let failed = wb.wait_for(&format!("b's claim {i} to fail"), HEAL, |e| {
+            e["message"] == "claim did not converge"
+        });
+        assert!(
+            failed["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("AuthFailure")),
+            "the log names the error: {failed}"
+        );
+    }
+    wb.wait_for("b to hold back", HEAL, |e| e["message"] == "claim damped");
+    assert_eq!(
+        faults(&injected, 3),
+        ["fault AssignPrivateIpAddresses auth"; 3],
+        "one assign per claim"
+    );
+    assert_eq!(calls_metric(&wb, "AssignPrivateIpAddresses", "auth"), 3.0);
+    assert_eq!(calls_metric(&wb, "AssociateAddress", "success"), 0.0);
+    assert!(
+        !wb.log_text().contains(r#""kind":"auth""#),
+        "no retry of an auth failure:\n{}",
+        wb.log_text()
+    );
+    assert_eq!(
+        lab.calls_by("watchdog", "b"),
+        0,
+        "no mutating call reached the emulator: {}",
+        lab.mutating_calls()
+    );
+    assert_eq!(lab.eip_on(), "a", "nothing moved the EIP");
 }

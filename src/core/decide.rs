@@ -13,7 +13,9 @@
 //!    MASTER for under a second at boot never claims).
 //! 5. In `heal` mode, leave the notify script `grace` to move it first.
 //! 6. Never claim when the OS does not carry the private IP (traffic would
-//!    be dropped) or while a claim is in flight.
+//!    be dropped), while a claim is in flight, or after a claim that failed
+//!    until the cloud has been asked again (a failed claim may have changed
+//!    something: an assign moves the EIP along with the private IP).
 //! 7. Damping: at most `max_claims` per `claim_window`, and after a claim
 //!    that the cloud undid, back off exponentially.
 //!
@@ -108,6 +110,18 @@ pub enum Verdict {
     Hold { why: String },
 }
 
+impl Verdict {
+    /// The same decision, for logging and the status: a wait or a damping
+    /// is the same one while its end is (its text counts the time passed).
+    pub fn same_as(&self, other: &Verdict) -> bool {
+        match (self, other) {
+            (Verdict::Wait { until: a, .. }, Verdict::Wait { until: b, .. })
+            | (Verdict::Damped { until: a, .. }, Verdict::Damped { until: b, .. }) => a == b,
+            _ => self == other,
+        }
+    }
+}
+
 /// What the owner knows about the VIP's VRRP instance and the node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
@@ -144,6 +158,8 @@ pub struct VipState {
     /// The last claim converged (so a later move away means it was undone).
     #[serde(skip)]
     last_claim_converged: bool,
+    /// When the last claim failed, until the cloud is observed after it.
+    pub failed_claim_at: Option<SystemTime>,
 }
 
 /// Something the owner should record when the cloud view changes.
@@ -216,15 +232,20 @@ impl Reconciler {
         }
         st.holder = Some(holder);
         st.observed_at = Some(at);
+        if st.failed_claim_at.is_some_and(|f| at >= f) {
+            st.failed_claim_at = None;
+        }
         out
     }
 
-    /// The executor finished a claim; `converged` when the cloud confirmed
-    /// it. Where the VIP is comes only from `observe_cloud`.
-    pub fn claim_finished(&mut self, vip: &str, converged: bool) {
+    /// The executor finished a claim at `at`; `converged` when the cloud
+    /// confirmed it. Where the VIP is comes only from `observe_cloud`; after
+    /// a failure the next claim waits for a view observed at or after `at`.
+    pub fn claim_finished(&mut self, vip: &str, converged: bool, at: SystemTime) {
         if let Some(st) = self.vips.get_mut(vip) {
             st.in_flight = false;
             st.last_claim_converged = converged;
+            st.failed_claim_at = (!converged).then_some(at);
         }
     }
 
@@ -309,6 +330,9 @@ impl Reconciler {
         }
         if st.in_flight {
             return hold("a claim is in flight");
+        }
+        if st.failed_claim_at.is_some() {
+            return hold("the last claim failed: asking the cloud again before another");
         }
         // Rule 7.
         while st
@@ -596,6 +620,46 @@ mod tests {
         );
     }
 
+    /// A failed claim may have changed the cloud (an assign moves the EIP
+    /// with the private IP): the next claim waits for a view taken after it;
+    /// an answer from before the failure does not count.
+    #[test]
+    fn after_a_failed_claim_the_next_waits_for_a_fresh_view() {
+        let p = policy(Mode::Own);
+        let mut r = Reconciler::new(["vip"]);
+        let node = master();
+        r.observe_cloud("vip", elsewhere(), t(5_000), &node, &p);
+        assert_eq!(
+            kind(&r.decide("vip", t(5_000), &node, &p)),
+            "claim elsewhere"
+        );
+        r.claim_sent("vip", t(5_000));
+        r.claim_finished("vip", false, t(5_300));
+        let rows = [
+            // (observed at, holder, then the verdict at 6 s)
+            (None, "hold"),
+            (Some((t(5_200), elsewhere())), "hold"),
+            (Some((t(5_400), elsewhere())), "claim elsewhere"),
+        ];
+        for (seen, want) in rows {
+            if let Some((at, holder)) = seen {
+                r.observe_cloud("vip", holder, at, &node, &p);
+            }
+            let v = r.decide("vip", t(6_000), &node, &p);
+            assert_eq!(kind(&v), want, "{v:?}");
+        }
+        // The fresh view may show the failed claim landed after all.
+        r.claim_sent("vip", t(6_000));
+        r.claim_finished("vip", false, t(6_300));
+        r.observe_cloud("vip", Holder::Here, t(6_400), &node, &p);
+        assert_eq!(
+            r.decide("vip", t(6_500), &node, &p),
+            Verdict::Hold {
+                why: "converged: the cloud shows the VIP on this node".into()
+            }
+        );
+    }
+
     #[test]
     fn one_claim_at_a_time_and_at_most_max_claims_per_window() {
         let p = policy(Mode::Own);
@@ -609,12 +673,15 @@ mod tests {
             "hold",
             "in flight"
         );
-        // Two more claims that do not converge.
-        r.claim_finished("vip", false);
+        // Two more claims that do not converge, each after a new view.
+        r.claim_finished("vip", false, t(5_500));
+        r.observe_cloud("vip", Holder::Nowhere, t(5_600), &node, &p);
         r.claim_sent("vip", t(6_000));
-        r.claim_finished("vip", false);
+        r.claim_finished("vip", false, t(6_500));
+        r.observe_cloud("vip", Holder::Nowhere, t(6_600), &node, &p);
         r.claim_sent("vip", t(7_000));
-        r.claim_finished("vip", false);
+        r.claim_finished("vip", false, t(7_500));
+        r.observe_cloud("vip", Holder::Nowhere, t(7_600), &node, &p);
         let v = r.decide("vip", t(8_000), &node, &p);
         assert_eq!(
             v,
@@ -649,7 +716,7 @@ mod tests {
             };
             assert_eq!(kind(&v), want, "round {round}");
             r.claim_sent("vip", t(now));
-            r.claim_finished("vip", true);
+            r.claim_finished("vip", true, t(now + 50));
             // The cloud confirms, then the VIP is taken away again.
             r.observe_cloud("vip", Holder::Here, t(now + 100), &node, &p);
             let obs = r.observe_cloud("vip", elsewhere(), t(now + 200), &node, &p);
@@ -665,6 +732,46 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_or_damping_is_the_same_while_its_end_is() {
+        let wait = |ms, why: &str| Verdict::Wait {
+            until: t(ms),
+            why: why.into(),
+        };
+        let damped = |ms, why: &str| Verdict::Damped {
+            until: t(ms),
+            why: why.into(),
+        };
+        let hold = |why: &str| Verdict::Hold { why: why.into() };
+        let claim = |dry_run| Verdict::Claim {
+            reason: HealReason::Missed,
+            dry_run,
+        };
+        let rows = [
+            (
+                wait(3000, "MASTER for 0 ms"),
+                wait(3000, "MASTER for 931 ms"),
+                true,
+            ),
+            (wait(3000, "min_master_age"), wait(5000, "grace"), false),
+            (damped(9000, "3 claims"), damped(9000, "3 claims"), true),
+            (
+                damped(9000, "3 claims"),
+                damped(19000, "backing off"),
+                false,
+            ),
+            (wait(9000, "x"), damped(9000, "x"), false),
+            (hold("converged"), hold("converged"), true),
+            (hold("converged"), hold("VRRP state is backup"), false),
+            (claim(false), claim(false), true),
+            (claim(false), claim(true), false),
+        ];
+        for (a, b, same) in rows {
+            assert_eq!(a.same_as(&b), same, "{a:?} vs {b:?}");
+            assert_eq!(b.same_as(&a), same, "{b:?} vs {a:?}");
+        }
+    }
+
+    #[test]
     fn backoff_is_capped() {
         let p = VipPolicy {
             max_claims: 100,
@@ -675,7 +782,7 @@ mod tests {
         let node = master();
         r.vips.get_mut("vip").unwrap().undone_in_a_row = 20;
         r.observe_cloud("vip", Holder::Here, t(10_000), &node, &p);
-        r.claim_finished("vip", true);
+        r.claim_finished("vip", true, t(10_500));
         r.observe_cloud("vip", elsewhere(), t(11_000), &node, &p);
         assert_eq!(r.vips["vip"].backoff_until, Some(t(41_000)));
     }

@@ -385,6 +385,9 @@ pub struct Node {
     pub cloud_toml: String,
     /// The watchdog's http.listen.
     pub listen: String,
+    /// The watchdog's keepalived.process_check_interval and probe.interval:
+    /// quicker than the defaults, unless a benchmark wants those.
+    pub intervals: (&'static str, &'static str),
 }
 
 impl Node {
@@ -575,6 +578,8 @@ impl Node {
                 ("@LISTEN@", self.listen.as_str()),
                 ("@LOG_FORMAT@", "json"),
                 ("@JSON_DUMP@", json_dump.as_str()),
+                ("@PROCESS_CHECK@", self.intervals.0),
+                ("@PROBE_INTERVAL@", self.intervals.1),
             ],
         );
         let path = self.dir.join(format!("watchdog-{json_dump}.toml"));
@@ -859,6 +864,7 @@ impl Lab {
             notify: String::new(),
             cloud_toml: String::new(),
             listen: "127.0.0.1:0".into(),
+            intervals: ("100ms", "200ms"),
         };
         let lab = Lab {
             a: node("a", 1, 2, 150),
@@ -1098,6 +1104,39 @@ impl Lab {
         };
         node.notify = line;
         node.write_configs();
+    }
+
+    /// Puts tests/moto/faults.py between node `name`'s watchdog and the
+    /// emulator, with `plan` (JSON, see faults.py); call after `set_vip`.
+    /// The receiver gets "fault ACTION KIND" for each fault injected.
+    pub fn add_fault_proxy(&mut self, name: &str, plan: &str) -> Receiver<String> {
+        let i = if name == "a" { 1 } else { 2 };
+        let direct = format!("endpoint = \"http://10.213.{i}.2:5000\"");
+        let node = if name == "a" {
+            &mut self.a
+        } else {
+            &mut self.b
+        };
+        assert!(
+            node.cloud_toml.contains(&direct),
+            "add_fault_proxy after set_vip: {}",
+            node.cloud_toml
+        );
+        node.cloud_toml = node
+            .cloud_toml
+            .replace(&direct, &format!("endpoint = \"http://10.213.{i}.2:5001\""));
+        let mut cmd = in_ns(&self.cloud().ns);
+        cmd.arg(venv_python()).args([
+            &moto_script("faults.py"),
+            &format!("10.213.{i}.2"),
+            "5001",
+            "http://127.0.0.1:5000",
+            plan,
+        ]);
+        let log = self.dir.join(format!("faults-{name}.log"));
+        let (child, lines) = spawn_until(cmd, "ready", "the fault proxy", log);
+        self.cloud.as_mut().expect("cloud").children.push(child);
+        lines
     }
 
     /// Polls the emulator every 10 ms (for at most `seconds`); the receiver

@@ -1,0 +1,101 @@
+"""A fault-injecting proxy in front of the EC2 emulator.
+
+moto never throttles, never fails with a 5xx and never drops a connection
+(see ../shared/reference/ec2.md); the watchdog's retries must be shown
+against real HTTP answers all the same. This proxy forwards every request to
+moto unchanged (Host header included, so the recorder still tells the nodes
+apart) except the ones its plan names.
+
+Usage: faults.py HOST PORT UPSTREAM PLAN
+  PLAN is JSON: {"Action": ["fault", ...]}; each request for Action takes
+  the next fault of its list, and once the list is empty passes through.
+  Faults:
+    throttle  503 RequestLimitExceeded (as EC2 throttles), not forwarded
+    unavailable  503 Unavailable, not forwarded
+    auth      401 AuthFailure, not forwarded
+    drop      forwarded to moto (the call takes effect), then the
+              connection is closed with no answer
+Prints "ready" when listening, then "fault ACTION KIND" for each fault it
+injects.
+"""
+
+import json
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ERRORS = {
+    "throttle": (503, "RequestLimitExceeded", "Request limit exceeded."),
+    "unavailable": (503, "Unavailable", "The service is unavailable. Please try again shortly."),
+    "auth": (401, "AuthFailure", "AWS was not able to validate the provided access credentials"),
+}
+
+
+def main(host, port, upstream, plan_json):
+    plan = {k: list(v) for k, v in json.loads(plan_json).items()}
+    for faults in plan.values():
+        for f in faults:
+            if f not in ERRORS and f != "drop":
+                sys.exit(f"faults.py: unknown fault {f!r}; known: {sorted(ERRORS) + ['drop']}")
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def forward(self, body):
+            req = urllib.request.Request(upstream + self.path, data=body, method=self.command)
+            for k, v in self.headers.items():
+                if k.lower() not in ("content-length", "connection"):
+                    req.add_header(k, v)
+            try:
+                with urllib.request.urlopen(req) as r:
+                    return r.status, r.headers, r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers, e.read()
+
+        def answer(self, status, headers, data):
+            self.send_response(status)
+            for k, v in headers.items():
+                if k.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def handle_one(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+            with lock:
+                queue = plan.get(action) or []
+                fault = queue.pop(0) if queue else None
+            if fault is None:
+                return self.answer(*self.forward(body))
+            print(f"fault {action} {fault}", flush=True)
+            if fault == "drop":
+                self.forward(body)
+                self.close_connection = True
+                return
+            status, code, message = ERRORS[fault]
+            xml = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+                "<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
+            ).encode()
+            self.answer(status, {"Content-Type": "text/xml"}, xml)
+
+        do_POST = handle_one
+        do_GET = handle_one
+
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
