@@ -33,12 +33,11 @@ mod common;
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, SystemTime};
 
-use common::{Lab, Watchdog};
+use common::Lab;
 use nix::sys::signal::Signal;
-use support::{Observer, STEP, drain, fifo_line, kill_keepalived_in, secs, since, stats, ts};
+use support::{Observer, STEP, Watch, kill_keepalived_in, secs, since, stats, ts};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Fault {
@@ -61,19 +60,6 @@ impl Fault {
             Self::KeepalivedCrash => "Keepalived crash (SIGKILL)",
         }
     }
-}
-
-enum Watch {
-    /// Setup A: the bench reads the FIFOs itself.
-    Fifo {
-        a: Receiver<(SystemTime, String)>,
-        b: Receiver<(SystemTime, String)>,
-    },
-    /// Setup B: the watchdogs' logs.
-    Watchdogs {
-        wa: Box<Watchdog>,
-        wb: Box<Watchdog>,
-    },
 }
 
 struct Pair {
@@ -113,8 +99,8 @@ impl Pair {
         let watch = match watch_fifos {
             Some((a, b)) => Watch::Fifo { a, b },
             None => Watch::Watchdogs {
-                wa: Box::new(lab.a.start_watchdog(true)),
-                wb: Box::new(lab.b.start_watchdog(true)),
+                a: Box::new(lab.a.start_watchdog(true)),
+                b: Box::new(lab.b.start_watchdog(true)),
             },
         };
         lab.start_services();
@@ -127,16 +113,7 @@ impl Pair {
             eni_b,
             watch,
         };
-        match &pair.watch {
-            Watch::Fifo { a, b } => {
-                fifo_line(a, "MASTER");
-                fifo_line(b, "BACKUP");
-            }
-            Watch::Watchdogs { wa, wb } => {
-                wa.wait_state("master", STEP);
-                wb.wait_state("backup", STEP);
-            }
-        }
+        pair.watch.settled_on_a();
         let eni_a = pair.eni_a.clone();
         pair.wait_eip(&eni_a);
         pair
@@ -173,21 +150,12 @@ impl Pair {
 
     /// One failover; returns its latency, and (B) its phases.
     fn round(&mut self, fault: Fault, phases: &mut Phases) -> Duration {
-        match &self.watch {
-            Watch::Fifo { a, b } => {
-                drain(a);
-                drain(b);
-            }
-            Watch::Watchdogs { wa, wb } => {
-                wa.forget_past();
-                wb.forget_past();
-            }
-        }
+        self.watch.forget_past();
         let t0 = SystemTime::now();
         self.inject(fault);
         let eni_b = self.eni_b.clone();
         let moved = self.wait_eip(&eni_b);
-        if let Watch::Watchdogs { wb, .. } = &self.watch {
+        if let Some(wb) = self.watch.watchdog("b") {
             let master = ts(&wb.wait_state("master", STEP));
             let claim = ts(&wb.wait_for("b's claim", STEP, |e| {
                 e["message"] == "claiming the VIP for this node"
@@ -204,15 +172,7 @@ impl Pair {
         self.restore(fault);
         let eni_a = self.eni_a.clone();
         self.wait_eip(&eni_a);
-        match &self.watch {
-            Watch::Fifo { b, .. } => {
-                fifo_line(b, "BACKUP");
-            }
-            Watch::Watchdogs { wa, wb } => {
-                wa.wait_state("master", STEP);
-                wb.wait_state("backup", STEP);
-            }
-        }
+        self.watch.settled_on_a();
         since(moved, t0)
     }
 }

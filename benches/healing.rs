@@ -30,27 +30,13 @@
 mod common;
 mod support;
 
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, SystemTime};
 
-use common::{Lab, Watchdog};
-use support::{Observer, STEP, drain, fifo_line, secs, since, summary, ts};
+use common::Lab;
+use support::{Observer, STEP, Watch, secs, since, summary, ts};
 
 /// How long a round waits for an EIP that a failed script did not move.
 const WINDOW: Duration = Duration::from_secs(30);
-
-enum Watch {
-    /// Setup A: the benchmark reads node b's FIFO itself.
-    Fifo {
-        a: Receiver<(SystemTime, String)>,
-        b: Receiver<(SystemTime, String)>,
-    },
-    /// Setup B: the watchdogs' logs.
-    Watchdogs {
-        wa: Box<Watchdog>,
-        wb: Box<Watchdog>,
-    },
-}
 
 struct Pair {
     name: &'static str,
@@ -86,8 +72,8 @@ impl Pair {
         let watch = match fifos {
             Some((a, b)) => Watch::Fifo { a, b },
             None => Watch::Watchdogs {
-                wa: Box::new(lab.a.start_watchdog(true)),
-                wb: Box::new(lab.b.start_watchdog(true)),
+                a: Box::new(lab.a.start_watchdog(true)),
+                b: Box::new(lab.b.start_watchdog(true)),
             },
         };
         lab.start_services();
@@ -103,24 +89,11 @@ impl Pair {
             failed: vec![],
             waited: vec![],
         };
-        pair.wait_a_master();
+        pair.watch.settled_on_a();
         // The set-up put the EIP on node a; the observer's first report.
         let eni_a = pair.eni_a.clone();
         pair.observer.wait(name, &eni_a);
         pair
-    }
-
-    fn wait_a_master(&self) {
-        match &self.watch {
-            Watch::Fifo { a, b } => {
-                fifo_line(a, "MASTER");
-                fifo_line(b, "BACKUP");
-            }
-            Watch::Watchdogs { wa, wb } => {
-                wa.wait_state("master", STEP);
-                wb.wait_state("backup", STEP);
-            }
-        }
     }
 
     /// How many times node b's notify_master has run.
@@ -132,23 +105,11 @@ impl Pair {
     }
 
     fn round(&mut self) -> String {
-        match &self.watch {
-            Watch::Fifo { a, b } => {
-                drain(a);
-                drain(b);
-            }
-            Watch::Watchdogs { wa, wb } => {
-                wa.forget_past();
-                wb.forget_past();
-            }
-        }
+        self.watch.forget_past();
         let runs_before = self.b_runs();
         let t0 = SystemTime::now();
         self.lab.a.kill_haproxy();
-        let b_master = match &self.watch {
-            Watch::Fifo { b, .. } => fifo_line(b, "MASTER"),
-            Watch::Watchdogs { wb, .. } => ts(&wb.wait_state("master", STEP)),
-        };
+        let b_master = self.watch.wait_state("b", "master");
         let eni_b = self.eni_b.clone();
         let moved = self.observer.wait_for(&eni_b, WINDOW);
         // By now node b's script has run (it starts at the transition and,
@@ -172,7 +133,7 @@ impl Pair {
                 self.name
             ),
             (true, Some(at)) => {
-                if let Watch::Watchdogs { wb, .. } = &self.watch {
+                if let Some(wb) = self.watch.watchdog("b") {
                     let claim = wb.wait_for("b's claim", STEP, |e| {
                         e["message"] == "claiming the VIP for this node"
                     });
@@ -198,7 +159,7 @@ impl Pair {
             let eni_a = self.eni_a.clone();
             self.observer.wait(self.name, &eni_a);
         }
-        self.wait_a_master();
+        self.watch.settled_on_a();
         outcome
     }
 

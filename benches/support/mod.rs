@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
 
+use crate::common::Watchdog;
+
 /// The most any one step of a round may take before the benchmark fails.
 pub const STEP: Duration = Duration::from_secs(60);
 
@@ -48,6 +50,65 @@ impl Observer {
     pub fn wait(&mut self, what: &str, eni: &str) -> SystemTime {
         self.wait_for(eni, STEP)
             .unwrap_or_else(|| panic!("{what}: the EIP did not reach {eni} within {STEP:?}"))
+    }
+}
+
+/// How a benchmark follows the pair's VRRP state: from Keepalived's notify
+/// FIFOs, read by the benchmark itself (a setup with no watchdog), or from
+/// the watchdogs' logs.
+pub enum Watch {
+    Fifo {
+        a: Receiver<(SystemTime, String)>,
+        b: Receiver<(SystemTime, String)>,
+    },
+    Watchdogs {
+        a: Box<Watchdog>,
+        b: Box<Watchdog>,
+    },
+}
+
+impl Watch {
+    /// Drops what was seen so far (call it right before a fault).
+    pub fn forget_past(&self) {
+        match self {
+            Watch::Fifo { a, b } => {
+                drain(a);
+                drain(b);
+            }
+            Watch::Watchdogs { a, b } => {
+                a.forget_past();
+                b.forget_past();
+            }
+        }
+    }
+
+    /// Waits until node `node` ("a" or "b") enters `state` ("master",
+    /// "backup"); returns when that was seen: the FIFO line's arrival, or
+    /// the watchdog's log time.
+    pub fn wait_state(&self, node: &str, state: &str) -> SystemTime {
+        match (self, node) {
+            (Watch::Fifo { a, .. }, "a") | (Watch::Fifo { b: a, .. }, _) => {
+                fifo_line(a, &state.to_uppercase())
+            }
+            (Watch::Watchdogs { a, .. }, "a") | (Watch::Watchdogs { b: a, .. }, _) => {
+                ts(&a.wait_state(state, STEP))
+            }
+        }
+    }
+
+    /// Waits until node a is MASTER and node b BACKUP.
+    pub fn settled_on_a(&self) {
+        self.wait_state("a", "master");
+        self.wait_state("b", "backup");
+    }
+
+    /// Node `node`'s watchdog, in the setup that has them.
+    pub fn watchdog(&self, node: &str) -> Option<&Watchdog> {
+        match (self, node) {
+            (Watch::Fifo { .. }, _) => None,
+            (Watch::Watchdogs { a, .. }, "a") => Some(a),
+            (Watch::Watchdogs { b, .. }, _) => Some(b),
+        }
     }
 }
 
