@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks in full against a release build of the watchdog and
 # prints their tables (docs/benchmarks.md). Debian 12, as root.
-#   ./scripts/bench.sh                        # all four, about an hour
+#   ./scripts/bench.sh                        # all four, about 45 minutes
 #   ./scripts/bench.sh healing footprint      # some of them
 # The release build takes about 17 minutes on 2 cores the first time. The
 # benchmark programs themselves are built in the test profile: they only

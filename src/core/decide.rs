@@ -159,6 +159,7 @@ pub struct VipState {
     #[serde(skip)]
     last_claim_converged: bool,
     /// When the last claim failed, until the cloud is observed after it.
+    #[serde(skip)]
     pub failed_claim_at: Option<SystemTime>,
 }
 
