@@ -44,6 +44,10 @@ pub struct CloudConfig {
     pub convergence_timeout: Duration,
     /// Decide and log, call nothing that mutates.
     pub dry_run: bool,
+    /// Ask EC2 with `DryRun` whether this node may make the calls a claim
+    /// needs: at start-up, then every `permission_check_interval`.
+    pub permission_check: bool,
+    pub permission_check_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -355,6 +359,18 @@ impl Config {
                 d(&c.convergence_timeout),
                 c.dry_run
             );
+            let _ = writeln!(
+                w,
+                "cloud.permission_check = {}",
+                if c.permission_check {
+                    format!(
+                        "DryRun at start-up and every {}",
+                        d(&c.permission_check_interval)
+                    )
+                } else {
+                    "off".into()
+                }
+            );
         }
         for v in &self.vips {
             let p = &v.policy;
@@ -426,8 +442,18 @@ struct RawCloud {
     convergence_timeout: Spanned<Dur>,
     #[serde(default)]
     dry_run: bool,
+    #[serde(default = "yes")]
+    permission_check: bool,
+    #[serde(default = "default_permission_check_interval")]
+    permission_check_interval: Spanned<Dur>,
 }
 
+fn yes() -> bool {
+    true
+}
+fn default_permission_check_interval() -> Spanned<Dur> {
+    dur(Duration::from_secs(3600))
+}
 fn default_call_timeout() -> Spanned<Dur> {
     dur(Duration::from_secs(5))
 }
@@ -847,6 +873,14 @@ impl Validator<'_> {
                 "must be at most cloud.verify_interval",
             );
         }
+        let permission_check_interval = raw.permission_check_interval.get_ref().0;
+        if permission_check_interval < Duration::from_secs(10) {
+            self.err(
+                "cloud.permission_check_interval",
+                &raw.permission_check_interval,
+                "must be at least 10s",
+            );
+        }
         CloudConfig {
             region: raw.region,
             endpoint,
@@ -858,6 +892,8 @@ impl Validator<'_> {
             verify_jitter,
             convergence_timeout: raw.convergence_timeout.get_ref().0,
             dry_run: raw.dry_run,
+            permission_check: raw.permission_check,
+            permission_check_interval,
         }
     }
 
@@ -1343,6 +1379,8 @@ address = "127.0.0.1:80"
         let cloud = c.cloud.expect("cloud");
         assert_eq!(cloud.verify_interval, Duration::from_secs(30));
         assert_eq!(cloud.region.as_deref(), Some("eu-west-1"));
+        assert!(cloud.permission_check);
+        assert_eq!(cloud.permission_check_interval, Duration::from_secs(3600));
     }
 
     #[test]
@@ -1404,6 +1442,16 @@ address = "127.0.0.1:80"
                 "cloud.verify_interval",
                 Some(15),
                 "at least 1s",
+            ),
+            (
+                "permission check too often",
+                with_vip("").replace(
+                    "region = \"eu-west-1\"",
+                    "permission_check_interval = \"1s\"",
+                ),
+                "cloud.permission_check_interval",
+                Some(15),
+                "at least 10s",
             ),
             (
                 "bad eni",

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::cloud::{Address, Cloud, CloudError, ErrorKind};
+use crate::cloud::{Action, Address, Cloud, CloudError, ErrorKind};
 use crate::core::decide::HealReason;
 use crate::metrics::Metrics;
 
@@ -36,6 +36,55 @@ pub enum CloudEvent {
         converged: bool,
         detail: String,
     },
+    /// Whether this node may make `action` for these VIPs, as a `DryRun`
+    /// call or a real call showed. (DescribeAddresses is learnt from
+    /// `Observed`.)
+    Permission {
+        vips: Vec<String>,
+        action: Action,
+        allowed: bool,
+        /// The answer: `DryRunOperation`, or the refusal's code and message.
+        detail: String,
+        evidence: Evidence,
+        at: SystemTime,
+    },
+}
+
+/// What showed a permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    DryRun,
+    Call,
+}
+
+impl Evidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DryRun => "dry_run",
+            Self::Call => "call",
+        }
+    }
+}
+
+impl CloudEvent {
+    /// The permission a real call's result shows: a success allows, an auth
+    /// error denies, anything else says nothing.
+    pub fn from_call<T>(vip: &str, action: Action, r: &Result<T, CloudError>) -> Option<Self> {
+        let (allowed, detail) = match r {
+            Ok(_) => (true, "the call succeeded".to_owned()),
+            Err(e) if e.kind == ErrorKind::Auth => (false, format!("{}: {}", e.code, e.message)),
+            Err(_) => return None,
+        };
+        Some(CloudEvent::Permission {
+            vips: vec![vip.to_owned()],
+            action,
+            allowed,
+            detail,
+            evidence: Evidence::Call,
+            at: SystemTime::now(),
+        })
+    }
 }
 
 /// A claim, as the owner hands it over.
@@ -170,6 +219,19 @@ impl<C: Cloud> Executor<C> {
         .await
     }
 
+    /// Tells the owner what a real call showed about a permission.
+    async fn learnt<T>(
+        events: &mpsc::Sender<CloudEvent>,
+        vip: &str,
+        action: Action,
+        r: &Result<T, CloudError>,
+    ) {
+        if let Some(e) = CloudEvent::from_call(vip, action, r) {
+            // A closed channel means shutting down; the claim ends by itself.
+            let _ = events.send(e).await;
+        }
+    }
+
     async fn claim(&self, c: &Claim, events: &mpsc::Sender<CloudEvent>) -> (bool, String) {
         let (m, p) = (&*self.metrics, &self.policy);
         if self.dry_run {
@@ -177,21 +239,23 @@ impl<C: Cloud> Executor<C> {
         }
         let started = Instant::now();
         // 1. The secondary private IP on this node's ENI.
-        let ips = match call("DescribeNetworkInterfaces", p, m, || {
+        let ips = call("DescribeNetworkInterfaces", p, m, || {
             self.cloud.private_ips(&c.eni)
         })
-        .await
-        {
+        .await;
+        Self::learnt(events, &c.vip, Action::DescribeNetworkInterfaces, &ips).await;
+        let ips = match ips {
             Ok(ips) => ips,
             Err(e) => return (false, format!("cannot read {}'s private IPs: {e}", c.eni)),
         };
         if !ips.contains(&c.private_ip) {
             info!(vip = %c.vip, eni = %c.eni, private_ip = %c.private_ip, "assigning the private IP to this node's ENI");
-            if let Err(e) = call("AssignPrivateIpAddresses", p, m, || {
+            let assigned = call("AssignPrivateIpAddresses", p, m, || {
                 self.cloud.assign_private_ip(&c.eni, c.private_ip)
             })
-            .await
-            {
+            .await;
+            Self::learnt(events, &c.vip, Action::AssignPrivateIpAddresses, &assigned).await;
+            if let Err(e) = assigned {
                 return (
                     false,
                     format!("cannot assign {} to {}: {e}", c.private_ip, c.eni),
@@ -200,11 +264,12 @@ impl<C: Cloud> Executor<C> {
         }
         // 2. The association.
         info!(vip = %c.vip, allocation_id = %c.allocation_id, eni = %c.eni, private_ip = %c.private_ip, reason = c.reason.as_str(), "associating the EIP with this node");
-        match call("AssociateAddress", p, m, || {
+        let associated = call("AssociateAddress", p, m, || {
             self.cloud.associate(&c.allocation_id, &c.eni, c.private_ip)
         })
-        .await
-        {
+        .await;
+        Self::learnt(events, &c.vip, Action::AssociateAddress, &associated).await;
+        match associated {
             Ok(id) => info!(vip = %c.vip, association_id = %id, "associate accepted"),
             // A race with the peer: the verification below tells what won.
             Err(e) if e.kind == ErrorKind::Conflict => {

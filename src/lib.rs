@@ -11,6 +11,11 @@
 //! keepalived/startup.rs  present state at start-up: JSON dump, addresses
 //! probe/               local probe task: http / tcp / exec with rise/fall
 //! core/model.rs        pure: what is known, its source and time
+//! core/decide.rs       pure: the reconciler's rules (claim, wait, hold, damp)
+//! cloud/               the EC2 calls behind a trait (aws-sdk-ec2), IMDSv2 identity
+//! executor.rs          the one task that claims; the verifier that describes
+//! permissions.rs       DryRun checks that this node may make a claim's calls
+//! reconcile.rs         the owner's cloud side: verdicts, metrics, status
 //! owner.rs             the one task that owns the model
 //! metrics.rs, status.rs, http.rs   what is exported
 //! ```
@@ -39,6 +44,7 @@ pub mod keepalived;
 pub mod logging;
 pub mod metrics;
 pub mod owner;
+pub mod permissions;
 pub mod probe;
 pub mod reconcile;
 pub mod status;
@@ -174,6 +180,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let verify_now = Arc::new(tokio::sync::Notify::new());
         let policy = executor::CallPolicy::new(cloud.call_timeout);
         let allocation_ids = vips.iter().map(|v| v.allocation_id.clone()).collect();
+        let targets = vips
+            .iter()
+            .map(|v| {
+                let t = cloud::ClaimTarget {
+                    allocation_id: v.allocation_id.clone(),
+                    eni: id.interface_id.clone(),
+                };
+                (v.name.clone(), t)
+            })
+            .collect();
         owner.reconcile = Some(reconcile::Reconcile::new(
             vips,
             id.interface_id,
@@ -191,6 +207,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         };
         let (t, c) = (events_tx.clone(), cancel.clone());
         tasks.spawn(async move { ("executor", exec.run(claims_rx, t, c).await) });
+        if cloud.permission_check {
+            let checker = permissions::Checker {
+                cloud: aws.clone(),
+                metrics: metrics.clone(),
+                policy: policy.clone(),
+                targets,
+                interval: cloud.permission_check_interval,
+            };
+            let (t, c) = (events_tx.clone(), cancel.clone());
+            tasks.spawn(async move { ("permission check", checker.run(t, c).await) });
+        } else {
+            info!("cloud.permission_check = false: permissions are learnt from real calls only");
+        }
         let (m, c) = (metrics.clone(), cancel.clone());
         tasks.spawn(async move {
             let r = executor::verify(

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub cloud_calls: IntCounterVec,
     pub cloud_call_duration: HistogramVec,
     pub failover_latency: HistogramVec,
+    pub cloud_permission_denied: IntGaugeVec,
 }
 
 /// Failover latency buckets, from the benchmarks (docs/benchmarks.md). The
@@ -322,6 +323,16 @@ impl Metrics {
                     )
                     .buckets(FAILOVER_BUCKETS.to_vec()),
                     &["vip"],
+                )?,
+            )?,
+            cloud_permission_denied: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cloud_permission_denied",
+                        "1 when the cloud refused (or, with DryRun, would refuse) an API action this node needs for the VIP; 0 when it allowed it. No series until an answer came.",
+                    ),
+                    &["vip", "action"],
                 )?,
             )?,
             registry,

@@ -12,11 +12,11 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 use tracing::{error, info, warn};
 
-use crate::cloud::Address;
+use crate::cloud::{Action, Address, ErrorKind};
 use crate::config::VipConfig;
 use crate::core::decide::{Holder, Mode, NodeView, Observed, Reconciler, Verdict};
 use crate::core::model::{Change, Model, VrrpState};
-use crate::executor::{Claim, CloudEvent};
+use crate::executor::{Claim, CloudEvent, Evidence};
 use crate::metrics::Metrics;
 use crate::status::rfc3339;
 
@@ -30,6 +30,18 @@ pub struct Reconcile {
     pub verify_now: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     last: BTreeMap<String, Verdict>,
+    /// What the cloud last said about each (VIP, action) this node needs.
+    permissions: BTreeMap<(String, Action), PermissionView>,
+}
+
+/// `/v1/status` for one permission of one VIP.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PermissionView {
+    pub action: Action,
+    pub allowed: bool,
+    pub evidence: Evidence,
+    pub at: String,
+    pub detail: String,
 }
 
 /// Where the cloud says `a` is, from this node's point of view.
@@ -94,6 +106,8 @@ pub struct VipView {
     pub claim_in_flight: bool,
     pub undone_in_a_row: u32,
     pub backoff_until: Option<String>,
+    /// The actions a claim needs, as far as the cloud has answered.
+    pub permissions: Vec<PermissionView>,
 }
 
 impl Reconcile {
@@ -122,6 +136,57 @@ impl Reconcile {
             verify_now,
             metrics,
             last: BTreeMap::new(),
+            permissions: BTreeMap::new(),
+        }
+    }
+
+    /// Records what the cloud said about `action` for `vips`; logs and sets
+    /// the gauge when it changed.
+    fn permission(
+        &mut self,
+        vips: &[String],
+        action: Action,
+        allowed: bool,
+        detail: String,
+        evidence: Evidence,
+        at: SystemTime,
+    ) {
+        for vip in vips {
+            let before = self
+                .permissions
+                .get(&(vip.clone(), action))
+                .map(|p| p.allowed);
+            match (before, allowed) {
+                (_, false) if before != Some(false) => error!(
+                    vip = %vip,
+                    action = action.as_str(),
+                    iam_action = %format!("ec2:{}", action.as_str()),
+                    evidence = evidence.as_str(),
+                    detail = %detail,
+                    "the cloud refuses an action this node needs to claim the VIP: a failover to this node would leave the VIP behind; grant it in the instance role's IAM policy"
+                ),
+                (Some(false), true) => info!(
+                    vip = %vip,
+                    action = action.as_str(),
+                    evidence = evidence.as_str(),
+                    "the cloud allows the action again"
+                ),
+                _ => {}
+            }
+            self.metrics
+                .cloud_permission_denied
+                .with_label_values(&[vip.as_str(), action.as_str()])
+                .set(i64::from(!allowed));
+            self.permissions.insert(
+                (vip.clone(), action),
+                PermissionView {
+                    action,
+                    allowed,
+                    evidence,
+                    at: rfc3339(at),
+                    detail: detail.clone(),
+                },
+            );
         }
     }
 
@@ -160,13 +225,42 @@ impl Reconcile {
     ) -> Vec<Change> {
         let mut out = vec![];
         match event {
-            CloudEvent::Observed { result: Err(e), .. } => {
+            CloudEvent::Observed { at, result: Err(e) } => {
                 warn!(operation = e.operation, kind = e.kind.as_str(), error = %e, "cannot read the cloud's view; no action without it");
+                if e.kind == ErrorKind::Auth {
+                    let vips: Vec<String> = self.vips.iter().map(|v| v.name.clone()).collect();
+                    let detail = format!("{}: {}", e.code, e.message);
+                    self.permission(
+                        &vips,
+                        Action::DescribeAddresses,
+                        false,
+                        detail,
+                        Evidence::Call,
+                        at,
+                    );
+                }
             }
+            CloudEvent::Permission {
+                vips,
+                action,
+                allowed,
+                detail,
+                evidence,
+                at,
+            } => self.permission(&vips, action, allowed, detail, evidence, at),
             CloudEvent::Observed {
                 at,
                 result: Ok(addresses),
             } => {
+                let vips: Vec<String> = self.vips.iter().map(|v| v.name.clone()).collect();
+                self.permission(
+                    &vips,
+                    Action::DescribeAddresses,
+                    true,
+                    "the call succeeded".into(),
+                    Evidence::Call,
+                    at,
+                );
                 for vip in &self.vips {
                     let Some(a) = addresses
                         .iter()
@@ -359,6 +453,12 @@ impl Reconcile {
                     claim_in_flight: st.is_some_and(|s| s.in_flight),
                     undone_in_a_row: st.map_or(0, |s| s.undone_in_a_row),
                     backoff_until: st.and_then(|s| s.backoff_until).map(rfc3339),
+                    permissions: self
+                        .permissions
+                        .iter()
+                        .filter(|((vip, _), _)| *vip == v.name)
+                        .map(|(_, p)| p.clone())
+                        .collect(),
                 }
             })
             .collect()

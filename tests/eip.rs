@@ -470,6 +470,18 @@ fn an_auth_failure_is_not_retried_and_failing_claims_are_damped() {
     );
     assert_eq!(calls_metric(&wb, "AssignPrivateIpAddresses", "auth"), 3.0);
     assert_eq!(calls_metric(&wb, "AssociateAddress", "success"), 0.0);
+    // The refused call is the evidence: AssignPrivateIpAddresses has no DryRun.
+    assert_eq!(
+        permission_denied(&wb, "AssignPrivateIpAddresses"),
+        Some(1.0)
+    );
+    wb.wait_for("the refusal logged", HEAL, |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the cloud refuses an action"))
+            && e["action"] == "AssignPrivateIpAddresses"
+            && e["evidence"] == "call"
+    });
     assert!(
         !wb.log_text().contains(r#""kind":"auth""#),
         "no retry of an auth failure:\n{}",
@@ -482,4 +494,91 @@ fn an_auth_failure_is_not_retried_and_failing_claims_are_damped() {
         lab.mutating_calls()
     );
     assert_eq!(lab.eip_on(), "a", "nothing moved the EIP");
+}
+
+fn permission_denied(w: &Watchdog, action: &str) -> Option<f64> {
+    metric(
+        &w.metrics(),
+        "vip_watchdog_cloud_permission_denied",
+        &[("vip", "web"), ("action", action)],
+    )
+}
+
+/// An instance role without ec2:AssociateAddress (the proxy answers
+/// UnauthorizedOperation to b's AssociateAddress, DryRun or not, as EC2
+/// does): b's watchdog says so at start-up, long before a failover would
+/// need it, in its log, its status and the gauge the CloudPermissionDenied
+/// alert reads. a's check finds everything allowed, and neither check moved
+/// the EIP (moto honours DryRun on AssociateAddress; lab.py's set-up checks
+/// that too).
+#[test]
+fn a_missing_permission_is_reported_at_start_up_before_any_failover() {
+    let mut lab = Lab::new();
+    prepare(&mut lab, "own", false, None);
+    let injected = lab.add_fault_proxy(
+        "b",
+        r#"{"DryRun:AssociateAddress": ["unauthorized*"], "AssociateAddress": ["unauthorized*"]}"#,
+    );
+    let (wa, wb) = start(&mut lab);
+    let refused = wb.wait_for("b's refusal", HEAL, |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the cloud refuses an action this node needs"))
+    });
+    assert_eq!(refused["action"], "AssociateAddress", "{refused}");
+    assert_eq!(refused["iam_action"], "ec2:AssociateAddress", "{refused}");
+    assert_eq!(refused["evidence"], "dry_run", "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("UnauthorizedOperation")),
+        "{refused}"
+    );
+    assert_eq!(
+        faults(&injected, 1),
+        ["fault DryRun:AssociateAddress unauthorized"]
+    );
+    let done_b = wb.wait_for("b's check done", HEAL, |e| {
+        e["message"] == "cloud permission check done"
+    });
+    assert_eq!(
+        (done_b["allowed"].as_u64(), done_b["denied"].as_u64()),
+        (Some(2), Some(1)),
+        "{done_b}"
+    );
+    let done_a = wa.wait_for("a's check done", HEAL, |e| {
+        e["message"] == "cloud permission check done"
+    });
+    assert_eq!(
+        (done_a["allowed"].as_u64(), done_a["denied"].as_u64()),
+        (Some(3), Some(0)),
+        "{done_a}"
+    );
+
+    assert_eq!(permission_denied(&wb, "AssociateAddress"), Some(1.0));
+    assert_eq!(permission_denied(&wb, "DescribeAddresses"), Some(0.0));
+    assert_eq!(
+        permission_denied(&wb, "DescribeNetworkInterfaces"),
+        Some(0.0)
+    );
+    assert_eq!(
+        permission_denied(&wb, "AssignPrivateIpAddresses"),
+        None,
+        "no DryRun exists for it, so no answer yet"
+    );
+    assert_eq!(permission_denied(&wa, "AssociateAddress"), Some(0.0));
+    let status = wb.status();
+    let perms = status["vips"][0]["permissions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("permissions in the status: {status}"));
+    let associate = perms
+        .iter()
+        .find(|p| p["action"] == "AssociateAddress")
+        .unwrap_or_else(|| panic!("{perms:?}"));
+    assert_eq!(associate["allowed"], false, "{associate}");
+    assert_eq!(associate["evidence"], "dry_run", "{associate}");
+
+    assert_eq!(lab.eip_on(), "a", "the DryRun calls moved nothing");
+    let calls = lab.mutating_calls();
+    assert!(calls["watchdog"].is_null(), "no mutating call: {calls}");
 }

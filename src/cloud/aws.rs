@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
-use super::{Address, Cloud, CloudError, ErrorKind, classify};
+use super::{Action, Address, ClaimTarget, Cloud, CloudError, DryRunAnswer, ErrorKind, classify};
 
 #[derive(Clone, Debug)]
 pub struct Aws {
@@ -67,6 +67,29 @@ fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         kind,
         code,
         message,
+    }
+}
+
+/// A `DryRun` call's result as an answer: `DryRunOperation` allows, an auth
+/// error denies, a success means `DryRun` was ignored.
+fn dry_run_answer<T, E: ProvideErrorMetadata + std::error::Error + 'static>(
+    action: Action,
+    r: Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
+) -> Result<DryRunAnswer, CloudError> {
+    match r {
+        Ok(_) => Ok(DryRunAnswer::Ignored),
+        Err(e) if e.code() == Some("DryRunOperation") => Ok(DryRunAnswer::Allowed),
+        Err(e) => {
+            let e = error(action.dry_run_operation(), e);
+            if e.kind == ErrorKind::Auth {
+                Ok(DryRunAnswer::Denied {
+                    code: e.code,
+                    message: e.message,
+                })
+            } else {
+                Err(e)
+            }
+        }
     }
 }
 
@@ -171,5 +194,41 @@ impl Cloud for Aws {
             .map_err(|e| error(OP, e))?;
         non_empty(out.association_id())
             .ok_or_else(|| bad_answer(OP, "no AssociationId in the answer".into()))
+    }
+
+    async fn dry_run(&self, action: Action, t: &ClaimTarget) -> Result<DryRunAnswer, CloudError> {
+        let c = &self.client;
+        match action {
+            Action::DescribeAddresses => dry_run_answer(
+                action,
+                c.describe_addresses()
+                    .allocation_ids(&t.allocation_id)
+                    .dry_run(true)
+                    .send()
+                    .await,
+            ),
+            Action::DescribeNetworkInterfaces => dry_run_answer(
+                action,
+                c.describe_network_interfaces()
+                    .network_interface_ids(&t.eni)
+                    .dry_run(true)
+                    .send()
+                    .await,
+            ),
+            Action::AssignPrivateIpAddresses => Err(bad_answer(
+                action.dry_run_operation(),
+                "EC2's AssignPrivateIpAddresses has no DryRun parameter".into(),
+            )),
+            Action::AssociateAddress => dry_run_answer(
+                action,
+                c.associate_address()
+                    .allocation_id(&t.allocation_id)
+                    .network_interface_id(&t.eni)
+                    .allow_reassociation(true)
+                    .dry_run(true)
+                    .send()
+                    .await,
+            ),
+        }
     }
 }

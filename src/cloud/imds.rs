@@ -111,6 +111,8 @@ mod tests {
             verify_jitter: Duration::from_secs(1),
             convergence_timeout: Duration::from_secs(5),
             dry_run: false,
+            permission_check: true,
+            permission_check_interval: Duration::from_secs(3600),
         }
     }
 

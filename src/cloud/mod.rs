@@ -109,6 +109,80 @@ pub fn classify(code: &str, status: Option<u16>) -> ErrorKind {
     }
 }
 
+/// The EC2 actions (IAM `ec2:<Action>`) a node needs to watch and claim a VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Action {
+    DescribeAddresses,
+    DescribeNetworkInterfaces,
+    AssignPrivateIpAddresses,
+    AssociateAddress,
+}
+
+impl Action {
+    pub const ALL: [Action; 4] = [
+        Self::DescribeAddresses,
+        Self::DescribeNetworkInterfaces,
+        Self::AssignPrivateIpAddresses,
+        Self::AssociateAddress,
+    ];
+
+    /// The API operation, as in the `operation` label of the call metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DescribeAddresses => "DescribeAddresses",
+            Self::DescribeNetworkInterfaces => "DescribeNetworkInterfaces",
+            Self::AssignPrivateIpAddresses => "AssignPrivateIpAddresses",
+            Self::AssociateAddress => "AssociateAddress",
+        }
+    }
+
+    /// The operation label of this action's `DryRun` call, kept apart from
+    /// the real calls so that the API budget and the claim metrics stay true.
+    pub fn dry_run_operation(self) -> &'static str {
+        match self {
+            Self::DescribeAddresses => "DryRun:DescribeAddresses",
+            Self::DescribeNetworkInterfaces => "DryRun:DescribeNetworkInterfaces",
+            Self::AssignPrivateIpAddresses => "DryRun:AssignPrivateIpAddresses",
+            Self::AssociateAddress => "DryRun:AssociateAddress",
+        }
+    }
+
+    /// A describe is one call for every VIP of the node; IAM cannot scope it
+    /// to a resource. The others are checked per VIP.
+    pub fn per_vip(self) -> bool {
+        matches!(
+            self,
+            Self::AssignPrivateIpAddresses | Self::AssociateAddress
+        )
+    }
+
+    /// Whether EC2's API takes `DryRun` for it. AssignPrivateIpAddresses does
+    /// not: its permission is learnt from the first real call only.
+    pub fn has_dry_run(self) -> bool {
+        self != Self::AssignPrivateIpAddresses
+    }
+}
+
+/// What a `DryRun` call, with the parameters of a real claim, says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DryRunAnswer {
+    /// `DryRunOperation`: the call would have been allowed.
+    Allowed,
+    /// `UnauthorizedOperation`, `AuthFailure`: it would be refused.
+    Denied { code: String, message: String },
+    /// The endpoint performed the call as if `DryRun` were absent. EC2 never
+    /// does; an emulator or a proxy in between may.
+    Ignored,
+}
+
+/// The resources a claim of one VIP acts on, as IAM sees them (IAM scopes
+/// AssociateAddress by Elastic IP and network interface, not by private IP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimTarget {
+    pub allocation_id: String,
+    pub eni: String,
+}
+
 /// The EC2 calls the reconciler makes, and no more.
 pub trait Cloud: Send + Sync + 'static {
     /// One call for every VIP of the node.
@@ -138,6 +212,17 @@ pub trait Cloud: Send + Sync + 'static {
         eni: &str,
         ip: IpAddr,
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
+
+    /// `action` with `DryRun`, on `target`'s resources: mutates nothing
+    /// where `DryRun` is honoured. No private IP is passed: on the BACKUP the
+    /// VIP's private IP is on the peer's ENI, and a request that names it
+    /// could be refused for that rather than for its permission. A refusal is an answer (`Denied`), not an
+    /// error; errors are the ones a call can have (throttling, timeouts...).
+    fn dry_run(
+        &self,
+        action: Action,
+        target: &ClaimTarget,
+    ) -> impl Future<Output = Result<DryRunAnswer, CloudError>> + Send;
 }
 
 #[cfg(test)]

@@ -9,14 +9,20 @@ apart) except the ones its plan names.
 Usage: faults.py HOST PORT UPSTREAM PLAN
   PLAN is JSON: {"Action": ["fault", ...]}; each request for Action takes
   the next fault of its list, and once the list is empty passes through.
+  A request with DryRun=true is planned under "DryRun:Action" instead, so
+  a permission check does not use up the faults meant for real calls. A
+  fault ending in "*" is never used up: it answers every request after it
+  (as a missing IAM permission does).
   Faults:
     throttle  503 RequestLimitExceeded (as EC2 throttles), not forwarded
     unavailable  503 Unavailable, not forwarded
     auth      401 AuthFailure, not forwarded
+    unauthorized  403 UnauthorizedOperation (an IAM policy without the
+              action; EC2 answers a DryRun request so too), not forwarded
     drop      forwarded to moto (the call takes effect), then the
               connection is closed with no answer
 Prints "ready" when listening, then "fault ACTION KIND" for each fault it
-injects.
+injects (ACTION as planned, so "DryRun:AssociateAddress" for a DryRun).
 """
 
 import json
@@ -31,6 +37,7 @@ ERRORS = {
     "throttle": (503, "RequestLimitExceeded", "Request limit exceeded."),
     "unavailable": (503, "Unavailable", "The service is unavailable. Please try again shortly."),
     "auth": (401, "AuthFailure", "AWS was not able to validate the provided access credentials"),
+    "unauthorized": (403, "UnauthorizedOperation", "You are not authorized to perform this operation."),
 }
 
 
@@ -38,7 +45,7 @@ def main(host, port, upstream, plan_json):
     plan = {k: list(v) for k, v in json.loads(plan_json).items()}
     for faults in plan.values():
         for f in faults:
-            if f not in ERRORS and f != "drop":
+            if f.rstrip("*") not in ERRORS and f.rstrip("*") != "drop":
                 sys.exit(f"faults.py: unknown fault {f!r}; known: {sorted(ERRORS) + ['drop']}")
     lock = threading.Lock()
 
@@ -70,10 +77,14 @@ def main(host, port, upstream, plan_json):
 
         def handle_one(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+            params = urllib.parse.parse_qs(body.decode(errors="replace"))
+            action = params.get("Action", [""])[0]
+            if params.get("DryRun", ["false"])[0].lower() == "true":
+                action = "DryRun:" + action
             with lock:
                 queue = plan.get(action) or []
-                fault = queue.pop(0) if queue else None
+                fault = queue[0] if queue and queue[0].endswith("*") else (queue.pop(0) if queue else None)
+                fault = fault.rstrip("*") if fault else None
             if fault is None:
                 return self.answer(*self.forward(body))
             print(f"fault {action} {fault}", flush=True)

@@ -23,9 +23,14 @@ Subcommands (ENDPOINT is moto's URL as seen from where this runs):
                               prints the ENI the EIP is on, or "-".
   calls ENDPOINT              mutating calls since recording started, as JSON
                               {"client": {"Action eni": n}}; client is
-                              "watchdog" (aws-sdk-rust) or "other".
+                              "watchdog" (aws-sdk-rust) or "other". Calls
+                              with DryRun=true mutate nothing and are left
+                              out (moto honours DryRun for the two mutating
+                              actions that take it, AssociateAddress and
+                              DisassociateAddress: see the EIP tests).
   requests ENDPOINT           every call since recording started (or was
-                              reset), as JSON {"client node": {"Action": n}};
+                              reset), as JSON {"client node": {"Action": n}}
+                              ("DryRun:Action" for a DryRun call);
                               client is "watchdog", "aws-cli", "boto3" or
                               "other", node is "a" or "b" from the address
                               the client called, "-" for any other.
@@ -94,6 +99,16 @@ def setup(endpoint):
         raise AssertionError("moto is not patched: reassignment without AllowReassignment succeeded")
     except c.exceptions.ClientError as e:
         assert "PrivateIpAddressInUse" in str(e), e
+    # The watchdogs' permission check relies on DryRun mutating nothing.
+    try:
+        c.associate_address(
+            AllocationId=alloc, NetworkInterfaceId=nodes["b"]["eni"], AllowReassociation=True, DryRun=True
+        )
+        raise AssertionError("moto performed a DryRun AssociateAddress")
+    except c.exceptions.ClientError as e:
+        assert "DryRunOperation" in str(e), e
+    addr = c.describe_addresses(AllocationIds=[alloc])["Addresses"][0]
+    assert addr["NetworkInterfaceId"] == eni_a, f"a DryRun AssociateAddress moved the EIP: {addr}"
     print(json.dumps({"region": REGION, "allocation_id": alloc, "private_ip": VIP_PRIVATE_IP, "nodes": nodes}))
 
 
@@ -193,11 +208,15 @@ def recorded(endpoint):
         yield rec.get("headers", {}), rec.get("url", ""), urllib.parse.parse_qs(body)
 
 
+def dry_run(params):
+    return params.get("DryRun", ["false"])[0].lower() == "true"
+
+
 def calls(endpoint):
     counts = {}
     for headers, _, params in recorded(endpoint):
         action = params.get("Action", [""])[0]
-        if action not in MUTATING:
+        if action not in MUTATING or dry_run(params):
             continue
         ua = headers.get("User-Agent", "")
         client = "watchdog" if "aws-sdk-rust" in ua else "other"
@@ -224,6 +243,8 @@ def requests(endpoint):
         host = urllib.parse.urlsplit(url).hostname or headers.get("Host", "").split(":")[0]
         key = f"{client} {nodes.get(host, '-')}"
         action = params.get("Action", ["?"])[0]
+        if dry_run(params):
+            action = "DryRun:" + action
         counts.setdefault(key, {}).setdefault(action, 0)
         counts[key][action] += 1
     print(json.dumps(counts))

@@ -1,0 +1,398 @@
+//! The permission check: before any failover needs them, ask EC2 with
+//! `DryRun` whether this node may make the calls a claim makes, on the
+//! resources of a real claim (so an IAM policy scoped to one Elastic IP or
+//! ENI is checked as it applies). `DryRunOperation` means allowed,
+//! `UnauthorizedOperation` or `AuthFailure` means denied; the owner turns the
+//! answers into the `vip_watchdog_cloud_permission_denied` gauge, the status
+//! and the logs. Runs at start-up and every `permission_check_interval`; an
+//! action that got no answer (throttled, unreachable) is asked again within a
+//! minute.
+//!
+//! AssignPrivateIpAddresses has no `DryRun` in EC2's API: its permission is
+//! learnt from the first real call (the executor reports it).
+//!
+//! Safety: a `DryRun` call mutates nothing where `DryRun` is honoured, and
+//! EC2 honours it. An endpoint that does not (some emulators, some proxies)
+//! would perform the call: DescribeAddresses is asked first, and if the
+//! endpoint answers it as a real call, the check stops before any call that
+//! could mutate, and says so.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer};
+use crate::executor::{CallPolicy, CloudEvent, Evidence, call};
+use crate::metrics::Metrics;
+
+/// How soon an action that got no answer is asked again.
+pub const RETRY_UNANSWERED: Duration = Duration::from_secs(60);
+
+pub struct Checker<C: Cloud> {
+    pub cloud: Arc<C>,
+    pub metrics: Arc<Metrics>,
+    pub policy: CallPolicy,
+    /// Each VIP's name and the parameters its claim uses.
+    pub targets: Vec<(String, ClaimTarget)>,
+    pub interval: Duration,
+}
+
+/// What one round of checks found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub allowed: usize,
+    pub denied: usize,
+    pub unanswered: usize,
+    /// The endpoint performed a `DryRun` call: checking stopped.
+    pub dry_run_ignored: bool,
+}
+
+impl<C: Cloud> Checker<C> {
+    pub async fn run(
+        self,
+        events: mpsc::Sender<CloudEvent>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        async move {
+            loop {
+                let round = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    r = self.round(&events) => r,
+                };
+                let Some(round) = round else { return Ok(()) };
+                if round.dry_run_ignored {
+                    cancel.cancelled().await;
+                    return Ok(());
+                }
+                let next = if round.unanswered > 0 {
+                    self.interval.min(RETRY_UNANSWERED)
+                } else {
+                    self.interval
+                };
+                info!(
+                    allowed = round.allowed,
+                    denied = round.denied,
+                    unanswered = round.unanswered,
+                    next_in = %humantime::format_duration(next),
+                    "cloud permission check done"
+                );
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(next) => {}
+                }
+            }
+        }
+        .instrument(info_span!("permission check"))
+        .await
+    }
+
+    /// One `DryRun` call per action (per VIP for the per-VIP ones), describes
+    /// first. `None` when the owner is gone.
+    pub async fn round(&self, events: &mpsc::Sender<CloudEvent>) -> Option<Round> {
+        let mut round = Round::default();
+        let all: Vec<String> = self.targets.iter().map(|(v, _)| v.clone()).collect();
+        for action in Action::ALL.into_iter().filter(|a| a.has_dry_run()) {
+            let asks: Vec<(Vec<String>, &ClaimTarget)> = if action.per_vip() {
+                self.targets
+                    .iter()
+                    .map(|(v, t)| (vec![v.clone()], t))
+                    .collect()
+            } else {
+                self.targets
+                    .first()
+                    .map(|(_, t)| (all.clone(), t))
+                    .into_iter()
+                    .collect()
+            };
+            for (vips, target) in asks {
+                let answer = call(
+                    action.dry_run_operation(),
+                    &self.policy,
+                    &self.metrics,
+                    || self.cloud.dry_run(action, target),
+                )
+                .await;
+                let (allowed, detail) = match answer {
+                    Ok(DryRunAnswer::Allowed) => (true, "DryRunOperation".to_owned()),
+                    Ok(DryRunAnswer::Denied { code, message }) => {
+                        (false, format!("{code}: {message}"))
+                    }
+                    Ok(DryRunAnswer::Ignored) => {
+                        error!(
+                            operation = action.as_str(),
+                            fix = "set cloud.permission_check = false for this endpoint",
+                            "the EC2 endpoint performed a DryRun call as a real one: it does not honour DryRun; permission checks stop here, before any call that could mutate"
+                        );
+                        round.dry_run_ignored = true;
+                        return Some(round);
+                    }
+                    Err(e) => {
+                        warn!(operation = action.as_str(), error = %e, "cannot check the permission; asking again later");
+                        round.unanswered += 1;
+                        continue;
+                    }
+                };
+                if allowed {
+                    round.allowed += 1;
+                } else {
+                    round.denied += 1;
+                }
+                let event = CloudEvent::Permission {
+                    vips,
+                    action,
+                    allowed,
+                    detail,
+                    evidence: Evidence::DryRun,
+                    at: SystemTime::now(),
+                };
+                if events.send(event).await.is_err() {
+                    return None;
+                }
+            }
+        }
+        Some(round)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{Address, CloudError, ErrorKind};
+    use std::collections::VecDeque;
+    use std::net::IpAddr;
+    use std::sync::Mutex;
+
+    /// A cloud that answers `DryRun` calls from a script and records them.
+    #[derive(Default)]
+    struct Scripted {
+        answers: Mutex<VecDeque<Result<DryRunAnswer, CloudError>>>,
+        asked: Mutex<Vec<(Action, String)>>,
+    }
+
+    impl Cloud for Scripted {
+        async fn describe_addresses(&self, _: &[String]) -> Result<Vec<Address>, CloudError> {
+            unreachable!("the checker only makes DryRun calls")
+        }
+        async fn private_ips(&self, _: &str) -> Result<Vec<IpAddr>, CloudError> {
+            unreachable!("the checker only makes DryRun calls")
+        }
+        async fn assign_private_ip(&self, _: &str, _: IpAddr) -> Result<(), CloudError> {
+            unreachable!("the checker only makes DryRun calls")
+        }
+        async fn associate(&self, _: &str, _: &str, _: IpAddr) -> Result<String, CloudError> {
+            unreachable!("the checker only makes DryRun calls")
+        }
+        async fn dry_run(
+            &self,
+            action: Action,
+            t: &ClaimTarget,
+        ) -> Result<DryRunAnswer, CloudError> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((action, t.allocation_id.clone()));
+            self.answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(DryRunAnswer::Allowed))
+        }
+    }
+
+    fn target(alloc: &str) -> ClaimTarget {
+        ClaimTarget {
+            allocation_id: alloc.into(),
+            eni: "eni-me".into(),
+        }
+    }
+
+    fn checker(answers: Vec<Result<DryRunAnswer, CloudError>>) -> Checker<Scripted> {
+        let cloud = Scripted {
+            answers: Mutex::new(answers.into()),
+            ..Default::default()
+        };
+        Checker {
+            cloud: Arc::new(cloud),
+            metrics: Arc::new(Metrics::new("p", "n").unwrap()),
+            policy: CallPolicy {
+                timeout: Duration::from_secs(1),
+                retries: 1,
+                min_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(10),
+            },
+            targets: vec![
+                ("web".into(), target("eipalloc-web")),
+                ("db".into(), target("eipalloc-db")),
+            ],
+            interval: Duration::from_secs(3600),
+        }
+    }
+
+    fn denied() -> DryRunAnswer {
+        DryRunAnswer::Denied {
+            code: "UnauthorizedOperation".into(),
+            message: "You are not authorized to perform this operation.".into(),
+        }
+    }
+
+    fn throttled() -> CloudError {
+        CloudError {
+            operation: "DryRun:AssociateAddress",
+            kind: ErrorKind::Throttled,
+            code: "RequestLimitExceeded".into(),
+            message: String::new(),
+        }
+    }
+
+    /// (vips, action, allowed, detail) of each event.
+    fn drain(rx: &mut mpsc::Receiver<CloudEvent>) -> Vec<(Vec<String>, Action, bool, String)> {
+        let mut out = vec![];
+        while let Ok(e) = rx.try_recv() {
+            match e {
+                CloudEvent::Permission {
+                    vips,
+                    action,
+                    allowed,
+                    detail,
+                    evidence: Evidence::DryRun,
+                    ..
+                } => out.push((vips, action, allowed, detail)),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        out
+    }
+
+    fn both() -> Vec<String> {
+        vec!["web".into(), "db".into()]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn describes_once_for_all_vips_associate_per_vip_and_never_assign() {
+        // Answers in order: DescribeAddresses, DescribeNetworkInterfaces,
+        // AssociateAddress web, AssociateAddress db.
+        let c = checker(vec![
+            Ok(DryRunAnswer::Allowed),
+            Ok(DryRunAnswer::Allowed),
+            Ok(DryRunAnswer::Allowed),
+            Ok(denied()),
+        ]);
+        let (tx, mut rx) = mpsc::channel(16);
+        let round = c.round(&tx).await.unwrap();
+        assert_eq!(
+            round,
+            Round {
+                allowed: 3,
+                denied: 1,
+                ..Round::default()
+            }
+        );
+        let refused = "UnauthorizedOperation: You are not authorized to perform this operation.";
+        assert_eq!(
+            drain(&mut rx),
+            vec![
+                (
+                    both(),
+                    Action::DescribeAddresses,
+                    true,
+                    "DryRunOperation".into()
+                ),
+                (
+                    both(),
+                    Action::DescribeNetworkInterfaces,
+                    true,
+                    "DryRunOperation".into()
+                ),
+                (
+                    vec!["web".into()],
+                    Action::AssociateAddress,
+                    true,
+                    "DryRunOperation".into()
+                ),
+                (
+                    vec!["db".into()],
+                    Action::AssociateAddress,
+                    false,
+                    refused.into()
+                ),
+            ]
+        );
+        let asked = c.cloud.asked.lock().unwrap().clone();
+        assert!(
+            asked
+                .iter()
+                .all(|(a, _)| *a != Action::AssignPrivateIpAddresses),
+            "AssignPrivateIpAddresses has no DryRun: {asked:?}"
+        );
+        // DryRun calls are counted apart from real ones.
+        let calls = |op: &str| {
+            c.metrics
+                .cloud_calls
+                .with_label_values(&[op, "success"])
+                .get()
+        };
+        assert_eq!(calls("DryRun:AssociateAddress"), 2);
+        assert_eq!(calls("AssociateAddress"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_that_ignores_dry_run_stops_the_check_before_any_mutating_call() {
+        let c = checker(vec![Ok(DryRunAnswer::Ignored)]);
+        let (tx, mut rx) = mpsc::channel(16);
+        let round = c.round(&tx).await.unwrap();
+        assert!(round.dry_run_ignored);
+        assert_eq!(
+            *c.cloud.asked.lock().unwrap(),
+            vec![(Action::DescribeAddresses, "eipalloc-web".to_owned())],
+            "nothing after the describe"
+        );
+        assert!(drain(&mut rx).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_action_is_asked_again_within_a_minute_and_a_fixed_policy_shows() {
+        // Round 1: AssociateAddress for web is throttled twice (both
+        // attempts), db is denied. Round 2 (a minute later): all allowed.
+        let c = checker(vec![
+            Ok(DryRunAnswer::Allowed),
+            Ok(DryRunAnswer::Allowed),
+            Err(throttled()),
+            Err(throttled()),
+            Ok(denied()),
+        ]);
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let task = tokio::spawn(c.run(tx, cancel.clone()));
+        let mut seen = vec![];
+        while seen.len() < 7 {
+            let Some(CloudEvent::Permission {
+                vips,
+                action,
+                allowed,
+                ..
+            }) = rx.recv().await
+            else {
+                panic!("the checker ended");
+            };
+            seen.push((vips, action, allowed, started.elapsed() >= RETRY_UNANSWERED));
+        }
+        cancel.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (both(), Action::DescribeAddresses, true, false),
+                (both(), Action::DescribeNetworkInterfaces, true, false),
+                (vec!["db".into()], Action::AssociateAddress, false, false),
+                (both(), Action::DescribeAddresses, true, true),
+                (both(), Action::DescribeNetworkInterfaces, true, true),
+                (vec!["web".into()], Action::AssociateAddress, true, true),
+                (vec!["db".into()], Action::AssociateAddress, true, true),
+            ]
+        );
+    }
+}
