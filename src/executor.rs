@@ -383,6 +383,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_real_call_is_evidence_of_a_permission_only_when_it_succeeds_or_is_refused() {
+        let allowed = |e: Option<CloudEvent>| match e {
+            Some(CloudEvent::Permission {
+                allowed,
+                evidence: Evidence::Call,
+                ..
+            }) => Some(allowed),
+            None => None,
+            other => panic!("{other:?}"),
+        };
+        let ok: Result<(), CloudError> = Ok(());
+        let a = Action::AssociateAddress;
+        assert_eq!(allowed(CloudEvent::from_call("web", a, &ok)), Some(true));
+        for kind in ErrorKind::ALL {
+            let r: Result<(), CloudError> = Err(err(kind));
+            let expected = (kind == ErrorKind::Auth).then_some(false);
+            assert_eq!(
+                allowed(CloudEvent::from_call("web", a, &r)),
+                expected,
+                "{kind:?}"
+            );
+        }
+    }
+
     /// (error the fake returns every time, attempts made, outcome label)
     #[tokio::test(start_paused = true)]
     async fn retries_only_what_is_retryable() {

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer};
+use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer, ErrorKind};
 use crate::executor::{CallPolicy, CloudEvent, Evidence, call};
 use crate::metrics::Metrics;
 
@@ -117,8 +117,8 @@ impl<C: Cloud> Checker<C> {
                 .await;
                 let (allowed, detail) = match answer {
                     Ok(DryRunAnswer::Allowed) => (true, "DryRunOperation".to_owned()),
-                    Ok(DryRunAnswer::Denied { code, message }) => {
-                        (false, format!("{code}: {message}"))
+                    Err(e) if e.kind == ErrorKind::Auth => {
+                        (false, format!("{}: {}", e.code, e.message))
                     }
                     Ok(DryRunAnswer::Ignored) => {
                         error!(
@@ -160,7 +160,7 @@ impl<C: Cloud> Checker<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::{Address, CloudError, ErrorKind};
+    use crate::cloud::{Address, CloudError};
     use std::collections::VecDeque;
     use std::net::IpAddr;
     use std::sync::Mutex;
@@ -231,8 +231,10 @@ mod tests {
         }
     }
 
-    fn denied() -> DryRunAnswer {
-        DryRunAnswer::Denied {
+    fn denied() -> CloudError {
+        CloudError {
+            operation: "DryRun:AssociateAddress",
+            kind: ErrorKind::Auth,
             code: "UnauthorizedOperation".into(),
             message: "You are not authorized to perform this operation.".into(),
         }
@@ -278,7 +280,7 @@ mod tests {
             Ok(DryRunAnswer::Allowed),
             Ok(DryRunAnswer::Allowed),
             Ok(DryRunAnswer::Allowed),
-            Ok(denied()),
+            Err(denied()),
         ]);
         let (tx, mut rx) = mpsc::channel(16);
         let round = c.round(&tx).await.unwrap();
@@ -328,14 +330,19 @@ mod tests {
             "AssignPrivateIpAddresses has no DryRun: {asked:?}"
         );
         // DryRun calls are counted apart from real ones.
-        let calls = |op: &str| {
+        let calls = |op: &str, outcome: &str| {
             c.metrics
                 .cloud_calls
-                .with_label_values(&[op, "success"])
+                .with_label_values(&[op, outcome])
                 .get()
         };
-        assert_eq!(calls("DryRun:AssociateAddress"), 2);
-        assert_eq!(calls("AssociateAddress"), 0);
+        assert_eq!(calls("DryRun:AssociateAddress", "success"), 1);
+        assert_eq!(
+            calls("DryRun:AssociateAddress", "auth"),
+            1,
+            "a refusal, not retried"
+        );
+        assert_eq!(calls("AssociateAddress", "success"), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -361,7 +368,7 @@ mod tests {
             Ok(DryRunAnswer::Allowed),
             Err(throttled()),
             Err(throttled()),
-            Ok(denied()),
+            Err(denied()),
         ]);
         let (tx, mut rx) = mpsc::channel(64);
         let cancel = CancellationToken::new();

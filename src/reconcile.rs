@@ -468,6 +468,7 @@ impl Reconcile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::CloudError;
 
     fn addr(eni: Option<&str>, ip: Option<&str>) -> Address {
         Address {
@@ -500,6 +501,160 @@ mod tests {
                 network_interface_id: Some("eni-peer".into()),
                 private_ip: Some("10.0.0.50".parse().unwrap())
             }
+        );
+    }
+
+    fn reconcile() -> Reconcile {
+        let policy = crate::core::decide::VipPolicy {
+            mode: Mode::Own,
+            grace: std::time::Duration::from_secs(10),
+            min_master_age: std::time::Duration::from_secs(3),
+            max_claims: 3,
+            claim_window: std::time::Duration::from_secs(600),
+            backoff_base: std::time::Duration::from_secs(10),
+            backoff_max: std::time::Duration::from_secs(300),
+            dry_run: false,
+        };
+        let vips = ["web", "db"]
+            .map(|name| VipConfig {
+                name: name.into(),
+                allocation_id: format!("eipalloc-{name}"),
+                private_ip: "10.0.0.50".parse().unwrap(),
+                vrrp_instance: "VI_1".into(),
+                policy: policy.clone(),
+            })
+            .to_vec();
+        let (tx, _rx) = mpsc::channel(1);
+        Reconcile::new(
+            vips,
+            "eni-me".into(),
+            tx,
+            Arc::new(Notify::new()),
+            Arc::new(Metrics::new("p", "n").unwrap()),
+        )
+    }
+
+    fn permission(vips: &[&str], action: Action, allowed: bool, evidence: Evidence) -> CloudEvent {
+        CloudEvent::Permission {
+            vips: vips.iter().map(|v| v.to_string()).collect(),
+            action,
+            allowed,
+            detail: if allowed {
+                "DryRunOperation"
+            } else {
+                "UnauthorizedOperation: no"
+            }
+            .into(),
+            evidence,
+            at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// (event, then: the gauge for (vip, action), and the status's `allowed`)
+    #[test]
+    fn permissions_set_the_gauge_and_the_status_per_vip() {
+        let mut r = reconcile();
+        let model = Model::new(["VI_1"]);
+        let host = HashSet::new();
+        let denied_err = CloudError {
+            operation: "DescribeAddresses",
+            kind: ErrorKind::Auth,
+            code: "UnauthorizedOperation".into(),
+            message: "no".into(),
+        };
+        let throttled = CloudError {
+            kind: ErrorKind::Throttled,
+            code: "RequestLimitExceeded".into(),
+            ..denied_err.clone()
+        };
+        let observed = |result| CloudEvent::Observed {
+            at: SystemTime::UNIX_EPOCH,
+            result,
+        };
+        use Action::*;
+        type Row = (CloudEvent, &'static str, Action, Option<i64>, Option<bool>);
+        let table: Vec<Row> = vec![
+            (
+                permission(&["web"], AssociateAddress, false, Evidence::DryRun),
+                "web",
+                AssociateAddress,
+                Some(1),
+                Some(false),
+            ),
+            (
+                permission(&["web"], AssociateAddress, false, Evidence::DryRun),
+                "db",
+                AssociateAddress,
+                None,
+                None,
+            ),
+            (
+                permission(&["web"], AssociateAddress, true, Evidence::Call),
+                "web",
+                AssociateAddress,
+                Some(0),
+                Some(true),
+            ),
+            (
+                permission(
+                    &["web", "db"],
+                    DescribeNetworkInterfaces,
+                    true,
+                    Evidence::DryRun,
+                ),
+                "db",
+                DescribeNetworkInterfaces,
+                Some(0),
+                Some(true),
+            ),
+            // The verifier's describe is evidence too, for every VIP.
+            (
+                observed(Err(denied_err)),
+                "db",
+                DescribeAddresses,
+                Some(1),
+                Some(false),
+            ),
+            (
+                observed(Err(throttled)),
+                "db",
+                DescribeAddresses,
+                Some(1),
+                Some(false),
+            ),
+            (
+                observed(Ok(vec![])),
+                "db",
+                DescribeAddresses,
+                Some(0),
+                Some(true),
+            ),
+        ];
+        for (i, (event, vip, action, gauge, allowed)) in table.into_iter().enumerate() {
+            r.on_cloud(event, &model, &host);
+            let key = (vip.to_owned(), action);
+            let seen = r.permissions.get(&key).map(|p| p.allowed);
+            assert_eq!(seen, allowed, "row {i}: status of {key:?}");
+            let g = seen.map(|_| {
+                r.metrics
+                    .cloud_permission_denied
+                    .with_label_values(&[vip, action.as_str()])
+                    .get()
+            });
+            assert_eq!(g, gauge, "row {i}: gauge of {key:?}");
+        }
+        let view = r.view();
+        let db: Vec<_> = view[1]
+            .permissions
+            .iter()
+            .map(|p| (p.action, p.allowed, p.evidence))
+            .collect();
+        assert_eq!(
+            db,
+            [
+                (DescribeAddresses, true, Evidence::Call),
+                (DescribeNetworkInterfaces, true, Evidence::DryRun),
+            ]
         );
     }
 }

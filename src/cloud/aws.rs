@@ -70,8 +70,9 @@ fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-/// A `DryRun` call's result as an answer: `DryRunOperation` allows, an auth
-/// error denies, a success means `DryRun` was ignored.
+/// A `DryRun` call's result as an answer: `DryRunOperation` allows, a
+/// success means `DryRun` was ignored, an error (a refusal is `Auth`) is the
+/// call's error.
 fn dry_run_answer<T, E: ProvideErrorMetadata + std::error::Error + 'static>(
     action: Action,
     r: Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
@@ -79,17 +80,7 @@ fn dry_run_answer<T, E: ProvideErrorMetadata + std::error::Error + 'static>(
     match r {
         Ok(_) => Ok(DryRunAnswer::Ignored),
         Err(e) if e.code() == Some("DryRunOperation") => Ok(DryRunAnswer::Allowed),
-        Err(e) => {
-            let e = error(action.dry_run_operation(), e);
-            if e.kind == ErrorKind::Auth {
-                Ok(DryRunAnswer::Denied {
-                    code: e.code,
-                    message: e.message,
-                })
-            } else {
-                Err(e)
-            }
-        }
+        Err(e) => Err(error(action.dry_run_operation(), e)),
     }
 }
 

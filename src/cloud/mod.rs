@@ -166,10 +166,10 @@ impl Action {
 /// What a `DryRun` call, with the parameters of a real claim, says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DryRunAnswer {
-    /// `DryRunOperation`: the call would have been allowed.
+    /// `DryRunOperation`: the call would have been allowed. (A refusal,
+    /// `UnauthorizedOperation` or `AuthFailure`, is an `ErrorKind::Auth`
+    /// error, as for a real call.)
     Allowed,
-    /// `UnauthorizedOperation`, `AuthFailure`: it would be refused.
-    Denied { code: String, message: String },
     /// The endpoint performed the call as if `DryRun` were absent. EC2 never
     /// does; an emulator or a proxy in between may.
     Ignored,
@@ -214,10 +214,10 @@ pub trait Cloud: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
 
     /// `action` with `DryRun`, on `target`'s resources: mutates nothing
-    /// where `DryRun` is honoured. No private IP is passed: on the BACKUP the
-    /// VIP's private IP is on the peer's ENI, and a request that names it
-    /// could be refused for that rather than for its permission. A refusal is an answer (`Denied`), not an
-    /// error; errors are the ones a call can have (throttling, timeouts...).
+    /// where `DryRun` is honoured. A refusal is an `Auth` error, as for a
+    /// real call. No private IP is passed: on the BACKUP the VIP's private IP
+    /// is on the peer's ENI, and a request that names it could be refused
+    /// for that rather than for want of permission.
     fn dry_run(
         &self,
         action: Action,
