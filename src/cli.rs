@@ -34,9 +34,17 @@ pub enum Command {
         #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
         config: PathBuf,
     },
+    /// Ask the cloud, once, mutating nothing: this node's identity, where
+    /// each VIP is, and (with DryRun) whether this node may make the calls
+    /// a claim needs. Exit 0 when every answer allows, 1 otherwise.
+    CheckCloud {
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
+        config: PathBuf,
+    },
 }
 
-/// Exit codes: 0 fine, 1 failed while running, 2 bad configuration.
+/// Exit codes: 0 fine, 1 failed while running (or, for `check-cloud`, a
+/// refusal or no answer), 2 bad configuration.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -48,6 +56,41 @@ pub fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::CheckCloud { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            crate::logging::init(LogFormat::Text, "warn");
+            let Some(cloud) = config.cloud.as_ref().filter(|_| !config.vips.is_empty()) else {
+                println!("no [cloud] and [[vip]] in the config: nothing to check");
+                return ExitCode::SUCCESS;
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("vip-watchdog: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(crate::permissions::check_cloud(cloud, &config.vips)) {
+                Ok(report) => {
+                    println!("{report}");
+                    if report.ok() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("vip-watchdog: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config, log_format } => {
             let mut config = match Config::load(&config) {
                 Ok(c) => c,

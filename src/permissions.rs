@@ -157,6 +157,149 @@ impl<C: Cloud> Checker<C> {
     }
 }
 
+/// `vip-watchdog check-cloud`: this node's identity, where each VIP is, and
+/// one round of permission checks, once, mutating nothing.
+#[derive(Debug)]
+pub struct Report {
+    pub identity: crate::cloud::imds::Identity,
+    /// Each VIP: name, allocation ID, where the cloud shows it (or why not).
+    pub vips: Vec<(String, String, String)>,
+    /// Each answer: VIP names, action, allowed, EC2's answer.
+    pub answers: Vec<(Vec<String>, Action, bool, String)>,
+    pub round: Round,
+}
+
+impl Report {
+    /// Everything a claim needs was answered, and allowed.
+    pub fn ok(&self) -> bool {
+        self.round.denied == 0 && self.round.unanswered == 0 && !self.round.dry_run_ignored
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = &self.identity;
+        writeln!(
+            f,
+            "node: instance {}, region {}, ENI {}",
+            id.instance_id, id.region, id.interface_id
+        )?;
+        for (name, alloc, holder) in &self.vips {
+            writeln!(f, "vip {name} ({alloc}): {holder}")?;
+        }
+        for (vips, action, allowed, detail) in &self.answers {
+            writeln!(
+                f,
+                "  ec2:{:<27} {:<8} for {}: {detail}",
+                action.as_str(),
+                if *allowed { "allowed" } else { "REFUSED" },
+                vips.join(", ")
+            )?;
+        }
+        writeln!(
+            f,
+            "  ec2:{:<27} {:<8} EC2 has no DryRun for it: learnt at the first claim",
+            Action::AssignPrivateIpAddresses.as_str(),
+            "unknown"
+        )?;
+        let r = &self.round;
+        write!(
+            f,
+            "{} allowed, {} refused, {} unanswered{}: {}",
+            r.allowed,
+            r.denied,
+            r.unanswered,
+            if r.dry_run_ignored {
+                ", the endpoint ignores DryRun (check stopped)"
+            } else {
+                ""
+            },
+            if self.ok() { "OK" } else { "NOT OK" }
+        )
+    }
+}
+
+/// Runs `check-cloud` for a parsed config. An error is one the check could
+/// not get past (no identity); refusals are in the report.
+pub async fn check_cloud(
+    cloud: &crate::config::CloudConfig,
+    vips: &[crate::config::VipConfig],
+) -> anyhow::Result<Report> {
+    let identity = crate::cloud::imds::identity(cloud).await?;
+    let aws = Arc::new(
+        crate::cloud::aws::Aws::connect(
+            &identity.region,
+            cloud.endpoint.as_deref(),
+            cloud.call_timeout,
+        )
+        .await,
+    );
+    let metrics = Arc::new(Metrics::new("check", "check")?);
+    let policy = CallPolicy::new(cloud.call_timeout);
+    let ids: Vec<String> = vips.iter().map(|v| v.allocation_id.clone()).collect();
+    let seen = call("DescribeAddresses", &policy, &metrics, || {
+        aws.describe_addresses(&ids)
+    })
+    .await;
+    let vips_seen = vips
+        .iter()
+        .map(|v| {
+            let holder = match &seen {
+                Err(e) => format!("cannot tell: {e}"),
+                Ok(addrs) => match addrs.iter().find(|a| a.allocation_id == v.allocation_id) {
+                    None => "not in DescribeAddresses' answer".into(),
+                    Some(a) => crate::reconcile::holder(a, &identity.interface_id, v.private_ip)
+                        .to_string(),
+                },
+            };
+            (v.name.clone(), v.allocation_id.clone(), holder)
+        })
+        .collect();
+    let targets = vips
+        .iter()
+        .map(|v| {
+            let t = ClaimTarget {
+                allocation_id: v.allocation_id.clone(),
+                eni: identity.interface_id.clone(),
+            };
+            (v.name.clone(), t)
+        })
+        .collect::<Vec<_>>();
+    let capacity = 2 + targets.len();
+    let checker = Checker {
+        cloud: aws,
+        metrics,
+        policy,
+        targets,
+        interval: Duration::MAX,
+    };
+    let (tx, mut rx) = mpsc::channel(capacity);
+    let round = checker
+        .round(&tx)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the answers' channel closed"))?;
+    drop(tx);
+    let mut answers = vec![];
+    while let Some(e) = rx.recv().await {
+        if let CloudEvent::Permission {
+            vips,
+            action,
+            allowed,
+            detail,
+            ..
+        } = e
+        {
+            answers.push((vips, action, allowed, detail));
+        }
+    }
+    Ok(Report {
+        identity,
+        vips: vips_seen,
+        answers,
+        round,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -508,9 +508,9 @@ fn permission_denied(w: &Watchdog, action: &str) -> Option<f64> {
 /// UnauthorizedOperation to b's AssociateAddress, DryRun or not, as EC2
 /// does): b's watchdog says so at start-up, long before a failover would
 /// need it, in its log, its status and the gauge the CloudPermissionDenied
-/// alert reads. a's check finds everything allowed, and neither check moved
-/// the EIP (moto honours DryRun on AssociateAddress; lab.py's set-up checks
-/// that too).
+/// alert reads; `vip-watchdog check-cloud` says so too and exits 1. a's
+/// checks find everything allowed, and no check moved the EIP (moto honours
+/// DryRun on AssociateAddress; lab.py's set-up checks that too).
 #[test]
 fn a_missing_permission_is_reported_at_start_up_before_any_failover() {
     let mut lab = Lab::new();
@@ -577,6 +577,32 @@ fn a_missing_permission_is_reported_at_start_up_before_any_failover() {
         .unwrap_or_else(|| panic!("{perms:?}"));
     assert_eq!(associate["allowed"], false, "{associate}");
     assert_eq!(associate["evidence"], "dry_run", "{associate}");
+
+    // The same check, once, from the command line (as after provisioning).
+    let (code, out, err) = lab.b.check_cloud();
+    assert_eq!(code, Some(1), "a refusal fails check-cloud:\n{out}\n{err}");
+    assert!(
+        out.lines().any(|l| l.contains("ec2:AssociateAddress")
+            && l.contains("REFUSED")
+            && l.contains("UnauthorizedOperation")),
+        "{out}"
+    );
+    let eni_a = lab.eni("a");
+    assert!(
+        out.contains("vip web (") && out.contains(&format!("on another ENI, {eni_a}")),
+        "where the VIP is, seen from b: {out}"
+    );
+    assert!(
+        out.ends_with("2 allowed, 1 refused, 0 unanswered: NOT OK\n"),
+        "{out}"
+    );
+    let (code, out, err) = lab.a.check_cloud();
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("): here, on this node's ENI"), "{out}");
+    assert!(
+        out.ends_with("3 allowed, 0 refused, 0 unanswered: OK\n"),
+        "{out}"
+    );
 
     assert_eq!(lab.eip_on(), "a", "the DryRun calls moved nothing");
     let calls = lab.mutating_calls();

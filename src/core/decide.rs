@@ -52,6 +52,28 @@ pub struct VipPolicy {
     pub dry_run: bool,
 }
 
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = |ip: &Option<IpAddr>| ip.map_or("none".to_owned(), |i| i.to_string());
+        match self {
+            Holder::Here => write!(f, "here, on this node's ENI and private IP"),
+            Holder::HereOtherIp { private_ip } => {
+                write!(f, "on this node's ENI but private IP {}", ip(private_ip))
+            }
+            Holder::Elsewhere {
+                network_interface_id,
+                private_ip,
+            } => write!(
+                f,
+                "on another ENI, {} (private IP {})",
+                network_interface_id.as_deref().unwrap_or("unknown"),
+                ip(private_ip)
+            ),
+            Holder::Nowhere => write!(f, "nowhere (not associated)"),
+        }
+    }
+}
+
 /// Where the cloud says an address is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "where", rename_all = "snake_case")]
@@ -370,6 +392,36 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holders_read_as_words() {
+        let ip = Some("10.0.0.5".parse().unwrap());
+        let table = [
+            (Holder::Here, "here, on this node's ENI and private IP"),
+            (
+                Holder::HereOtherIp { private_ip: ip },
+                "on this node's ENI but private IP 10.0.0.5",
+            ),
+            (
+                Holder::Elsewhere {
+                    network_interface_id: Some("eni-peer".into()),
+                    private_ip: ip,
+                },
+                "on another ENI, eni-peer (private IP 10.0.0.5)",
+            ),
+            (
+                Holder::Elsewhere {
+                    network_interface_id: None,
+                    private_ip: None,
+                },
+                "on another ENI, unknown (private IP none)",
+            ),
+            (Holder::Nowhere, "nowhere (not associated)"),
+        ];
+        for (h, words) in table {
+            assert_eq!(h.to_string(), words);
+        }
+    }
 
     fn t(ms: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(ms)

@@ -588,6 +588,28 @@ impl Node {
     }
 
     /// Starts the watchdog in this node's namespace; returns once it listens.
+    /// Runs `vip-watchdog check-cloud` in the node's namespace with the
+    /// watchdog's config and credentials; returns (exit code, stdout, stderr).
+    pub fn check_cloud(&self) -> (Option<i32>, String, String) {
+        let config = self.watchdog_config(true);
+        let out = in_ns(&self.ns)
+            .arg(watchdog_bin())
+            .args(["check-cloud", "--config"])
+            .arg(&config)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .stdin(Stdio::null())
+            .output()
+            .expect("vip-watchdog check-cloud runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn start_watchdog(&self, json_dump: bool) -> Watchdog {
         self.start_watchdog_as(json_dump, None)
     }
