@@ -66,15 +66,9 @@ pub fn main() -> ExitCode {
                 println!("no [cloud] and [[vip]] in the config: nothing to check");
                 return ExitCode::SUCCESS;
             };
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("vip-watchdog: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(crate::permissions::check_cloud(cloud, &config.vips)) {
                 Ok(report) => {
@@ -100,16 +94,11 @@ pub fn main() -> ExitCode {
                 config.log.format = f;
             }
             crate::logging::init(config.log.format, &config.log.level);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            let runtime = match runtime(builder) {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("vip-watchdog: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let result = runtime.block_on(async {
                 let shutdown = CancellationToken::new();
@@ -128,6 +117,13 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("vip-watchdog: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 fn config_error(e: &LoadError) -> ExitCode {
