@@ -69,15 +69,23 @@ impl Evidence {
 
 impl CloudEvent {
     /// The permission a real call's result shows: a success allows, an auth
-    /// error denies, anything else says nothing.
-    pub fn from_call<T>(vip: &str, action: Action, r: &Result<T, CloudError>) -> Option<Self> {
-        let (allowed, detail) = match r {
-            Ok(_) => (true, "the call succeeded".to_owned()),
-            Err(e) if e.kind == ErrorKind::Auth => (false, format!("{}: {}", e.code, e.message)),
-            Err(_) => return None,
-        };
+    /// error refuses, anything else says nothing.
+    pub fn call_evidence<T>(r: &Result<T, CloudError>) -> Option<(bool, String)> {
+        match r {
+            Ok(_) => Some((true, "the call succeeded".to_owned())),
+            Err(e) => e.refusal().map(|detail| (false, detail)),
+        }
+    }
+
+    /// That permission as an event for `vips`.
+    pub fn from_call<T>(
+        vips: Vec<String>,
+        action: Action,
+        r: &Result<T, CloudError>,
+    ) -> Option<Self> {
+        let (allowed, detail) = Self::call_evidence(r)?;
         Some(CloudEvent::Permission {
-            vips: vec![vip.to_owned()],
+            vips,
             action,
             allowed,
             detail,
@@ -226,7 +234,7 @@ impl<C: Cloud> Executor<C> {
         action: Action,
         r: &Result<T, CloudError>,
     ) {
-        if let Some(e) = CloudEvent::from_call(vip, action, r) {
+        if let Some(e) = CloudEvent::from_call(vec![vip.to_owned()], action, r) {
             // A closed channel means shutting down; the claim ends by itself.
             let _ = events.send(e).await;
         }
@@ -396,12 +404,15 @@ mod tests {
         };
         let ok: Result<(), CloudError> = Ok(());
         let a = Action::AssociateAddress;
-        assert_eq!(allowed(CloudEvent::from_call("web", a, &ok)), Some(true));
+        assert_eq!(
+            allowed(CloudEvent::from_call(vec!["web".into()], a, &ok)),
+            Some(true)
+        );
         for kind in ErrorKind::ALL {
             let r: Result<(), CloudError> = Err(err(kind));
             let expected = (kind == ErrorKind::Auth).then_some(false);
             assert_eq!(
-                allowed(CloudEvent::from_call("web", a, &r)),
+                allowed(CloudEvent::from_call(vec!["web".into()], a, &r)),
                 expected,
                 "{kind:?}"
             );

@@ -180,16 +180,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let verify_now = Arc::new(tokio::sync::Notify::new());
         let policy = executor::CallPolicy::new(cloud.call_timeout);
         let allocation_ids = vips.iter().map(|v| v.allocation_id.clone()).collect();
-        let targets = vips
-            .iter()
-            .map(|v| {
-                let t = cloud::ClaimTarget {
-                    allocation_id: v.allocation_id.clone(),
-                    eni: id.interface_id.clone(),
-                };
-                (v.name.clone(), t)
-            })
-            .collect();
+        let targets = permissions::targets(&vips, &id.interface_id);
         owner.reconcile = Some(reconcile::Reconcile::new(
             vips,
             id.interface_id,

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer, ErrorKind};
+use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer};
 use crate::executor::{CallPolicy, CloudEvent, Evidence, call};
 use crate::metrics::Metrics;
 
@@ -38,6 +38,19 @@ pub struct Checker<C: Cloud> {
     /// Each VIP's name and the parameters its claim uses.
     pub targets: Vec<(String, ClaimTarget)>,
     pub interval: Duration,
+}
+
+/// Each VIP's name and what its claim acts on from `eni`.
+pub fn targets(vips: &[crate::config::VipConfig], eni: &str) -> Vec<(String, ClaimTarget)> {
+    vips.iter()
+        .map(|v| {
+            let t = ClaimTarget {
+                allocation_id: v.allocation_id.clone(),
+                eni: eni.to_owned(),
+            };
+            (v.name.clone(), t)
+        })
+        .collect()
 }
 
 /// What one round of checks found.
@@ -117,9 +130,7 @@ impl<C: Cloud> Checker<C> {
                 .await;
                 let (allowed, detail) = match answer {
                     Ok(DryRunAnswer::Allowed) => (true, "DryRunOperation".to_owned()),
-                    Err(e) if e.kind == ErrorKind::Auth => {
-                        (false, format!("{}: {}", e.code, e.message))
-                    }
+                    Err(e) if let Some(refusal) = e.refusal() => (false, refusal),
                     Ok(DryRunAnswer::Ignored) => {
                         error!(
                             operation = action.as_str(),
@@ -255,16 +266,7 @@ pub async fn check_cloud(
             (v.name.clone(), v.allocation_id.clone(), holder)
         })
         .collect();
-    let targets = vips
-        .iter()
-        .map(|v| {
-            let t = ClaimTarget {
-                allocation_id: v.allocation_id.clone(),
-                eni: identity.interface_id.clone(),
-            };
-            (v.name.clone(), t)
-        })
-        .collect::<Vec<_>>();
+    let targets = targets(vips, &identity.interface_id);
     let capacity = 2 + targets.len();
     let checker = Checker {
         cloud: aws,
@@ -303,7 +305,7 @@ pub async fn check_cloud(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::{Address, CloudError};
+    use crate::cloud::{Address, CloudError, ErrorKind};
     use std::collections::VecDeque;
     use std::net::IpAddr;
     use std::sync::Mutex;

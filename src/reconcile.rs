@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 use tracing::{error, info, warn};
 
-use crate::cloud::{Action, Address, ErrorKind};
+use crate::cloud::{Action, Address};
 use crate::config::VipConfig;
 use crate::core::decide::{Holder, Mode, NodeView, Observed, Reconciler, Verdict};
 use crate::core::model::{Change, Model, VrrpState};
@@ -224,21 +224,17 @@ impl Reconcile {
         host: &HashSet<IpAddr>,
     ) -> Vec<Change> {
         let mut out = vec![];
+        // Every describe is evidence of its permission, for every VIP.
+        if let CloudEvent::Observed { at, result } = &event
+            && let Some((allowed, detail)) = CloudEvent::call_evidence(result)
+        {
+            let vips: Vec<String> = self.vips.iter().map(|v| v.name.clone()).collect();
+            let action = Action::DescribeAddresses;
+            self.permission(&vips, action, allowed, detail, Evidence::Call, *at);
+        }
         match event {
-            CloudEvent::Observed { at, result: Err(e) } => {
+            CloudEvent::Observed { result: Err(e), .. } => {
                 warn!(operation = e.operation, kind = e.kind.as_str(), error = %e, "cannot read the cloud's view; no action without it");
-                if e.kind == ErrorKind::Auth {
-                    let vips: Vec<String> = self.vips.iter().map(|v| v.name.clone()).collect();
-                    let detail = format!("{}: {}", e.code, e.message);
-                    self.permission(
-                        &vips,
-                        Action::DescribeAddresses,
-                        false,
-                        detail,
-                        Evidence::Call,
-                        at,
-                    );
-                }
             }
             CloudEvent::Permission {
                 vips,
@@ -252,15 +248,6 @@ impl Reconcile {
                 at,
                 result: Ok(addresses),
             } => {
-                let vips: Vec<String> = self.vips.iter().map(|v| v.name.clone()).collect();
-                self.permission(
-                    &vips,
-                    Action::DescribeAddresses,
-                    true,
-                    "the call succeeded".into(),
-                    Evidence::Call,
-                    at,
-                );
                 for vip in &self.vips {
                     let Some(a) = addresses
                         .iter()
@@ -468,7 +455,7 @@ impl Reconcile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::CloudError;
+    use crate::cloud::{CloudError, ErrorKind};
 
     fn addr(eni: Option<&str>, ip: Option<&str>) -> Address {
         Address {

@@ -82,6 +82,14 @@ pub struct CloudError {
     pub message: String,
 }
 
+impl CloudError {
+    /// What a permission evidence says of it: the refusal's code and message
+    /// for an auth error (`UnauthorizedOperation`, `AuthFailure`), else None.
+    pub fn refusal(&self) -> Option<String> {
+        (self.kind == ErrorKind::Auth).then(|| format!("{}: {}", self.code, self.message))
+    }
+}
+
 /// Classifies an EC2 error code (and HTTP status, when there was one).
 pub fn classify(code: &str, status: Option<u16>) -> ErrorKind {
     match code {
