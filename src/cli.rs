@@ -70,7 +70,7 @@ pub fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            match runtime.block_on(crate::permissions::check_cloud(cloud, &config.vips)) {
+            match runtime.block_on(crate::cloud::permissions::check_cloud(cloud, &config.vips)) {
                 Ok(report) => {
                     println!("{report}");
                     if report.ok() {

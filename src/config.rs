@@ -40,6 +40,13 @@ pub struct CloudConfig {
     /// Periodic verification, randomly spread by up to `verify_jitter`.
     pub verify_interval: Duration,
     pub verify_jitter: Duration,
+    /// After a hint (a VRRP transition, another MASTER heard, a failed
+    /// claim): a describe at once, then every `fast_verify_interval` for
+    /// `fast_verify_for`.
+    pub fast_verify_interval: Duration,
+    pub fast_verify_for: Duration,
+    /// Where damping is kept across restarts; `None` keeps it in memory.
+    pub state_dir: Option<std::path::PathBuf>,
     /// How long after a claim the cloud has to show the VIP here.
     pub convergence_timeout: Duration,
     /// Decide and log, call nothing that mutates.
@@ -361,6 +368,17 @@ impl Config {
             );
             let _ = writeln!(
                 w,
+                "cloud.fast_verify_interval = {} for cloud.fast_verify_for = {} after a transition, cloud.state_dir = {}",
+                d(&c.fast_verify_interval),
+                d(&c.fast_verify_for),
+                c.state_dir
+                    .as_ref()
+                    .map_or("(none: damping in memory only)".into(), |p| p
+                        .display()
+                        .to_string())
+            );
+            let _ = writeln!(
+                w,
                 "cloud.permission_check = {}",
                 if c.permission_check {
                     format!(
@@ -438,6 +456,12 @@ struct RawCloud {
     verify_interval: Spanned<Dur>,
     #[serde(default = "default_verify_jitter")]
     verify_jitter: Spanned<Dur>,
+    #[serde(default = "default_fast_verify_interval")]
+    fast_verify_interval: Spanned<Dur>,
+    #[serde(default = "default_fast_verify_for")]
+    fast_verify_for: Spanned<Dur>,
+    #[serde(default = "default_state_dir")]
+    state_dir: String,
     #[serde(default = "default_convergence_timeout")]
     convergence_timeout: Spanned<Dur>,
     #[serde(default)]
@@ -462,6 +486,15 @@ fn default_verify_interval() -> Spanned<Dur> {
 }
 fn default_verify_jitter() -> Spanned<Dur> {
     dur(Duration::from_secs(3))
+}
+fn default_fast_verify_interval() -> Spanned<Dur> {
+    dur(Duration::from_secs(1))
+}
+fn default_fast_verify_for() -> Spanned<Dur> {
+    dur(Duration::from_secs(20))
+}
+fn default_state_dir() -> String {
+    "/var/lib/vip-watchdog".into()
 }
 fn default_convergence_timeout() -> Spanned<Dur> {
     dur(Duration::from_secs(20))
@@ -873,6 +906,24 @@ impl Validator<'_> {
                 "must be at most cloud.verify_interval",
             );
         }
+        let fast_verify_interval = raw.fast_verify_interval.get_ref().0;
+        if fast_verify_interval < crate::cloud::verifier::MIN_GAP
+            || fast_verify_interval > verify_interval
+        {
+            self.err(
+                "cloud.fast_verify_interval",
+                &raw.fast_verify_interval,
+                "must be from 1s to cloud.verify_interval",
+            );
+        }
+        let fast_verify_for = raw.fast_verify_for.get_ref().0;
+        if fast_verify_for > Duration::from_secs(600) {
+            self.err(
+                "cloud.fast_verify_for",
+                &raw.fast_verify_for,
+                "must be at most 10m: the fast pace is for the moments after a transition",
+            );
+        }
         let permission_check_interval = raw.permission_check_interval.get_ref().0;
         if permission_check_interval < Duration::from_secs(10) {
             self.err(
@@ -890,6 +941,9 @@ impl Validator<'_> {
             call_timeout,
             verify_interval,
             verify_jitter,
+            fast_verify_interval,
+            fast_verify_for,
+            state_dir: (!raw.state_dir.is_empty()).then(|| raw.state_dir.into()),
             convergence_timeout: raw.convergence_timeout.get_ref().0,
             dry_run: raw.dry_run,
             permission_check: raw.permission_check,

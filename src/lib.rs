@@ -5,27 +5,32 @@
 //! ```text
 //! main.rs, cli.rs      parse the command line, load the config, call run()
 //! config.rs            TOML -> typed Config; errors name key and line
+//! clock.rs             the runtime's clocks (monotonic for ages, wall for display)
 //! keepalived/line.rs   pure parser of notify FIFO lines
 //! keepalived/fifo.rs   FIFO reader task (create, read-write open, reopen)
 //! keepalived/process.rs  watches Keepalived's processes via pid files + /proc
 //! keepalived/startup.rs  present state at start-up: JSON dump, addresses
 //! probe/               local probe task: http / tcp / exec with rise/fall
-//! core/model.rs        pure: what is known, its source and time
-//! core/decide.rs       pure: the reconciler's rules (claim, wait, hold, damp)
-//! cloud/               the EC2 calls behind a trait (aws-sdk-ec2), IMDSv2 identity
-//! executor.rs          the one task that claims; the verifier that describes
-//! permissions.rs       DryRun checks that this node may make a claim's calls
-//! reconcile.rs         the owner's cloud side: verdicts, metrics, status
+//! host.rs              this host's addresses, as events
+//! core/                pure: clock types, model (what is known, its source
+//!                      and time), holder (where the cloud says a VIP is),
+//!                      decide (the claim rules)
+//! cloud/               everything cloud: the trait and aws-sdk-ec2, the owner's
+//!                      cloud side, executor, verifier, permission checker,
+//!                      damping store (see cloud/mod.rs)
 //! owner.rs             the one task that owns the model
 //! metrics.rs, status.rs, http.rs   what is exported
 //! ```
 //!
 //! An event flows one way: source task -> owner (`Model::observe`) -> logs,
-//! metrics, published status snapshot.
+//! metrics, the cloud side (`core::decide`) -> executor -> cloud -> a
+//! `CloudEvent` back to the owner; and a published status snapshot.
 //!
 //! # Invariants
 //!
-//! - Nothing in `core/` awaits; nothing outside the owner task mutates the model.
+//! - Nothing in `core/` awaits; nothing outside the owner task mutates the
+//!   model; an owner turn makes no system call.
+//! - Ages, windows and back-off are on the monotonic clock.
 //! - A state is never invented: without evidence an instance is `unknown`;
 //!   FIFO lines buffered before start-up are discarded, not believed.
 //! - When Keepalived's process is gone, every instance it reported becomes
@@ -35,18 +40,17 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod core;
-pub mod executor;
+pub mod host;
 pub mod http;
 pub mod keepalived;
 pub mod logging;
 pub mod metrics;
 pub mod owner;
-pub mod permissions;
 pub mod probe;
-pub mod reconcile;
 pub mod status;
 
 use std::sync::Arc;
@@ -108,7 +112,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // was written before we started and describes the past.
     let mut fifo = fifo::Fifo::open(&keepalived.fifo)?;
     let stale = fifo.discard_buffered()?;
-    metrics.fifo_lines_stale.inc_by(stale as u64);
+    metrics.lines_stale(stale as u64);
     if stale > 0 {
         info!(
             lines = stale,
@@ -167,7 +171,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         node: node.name.clone(),
         pair: node.pair.clone(),
         started,
-        reconcile: None,
+        cloud: None,
         wake: None,
     };
 
@@ -177,29 +181,49 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some((cloud, id, aws)) = cloud {
         let (claims_tx, claims_rx) = mpsc::channel(16);
         let (events_tx, events_rx) = mpsc::channel(64);
-        let verify_now = Arc::new(tokio::sync::Notify::new());
-        let policy = executor::CallPolicy::new(cloud.call_timeout);
+        let (asks_tx, asks_rx) = mpsc::channel(8);
+        let (generation_tx, generation_rx) = watch::channel(0);
+        let policy = cloud::call::CallPolicy::new(cloud.call_timeout);
         let allocation_ids = vips.iter().map(|v| v.allocation_id.clone()).collect();
-        let targets = permissions::targets(&vips, &id.interface_id);
-        owner.reconcile = Some(reconcile::Reconcile::new(
+        let targets = cloud::permissions::targets(&vips, &id.interface_id);
+        let (store, damping) = cloud::damping_store::load(cloud.state_dir.as_deref());
+        let damping_tx = store.map(|store| {
+            let (tx, rx) = watch::channel(damping.clone());
+            let c = cancel.clone();
+            tasks.spawn(async move {
+                (
+                    "damping store",
+                    cloud::damping_store::run(store, rx, c).await,
+                )
+            });
+            tx
+        });
+        let links = cloud::side::Links {
+            claims: claims_tx,
+            asks: asks_tx,
+            generation: generation_tx,
+            damping: damping_tx,
+        };
+        owner.cloud = Some(cloud::side::CloudSide::new(
             vips,
             id.interface_id,
-            claims_tx,
-            verify_now.clone(),
+            links,
             metrics.clone(),
+            damping,
         ));
         cloud_rx = Some(events_rx);
-        let exec = executor::Executor {
+        let exec = cloud::executor::Executor {
             cloud: aws.clone(),
             metrics: metrics.clone(),
             policy: policy.clone(),
             convergence_timeout: cloud.convergence_timeout,
             dry_run: cloud.dry_run,
+            generation: generation_rx,
         };
         let (t, c) = (events_tx.clone(), cancel.clone());
         tasks.spawn(async move { ("executor", exec.run(claims_rx, t, c).await) });
         if cloud.permission_check {
-            let checker = permissions::Checker {
+            let checker = cloud::permissions::Checker {
                 cloud: aws.clone(),
                 metrics: metrics.clone(),
                 policy: policy.clone(),
@@ -211,23 +235,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         } else {
             info!("cloud.permission_check = false: permissions are learnt from real calls only");
         }
-        let (m, c) = (metrics.clone(), cancel.clone());
-        tasks.spawn(async move {
-            let r = executor::verify(
-                aws,
-                m,
-                policy,
-                allocation_ids,
-                cloud.verify_interval,
-                cloud.verify_jitter,
-                verify_now,
-                events_tx,
-                c,
-            )
-            .await;
-            ("verifier", r)
-        });
+        let pace = cloud::verifier::Pace {
+            interval: cloud.verify_interval,
+            jitter: cloud.verify_jitter,
+            fast_interval: cloud.fast_verify_interval,
+            fast_for: cloud.fast_verify_for,
+        };
+        let verifier =
+            cloud::verifier::Verifier::new(aws, metrics.clone(), policy, allocation_ids, pace);
+        let c = cancel.clone();
+        tasks.spawn(async move { ("verifier", verifier.run(asks_rx, events_tx, c).await) });
     }
+    let (t, c) = (tx.clone(), cancel.clone());
+    let host_interval = keepalived.process_check_interval;
+    tasks.spawn(async move { ("host addresses", host::run(host_interval, t, c).await) });
     let c = cancel.clone();
     tasks.spawn(async move { ("owner", owner.run(rx, cloud_rx, c).await) });
     let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());

@@ -11,39 +11,44 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::cloud::CloudError;
+use crate::core::decide::{HealReason, Mover};
 use crate::core::model::{Change, Health, Model, VrrpState};
 use crate::keepalived::line::LineError;
 use crate::probe::check::FailReason;
 
 pub struct Metrics {
     registry: Registry,
-    pub vrrp_state: IntGaugeVec,
-    pub vrrp_priority: IntGaugeVec,
-    pub vrrp_transitions: IntCounterVec,
-    pub vrrp_last_transition: GaugeVec,
-    pub vrrp_other_master_seen: IntCounterVec,
-    pub keepalived_up: IntGauge,
-    pub keepalived_start_time: Gauge,
-    pub fifo_lines_read: IntCounter,
-    pub fifo_lines_rejected: IntCounterVec,
-    pub fifo_lines_stale: IntCounter,
-    pub fifo_last_line: Gauge,
-    pub fifo_reopens: IntCounter,
-    pub probe_up: IntGauge,
-    pub probe_duration: Histogram,
-    pub probe_failures: IntCounterVec,
-    pub lvs_up: IntGaugeVec,
-    pub start_time: Gauge,
-    pub vip_here: IntGaugeVec,
-    pub vip_converged: IntGaugeVec,
-    pub vip_last_verified: GaugeVec,
-    pub heals: IntCounterVec,
-    pub claims_damped: IntCounterVec,
-    pub claims_undone: IntCounterVec,
-    pub cloud_calls: IntCounterVec,
-    pub cloud_call_duration: HistogramVec,
-    pub failover_latency: HistogramVec,
-    pub cloud_permission_denied: IntGaugeVec,
+    vrrp_state: IntGaugeVec,
+    vrrp_priority: IntGaugeVec,
+    vrrp_transitions: IntCounterVec,
+    vrrp_last_transition: GaugeVec,
+    vrrp_other_master_seen: IntCounterVec,
+    keepalived_up: IntGauge,
+    keepalived_start_time: Gauge,
+    fifo_lines_read: IntCounter,
+    fifo_lines_rejected: IntCounterVec,
+    fifo_lines_stale: IntCounter,
+    fifo_last_line: Gauge,
+    fifo_reopens: IntCounter,
+    probe_up: IntGauge,
+    probe_duration: Histogram,
+    probe_failures: IntCounterVec,
+    lvs_up: IntGaugeVec,
+    start_time: Gauge,
+    vip_here: IntGaugeVec,
+    vip_converged: IntGaugeVec,
+    vip_last_verified: GaugeVec,
+    heals: IntCounterVec,
+    claims_damped: IntCounterVec,
+    claims_undone: IntCounterVec,
+    cloud_calls: IntCounterVec,
+    cloud_call_duration: HistogramVec,
+    failover_latency: HistogramVec,
+    cloud_permission_denied: IntGaugeVec,
+    vip_allocation_unknown: IntGaugeVec,
+    fifo_names_dropped: IntCounterVec,
+    claims_dropped: IntCounterVec,
 }
 
 /// Failover latency buckets, from the benchmarks (docs/benchmarks.md). The
@@ -286,7 +291,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "claims_undone_total",
-                        "Claims that converged and were then undone while this node was MASTER.",
+                        "Moves of the VIP away from this MASTER after the first within one mastership: fights, which back off and count against max_claims.",
                     ),
                     &["vip"],
                 )?,
@@ -319,10 +324,10 @@ impl Metrics {
                 HistogramVec::new(
                     HistogramOpts::new(
                         "failover_latency_seconds",
-                        "From entering MASTER to the cloud confirming the VIP on this node.",
+                        "One sample per mastership this process saw begin: from the MASTER line's arrival to the first cloud answer, asked for after it, that shows the VIP on this node; by who moved it (watchdog, notify_script).",
                     )
                     .buckets(FAILOVER_BUCKETS.to_vec()),
-                    &["vip"],
+                    &["vip", "moved_by"],
                 )?,
             )?,
             cloud_permission_denied: reg(
@@ -335,6 +340,36 @@ impl Metrics {
                     &["vip", "action"],
                 )?,
             )?,
+            vip_allocation_unknown: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vip_allocation_unknown",
+                        "1 when EC2 says the VIP's allocation ID does not exist (a configuration error); the other VIPs are still watched.",
+                    ),
+                    &["vip"],
+                )?,
+            )?,
+            fifo_names_dropped: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "fifo_names_dropped_total",
+                        "FIFO lines dropped because they named one instance, group or LVS server too many (a bound on memory and labels).",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
+            claims_dropped: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "claims_dropped_total",
+                        "Claims overtaken by events: the verdict no longer stood before a mutating call, which was not made.",
+                    ),
+                    &["vip"],
+                )?,
+            )?,
             registry,
         };
         // Every label value a counter can take exists from the start, so that
@@ -344,6 +379,9 @@ impl Metrics {
         }
         for r in FailReason::ALL {
             m.probe_failures.with_label_values(&[r.as_str()]);
+        }
+        for k in ["instance", "group", "lvs"] {
+            m.fifo_names_dropped.with_label_values(&[k]);
         }
         m.start_time.set(epoch(SystemTime::now()));
         Ok(m)
@@ -361,6 +399,9 @@ impl Metrics {
                 self.vrrp_other_master_seen
                     .with_label_values(&[instance.as_str()])
                     .inc();
+            }
+            Change::NameDropped { kind, .. } => {
+                self.fifo_names_dropped.with_label_values(&[kind]).inc();
             }
             _ => {}
         }
@@ -414,11 +455,130 @@ impl Metrics {
         }
     }
 
+    // The FIFO reader and the probe.
+
+    pub fn line_rejected(&self, kind: &str) {
+        self.fifo_lines_rejected.with_label_values(&[kind]).inc();
+    }
+
+    pub fn lines_stale(&self, n: u64) {
+        self.fifo_lines_stale.inc_by(n);
+    }
+
+    pub fn fifo_reopened(&self) {
+        self.fifo_reopens.inc();
+    }
+
+    pub fn probe_result(&self, took: std::time::Duration, failure: Option<&str>) {
+        self.probe_duration.observe(took.as_secs_f64());
+        if let Some(reason) = failure {
+            self.probe_failures.with_label_values(&[reason]).inc();
+        }
+    }
+
+    // The cloud side.
+
+    /// Every series of one VIP, at 0 from the start.
+    pub fn vip_init(&self, vip: &str) {
+        for r in HealReason::ALL {
+            self.heals.with_label_values(&[vip, r.as_str()]);
+        }
+        self.claims_damped.with_label_values(&[vip]);
+        self.claims_undone.with_label_values(&[vip]);
+        self.claims_dropped.with_label_values(&[vip]);
+        self.vip_allocation_unknown.with_label_values(&[vip]).set(0);
+    }
+
+    /// One attempt of a cloud call, by operation and outcome.
+    pub fn cloud_call<T>(
+        &self,
+        operation: &str,
+        result: &Result<T, CloudError>,
+        took: std::time::Duration,
+    ) {
+        self.cloud_call_duration
+            .with_label_values(&[operation])
+            .observe(took.as_secs_f64());
+        let outcome = match result {
+            Ok(_) => "success",
+            Err(e) => e.kind.as_str(),
+        };
+        self.cloud_calls
+            .with_label_values(&[operation, outcome])
+            .inc();
+    }
+
+    pub fn cloud_calls_count(&self, operation: &str, outcome: &str) -> u64 {
+        self.cloud_calls
+            .with_label_values(&[operation, outcome])
+            .get()
+    }
+
+    pub fn heal(&self, vip: &str, reason: HealReason) {
+        self.heals.with_label_values(&[vip, reason.as_str()]).inc();
+    }
+
+    pub fn claim_damped(&self, vip: &str) {
+        self.claims_damped.with_label_values(&[vip]).inc();
+    }
+
+    pub fn claim_undone(&self, vip: &str) {
+        self.claims_undone.with_label_values(&[vip]).inc();
+    }
+
+    pub fn claim_dropped(&self, vip: &str) {
+        self.claims_dropped.with_label_values(&[vip]).inc();
+    }
+
+    /// A cloud answer about the VIP, whose request was sent at `sent`.
+    pub fn vip_seen(&self, vip: &str, here: bool, sent: SystemTime) {
+        self.vip_here.with_label_values(&[vip]).set(i64::from(here));
+        self.vip_last_verified
+            .with_label_values(&[vip])
+            .set(epoch(sent));
+    }
+
+    pub fn vip_converged(&self, vip: &str, converged: bool) {
+        self.vip_converged
+            .with_label_values(&[vip])
+            .set(i64::from(converged));
+    }
+
+    pub fn vip_allocation_unknown(&self, vip: &str, unknown: bool) {
+        self.vip_allocation_unknown
+            .with_label_values(&[vip])
+            .set(i64::from(unknown));
+    }
+
+    pub fn failover(&self, vip: &str, moved_by: Mover, latency: std::time::Duration) {
+        self.failover_latency
+            .with_label_values(&[vip, moved_by.as_str()])
+            .observe(latency.as_secs_f64());
+    }
+
+    pub fn permission(&self, vip: &str, action: &str, denied: bool) {
+        self.cloud_permission_denied
+            .with_label_values(&[vip, action])
+            .set(i64::from(denied));
+    }
+
+    pub fn permission_denied(&self, vip: &str, action: &str) -> i64 {
+        self.cloud_permission_denied
+            .with_label_values(&[vip, action])
+            .get()
+    }
+
     pub fn line_read(&self, at: SystemTime, valid: bool) {
         self.fifo_lines_read.inc();
         if valid {
             self.fifo_last_line.set(epoch(at));
         }
+    }
+
+    /// The value of the series `name` (full name) whose labels include all
+    /// of `labels`, from the exposition: what a scraper would read.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        value(&self.render(), name, labels)
     }
 
     /// The Prometheus text exposition of every metric.
@@ -439,23 +599,23 @@ fn reg<M: prometheus::core::Collector + Clone + 'static>(
     Ok(m)
 }
 
+/// The value of the series `name` whose labels include all of `labels`.
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, v) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let all = labels
+            .iter()
+            .all(|(k, val)| rest.contains(&format!("{k}=\"{val}\"")));
+        (n == name && all).then(|| v.parse().ok())?
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::model::Event;
     use crate::keepalived::line::parse;
-
-    /// The value of the series `name` whose labels include all of `labels`.
-    fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-            let (series, v) = l.rsplit_once(' ')?;
-            let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
-            let all = labels
-                .iter()
-                .all(|(k, val)| rest.contains(&format!("{k}=\"{val}\"")));
-            (n == name && all).then(|| v.parse().ok())?
-        })
-    }
 
     #[test]
     fn a_failover_adds_no_series_and_flips_the_enum_gauge() {
@@ -478,7 +638,10 @@ mod tests {
         };
         assert_eq!(state(&before, "unknown"), Some(1.0), "{before}");
         assert_eq!(state(&before, "master"), Some(0.0));
-        let now = SystemTime::now();
+        let now = crate::core::clock::Stamp {
+            mono: crate::core::clock::Mono::default(),
+            wall: SystemTime::now(),
+        };
         for c in model.observe(
             Event::Line {
                 line: parse("INSTANCE \"VI_1\" MASTER 150").unwrap(),

@@ -1,7 +1,8 @@
-//! The one task that owns the model (and the reconciler's state). Sources
+//! The one task that owns the model (and the cloud side's state). Sources
 //! send it events; it applies them, logs every change in one line, updates
 //! the metrics, decides for each VIP, and publishes a snapshot for the HTTP
-//! handlers. Nothing else mutates the model.
+//! handlers. Nothing else mutates the model. A turn makes no system call:
+//! even the host's addresses arrive as events.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,10 +11,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::cloud::messages::CloudEvent;
+use crate::cloud::side::CloudSide;
+use crate::core::clock::{Mono, Stamp};
 use crate::core::model::{Change, Event, Model};
-use crate::executor::CloudEvent;
 use crate::metrics::Metrics;
-use crate::reconcile::Reconcile;
 use crate::status::Status;
 
 /// How often the snapshot is republished (and the verdicts re-evaluated)
@@ -28,71 +30,80 @@ pub struct Owner {
     pub pair: String,
     pub started: SystemTime,
     /// The cloud side, when VIPs are configured.
-    pub reconcile: Option<Reconcile>,
+    pub cloud: Option<CloudSide>,
     /// When a verdict may change by itself (a grace or back-off ends).
-    pub wake: Option<SystemTime>,
+    pub wake: Option<Mono>,
+}
+
+/// Whether a change may change a verdict: claims made before it are
+/// re-checked (the generation is bumped).
+fn matters(c: &Change) -> bool {
+    matches!(
+        c,
+        Change::Vrrp { .. }
+            | Change::Learned { .. }
+            | Change::Probe { .. }
+            | Change::Keepalived { .. }
+            | Change::HostAddresses { .. }
+    )
+}
+
+/// Whether a change hints that the cloud is about to change: a VRRP
+/// transition here (and so, often, on the peer), or another MASTER heard.
+fn hints(c: &Change) -> bool {
+    matches!(
+        c,
+        Change::Vrrp { .. } | Change::Learned { .. } | Change::OtherMasterSeen { .. }
+    )
 }
 
 impl Owner {
     fn apply(&mut self, event: Event) {
-        let now = SystemTime::now();
+        let now = crate::clock::now();
         let changes = self.model.observe(event, now);
         for change in &changes {
             log_change(change);
             self.metrics.count(change);
         }
-        let relevant = changes.iter().any(|c| {
-            matches!(
-                c,
-                Change::Vrrp { .. }
-                    | Change::Learned { .. }
-                    | Change::Probe { .. }
-                    | Change::Keepalived { .. }
-            )
-        });
-        if let (true, Some(r)) = (relevant, &self.reconcile) {
-            r.something_changed();
+        if let Some(c) = &mut self.cloud {
+            if changes.iter().any(matters) {
+                c.bump();
+            }
+            if changes.iter().any(hints) {
+                c.hint();
+            }
         }
         self.metrics.sync(&self.model);
-        self.reconcile_step(now);
+        self.step(now);
         self.publish_now(now);
     }
 
     fn apply_cloud(&mut self, event: CloudEvent) {
-        let now = SystemTime::now();
-        if self.reconcile.is_some() {
-            let host = Reconcile::host_addresses();
-            if let Some(r) = &mut self.reconcile {
-                for change in r.on_cloud(event, &self.model, &host) {
-                    self.model.record(change, now);
-                }
+        let now = crate::clock::now();
+        if let Some(c) = &mut self.cloud {
+            for change in c.on_cloud(event, &self.model, now) {
+                self.model.record(change, now.wall);
             }
-            self.step_with(now, &host);
         }
+        self.step(now);
         self.publish_now(now);
     }
 
-    fn reconcile_step(&mut self, now: SystemTime) {
-        if self.reconcile.is_some() {
-            self.step_with(now, &Reconcile::host_addresses());
-        }
-    }
-
-    /// Decides for every VIP with the host's addresses as read this turn.
-    fn step_with(&mut self, now: SystemTime, host: &std::collections::HashSet<std::net::IpAddr>) {
-        if let Some(r) = &mut self.reconcile {
-            let (changes, wake) = r.step(now, &self.model, host);
+    /// Decides for every VIP.
+    fn step(&mut self, now: Stamp) {
+        if let Some(c) = &mut self.cloud {
+            let (changes, wake) = c.step(now, &self.model);
             for change in changes {
-                self.model.record(change, now);
+                self.model.record(change, now.wall);
             }
             self.wake = wake;
         }
     }
 
-    fn publish_now(&self, now: SystemTime) {
-        let mut status = Status::build(&self.model, &self.node, &self.pair, self.started, now);
-        if let Some(r) = &self.reconcile {
-            status.vips = r.view();
+    fn publish_now(&self, now: Stamp) {
+        let mut status = Status::build(&self.model, &self.node, &self.pair, self.started, now.wall);
+        if let Some(c) = &self.cloud {
+            status.vips = c.view(now, &self.model);
         }
         self.publish.send_replace(status);
     }
@@ -104,23 +115,21 @@ impl Owner {
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
         self.metrics.sync(&self.model);
-        self.publish_now(SystemTime::now());
+        self.publish_now(crate::clock::now());
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         async move {
             loop {
-                let wake_in = self
-                    .wake
-                    .map(|w| w.duration_since(SystemTime::now()).unwrap_or_default());
+                let wake_in = self.wake.map(crate::clock::until);
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
                     _ = heartbeat.tick() => {
-                        let now = SystemTime::now();
-                        self.reconcile_step(now);
+                        let now = crate::clock::now();
+                        self.step(now);
                         self.publish_now(now);
                     }
                     _ = tokio::time::sleep(wake_in.unwrap_or_default()), if wake_in.is_some() => {
-                        let now = SystemTime::now();
-                        self.reconcile_step(now);
+                        let now = crate::clock::now();
+                        self.step(now);
                         self.publish_now(now);
                     }
                     event = events.recv() => match event {
@@ -205,7 +214,22 @@ pub fn log_change(change: &Change) {
             detail = %detail,
             "probe health changed"
         ),
-        // Logged by the reconciler where they happen.
+        Change::NameDropped {
+            kind,
+            name,
+            dropped,
+        } => {
+            // The first, then at every power of two: a flood logs little.
+            if dropped.is_power_of_two() {
+                warn!(kind, name = %name, dropped, limit = crate::core::model::MAX_NEW_NAMES, "a FIFO line names one {kind} too many; dropped (counted in vip_watchdog_fifo_names_dropped_total)")
+            }
+        }
+        Change::HostAddresses { added, removed } => info!(
+            added = ?added,
+            removed = ?removed,
+            "this host's addresses changed"
+        ),
+        // Logged by the cloud side where they happen.
         Change::VipSeen { .. } | Change::VipVerdict { .. } | Change::ClaimDone { .. } => {}
     }
 }

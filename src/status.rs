@@ -1,10 +1,14 @@
-//! The snapshot `/v1/status` serves, built by the owner task from the model.
+//! The snapshot `/v1/status` serves, built by the owner task from the model
+//! and the cloud side's VIP views. It imports only the core: every other
+//! module may use it, it uses none of them.
 
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::core::model::{Decision, Health, Model, Source, VrrpState};
+use crate::core::decide::{Holder, Mode};
+use crate::core::model::{Change, Health, Model, Source, VrrpState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -21,7 +25,7 @@ pub struct Status {
     pub lvs: Vec<LvsView>,
     pub probe: ProbeView,
     /// The VIPs this node reconciles: the cloud's view and the verdict.
-    pub vips: Vec<crate::reconcile::VipView>,
+    pub vips: Vec<VipView>,
     /// The latest first.
     pub decisions: Vec<DecisionView>,
 }
@@ -70,7 +74,56 @@ pub struct ProbeView {
 pub struct DecisionView {
     pub at: String,
     #[serde(flatten)]
-    pub decision: Decision,
+    pub change: Change,
+}
+
+/// One VIP: the cloud's view, the verdict and why, damping.
+#[derive(Debug, Clone, Serialize)]
+pub struct VipView {
+    pub name: String,
+    pub allocation_id: String,
+    pub private_ip: IpAddr,
+    pub vrrp_instance: String,
+    pub mode: Mode,
+    pub dry_run: bool,
+    /// Whether this host carries the private IP on an interface (a claim
+    /// needs it: without it, traffic would be black-holed).
+    pub private_ip_on_host: bool,
+    /// false when EC2 says the allocation ID does not exist.
+    pub allocation_known: bool,
+    pub cloud: Option<Holder>,
+    /// When the request of the cloud's last answer was sent.
+    pub observed_at: Option<String>,
+    pub verdict: Option<&'static str>,
+    pub why: Option<String>,
+    pub claim_in_flight: bool,
+    /// The present mastership: whether the VIP was here, moves away seen.
+    pub mastership: Option<MastershipView>,
+    /// Failed or undone claims in the claim window, against `max_claims`.
+    pub counted_claims: usize,
+    pub max_claims: u32,
+    pub fights: u32,
+    pub backoff_until: Option<String>,
+    /// The actions a claim needs, as far as the cloud has answered.
+    pub permissions: Vec<PermissionView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MastershipView {
+    pub held: bool,
+    pub moves_away: u32,
+}
+
+/// `/v1/status` for one permission of one VIP.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PermissionView {
+    /// The EC2 action, e.g. `AssociateAddress`.
+    pub action: &'static str,
+    pub allowed: bool,
+    /// What showed it: `dry_run` or `call`.
+    pub evidence: &'static str,
+    pub at: String,
+    pub detail: String,
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -140,7 +193,7 @@ impl Status {
                 .rev()
                 .map(|d| DecisionView {
                     at: rfc3339(d.at),
-                    decision: d.clone(),
+                    change: d.change.clone(),
                 })
                 .collect(),
         }

@@ -1,8 +1,29 @@
-//! The cloud, behind a narrow trait. `aws.rs` implements it with
-//! aws-sdk-ec2; `imds.rs` finds this node's identity.
+//! The cloud side, in one place.
+//!
+//! ```text
+//! mod.rs           the narrow Cloud trait, Address, ErrorKind (metric label and retry policy)
+//! aws.rs, imds.rs  aws-sdk-ec2 behind the trait; this node's identity from IMDSv2
+//! call.rs          one call: timeout, metrics, retries
+//! messages.rs      what flows between the owner and the cloud tasks (Claim, CloudEvent)
+//! side.rs          the owner's cloud side: feeds the pure rules, hands claims over, metrics, status
+//! executor.rs      the one task that performs claims, re-checked before each mutating call
+//! verifier.rs      the task that asks where the VIPs are, paced by hints
+//! permissions.rs   the DryRun permission checker and `check-cloud`
+//! damping_store.rs damping kept across restarts, written atomically
+//! ```
+//!
+//! The way of a claim: side (verdict) -> executor (calls) -> CloudEvent back
+//! to the owner -> side -> the pure rules.
 
 pub mod aws;
+pub mod call;
+pub mod damping_store;
+pub mod executor;
 pub mod imds;
+pub mod messages;
+pub mod permissions;
+pub mod side;
+pub mod verifier;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -64,11 +85,24 @@ impl ErrorKind {
         }
     }
 
+    /// Whether a read is asked again after this error, with back-off.
     pub fn retryable(self) -> bool {
         matches!(
             self,
             Self::Throttled | Self::Server | Self::Timeout | Self::Transport
         )
+    }
+
+    /// Whether a mutating call is sent again at once after this error: only
+    /// when the API refused it before acting (throttling).
+    pub fn retryable_mutating(self) -> bool {
+        self == Self::Throttled
+    }
+
+    /// A mutating call that ended so may or may not have been applied: the
+    /// executor asks the cloud before anything else.
+    pub fn uncertain(self) -> bool {
+        matches!(self, Self::Server | Self::Timeout | Self::Transport)
     }
 }
 

@@ -4,16 +4,23 @@
 //! made so that the owner task can log them and update metrics. Nothing here
 //! awaits or touches the network; the clock is passed in.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::core::clock::{Mono, Stamp};
 use crate::keepalived::line::{FifoLine, LineState, LvsKind, VrrpTarget};
 
 /// How many recent decisions `/v1/status` shows.
 pub const DECISION_HISTORY: usize = 32;
+
+/// How many names the FIFO may add beyond the configured instances, per
+/// kind (instance, group, LVS server): a writer that invents names must not
+/// grow the maps and the metric labels without bound.
+pub const MAX_NEW_NAMES: usize = 64;
 
 /// A VRRP instance's state as far as the watchdog knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -112,6 +119,13 @@ pub struct Instance {
     pub priority: Option<u8>,
     /// When the instance entered `state`, when known.
     pub since: Option<SystemTime>,
+    /// The same on the monotonic clock, which ages are measured on.
+    #[serde(skip)]
+    pub since_mono: Option<Mono>,
+    /// `state` began with a transition line this process read (not learnt
+    /// at start-up, not implied): the moment it began is known exactly.
+    #[serde(skip)]
+    pub announced: bool,
     pub source: Source,
     /// Why the watchdog believes `state`, in words.
     pub reason: String,
@@ -127,6 +141,8 @@ impl Instance {
             state: VrrpState::Unknown,
             priority: None,
             since: None,
+            since_mono: None,
+            announced: false,
             source: Source::None,
             reason: reason.to_owned(),
             evidence_at: None,
@@ -157,7 +173,7 @@ pub struct ProbeStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A valid FIFO line, stamped when it was read.
-    Line { line: FifoLine, at: SystemTime },
+    Line { line: FifoLine, at: Stamp },
     /// A state read at start-up from a source that reports the present.
     Learned {
         instance: String,
@@ -184,6 +200,8 @@ pub enum Event {
     },
     /// The local probe crossed its rise or fall threshold.
     Probe { health: Health, detail: String },
+    /// The addresses on this host's interfaces, as listed now.
+    HostAddresses(BTreeSet<IpAddr>),
 }
 
 /// What `observe` changed; also the history shown as "decisions".
@@ -246,11 +264,23 @@ pub enum Change {
         verdict: &'static str,
         why: String,
     },
+    /// A FIFO line named one instance, group or LVS server too many
+    /// (`MAX_NEW_NAMES`) and was dropped; `dropped` counts them so far.
+    NameDropped {
+        kind: &'static str,
+        name: String,
+        dropped: u64,
+    },
     /// A claim finished.
     ClaimDone {
         vip: String,
-        converged: bool,
+        outcome: crate::core::decide::ClaimOutcome,
         detail: String,
+    },
+    /// Addresses appeared on or left this host's interfaces.
+    HostAddresses {
+        added: Vec<IpAddr>,
+        removed: Vec<IpAddr>,
     },
 }
 
@@ -270,12 +300,17 @@ pub struct Model {
     pub keepalived: KeepalivedStatus,
     pub probe: ProbeStatus,
     pub decisions: VecDeque<Decision>,
+    /// This host's addresses; `None` until they were first listed.
+    pub host_addresses: Option<BTreeSet<IpAddr>>,
+    /// Lines dropped because their name was one too many, per kind.
+    pub names_dropped: BTreeMap<&'static str, u64>,
+    configured: usize,
 }
 
 impl Model {
     /// A model that knows the configured instances' names and nothing else.
     pub fn new<'a>(configured: impl IntoIterator<Item = &'a str>) -> Self {
-        let instances = configured
+        let instances: BTreeMap<String, Instance> = configured
             .into_iter()
             .map(|n| {
                 (
@@ -284,6 +319,7 @@ impl Model {
                 )
             })
             .collect();
+        let configured = instances.len();
         Self {
             instances,
             groups: BTreeMap::new(),
@@ -301,10 +337,40 @@ impl Model {
                 since: None,
             },
             decisions: VecDeque::new(),
+            host_addresses: None,
+            names_dropped: BTreeMap::new(),
+            configured,
         }
     }
 
-    pub fn observe(&mut self, event: Event, now: SystemTime) -> Vec<Change> {
+    /// Whether a line about `name` of `kind` may be kept: known names
+    /// always, new ones up to `MAX_NEW_NAMES`. A refusal is counted, and
+    /// reported as a change the first time and at every power of two.
+    fn admit(
+        &mut self,
+        kind: &'static str,
+        known: bool,
+        len: usize,
+        name: &str,
+    ) -> Result<(), Change> {
+        let limit = if kind == "instance" {
+            self.configured + MAX_NEW_NAMES
+        } else {
+            MAX_NEW_NAMES
+        };
+        if known || len < limit {
+            return Ok(());
+        }
+        let n = self.names_dropped.entry(kind).or_default();
+        *n += 1;
+        Err(Change::NameDropped {
+            kind,
+            name: name.chars().take(64).collect(),
+            dropped: *n,
+        })
+    }
+
+    pub fn observe(&mut self, event: Event, now: Stamp) -> Vec<Change> {
         let changes = match event {
             Event::Line { line, at } => self.on_line(line, at),
             Event::Learned {
@@ -323,9 +389,13 @@ impl Model {
                     state,
                     priority,
                     since,
+                    // Keepalived's own time, read on the wall clock; without
+                    // one the age counts from now (never invented).
+                    since_mono: Some(since.map_or(now.mono, |s| now.mono_of(s))),
+                    announced: false,
                     source,
                     reason: reason.clone(),
-                    evidence_at: Some(now),
+                    evidence_at: Some(now.wall),
                     lower_priority_master_seen_at: None,
                 };
                 vec![Change::Learned {
@@ -365,6 +435,19 @@ impl Model {
                 reason,
                 replaced_at,
             } => self.on_gone(reason, replaced_at, now),
+            Event::HostAddresses(now_listed) => {
+                let before = self
+                    .host_addresses
+                    .replace(now_listed.clone())
+                    .unwrap_or_default();
+                let added: Vec<IpAddr> = now_listed.difference(&before).copied().collect();
+                let removed: Vec<IpAddr> = before.difference(&now_listed).copied().collect();
+                if added.is_empty() && removed.is_empty() {
+                    vec![]
+                } else {
+                    vec![Change::HostAddresses { added, removed }]
+                }
+            }
             Event::Probe { health, detail } => {
                 let from = self.probe.health;
                 if from == health {
@@ -374,7 +457,7 @@ impl Model {
                     self.probe = ProbeStatus {
                         health,
                         detail: detail.clone(),
-                        since: Some(now),
+                        since: Some(now.wall),
                     };
                     vec![Change::Probe {
                         from,
@@ -385,20 +468,24 @@ impl Model {
             }
         };
         for change in &changes {
-            self.record(change.clone(), now);
+            self.record(change.clone(), now.wall);
         }
         changes
     }
 
-    /// Keeps a change in the bounded decision history.
+    /// Keeps a change in the bounded decision history (a dropped name is
+    /// counted, not kept: a flood must not push the decisions out).
     pub fn record(&mut self, change: Change, at: SystemTime) {
+        if matches!(change, Change::NameDropped { .. }) {
+            return;
+        }
         if self.decisions.len() == DECISION_HISTORY {
             self.decisions.pop_front();
         }
         self.decisions.push_back(Decision { at, change });
     }
 
-    fn on_line(&mut self, line: FifoLine, at: SystemTime) -> Vec<Change> {
+    fn on_line(&mut self, line: FifoLine, at: Stamp) -> Vec<Change> {
         match line {
             FifoLine::Vrrp {
                 target: VrrpTarget::Group,
@@ -409,6 +496,10 @@ impl Model {
                 let Some(to) = transition_state(state) else {
                     return vec![];
                 };
+                let known = self.groups.contains_key(&name);
+                if let Err(c) = self.admit("group", known, self.groups.len(), &name) {
+                    return vec![c];
+                }
                 let from = self
                     .groups
                     .insert(name.clone(), to)
@@ -431,6 +522,10 @@ impl Model {
             } => self.on_instance_line(name, state, priority, at),
             FifoLine::Lvs { kind, service, up } => {
                 let key = (lvs_label(kind), service.clone());
+                let known = self.lvs.contains_key(&key);
+                if let Err(c) = self.admit("lvs", known, self.lvs.len(), &service) {
+                    return vec![c];
+                }
                 if self.lvs.insert(key, up) == Some(up) {
                     vec![]
                 } else {
@@ -449,13 +544,17 @@ impl Model {
         name: String,
         state: LineState,
         priority: u8,
-        at: SystemTime,
+        at: Stamp,
     ) -> Vec<Change> {
+        let known = self.instances.contains_key(&name);
+        if let Err(c) = self.admit("instance", known, self.instances.len(), &name) {
+            return vec![c];
+        }
         let inst = self
             .instances
             .entry(name.clone())
             .or_insert_with(|| Instance::unknown(""));
-        inst.evidence_at = Some(at);
+        inst.evidence_at = Some(at.wall);
         let old_priority = inst.priority.replace(priority);
         let mut changes = vec![];
         // A transition line says the state outright; the other lines imply it.
@@ -464,7 +563,7 @@ impl Model {
             None => {
                 let implied = implied_state(state);
                 if state == LineState::MasterRxLowerPri {
-                    inst.lower_priority_master_seen_at = Some(at);
+                    inst.lower_priority_master_seen_at = Some(at.wall);
                     changes.push(Change::OtherMasterSeen {
                         instance: name.clone(),
                     });
@@ -484,7 +583,9 @@ impl Model {
         if inst.state != to || (announced && inst.source != Source::Fifo) {
             let from = inst.state;
             inst.state = to;
-            inst.since = Some(at);
+            inst.since = Some(at.wall);
+            inst.since_mono = Some(at.mono);
+            inst.announced = announced;
             inst.source = Source::Fifo;
             inst.reason = reason.clone();
             if from != to {
@@ -512,7 +613,7 @@ impl Model {
         &mut self,
         reason: String,
         replaced_at: Option<SystemTime>,
-        now: SystemTime,
+        now: Stamp,
     ) -> Vec<Change> {
         let was = self.keepalived.running;
         self.keepalived = KeepalivedStatus {
@@ -529,7 +630,7 @@ impl Model {
                 detail: reason.clone(),
             });
         }
-        let cutoff = replaced_at.unwrap_or(now);
+        let cutoff = replaced_at.unwrap_or(now.wall);
         for (name, inst) in &mut self.instances {
             let fresh = inst.evidence_at.is_some_and(|t| t >= cutoff);
             if fresh || inst.state == VrrpState::Stop {
@@ -537,10 +638,12 @@ impl Model {
             }
             let from = inst.state;
             inst.state = VrrpState::Stop;
-            inst.since = Some(now);
+            inst.since = Some(now.wall);
+            inst.since_mono = Some(now.mono);
+            inst.announced = false;
             inst.source = Source::ProcessWatch;
             inst.reason = reason.clone();
-            inst.evidence_at = Some(now);
+            inst.evidence_at = Some(now.wall);
             changes.push(Change::Vrrp {
                 instance: name.clone(),
                 from,
@@ -596,10 +699,18 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
     }
 
+    /// `t(secs)` on both clocks.
+    fn st(secs: u64) -> Stamp {
+        Stamp {
+            mono: Mono::from_duration(Duration::from_secs(secs)),
+            wall: t(secs),
+        }
+    }
+
     fn line(text: &str, at: u64) -> Event {
         Event::Line {
             line: parse(text).expect("test line parses"),
-            at: t(at),
+            at: st(at),
         }
     }
 
@@ -797,7 +908,7 @@ mod tests {
         for (name, events, state, source, since) in cases {
             let mut m = Model::new(["VI_1"]);
             for (event, now) in events {
-                m.observe(event, t(now));
+                m.observe(event, st(now));
             }
             let got = &m.instances["VI_1"];
             assert_eq!(
@@ -811,7 +922,7 @@ mod tests {
     #[test]
     fn changes_are_reported_once_and_kept_as_decisions() {
         let mut m = Model::new(["VI_1"]);
-        let c = m.observe(line("INSTANCE \"VI_1\" MASTER 150", 1), t(1));
+        let c = m.observe(line("INSTANCE \"VI_1\" MASTER 150", 1), st(1));
         assert!(matches!(
             &c[..],
             [Change::Vrrp {
@@ -821,10 +932,10 @@ mod tests {
             }]
         ));
         assert_eq!(
-            m.observe(line("INSTANCE \"VI_1\" MASTER 150", 2), t(2)),
+            m.observe(line("INSTANCE \"VI_1\" MASTER 150", 2), st(2)),
             vec![]
         );
-        let c = m.observe(line("INSTANCE \"VI_1\" MASTER_PRIORITY 90", 3), t(3));
+        let c = m.observe(line("INSTANCE \"VI_1\" MASTER_PRIORITY 90", 3), st(3));
         assert_eq!(
             c,
             vec![Change::Priority {
@@ -833,7 +944,7 @@ mod tests {
                 to: 90
             }]
         );
-        let c = m.observe(line("INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 90", 4), t(4));
+        let c = m.observe(line("INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 90", 4), st(4));
         assert_eq!(
             c,
             vec![Change::OtherMasterSeen {
@@ -851,7 +962,10 @@ mod tests {
     #[test]
     fn start_up_reports_are_learned_not_transitions() {
         let mut m = Model::new(["VI_1"]);
-        let c = m.observe(learned(VrrpState::Master, Source::JsonDump, Some(2)), t(10));
+        let c = m.observe(
+            learned(VrrpState::Master, Source::JsonDump, Some(2)),
+            st(10),
+        );
         assert!(
             matches!(
                 &c[..],
@@ -863,7 +977,7 @@ mod tests {
             ),
             "{c:?}"
         );
-        let c = m.observe(learned(VrrpState::Unknown, Source::Addresses, None), t(11));
+        let c = m.observe(learned(VrrpState::Unknown, Source::Addresses, None), st(11));
         assert!(
             matches!(
                 &c[..],
@@ -881,7 +995,7 @@ mod tests {
         let mut m = Model::new(["VI_1"]);
         for i in 0..(DECISION_HISTORY as u64 + 10) {
             let state = if i % 2 == 0 { "MASTER" } else { "BACKUP" };
-            m.observe(line(&format!("INSTANCE \"VI_1\" {state} 1"), i), t(i));
+            m.observe(line(&format!("INSTANCE \"VI_1\" {state} 1"), i), st(i));
         }
         assert_eq!(m.decisions.len(), DECISION_HISTORY);
     }
@@ -889,18 +1003,18 @@ mod tests {
     #[test]
     fn unconfigured_instances_groups_and_lvs_are_tracked() {
         let mut m = Model::new([]);
-        m.observe(line("INSTANCE \"other\" BACKUP 100", 1), t(1));
-        m.observe(line("GROUP \"G\" MASTER 0", 1), t(1));
-        let c = m.observe(line("VS [10.0.0.1]:tcp:80 DOWN", 1), t(1));
+        m.observe(line("INSTANCE \"other\" BACKUP 100", 1), st(1));
+        m.observe(line("GROUP \"G\" MASTER 0", 1), st(1));
+        let c = m.observe(line("VS [10.0.0.1]:tcp:80 DOWN", 1), st(1));
         assert_eq!(c.len(), 1);
         assert_eq!(
-            m.observe(line("VS [10.0.0.1]:tcp:80 DOWN", 2), t(2)),
+            m.observe(line("VS [10.0.0.1]:tcp:80 DOWN", 2), st(2)),
             vec![]
         );
         assert_eq!(m.instances["other"].state, VrrpState::Backup);
         assert_eq!(m.groups["G"], VrrpState::Master);
         assert!(!m.lvs[&("vs", "[10.0.0.1]:tcp:80".to_string())]);
-        m.observe(gone(None), t(5));
+        m.observe(gone(None), st(5));
         assert_eq!(m.groups["G"], VrrpState::Stop);
     }
 
@@ -912,16 +1026,16 @@ mod tests {
             vrrp_pid: Some(8),
             started: t(0),
         };
-        assert_eq!(m.observe(run.clone(), t(1)).len(), 1);
-        assert_eq!(m.observe(run, t(2)), vec![]);
-        assert_eq!(m.observe(gone(None), t(3)).len(), 2, "keepalived + VI_1");
-        assert_eq!(m.observe(gone(None), t(4)), vec![], "nothing left to stop");
+        assert_eq!(m.observe(run.clone(), st(1)).len(), 1);
+        assert_eq!(m.observe(run, st(2)), vec![]);
+        assert_eq!(m.observe(gone(None), st(3)).len(), 2, "keepalived + VI_1");
+        assert_eq!(m.observe(gone(None), st(4)), vec![], "nothing left to stop");
         let up = Event::Probe {
             health: Health::Up,
             detail: "200".into(),
         };
-        assert_eq!(m.observe(up.clone(), t(5)).len(), 1);
-        assert_eq!(m.observe(up, t(6)), vec![]);
+        assert_eq!(m.observe(up.clone(), st(5)).len(), 1);
+        assert_eq!(m.observe(up, st(6)), vec![]);
         assert_eq!(m.probe.since, Some(t(5)));
     }
 }

@@ -16,7 +16,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use nix::sys::stat::Mode;
 use tokio::net::unix::pipe;
@@ -125,10 +125,13 @@ impl Fifo {
     /// Reads until the pipe is empty. `Direct` asks the kernel even when the
     /// reactor has not yet reported the pipe readable (right after opening);
     /// `Reactor` keeps tokio's readiness in step for the read loop.
+    /// What the FIFO holds now, at most `READS_PER_TURN` reads: a writer
+    /// that never stops must not grow one turn's buffer without bound (what
+    /// is left is read at the next turn; the FIFO stays readable).
     fn read_available(&mut self, how: Read) -> Result<Vec<Vec<u8>>, FifoError> {
         let mut out = vec![];
         let mut buf = vec![0u8; 64 * 1024];
-        loop {
+        for _ in 0..READS_PER_TURN {
             let read = match how {
                 Read::Direct => nix::unistd::read(&self.rx, &mut buf).map_err(std::io::Error::from),
                 Read::Reactor => self.rx.try_read(&mut buf),
@@ -146,6 +149,7 @@ impl Fifo {
                 }
             }
         }
+        Ok(out)
     }
 
     /// Whether the path now names another file than the one held open.
@@ -157,6 +161,9 @@ impl Fifo {
         }
     }
 }
+
+/// How many 64 KiB reads one turn of the reader makes at most (1 MiB).
+pub const READS_PER_TURN: usize = 16;
 
 /// Reads lines until cancelled; sends each valid one, stamped, to the owner.
 pub async fn run(
@@ -183,7 +190,7 @@ pub async fn run(
                         match Fifo::open(&path) {
                             Ok(new) => {
                                 warn!(how, "the FIFO path was {how}; reopened it");
-                                metrics.fifo_reopens.inc();
+                                metrics.fifo_reopened();
                                 fifo = new;
                             }
                             Err(e) => warn!(error = %e, "the FIFO path was {how}; cannot reopen it, retrying"),
@@ -211,14 +218,14 @@ async fn deliver(
     events: &mpsc::Sender<Event>,
     metrics: &Metrics,
 ) -> bool {
-    let at = SystemTime::now();
+    let at = crate::clock::now();
     for chunk in chunks {
         for raw in fifo.splitter.push(&chunk) {
             let parsed = raw
                 .as_deref()
                 .map_err(|e| e.clone())
                 .and_then(line::parse_bytes);
-            metrics.line_read(at, parsed.is_ok());
+            metrics.line_read(at.wall, parsed.is_ok());
             match parsed {
                 Ok(line) => {
                     if events.send(Event::Line { line, at }).await.is_err() {
@@ -226,10 +233,7 @@ async fn deliver(
                     }
                 }
                 Err(error) => {
-                    metrics
-                        .fifo_lines_rejected
-                        .with_label_values(&[error.kind()])
-                        .inc();
+                    metrics.line_rejected(error.kind());
                     let text = match &raw {
                         Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
                         Err(_) => String::from("(longer than the limit; dropped)"),
@@ -305,8 +309,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "vip-watchdog-fifo-test-{}-{}",
             std::process::id(),
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
+            std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos()
         ));
@@ -348,13 +352,16 @@ mod tests {
             panic!("a FIFO line event");
         };
         assert_eq!(line.to_string(), "INSTANCE \"VI_1\" FAULT 1");
-        assert_eq!(metrics.fifo_lines_read.get(), 2);
         assert_eq!(
-            metrics
-                .fifo_lines_rejected
-                .with_label_values(&["unknown_type"])
-                .get(),
-            1
+            metrics.value("vip_watchdog_fifo_lines_read_total", &[]),
+            Some(2.0)
+        );
+        assert_eq!(
+            metrics.value(
+                "vip_watchdog_fifo_lines_rejected_total",
+                &[("reason", "unknown_type")]
+            ),
+            Some(1.0)
         );
 
         // Replace the FIFO under the reader: it must follow the new one. The
@@ -373,7 +380,10 @@ mod tests {
             .expect("a line from the new FIFO within 10 s")
             .expect("channel open");
         drop(holder);
-        assert_eq!(metrics.fifo_reopens.get(), 1);
+        assert_eq!(
+            metrics.value("vip_watchdog_fifo_reopens_total", &[]),
+            Some(1.0)
+        );
         assert!(matches!(got, Event::Line { .. }));
         cancel.cancel();
         task.await.unwrap().unwrap();

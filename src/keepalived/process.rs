@@ -47,6 +47,10 @@ pub enum ProcError {
     },
     #[error("cannot parse /proc/{0}/stat")]
     BadStat(i32),
+    #[error("process {pid} is stopped (state {state}): a stopped Keepalived sends no adverts")]
+    Stopped { pid: i32, state: char },
+    #[error("process {0} is frozen (its cgroup's freezer): a frozen Keepalived sends no adverts")]
+    Frozen(i32),
 }
 
 pub fn read_pid_file(path: &Path) -> Result<i32, ProcError> {
@@ -105,6 +109,25 @@ fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
+/// Whether `pid`'s cgroup (v2) is frozen: `frozen 1` in its cgroup.events.
+fn frozen(pid: i32) -> bool {
+    let Ok(cgroup) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .and_then(|path| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup{}/cgroup.events", path.trim())).ok()
+        })
+        .is_some_and(|events| cgroup_frozen(&events))
+}
+
+/// Parses cgroup v2's `cgroup.events`.
+pub fn cgroup_frozen(events: &str) -> bool {
+    events.lines().any(|l| l.trim() == "frozen 1")
+}
+
 /// The live process `pid`, if it is a running `expected` process.
 pub fn inspect(pid: i32, expected: &str) -> Result<Proc, ProcError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -112,6 +135,16 @@ pub fn inspect(pid: i32, expected: &str) -> Result<Proc, ProcError> {
     let stat = parse_stat(&text).ok_or(ProcError::BadStat(pid))?;
     if matches!(stat.state, 'Z' | 'X' | 'x') {
         return Err(ProcError::Zombie(pid));
+    }
+    // SIGSTOP (T) or a tracer (t): alive, but silent.
+    if matches!(stat.state, 'T' | 't') {
+        return Err(ProcError::Stopped {
+            pid,
+            state: stat.state,
+        });
+    }
+    if frozen(pid) {
+        return Err(ProcError::Frozen(pid));
     }
     if stat.comm != expected {
         return Err(ProcError::NotThatProcess {
@@ -287,6 +320,44 @@ mod tests {
             Err(ProcError::NotThatProcess { .. })
         ));
         assert_eq!(inspect(i32::MAX, "x"), Err(ProcError::NoProcess(i32::MAX)));
+    }
+
+    /// A Keepalived stopped with SIGSTOP (or frozen) is alive but sends no
+    /// adverts: it does not count as running. waitpid(WUNTRACED) awaits the
+    /// stop; nothing sleeps.
+    #[test]
+    fn a_stopped_process_is_not_running() {
+        use nix::sys::signal::{Signal, kill};
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        kill(pid, Signal::SIGSTOP).unwrap();
+        let st = waitpid(pid, Some(WaitPidFlag::WUNTRACED)).unwrap();
+        assert!(matches!(st, WaitStatus::Stopped(..)), "{st:?}");
+        assert_eq!(
+            inspect(pid.as_raw(), "sleep"),
+            Err(ProcError::Stopped {
+                pid: pid.as_raw(),
+                state: 'T'
+            })
+        );
+        kill(pid, Signal::SIGKILL).unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn cgroup_events_table() {
+        for (text, frozen) in [
+            ("populated 1\nfrozen 0\n", false),
+            ("populated 1\nfrozen 1\n", true),
+            ("populated 1\n", false),
+            ("", false),
+        ] {
+            assert_eq!(cgroup_frozen(text), frozen, "{text:?}");
+        }
     }
 
     #[test]

@@ -39,16 +39,14 @@ pub async fn run(
             }
             let started = Instant::now();
             let outcome = prober.run_once().await;
-            metrics
-                .probe_duration
-                .observe(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
             let (ok, detail) = match outcome {
-                Outcome::Success(d) => (true, d),
+                Outcome::Success(d) => {
+                    metrics.probe_result(took, None);
+                    (true, d)
+                }
                 Outcome::Failure(reason, d) => {
-                    metrics
-                        .probe_failures
-                        .with_label_values(&[reason.as_str()])
-                        .inc();
+                    metrics.probe_result(took, Some(reason.as_str()));
                     debug!(reason = reason.as_str(), detail = %d, "probe failed");
                     (false, d)
                 }

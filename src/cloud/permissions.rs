@@ -24,8 +24,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::cloud::call::{CallPolicy, call};
+use crate::cloud::messages::{CloudEvent, Evidence};
 use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer};
-use crate::executor::{CallPolicy, CloudEvent, Evidence, call};
 use crate::metrics::Metrics;
 
 /// How soon an action that got no answer is asked again.
@@ -107,7 +108,18 @@ impl<C: Cloud> Checker<C> {
     pub async fn round(&self, events: &mpsc::Sender<CloudEvent>) -> Option<Round> {
         let mut round = Round::default();
         let all: Vec<String> = self.targets.iter().map(|(v, _)| v.clone()).collect();
+        // Whether the endpoint really answered `DryRunOperation` this round:
+        // only then may a DryRun of a mutating action be sent.
+        let mut dry_run_honoured = false;
         for action in Action::ALL.into_iter().filter(|a| a.has_dry_run()) {
+            if action.per_vip() && !dry_run_honoured {
+                info!(
+                    operation = action.as_str(),
+                    "no describe was answered DryRunOperation this round: the DryRun of a mutating action waits for one (an endpoint that ignores DryRun would perform it)"
+                );
+                round.unanswered += self.targets.len();
+                continue;
+            }
             let asks: Vec<(Vec<String>, &ClaimTarget)> = if action.per_vip() {
                 self.targets
                     .iter()
@@ -129,7 +141,10 @@ impl<C: Cloud> Checker<C> {
                 )
                 .await;
                 let (allowed, detail) = match answer {
-                    Ok(DryRunAnswer::Allowed) => (true, "DryRunOperation".to_owned()),
+                    Ok(DryRunAnswer::Allowed) => {
+                        dry_run_honoured = true;
+                        (true, "DryRunOperation".to_owned())
+                    }
                     Err(e) if let Some(refusal) = e.refusal() => (false, refusal),
                     Ok(DryRunAnswer::Ignored) => {
                         error!(
@@ -175,6 +190,8 @@ pub struct Report {
     pub identity: crate::cloud::imds::Identity,
     /// Each VIP: name, allocation ID, where the cloud shows it (or why not).
     pub vips: Vec<(String, String, String)>,
+    /// Allocation IDs EC2 says do not exist.
+    pub unknown_allocations: usize,
     /// Each answer: VIP names, action, allowed, EC2's answer.
     pub answers: Vec<(Vec<String>, Action, bool, String)>,
     pub round: Round,
@@ -183,7 +200,10 @@ pub struct Report {
 impl Report {
     /// Everything a claim needs was answered, and allowed.
     pub fn ok(&self) -> bool {
-        self.round.denied == 0 && self.round.unanswered == 0 && !self.round.dry_run_ignored
+        self.round.denied == 0
+            && self.round.unanswered == 0
+            && !self.round.dry_run_ignored
+            && self.unknown_allocations == 0
     }
 }
 
@@ -248,19 +268,39 @@ pub async fn check_cloud(
     let metrics = Arc::new(Metrics::new("check", "check")?);
     let policy = CallPolicy::new(cloud.call_timeout);
     let ids: Vec<String> = vips.iter().map(|v| v.allocation_id.clone()).collect();
-    let seen = call("DescribeAddresses", &policy, &metrics, || {
-        aws.describe_addresses(&ids)
-    })
-    .await;
+    // The verifier's own describe: one wrong allocation ID blinds no other.
+    let pace = crate::cloud::verifier::Pace {
+        interval: cloud.verify_interval,
+        jitter: cloud.verify_jitter,
+        fast_interval: cloud.fast_verify_interval,
+        fast_for: cloud.fast_verify_for,
+    };
+    let mut verifier = crate::cloud::verifier::Verifier::new(
+        aws.clone(),
+        metrics.clone(),
+        policy.clone(),
+        ids,
+        pace,
+    );
+    let (seen, unknown) = verifier.describe().await;
     let vips_seen = vips
         .iter()
         .map(|v| {
             let holder = match &seen {
+                _ if unknown.contains(&v.allocation_id) => {
+                    "UNKNOWN: EC2 does not know this allocation ID (fix vip.allocation_id)".into()
+                }
                 Err(e) => format!("cannot tell: {e}"),
                 Ok(addrs) => match addrs.iter().find(|a| a.allocation_id == v.allocation_id) {
                     None => "not in DescribeAddresses' answer".into(),
-                    Some(a) => crate::reconcile::holder(a, &identity.interface_id, v.private_ip)
-                        .to_string(),
+                    Some(a) => crate::core::holder::Holder::of(
+                        a.association_id.is_some() || a.network_interface_id.is_some(),
+                        a.network_interface_id.as_deref(),
+                        a.private_ip,
+                        &identity.interface_id,
+                        v.private_ip,
+                    )
+                    .to_string(),
                 },
             };
             (v.name.clone(), v.allocation_id.clone(), holder)
@@ -297,6 +337,7 @@ pub async fn check_cloud(
     Ok(Report {
         identity,
         vips: vips_seen,
+        unknown_allocations: unknown.len(),
         answers,
         round,
     })
@@ -475,12 +516,7 @@ mod tests {
             "AssignPrivateIpAddresses has no DryRun: {asked:?}"
         );
         // DryRun calls are counted apart from real ones.
-        let calls = |op: &str, outcome: &str| {
-            c.metrics
-                .cloud_calls
-                .with_label_values(&[op, outcome])
-                .get()
-        };
+        let calls = |op: &str, outcome: &str| c.metrics.cloud_calls_count(op, outcome);
         assert_eq!(calls("DryRun:AssociateAddress", "success"), 1);
         assert_eq!(
             calls("DryRun:AssociateAddress", "auth"),

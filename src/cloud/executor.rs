@@ -1,0 +1,336 @@
+//! The one task that performs claims.
+//!
+//! A claim is re-checked at every step: before each mutating call the
+//! executor checks that the owner's generation is still the claim's (the
+//! owner bumps it on any change that matters: VRRP state, probe, Keepalived
+//! process, host addresses), and drops the claim otherwise. A mutating call
+//! that timed out, lost its connection or got a 5xx may or may not have been
+//! applied: it is never sent again blind. The executor describes, and sends
+//! it again only while the verdict stands and the cloud still lacks the VIP.
+//! After an associate it describes at once, then with jittered back-off,
+//! until the cloud shows the VIP here or `convergence_timeout` passes. Every
+//! answer goes back to the owner as a `CloudEvent`; the executor keeps no
+//! state of its own.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::cloud::call::{CallPolicy, SUPERSEDED, call, mutate};
+use crate::cloud::messages::{Claim, CloudEvent};
+use crate::cloud::{Action, Cloud, CloudError, ErrorKind};
+use crate::core::decide::ClaimOutcome;
+use crate::metrics::Metrics;
+
+/// How many times one claim may send its mutating calls after answers that
+/// left it uncertain.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+pub struct Executor<C: Cloud> {
+    pub cloud: Arc<C>,
+    pub metrics: Arc<Metrics>,
+    pub policy: CallPolicy,
+    pub convergence_timeout: Duration,
+    /// Defence in depth: the owner sends no claims in dry-run mode, and the
+    /// executor would not perform them either.
+    pub dry_run: bool,
+    /// The owner's generation, read before every mutating call.
+    pub generation: watch::Receiver<u64>,
+}
+
+/// The next pause of the confirmation poll: doubling from 100 ms up to 2 s,
+/// each spread by up to a quarter either way so that nodes do not call in
+/// step.
+pub fn confirm_delay(step: u32, spread: f64) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1u32 << step.min(5))
+        .min(Duration::from_secs(2));
+    base.mul_f64(0.75 + 0.5 * spread.clamp(0.0, 1.0))
+}
+
+enum Step {
+    Done(ClaimOutcome, String),
+    /// The answer left it uncertain: describe, then maybe again.
+    Uncertain(String),
+}
+
+impl<C: Cloud> Executor<C> {
+    pub async fn run(
+        self,
+        mut claims: mpsc::Receiver<Claim>,
+        events: mpsc::Sender<CloudEvent>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        async move {
+            loop {
+                let claim = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    c = claims.recv() => match c {
+                        Some(c) => c,
+                        None => return Ok(()),
+                    },
+                };
+                let vip = claim.vip.clone();
+                let (outcome, detail) = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    r = self.claim(&claim, &events) => r,
+                };
+                let done = CloudEvent::ClaimDone {
+                    vip,
+                    outcome,
+                    detail,
+                };
+                if events.send(done).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        .instrument(info_span!("executor"))
+        .await
+    }
+
+    fn stands(&self, c: &Claim) -> bool {
+        *self.generation.borrow() == c.generation
+    }
+
+    /// Tells the owner what a real call showed about a permission.
+    async fn learnt<T>(
+        events: &mpsc::Sender<CloudEvent>,
+        vip: &str,
+        action: Action,
+        r: &Result<T, CloudError>,
+    ) {
+        if let Some(e) = CloudEvent::from_call(vec![vip.to_owned()], action, r) {
+            // A closed channel means shutting down; the claim ends by itself.
+            let _ = events.send(e).await;
+        }
+    }
+
+    fn dropped(c: &Claim, at: &str) -> (ClaimOutcome, String) {
+        info!(vip = %c.vip, before = at, "the claim's verdict no longer stands: dropped, no further call");
+        (
+            ClaimOutcome::Dropped,
+            format!("overtaken by events before {at}: the verdict no longer stood"),
+        )
+    }
+
+    pub async fn claim(
+        &self,
+        c: &Claim,
+        events: &mpsc::Sender<CloudEvent>,
+    ) -> (ClaimOutcome, String) {
+        if self.dry_run {
+            return (
+                ClaimOutcome::Dropped,
+                "dry run: no mutating call made".into(),
+            );
+        }
+        let started = Instant::now();
+        let mut why = String::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            if attempt > 1 {
+                // Uncertain: what did the cloud do?
+                match self.describe(c, events).await {
+                    Some(true) => {
+                        return (
+                            ClaimOutcome::Converged,
+                            format!(
+                                "the cloud shows it here after {} ms ({why})",
+                                started.elapsed().as_millis()
+                            ),
+                        );
+                    }
+                    Some(false) => {}
+                    None => {
+                        return (
+                            ClaimOutcome::Failed,
+                            format!("{why}; then the cloud could not be read"),
+                        );
+                    }
+                }
+                if !self.stands(c) {
+                    return Self::dropped(c, "sending it again");
+                }
+                info!(vip = %c.vip, attempt, after = %why, "the cloud still lacks the VIP and the verdict stands: sending the claim again");
+            }
+            match self.attempt(c, events).await {
+                Step::Done(outcome, detail) => return (outcome, detail),
+                Step::Uncertain(detail) => {
+                    warn!(vip = %c.vip, attempt, detail = %detail, "a mutating call may or may not have been applied; asking the cloud before anything else");
+                    why = detail;
+                }
+            }
+        }
+        (
+            ClaimOutcome::Failed,
+            format!("{why}; gave up after {MAX_ATTEMPTS} uncertain attempts"),
+        )
+    }
+
+    async fn attempt(&self, c: &Claim, events: &mpsc::Sender<CloudEvent>) -> Step {
+        let (m, p) = (&*self.metrics, &self.policy);
+        let stands = || self.stands(c);
+        let started = Instant::now();
+        // 1. The secondary private IP on this node's ENI.
+        let ips = call("DescribeNetworkInterfaces", p, m, || {
+            self.cloud.private_ips(&c.eni)
+        })
+        .await;
+        Self::learnt(events, &c.vip, Action::DescribeNetworkInterfaces, &ips).await;
+        let ips = match ips {
+            Ok(ips) => ips,
+            Err(e) => {
+                return Step::Done(
+                    ClaimOutcome::Failed,
+                    format!("cannot read {}'s private IPs: {e}", c.eni),
+                );
+            }
+        };
+        if !ips.contains(&c.private_ip) {
+            if !stands() {
+                let (o, d) = Self::dropped(c, "AssignPrivateIpAddresses");
+                return Step::Done(o, d);
+            }
+            info!(vip = %c.vip, eni = %c.eni, private_ip = %c.private_ip, "assigning the private IP to this node's ENI");
+            let assigned = mutate("AssignPrivateIpAddresses", p, m, stands, || {
+                self.cloud.assign_private_ip(&c.eni, c.private_ip)
+            })
+            .await;
+            Self::learnt(events, &c.vip, Action::AssignPrivateIpAddresses, &assigned).await;
+            match assigned {
+                Ok(()) => {}
+                Err(e) if e.code == SUPERSEDED => {
+                    let (o, d) = Self::dropped(c, "AssignPrivateIpAddresses");
+                    return Step::Done(o, d);
+                }
+                Err(e) if e.kind.uncertain() => {
+                    return Step::Uncertain(format!(
+                        "assign of {} to {}: {e}",
+                        c.private_ip, c.eni
+                    ));
+                }
+                Err(e) => {
+                    return Step::Done(
+                        ClaimOutcome::Failed,
+                        format!("cannot assign {} to {}: {e}", c.private_ip, c.eni),
+                    );
+                }
+            }
+        }
+        // 2. The association.
+        if !stands() {
+            let (o, d) = Self::dropped(c, "AssociateAddress");
+            return Step::Done(o, d);
+        }
+        info!(vip = %c.vip, allocation_id = %c.allocation_id, eni = %c.eni, private_ip = %c.private_ip, reason = c.reason.as_str(), "associating the EIP with this node");
+        let associated = mutate("AssociateAddress", p, m, stands, || {
+            self.cloud.associate(&c.allocation_id, &c.eni, c.private_ip)
+        })
+        .await;
+        Self::learnt(events, &c.vip, Action::AssociateAddress, &associated).await;
+        match associated {
+            Ok(id) => info!(vip = %c.vip, association_id = %id, "associate accepted"),
+            // A race with the peer: the confirmation tells what won.
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                info!(vip = %c.vip, error = %e, "associate raced with another change; verifying")
+            }
+            Err(e) if e.code == SUPERSEDED => {
+                let (o, d) = Self::dropped(c, "AssociateAddress");
+                return Step::Done(o, d);
+            }
+            Err(e) if e.kind.uncertain() => {
+                return Step::Uncertain(format!("associate: {e}"));
+            }
+            Err(e) => return Step::Done(ClaimOutcome::Failed, format!("associate failed: {e}")),
+        }
+        // 3. Confirmation: describe at once, then with back-off.
+        let deadline = Instant::now() + self.convergence_timeout;
+        let mut step = 0;
+        loop {
+            match self.describe(c, events).await {
+                Some(true) => {
+                    return Step::Done(
+                        ClaimOutcome::Converged,
+                        format!(
+                            "the cloud shows it here after {} ms",
+                            started.elapsed().as_millis()
+                        ),
+                    );
+                }
+                None if events.is_closed() => {
+                    return Step::Done(ClaimOutcome::Failed, "shutting down".into());
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Step::Done(
+                    ClaimOutcome::Failed,
+                    format!(
+                        "the cloud did not show it here within {}",
+                        humantime::format_duration(self.convergence_timeout)
+                    ),
+                );
+            }
+            tokio::time::sleep(confirm_delay(step, fastrand::f64())).await;
+            step += 1;
+        }
+    }
+
+    /// One DescribeAddresses for the claim's VIP, sent to the owner as an
+    /// observation: whether it shows the VIP here (`None` when it failed).
+    async fn describe(&self, c: &Claim, events: &mpsc::Sender<CloudEvent>) -> Option<bool> {
+        let sent = crate::clock::now();
+        let result = call("DescribeAddresses", &self.policy, &self.metrics, || {
+            self.cloud
+                .describe_addresses(std::slice::from_ref(&c.allocation_id))
+        })
+        .await;
+        let here = result.as_ref().ok().map(|addrs| {
+            addrs.iter().any(|a| {
+                a.allocation_id == c.allocation_id
+                    && a.network_interface_id.as_deref() == Some(c.eni.as_str())
+                    && a.private_ip == Some(c.private_ip)
+            })
+        });
+        let observed = CloudEvent::Observed {
+            sent,
+            result,
+            unknown: vec![],
+        };
+        if events.send(observed).await.is_err() {
+            return None;
+        }
+        here
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_confirmation_poll_doubles_with_jitter_and_is_capped() {
+        // (step, spread, pause in ms)
+        let rows = [
+            (0, 0.5, 100),
+            (1, 0.5, 200),
+            (2, 0.5, 400),
+            (4, 0.5, 1_600),
+            (5, 0.5, 2_000),
+            (30, 0.5, 2_000),
+            (0, 0.0, 75),
+            (0, 1.0, 125),
+            (30, 1.0, 2_500),
+        ];
+        for (step, spread, ms) in rows {
+            assert_eq!(
+                confirm_delay(step, spread),
+                Duration::from_millis(ms),
+                "{step} {spread}"
+            );
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The owner's cloud side: it feeds the cloud's answers and claim results
+//! to the pure `Rules`, asks them for a verdict per VIP after every event,
+//! hands claims to the executor, asks the verifier for describes, and keeps
+//! the metrics and the VIP views. It runs inside the owner task: it never
+//! awaits and makes no system call (channels only).
+//!
+//! The generation: every claim carries the generation its verdict was made
+//! in; the owner bumps it (`bump`) on any change that matters to a verdict,
+//! and the executor sends a mutating call only while it is unchanged.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::cloud::Action;
+use crate::cloud::messages::{Claim, CloudEvent, Evidence};
+use crate::cloud::verifier::Ask;
+use crate::config::VipConfig;
+use crate::core::clock::{Mono, Stamp};
+use crate::core::decide::{ClaimOutcome, Damping, Holder, NodeView, Observed, Rules, Verdict};
+use crate::core::model::{Change, Model, VrrpState};
+use crate::metrics::Metrics;
+use crate::status::{MastershipView, PermissionView, VipView, rfc3339};
+
+/// The channels the cloud side talks through.
+pub struct Links {
+    pub claims: mpsc::Sender<Claim>,
+    pub asks: mpsc::Sender<Ask>,
+    pub generation: watch::Sender<u64>,
+    /// Damping, for the task that writes it to the state directory.
+    pub damping: Option<watch::Sender<BTreeMap<String, Damping>>>,
+}
+
+pub struct CloudSide {
+    vips: Vec<VipConfig>,
+    /// This node's ENI.
+    eni: String,
+    rules: Rules,
+    links: Links,
+    metrics: std::sync::Arc<Metrics>,
+    generation: u64,
+    last: BTreeMap<String, Verdict>,
+    /// What the cloud last said about each (VIP, action) this node needs.
+    permissions: BTreeMap<(String, Action), PermissionView>,
+    /// Allocation IDs EC2 says do not exist.
+    unknown: BTreeSet<String>,
+}
+
+fn verdict_why(v: &Verdict, now: Stamp) -> String {
+    match v {
+        Verdict::Claim { reason, dry_run } => format!(
+            "{}the VIP is {} and this node is a healthy MASTER",
+            if *dry_run { "dry run: " } else { "" },
+            reason.words()
+        ),
+        Verdict::Wait { until, why } | Verdict::Damped { until, why } => {
+            format!("{why} (until {})", rfc3339(now.wall_of(*until)))
+        }
+        Verdict::Refresh { why } | Verdict::Hold { why } => why.clone(),
+    }
+}
+
+impl CloudSide {
+    /// `damping` as loaded from the state directory.
+    pub fn new(
+        vips: Vec<VipConfig>,
+        eni: String,
+        links: Links,
+        metrics: std::sync::Arc<Metrics>,
+        damping: BTreeMap<String, Damping>,
+    ) -> Self {
+        let mut rules = Rules::new(vips.iter().map(|v| v.name.as_str()));
+        for (vip, d) in damping {
+            if let Some(st) = rules.vips.get_mut(&vip) {
+                st.damping = d;
+            }
+        }
+        for v in &vips {
+            metrics.vip_init(&v.name);
+        }
+        Self {
+            vips,
+            eni,
+            rules,
+            links,
+            metrics,
+            generation: 0,
+            last: BTreeMap::new(),
+            permissions: BTreeMap::new(),
+            unknown: BTreeSet::new(),
+        }
+    }
+
+    /// A change that matters to verdicts: claims in flight made before it
+    /// are dropped before their next mutating call.
+    pub fn bump(&mut self) {
+        self.generation += 1;
+        self.links.generation.send_replace(self.generation);
+    }
+
+    /// Something hints that the cloud changed or is about to (a VRRP
+    /// transition, another MASTER heard): describe now and faster for a while.
+    pub fn hint(&self) {
+        // A full queue already holds an ask: nothing is lost.
+        let _ = self.links.asks.try_send(Ask::Hint);
+    }
+
+    fn node_view(vip: &VipConfig, model: &Model) -> NodeView {
+        let inst = model.instances.get(&vip.vrrp_instance);
+        let vrrp = inst.map_or(VrrpState::Unknown, |i| i.state);
+        NodeView {
+            vrrp,
+            since: inst.and_then(|i| i.since_mono),
+            seen_begin: inst.is_some_and(|i| i.announced),
+            keepalived_running: model.keepalived.running == Some(true),
+            probe: model.probe.health,
+            os_has_private_ip: model
+                .host_addresses
+                .as_ref()
+                .is_some_and(|a| a.contains(&vip.private_ip)),
+        }
+    }
+
+    /// Records what the cloud said about `action` for `vips`; logs and sets
+    /// the gauge when it changed.
+    fn permission(
+        &mut self,
+        vips: &[String],
+        action: Action,
+        allowed: bool,
+        detail: String,
+        evidence: Evidence,
+        at: std::time::SystemTime,
+    ) {
+        for vip in vips {
+            let before = self
+                .permissions
+                .get(&(vip.clone(), action))
+                .map(|p| p.allowed);
+            match (before, allowed) {
+                (_, false) if before != Some(false) => error!(
+                    vip = %vip,
+                    action = action.as_str(),
+                    iam_action = %format!("ec2:{}", action.as_str()),
+                    evidence = evidence.as_str(),
+                    detail = %detail,
+                    "the cloud refuses an action this node needs to claim the VIP: a failover to this node would leave the VIP behind; grant it in the instance role's IAM policy"
+                ),
+                (Some(false), true) => info!(
+                    vip = %vip,
+                    action = action.as_str(),
+                    evidence = evidence.as_str(),
+                    "the cloud allows the action again"
+                ),
+                _ => {}
+            }
+            self.metrics.permission(vip, action.as_str(), !allowed);
+            self.permissions.insert(
+                (vip.clone(), action),
+                PermissionView {
+                    action: action.as_str(),
+                    allowed,
+                    evidence: evidence.as_str(),
+                    at: rfc3339(at),
+                    detail: detail.clone(),
+                },
+            );
+        }
+    }
+
+    /// Applies a cloud event; returns the changes to record as decisions.
+    pub fn on_cloud(&mut self, event: CloudEvent, model: &Model, now: Stamp) -> Vec<Change> {
+        let mut out = vec![];
+        // Every describe is evidence of its permission, for every VIP.
+        if let CloudEvent::Observed { sent, result, .. } = &event
+            && let Some((allowed, detail)) = CloudEvent::call_evidence(result)
+        {
+            let vips: Vec<String> = self.vips.iter().map(|v| v.name.clone()).collect();
+            let action = Action::DescribeAddresses;
+            self.permission(&vips, action, allowed, detail, Evidence::Call, sent.wall);
+        }
+        match event {
+            CloudEvent::Observed { result: Err(e), .. } => {
+                warn!(operation = e.operation, kind = e.kind.as_str(), error = %e, "cannot read the cloud's view; no action without it");
+            }
+            CloudEvent::Permission {
+                vips,
+                action,
+                allowed,
+                detail,
+                evidence,
+                at,
+            } => self.permission(&vips, action, allowed, detail, evidence, at),
+            CloudEvent::Observed {
+                sent,
+                result: Ok(addresses),
+                unknown,
+            } => {
+                self.unknown_allocations(unknown);
+                for vip in &self.vips {
+                    let Some(a) = addresses
+                        .iter()
+                        .find(|a| a.allocation_id == vip.allocation_id)
+                    else {
+                        continue;
+                    };
+                    let h = Holder::of(
+                        a.association_id.is_some() || a.network_interface_id.is_some(),
+                        a.network_interface_id.as_deref(),
+                        a.private_ip,
+                        &self.eni,
+                        vip.private_ip,
+                    );
+                    let before = self
+                        .rules
+                        .vips
+                        .get(&vip.name)
+                        .and_then(|s| s.holder.clone());
+                    let node = Self::node_view(vip, model);
+                    let observed = self.rules.observe_cloud(
+                        &vip.name,
+                        h.clone(),
+                        sent.mono,
+                        &node,
+                        &vip.policy,
+                    );
+                    if observed.contains(&Observed::OutOfOrder) {
+                        debug!(vip = %vip.name, "a cloud answer older than the view held: ignored");
+                        continue;
+                    }
+                    for o in observed {
+                        match o {
+                            Observed::ArrivedHere { latency, moved_by } => {
+                                self.metrics.failover(&vip.name, moved_by, latency);
+                                info!(vip = %vip.name, latency_ms = latency.as_millis() as u64, moved_by = moved_by.as_str(), "the cloud shows the VIP on this node, the MASTER");
+                            }
+                            Observed::MovedAway { fight: false } => {
+                                info!(vip = %vip.name, holder = %h, "the VIP was moved away from this MASTER, the first time in this mastership (a late notify run, a brief MASTER elsewhere): taking it back after min_master_age, no back-off");
+                            }
+                            Observed::MovedAway { fight: true } => {
+                                self.metrics.claim_undone(&vip.name);
+                                warn!(vip = %vip.name, holder = %h, "the VIP was moved away from this MASTER again in this mastership: a fight; backing off");
+                            }
+                            Observed::OutOfOrder => {}
+                        }
+                    }
+                    self.metrics
+                        .vip_seen(&vip.name, h == Holder::Here, sent.wall);
+                    if before.as_ref() != Some(&h) {
+                        info!(vip = %vip.name, holder = %h, "the cloud's view of the VIP changed");
+                        out.push(Change::VipSeen {
+                            vip: vip.name.clone(),
+                            holder: h,
+                        });
+                    }
+                }
+            }
+            CloudEvent::ClaimDone {
+                vip,
+                outcome,
+                detail,
+            } => {
+                self.rules.claim_finished(&vip, outcome, now.mono);
+                match outcome {
+                    ClaimOutcome::Converged => {
+                        info!(vip = %vip, detail = %detail, "claim converged")
+                    }
+                    ClaimOutcome::Failed => {
+                        warn!(vip = %vip, detail = %detail, next = "asking the cloud where the VIP is before another claim", "claim did not converge");
+                        self.hint();
+                    }
+                    ClaimOutcome::Dropped => {
+                        self.metrics.claim_dropped(&vip);
+                        info!(vip = %vip, detail = %detail, "claim dropped: overtaken by events");
+                        self.hint();
+                    }
+                }
+                out.push(Change::ClaimDone {
+                    vip,
+                    outcome,
+                    detail,
+                });
+            }
+        }
+        out
+    }
+
+    fn unknown_allocations(&mut self, unknown: Vec<String>) {
+        let now: BTreeSet<String> = unknown.into_iter().collect();
+        if now == self.unknown {
+            return;
+        }
+        for v in &self.vips {
+            let is = now.contains(&v.allocation_id);
+            if is != self.unknown.contains(&v.allocation_id) {
+                self.metrics.vip_allocation_unknown(&v.name, is);
+                if is {
+                    error!(vip = %v.name, allocation_id = %v.allocation_id, "EC2 does not know the VIP's allocation ID: fix vip.allocation_id; the other VIPs are watched as usual");
+                } else {
+                    info!(vip = %v.name, allocation_id = %v.allocation_id, "EC2 knows the VIP's allocation ID now");
+                }
+            }
+        }
+        self.unknown = now;
+    }
+
+    /// Decides for every VIP, sends claims and asks, updates metrics.
+    /// Returns the changes to record and the next time a verdict may
+    /// change by itself.
+    pub fn step(&mut self, now: Stamp, model: &Model) -> (Vec<Change>, Option<Mono>) {
+        let mut out = vec![];
+        let mut wake: Option<Mono> = None;
+        let mut refresh = false;
+        for vip in &self.vips {
+            let node = Self::node_view(vip, model);
+            let verdict = self.rules.decide(&vip.name, now.mono, &node, &vip.policy);
+            let changed = self
+                .last
+                .get(&vip.name)
+                .is_none_or(|l| !l.same_as(&verdict));
+            let why = verdict_why(&verdict, now);
+            match &verdict {
+                Verdict::Claim {
+                    reason,
+                    dry_run: false,
+                } => {
+                    let claim = Claim {
+                        vip: vip.name.clone(),
+                        allocation_id: vip.allocation_id.clone(),
+                        eni: self.eni.clone(),
+                        private_ip: vip.private_ip,
+                        reason: *reason,
+                        generation: self.generation,
+                    };
+                    match self.links.claims.try_send(claim) {
+                        Ok(()) => {
+                            self.rules.claim_sent(&vip.name, now.mono);
+                            self.metrics.heal(&vip.name, *reason);
+                            info!(vip = %vip.name, reason = reason.as_str(), why = %why, "claiming the VIP for this node");
+                        }
+                        Err(e) => {
+                            error!(vip = %vip.name, error = %e, "cannot hand the claim to the executor")
+                        }
+                    }
+                }
+                Verdict::Claim { reason, .. } if changed => {
+                    info!(vip = %vip.name, reason = reason.as_str(), "dry run: would claim the VIP for this node");
+                }
+                Verdict::Refresh { .. } => {
+                    refresh = true;
+                    if changed {
+                        info!(vip = %vip.name, why = %why, "asking the cloud before acting");
+                    }
+                }
+                Verdict::Damped { until, .. } => {
+                    if changed {
+                        self.metrics.claim_damped(&vip.name);
+                        warn!(vip = %vip.name, why = %why, "claim damped");
+                    }
+                    wake = Some(wake.map_or(*until, |w| w.min(*until)));
+                }
+                Verdict::Wait { until, .. } => {
+                    if changed {
+                        info!(vip = %vip.name, why = %why, "waiting before acting");
+                    }
+                    wake = Some(wake.map_or(*until, |w| w.min(*until)));
+                }
+                _ => {
+                    if changed {
+                        info!(vip = %vip.name, verdict = verdict.kind(), why = %why, "vip decision");
+                    }
+                }
+            }
+            if changed {
+                out.push(Change::VipVerdict {
+                    vip: vip.name.clone(),
+                    verdict: verdict.kind(),
+                    why,
+                });
+            }
+            if let Some(h) = self
+                .rules
+                .vips
+                .get(&vip.name)
+                .and_then(|s| s.holder.as_ref())
+            {
+                let master = node.vrrp == VrrpState::Master;
+                let here = *h == Holder::Here;
+                self.metrics.vip_converged(&vip.name, master == here);
+            }
+            self.last.insert(vip.name.clone(), verdict);
+        }
+        if refresh {
+            let _ = self.links.asks.try_send(Ask::Now);
+        }
+        if let Some(tx) = &self.links.damping {
+            let now_damping: BTreeMap<String, Damping> = self
+                .rules
+                .vips
+                .iter()
+                .map(|(k, v)| (k.clone(), v.damping.clone()))
+                .collect();
+            tx.send_if_modified(|d| {
+                if *d == now_damping {
+                    false
+                } else {
+                    *d = now_damping;
+                    true
+                }
+            });
+        }
+        (out, wake)
+    }
+
+    pub fn view(&self, now: Stamp, model: &Model) -> Vec<VipView> {
+        self.vips
+            .iter()
+            .map(|v| {
+                let st = self.rules.vips.get(&v.name);
+                let last = self.last.get(&v.name);
+                let node = Self::node_view(v, model);
+                VipView {
+                    name: v.name.clone(),
+                    allocation_id: v.allocation_id.clone(),
+                    private_ip: v.private_ip,
+                    vrrp_instance: v.vrrp_instance.clone(),
+                    mode: v.policy.mode,
+                    dry_run: v.policy.dry_run,
+                    private_ip_on_host: node.os_has_private_ip,
+                    allocation_known: !self.unknown.contains(&v.allocation_id),
+                    cloud: st.and_then(|s| s.holder.clone()),
+                    observed_at: st.and_then(|s| s.seen).map(|m| rfc3339(now.wall_of(m))),
+                    verdict: last.map(Verdict::kind),
+                    why: last.map(|l| verdict_why(l, now)),
+                    claim_in_flight: st.is_some_and(|s| s.in_flight.is_some()),
+                    mastership: st
+                        .and_then(|s| s.mastership.as_ref())
+                        .map(|m| MastershipView {
+                            held: m.held,
+                            moves_away: m.moves_away,
+                        }),
+                    counted_claims: st.map_or(0, |s| s.damping.counted.len()),
+                    max_claims: v.policy.max_claims,
+                    fights: st.map_or(0, |s| s.damping.fights),
+                    backoff_until: st
+                        .and_then(|s| s.damping.backoff_until)
+                        .filter(|u| *u > now.mono)
+                        .map(|u| rfc3339(now.wall_of(u))),
+                    permissions: self
+                        .permissions
+                        .iter()
+                        .filter(|((vip, _), _)| *vip == v.name)
+                        .map(|(_, p)| p.clone())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}

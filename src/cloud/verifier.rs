@@ -1,0 +1,252 @@
+//! The task that asks the cloud where every VIP is.
+//!
+//! One batched DescribeAddresses for all VIPs, paced:
+//! - steady state: every `verify_interval` plus up to `verify_jitter`, the
+//!   slow pace that keeps the API budget;
+//! - after a hint (a VRRP transition, Keepalived hearing another MASTER, a
+//!   failed claim): at once, then every `fast_verify_interval` for
+//!   `fast_verify_for`, when late notify runs and brief MASTERs happen;
+//! - on request (`Ask::Now`, e.g. a claim rule that needs a fresh view):
+//!   at once.
+//!
+//! Whatever asks, two describes are never closer than `MIN_GAP` plus up to
+//! a quarter of it (jitter): a flapping probe cannot spend the account's
+//! describe bucket. One allocation ID that EC2 does not know fails the
+//! whole batch; the verifier then asks one by one, reports the unknown IDs,
+//! and leaves them out of the batch (re-asking them alone each round), so
+//! the other VIPs stay watched.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span};
+
+use crate::cloud::call::{CallPolicy, call};
+use crate::cloud::messages::CloudEvent;
+use crate::cloud::{Address, Cloud, CloudError, ErrorKind};
+use crate::core::clock::Mono;
+use crate::metrics::Metrics;
+
+/// The least time between two describes of the verifier, whatever asks.
+pub const MIN_GAP: Duration = Duration::from_secs(1);
+
+/// What the owner asks of the verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// A describe as soon as the gap allows.
+    Now,
+    /// Something hints that the cloud changed or is about to: a describe
+    /// as soon as the gap allows, then the fast pace for a while.
+    Hint,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pace {
+    pub interval: Duration,
+    pub jitter: Duration,
+    pub fast_interval: Duration,
+    pub fast_for: Duration,
+}
+
+impl Pace {
+    /// When the next describe is due after one sent at `last`, by the pace
+    /// alone; `spread` in [0, 1) draws the jitter.
+    pub fn next(&self, last: Mono, fast_until: Option<Mono>, spread: f64) -> Mono {
+        let next_fast = last + self.fast_interval.max(MIN_GAP);
+        if fast_until.is_some_and(|f| next_fast <= f) {
+            next_fast + self.fast_interval.mul_f64(0.1 * spread)
+        } else {
+            last + self.interval + self.jitter.mul_f64(spread)
+        }
+    }
+
+    /// When a describe that was asked for may be sent, at `now`, after one
+    /// sent at `last`.
+    pub fn asked(now: Mono, last: Option<Mono>, spread: f64) -> Mono {
+        match last {
+            Some(l) => now.max(l + MIN_GAP + MIN_GAP.mul_f64(0.25 * spread)),
+            None => now,
+        }
+    }
+}
+
+pub struct Verifier<C: Cloud> {
+    pub cloud: Arc<C>,
+    pub metrics: Arc<Metrics>,
+    pub policy: CallPolicy,
+    pub allocation_ids: Vec<String>,
+    pub pace: Pace,
+    /// IDs EC2 said it does not know, asked alone each round.
+    unknown: BTreeSet<String>,
+}
+
+impl<C: Cloud> Verifier<C> {
+    pub fn new(
+        cloud: Arc<C>,
+        metrics: Arc<Metrics>,
+        policy: CallPolicy,
+        allocation_ids: Vec<String>,
+        pace: Pace,
+    ) -> Self {
+        Self {
+            cloud,
+            metrics,
+            policy,
+            allocation_ids,
+            pace,
+            unknown: BTreeSet::new(),
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut asks: mpsc::Receiver<Ask>,
+        events: mpsc::Sender<CloudEvent>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        async move {
+            let mut fast_until: Option<Mono> = None;
+            loop {
+                let sent = crate::clock::now();
+                let (result, unknown) = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    r = self.describe() => r,
+                };
+                if events
+                    .send(CloudEvent::Observed {
+                        sent,
+                        result,
+                        unknown,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+                let last = sent.mono;
+                let mut due = self.pace.next(last, fast_until, fastrand::f64());
+                loop {
+                    let sleep = tokio::time::sleep(crate::clock::until(due));
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        _ = sleep => break,
+                        ask = asks.recv() => {
+                            let Some(ask) = ask else { return Ok(()) };
+                            let now = crate::clock::now().mono;
+                            if ask == Ask::Hint {
+                                fast_until = Some(now + self.pace.fast_for);
+                            }
+                            due = due.min(Pace::asked(now, Some(last), fastrand::f64()));
+                        }
+                    }
+                }
+            }
+        }
+        .instrument(info_span!("verifier"))
+        .await
+    }
+
+    /// One round: the batch of known IDs, then each unknown one alone.
+    pub async fn describe(&mut self) -> (Result<Vec<Address>, CloudError>, Vec<String>) {
+        let batch: Vec<String> = self
+            .allocation_ids
+            .iter()
+            .filter(|id| !self.unknown.contains(*id))
+            .cloned()
+            .collect();
+        let mut found = vec![];
+        if !batch.is_empty() {
+            match self.ask(&batch).await {
+                Ok(a) => found = a,
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    // Which one? Ask each alone.
+                    for id in &batch {
+                        match self.ask(std::slice::from_ref(id)).await {
+                            Ok(a) => found.extend(a),
+                            Err(e) if e.kind == ErrorKind::NotFound => {
+                                error!(allocation_id = %id, error = %e, "EC2 does not know this allocation ID: its VIP cannot be watched or claimed; the other VIPs are described without it");
+                                self.unknown.insert(id.clone());
+                            }
+                            Err(e) => return (Err(e), self.unknown()),
+                        }
+                    }
+                }
+                Err(e) => return (Err(e), self.unknown()),
+            }
+        }
+        for id in self.unknown.clone() {
+            if batch.contains(&id) {
+                continue;
+            }
+            if let Ok(a) = self.ask(std::slice::from_ref(&id)).await {
+                info!(allocation_id = %id, "EC2 knows this allocation ID now");
+                self.unknown.remove(&id);
+                found.extend(a);
+            }
+        }
+        (Ok(found), self.unknown())
+    }
+
+    fn unknown(&self) -> Vec<String> {
+        self.unknown.iter().cloned().collect()
+    }
+
+    async fn ask(&self, ids: &[String]) -> Result<Vec<Address>, CloudError> {
+        call("DescribeAddresses", &self.policy, &self.metrics, || {
+            self.cloud.describe_addresses(ids)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(ms: u64) -> Mono {
+        Mono::from_millis(ms)
+    }
+
+    fn pace() -> Pace {
+        Pace {
+            interval: Duration::from_secs(30),
+            jitter: Duration::from_secs(3),
+            fast_interval: Duration::from_secs(1),
+            fast_for: Duration::from_secs(20),
+        }
+    }
+
+    /// (last describe, fast pace until, spread, next due)
+    #[test]
+    fn the_pace_is_slow_in_steady_state_and_fast_after_a_hint() {
+        let rows = [
+            (s(100000), None, 0.0, s(130000)),
+            (s(100000), None, 0.5, s(131500)),
+            (s(100000), Some(s(120000)), 0.0, s(101000)),
+            (s(100000), Some(s(120000)), 0.5, s(101050)),
+            // The fast pace ends: back to the slow one.
+            (s(119500), Some(s(120000)), 0.0, s(149500)),
+            (s(100000), Some(s(90000)), 0.0, s(130000)),
+        ];
+        for (last, fast, spread, want) in rows {
+            assert_eq!(pace().next(last, fast, spread), want, "{last:?} {fast:?}");
+        }
+    }
+
+    /// (now, last describe, spread, when an asked describe is sent)
+    #[test]
+    fn asked_describes_keep_the_gap_with_jitter() {
+        let rows = [
+            (s(10000), None, 0.9, s(10000)),
+            (s(10000), Some(s(5000)), 0.9, s(10000)),
+            (s(10000), Some(s(9800)), 0.0, s(10800)),
+            (s(10000), Some(s(9800)), 1.0, s(11050)),
+        ];
+        for (now, last, spread, want) in rows {
+            assert_eq!(Pace::asked(now, last, spread), want, "{now:?} {last:?}");
+        }
+    }
+}
