@@ -122,9 +122,6 @@ fn main() {
 
     let mut lab = Lab::new();
     lab.add_cloud();
-    lab.min_master_age = "3s";
-    lab.max_claims = 1000;
-    lab.verify = ("30s", "3s");
     for n in lab.nodes_mut() {
         n.intervals = ("250ms", "1s");
     }

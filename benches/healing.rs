@@ -57,9 +57,6 @@ impl Pair {
     fn new(name: &'static str, watchdog: bool) -> Pair {
         let mut lab = Lab::new();
         lab.add_cloud();
-        lab.grace = "10s";
-        lab.min_master_age = "3s";
-        lab.max_claims = 1000;
         lab.set_notify("a", Some("baseline"));
         lab.set_notify("b", Some("baseline-flaky"));
         let fifos = if watchdog {

@@ -233,7 +233,7 @@ impl CloudSide {
                         match o {
                             Observed::ArrivedHere { latency, moved_by } => {
                                 self.metrics.failover(&vip.name, moved_by, latency);
-                                info!(vip = %vip.name, latency_ms = latency.as_millis() as u64, moved_by = moved_by.as_str(), "the cloud shows the VIP on this node, the MASTER");
+                                info!(vip = %vip.name, latency_ms = latency.as_millis() as u64, moved_by = moved_by.as_str(), seen_at = %rfc3339(sent.wall), "the cloud shows the VIP on this node, the MASTER");
                             }
                             Observed::MovedAway { fight: false } => {
                                 info!(vip = %vip.name, holder = %h, "the VIP was moved away from this MASTER, the first time in this mastership (a late notify run, a brief MASTER elsewhere): taking it back after min_master_age, no back-off");

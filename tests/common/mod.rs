@@ -224,6 +224,37 @@ impl Watchdog {
         }
     }
 
+    /// Polls `/v1/status` (every 100 ms, for at most `timeout`) until `pred`
+    /// holds; returns that status. Panics with the log on timeout.
+    pub fn wait_status(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status();
+            if pred(&status) {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; status: {status}\nlog:\n{}",
+                    self.log_text()
+                );
+            }
+            // Bounded polling of an HTTP endpoint, not a wait for time to pass.
+            let _ = self.events_ready(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits up to `d` for a log event (kept for later `wait_for`s).
+    fn events_ready(&self, d: Duration) -> bool {
+        match self.events.recv_timeout(d) {
+            Ok(ev) => {
+                self.backlog.borrow_mut().push(ev);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Waits for `vrrp state changed` of VI_1 to `to`; returns the event.
     pub fn wait_state(&self, to: &str, timeout: Duration) -> Value {
         self.wait_for(&format!("VI_1 -> {to} in {}", self.ns), timeout, |e| {
@@ -681,14 +712,12 @@ pub struct Lab {
     dir: PathBuf,
     id: String,
     pub cloud: Option<CloudLab>,
-    /// `min_master_age` of the VIPs that `set_vip` writes.
-    pub min_master_age: &'static str,
-    /// `max_claims` (per 10 min) of the VIPs that `set_vip` writes.
-    pub max_claims: u32,
-    /// `grace` of the VIPs that `set_vip` writes.
-    pub grace: &'static str,
-    /// `verify_interval` and `verify_jitter` that `set_vip` writes.
-    pub verify: (&'static str, &'static str),
+    /// Keys of the [[vip]] table (`min_master_age`, `grace`, `max_claims`,
+    /// ...) and of the [cloud] table (`verify_interval`, ...) that differ
+    /// from the shipped defaults; none by default: tests run what users
+    /// run. A test or benchmark that sets one says why.
+    pub vip_overrides: Vec<(&'static str, String)>,
+    pub cloud_overrides: Vec<(&'static str, String)>,
 }
 
 /// A real Prometheus (see `Lab::start_prometheus`).
@@ -894,10 +923,8 @@ impl Lab {
             dir,
             id: id.clone(),
             cloud: None,
-            min_master_age: "2s",
-            max_claims: 3,
-            grace: "5s",
-            verify: ("2s", "500ms"),
+            vip_overrides: vec![],
+            cloud_overrides: vec![],
         };
         // From here on, Drop cleans up whatever was made.
         for n in [&lab.a, &lab.b] {
@@ -1162,7 +1189,7 @@ impl Lab {
     }
 
     /// Polls the emulator every 10 ms (for at most `seconds`); the receiver
-    /// gets "EPOCH ENI" each time the EIP's ENI changes.
+    /// gets "EPOCH ENI" each time the EIP's ENI changes (see `moves`).
     pub fn start_observer(&mut self, seconds: u32) -> Receiver<String> {
         let python = venv_python();
         let ns = self.cloud().ns.clone();
@@ -1238,20 +1265,25 @@ impl Lab {
         }
     }
 
-    /// The watchdogs' [cloud] and [[vip]] tables.
+    /// The watchdogs' [cloud] and [[vip]] tables: the shipped defaults but
+    /// for what the lab needs (endpoints, a state directory per node) and
+    /// the overrides.
     pub fn set_vip(&mut self, mode: &str, dry_run: bool) {
         let alloc = self.allocation_id();
+        let lines = |o: &[(&'static str, String)]| {
+            o.iter()
+                .map(|(k, v)| format!("{k} = {v}\n"))
+                .collect::<String>()
+        };
+        let (cloud_extra, vip_extra) = (lines(&self.cloud_overrides), lines(&self.vip_overrides));
         for (n, i) in [(&mut self.a, 1), (&mut self.b, 2)] {
             n.cloud_toml = format!(
                 r#"[cloud]
 endpoint = "http://10.213.{i}.2:5000"
 imds_endpoint = "http://127.0.0.1:8081"
-call_timeout = "2s"
-verify_interval = "{verify_interval}"
-verify_jitter = "{verify_jitter}"
-convergence_timeout = "10s"
+state_dir = "{state}"
 dry_run = {dry_run}
-
+{cloud_extra}
 [[vip]]
 kind = "eip"
 name = "web"
@@ -1259,15 +1291,8 @@ allocation_id = "{alloc}"
 private_ip = "{VIP}"
 vrrp_instance = "VI_1"
 mode = "{mode}"
-grace = "{grace}"
-min_master_age = "{min_master_age}"
-max_claims = {max_claims}
-"#,
-                min_master_age = self.min_master_age,
-                max_claims = self.max_claims,
-                grace = self.grace,
-                verify_interval = self.verify.0,
-                verify_jitter = self.verify.1,
+{vip_extra}"#,
+                state = n.dir.join("state").display(),
             );
         }
     }
@@ -1310,6 +1335,25 @@ max_claims = {max_claims}
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The observer's next move (see `Lab::start_observer`): when (Unix time)
+/// and to which ENI ("-" for none).
+pub fn next_move(observer: &Receiver<String>, timeout: Duration) -> (f64, String) {
+    let line = observer
+        .recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("the observer saw no move of the EIP within {timeout:?}"));
+    let (at, eni) = line.split_once(' ').expect("EPOCH ENI");
+    (at.parse().expect("an epoch"), eni.to_owned())
+}
+
+/// An RFC 3339 time (as /v1/status and the logs write them) in Unix seconds.
+pub fn unix(rfc3339: &str) -> f64 {
+    humantime::parse_rfc3339(rfc3339)
+        .unwrap_or_else(|e| panic!("{rfc3339:?} is not RFC 3339: {e}"))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
 }
 
 /// SIGTERM, then SIGKILL if the process has not exited within `grace`.

@@ -21,6 +21,9 @@ Usage: faults.py HOST PORT UPSTREAM PLAN
               action; EC2 answers a DryRun request so too), not forwarded
     drop      forwarded to moto (the call takes effect), then the
               connection is closed with no answer
+    hold      not forwarded (the call never takes effect) and not
+              answered: the connection is held until the client gives up,
+              or for at most 60 s
 Prints "ready" when listening, then "fault ACTION KIND" for each fault it
 injects (ACTION as planned, so "DryRun:AssociateAddress" for a DryRun).
 """
@@ -45,8 +48,8 @@ def main(host, port, upstream, plan_json):
     plan = {k: list(v) for k, v in json.loads(plan_json).items()}
     for faults in plan.values():
         for f in faults:
-            if f.rstrip("*") not in ERRORS and f.rstrip("*") != "drop":
-                sys.exit(f"faults.py: unknown fault {f!r}; known: {sorted(ERRORS) + ['drop']}")
+            if f.rstrip("*") not in ERRORS and f.rstrip("*") not in ("drop", "hold"):
+                sys.exit(f"faults.py: unknown fault {f!r}; known: {sorted(ERRORS) + ['drop', 'hold']}")
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -90,6 +93,15 @@ def main(host, port, upstream, plan_json):
             print(f"fault {action} {fault}", flush=True)
             if fault == "drop":
                 self.forward(body)
+                self.close_connection = True
+                return
+            if fault == "hold":
+                # Wait for the client to hang up (a read returns EOF), bounded.
+                self.connection.settimeout(60)
+                try:
+                    self.connection.recv(1)
+                except OSError:
+                    pass
                 self.close_connection = True
                 return
             status, code, message = ERRORS[fault]

@@ -165,8 +165,25 @@ def imds(host, port, endpoint, instance_id):
 
 
 def notify(mode, endpoint, alloc, private_ip, instance_id):
+    """Moves the EIP to this node as a notify_master script does. Modes: ok,
+    twice (the calls twice), fail (exit 1, no call), delayed:SECONDS (runs
+    late, as a slow script or a late Keepalived run does), switch:PATH (what
+    the file PATH says when it runs: "fail", "delay SECONDS", or ok when the
+    file is absent)."""
+    if mode.startswith("switch:"):
+        import os
+
+        path = mode.split(":", 1)[1]
+        said = open(path).read().split() if os.path.exists(path) else []
+        if said[:1] == ["fail"]:
+            sys.exit(1)
+        mode = f"delayed:{said[1]}" if said[:1] == ["delay"] else "ok"
     if mode == "fail":
         sys.exit(1)
+    if mode.startswith("delayed:"):
+        import time
+
+        time.sleep(float(mode.split(":", 1)[1]))
     c = ec2(endpoint)
     inst = c.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     eni = inst["NetworkInterfaces"][0]["NetworkInterfaceId"]
