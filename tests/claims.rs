@@ -68,7 +68,13 @@ fn samples(w: &Watchdog, moved_by: &str) -> f64 {
 fn heals(w: &Watchdog) -> f64 {
     ["missed", "elsewhere", "stolen", "drifted"]
         .iter()
-        .map(|r| count(w, "vip_watchdog_heals_total", &[("vip", "web"), ("reason", r)]))
+        .map(|r| {
+            count(
+                w,
+                "vip_watchdog_heals_total",
+                &[("vip", "web"), ("reason", r)],
+            )
+        })
         .sum()
 }
 
@@ -96,13 +102,21 @@ fn a_working_notify_script_costs_the_watchdog_nothing_and_a_failed_one_is_healed
     lab.set_notify("b", Some("ok"));
     let (wa, wb) = start(&mut lab, "heal");
     let observer = lab.start_observer(900);
-    assert_eq!(next_move(&observer, FAILOVER).1, lab.eni("a"), "where it starts");
+    assert_eq!(
+        next_move(&observer, FAILOVER).1,
+        lab.eni("a"),
+        "where it starts"
+    );
     let mut errors = vec![];
     for (round, to) in ["b", "a", "b", "a", "b"].into_iter().enumerate() {
         fail_over(&mut lab, to, &wa, &wb);
         let w = if to == "a" { &wa } else { &wb };
         let (moved_at, eni) = next_move(&observer, FAILOVER);
-        assert_eq!(eni, lab.eni(to), "round {round}: the script moved it to {to}");
+        assert_eq!(
+            eni,
+            lab.eni(to),
+            "round {round}: the script moved it to {to}"
+        );
         let arrived = w.wait_for("the VIP seen here", HEAL, |e| {
             e["message"] == "the cloud shows the VIP on this node, the MASTER"
         });
@@ -118,9 +132,15 @@ fn a_working_notify_script_costs_the_watchdog_nothing_and_a_failed_one_is_healed
     }
     println!("heal mode: the watchdog's sample after the observer's, per round (s): {errors:.3?}");
     let calls = lab.mutating_calls();
-    assert!(calls["watchdog"].is_null(), "no watchdog mutating call: {calls}");
+    assert!(
+        calls["watchdog"].is_null(),
+        "no watchdog mutating call: {calls}"
+    );
     assert_eq!((heals(&wa), heals(&wb)), (0.0, 0.0));
-    assert_eq!(samples(&wa, "notify_script") + samples(&wb, "notify_script"), 5.0);
+    assert_eq!(
+        samples(&wa, "notify_script") + samples(&wb, "notify_script"),
+        5.0
+    );
     assert_eq!(samples(&wa, "watchdog") + samples(&wb, "watchdog"), 0.0);
 
     // The sixth: a's script fails; a's watchdog heals after grace.
@@ -130,10 +150,12 @@ fn a_working_notify_script_costs_the_watchdog_nothing_and_a_failed_one_is_healed
         e["message"] == "claiming the VIP for this node"
     });
     assert_eq!(claim["reason"], "elsewhere", "{claim}");
-    let claimed_after = unix(claim["timestamp"].as_str().unwrap())
-        - unix(master["timestamp"].as_str().unwrap());
+    let claimed_after =
+        unix(claim["timestamp"].as_str().unwrap()) - unix(master["timestamp"].as_str().unwrap());
     assert!(claimed_after >= 10.0, "not before grace: {claimed_after} s");
-    wa.wait_for("a's claim converged", HEAL, |e| e["message"] == "claim converged");
+    wa.wait_for("a's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
     assert_eq!(lab.eip_on(), "a");
     assert_eq!(samples(&wa, "watchdog"), 1.0);
     assert_eq!(lab.calls_by("watchdog", "a"), 2, "{}", lab.mutating_calls());
@@ -150,7 +172,9 @@ fn own_mode_follows_ten_failovers_without_damping() {
     for (round, to) in ["b", "a"].into_iter().cycle().take(10).enumerate() {
         fail_over(&mut lab, to, &wa, &wb);
         let w = if to == "a" { &wa } else { &wb };
-        w.wait_for("the claim converged", HEAL, |e| e["message"] == "claim converged");
+        w.wait_for("the claim converged", HEAL, |e| {
+            e["message"] == "claim converged"
+        });
         assert_eq!(lab.eip_on(), to, "round {round}");
     }
     let damped = count(&wa, "vip_watchdog_claims_damped_total", &[("vip", "web")])
@@ -176,7 +200,9 @@ fn a_claim_overtaken_by_events_is_dropped_not_sent_again() {
     );
     let (wa, wb) = launch(&mut lab);
     fail_over(&mut lab, "b", &wa, &wb);
-    wb.wait_for("b's claim", HEAL, |e| e["message"] == "claiming the VIP for this node");
+    wb.wait_for("b's claim", HEAL, |e| {
+        e["message"] == "claiming the VIP for this node"
+    });
     assert_eq!(
         injected.recv_timeout(HEAL).expect("the assign is held"),
         "fault AssignPrivateIpAddresses hold"
@@ -188,16 +214,27 @@ fn a_claim_overtaken_by_events_is_dropped_not_sent_again() {
         e["message"] == "claim dropped: overtaken by events"
     });
     wa.wait_state("master", FAILOVER);
-    wa.wait_status("a converged", HEAL, |s| s["vips"][0]["cloud"]["where"] == "here");
+    wa.wait_status("a converged", HEAL, |s| {
+        s["vips"][0]["cloud"]["where"] == "here"
+    });
     assert_eq!(lab.eip_on(), "a", "the EIP stays with the peer");
     assert_eq!(lab.calls_by("watchdog", "b"), 0, "{}", lab.mutating_calls());
-    assert!(injected.try_recv().is_err(), "nothing else was sent to the proxy's plan");
-    assert_eq!(count(&wb, "vip_watchdog_claims_dropped_total", &[("vip", "web")]), 1.0);
+    assert!(
+        injected.try_recv().is_err(),
+        "nothing else was sent to the proxy's plan"
+    );
+    assert_eq!(
+        count(&wb, "vip_watchdog_claims_dropped_total", &[("vip", "web")]),
+        1.0
+    );
     assert_eq!(
         count(
             &wb,
             "vip_watchdog_cloud_api_calls_total",
-            &[("operation", "AssignPrivateIpAddresses"), ("outcome", "timeout")]
+            &[
+                ("operation", "AssignPrivateIpAddresses"),
+                ("outcome", "timeout")
+            ]
         ),
         1.0,
         "timed out once, never retried"
@@ -226,7 +263,11 @@ fn a_late_notify_run_on_the_backup_is_taken_back_within_seconds() {
     // a is MASTER for a moment: its slow notify_master starts, then a fails.
     fail_over(&mut lab, "a", &wa, &wb);
     let observer = lab.start_observer(120);
-    assert_eq!(next_move(&observer, FAILOVER).1, lab.eni("b"), "where it starts");
+    assert_eq!(
+        next_move(&observer, FAILOVER).1,
+        lab.eni("b"),
+        "where it starts"
+    );
     lab.a.kill_haproxy();
     wb.wait_state("master", FAILOVER);
     let (stolen_at, eni) = next_move(&observer, HEAL);
@@ -242,7 +283,10 @@ fn a_late_notify_run_on_the_backup_is_taken_back_within_seconds() {
         e["message"] == "claiming the VIP for this node"
     });
     assert_eq!(claim["reason"], "stolen", "{claim}");
-    assert_eq!(count(&wb, "vip_watchdog_claims_damped_total", &[("vip", "web")]), 0.0);
+    assert_eq!(
+        count(&wb, "vip_watchdog_claims_damped_total", &[("vip", "web")]),
+        0.0
+    );
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
     println!("stolen at {stolen_at:.3}, back at {back_at:.3}: {took:.3} s");
 }
@@ -281,17 +325,32 @@ fn a_watchdog_restarted_on_the_master_records_nothing_and_keeps_its_damping() {
         let status = wb.wait_status("b sees the EIP here", HEAL, |s| {
             s["vips"][0]["cloud"]["where"] == "here"
         });
-        assert_eq!(status["vips"][0]["counted_claims"], 1, "restart {restart}: {status}");
-        assert!(wb.log_text().contains("damping carried over"), "restart {restart}");
+        assert_eq!(
+            status["vips"][0]["counted_claims"], 1,
+            "restart {restart}: {status}"
+        );
+        assert!(
+            wb.log_text().contains("damping carried over"),
+            "restart {restart}"
+        );
         let m = wb.metrics();
         assert_eq!(
-            metric(&m, "vip_watchdog_failover_latency_seconds_count", &[("vip", "web")]),
+            metric(
+                &m,
+                "vip_watchdog_failover_latency_seconds_count",
+                &[("vip", "web")]
+            ),
             None,
             "restart {restart}: no latency sample"
         );
         assert_eq!(heals(&wb), 0.0, "restart {restart}: no claim");
     }
-    assert_eq!(lab.calls_by("watchdog", "b"), calls, "{}", lab.mutating_calls());
+    assert_eq!(
+        lab.calls_by("watchdog", "b"),
+        calls,
+        "{}",
+        lab.mutating_calls()
+    );
 }
 
 /// A Keepalived frozen with SIGSTOP (both its processes) on the MASTER: the
@@ -312,13 +371,20 @@ fn a_stopped_keepalived_on_the_master_is_down_and_claims_nothing() {
         e["message"] == "keepalived is gone"
     });
     assert!(
-        gone["detail"].as_str().is_some_and(|d| d.contains("stopped (state T)")),
+        gone["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("stopped (state T)")),
         "{gone}"
     );
     wa.wait_state("stop", FAILOVER);
-    assert_eq!(metric(&wa.metrics(), "vip_watchdog_keepalived_up", &[]), Some(0.0));
+    assert_eq!(
+        metric(&wa.metrics(), "vip_watchdog_keepalived_up", &[]),
+        Some(0.0)
+    );
     wb.wait_state("master", FAILOVER);
-    wb.wait_for("b's claim converged", HEAL, |e| e["message"] == "claim converged");
+    wb.wait_for("b's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
     assert_eq!(wa.status()["keepalived"]["running"], false);
@@ -356,11 +422,19 @@ fn a_wrong_allocation_id_blinds_no_other_vip() {
     });
     assert_eq!(status["vips"][1]["allocation_known"], false, "{status}");
     assert_eq!(
-        metric(&wa.metrics(), "vip_watchdog_vip_allocation_unknown", &[("vip", "typo")]),
+        metric(
+            &wa.metrics(),
+            "vip_watchdog_vip_allocation_unknown",
+            &[("vip", "typo")]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        metric(&wa.metrics(), "vip_watchdog_vip_allocation_unknown", &[("vip", "web")]),
+        metric(
+            &wa.metrics(),
+            "vip_watchdog_vip_allocation_unknown",
+            &[("vip", "web")]
+        ),
         Some(0.0)
     );
     let (code, out, err) = lab.a.check_cloud();

@@ -129,45 +129,42 @@ impl<C: Cloud> Executor<C> {
             );
         }
         let started = Instant::now();
-        let mut why = String::new();
         for attempt in 1..=MAX_ATTEMPTS {
-            if attempt > 1 {
-                // Uncertain: what did the cloud do?
-                match self.describe(c, events).await {
-                    Some(true) => {
-                        return (
-                            ClaimOutcome::Converged,
-                            format!(
-                                "the cloud shows it here after {} ms ({why})",
-                                started.elapsed().as_millis()
-                            ),
-                        );
-                    }
-                    Some(false) => {}
-                    None => {
-                        return (
-                            ClaimOutcome::Failed,
-                            format!("{why}; then the cloud could not be read"),
-                        );
-                    }
-                }
-                if !self.stands(c) {
-                    return Self::dropped(c, "sending it again");
-                }
-                info!(vip = %c.vip, attempt, after = %why, "the cloud still lacks the VIP and the verdict stands: sending the claim again");
-            }
-            match self.attempt(c, events).await {
+            let why = match self.attempt(c, events).await {
                 Step::Done(outcome, detail) => return (outcome, detail),
-                Step::Uncertain(detail) => {
-                    warn!(vip = %c.vip, attempt, detail = %detail, "a mutating call may or may not have been applied; asking the cloud before anything else");
-                    why = detail;
+                Step::Uncertain(why) => why,
+            };
+            warn!(vip = %c.vip, attempt, detail = %why, "a mutating call may or may not have been applied; asking the cloud before anything else");
+            match self.describe(c, events).await {
+                Some(true) => {
+                    return (
+                        ClaimOutcome::Converged,
+                        format!(
+                            "the cloud shows it here after {} ms ({why})",
+                            started.elapsed().as_millis()
+                        ),
+                    );
+                }
+                Some(false) => {}
+                None => {
+                    return (
+                        ClaimOutcome::Failed,
+                        format!("{why}; then the cloud could not be read"),
+                    );
                 }
             }
+            if attempt == MAX_ATTEMPTS {
+                return (
+                    ClaimOutcome::Failed,
+                    format!("{why}; gave up after {MAX_ATTEMPTS} uncertain attempts"),
+                );
+            }
+            if !self.stands(c) {
+                return Self::dropped(c, "sending it again");
+            }
+            info!(vip = %c.vip, attempt, after = %why, "the cloud still lacks the VIP and the verdict stands: sending the claim again");
         }
-        (
-            ClaimOutcome::Failed,
-            format!("{why}; gave up after {MAX_ATTEMPTS} uncertain attempts"),
-        )
+        (ClaimOutcome::Failed, "no attempt was made".into())
     }
 
     async fn attempt(&self, c: &Claim, events: &mpsc::Sender<CloudEvent>) -> Step {
@@ -310,6 +307,215 @@ impl<C: Cloud> Executor<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::{Address, ClaimTarget, DryRunAnswer};
+    use crate::core::decide::HealReason;
+    use std::collections::VecDeque;
+    use std::net::IpAddr;
+    use std::sync::Mutex;
+
+    const IP: &str = "10.0.0.50";
+
+    /// A cloud whose mutating calls answer from a script; an answer applied
+    /// (`Ok`, or a lost answer) puts the VIP here. Every call is recorded,
+    /// and the generation may be bumped while a call is in flight.
+    struct Scripted {
+        has_ip: bool,
+        associate: Mutex<VecDeque<(bool, Result<String, CloudError>)>>,
+        here: Mutex<bool>,
+        calls: Mutex<Vec<&'static str>>,
+        bump_on_associate: Option<watch::Sender<u64>>,
+    }
+
+    fn lost(kind: ErrorKind) -> CloudError {
+        CloudError {
+            operation: "AssociateAddress",
+            kind,
+            code: kind.as_str().into(),
+            message: "no answer".into(),
+        }
+    }
+
+    impl Cloud for Scripted {
+        async fn describe_addresses(&self, ids: &[String]) -> Result<Vec<Address>, CloudError> {
+            self.calls.lock().unwrap().push("DescribeAddresses");
+            let here = *self.here.lock().unwrap();
+            Ok(vec![Address {
+                allocation_id: ids[0].clone(),
+                public_ip: None,
+                association_id: Some("eipassoc-1".into()),
+                network_interface_id: Some(if here { "eni-me" } else { "eni-peer" }.into()),
+                private_ip: Some(IP.parse().unwrap()),
+            }])
+        }
+        async fn private_ips(&self, _: &str) -> Result<Vec<IpAddr>, CloudError> {
+            self.calls.lock().unwrap().push("DescribeNetworkInterfaces");
+            Ok(if self.has_ip {
+                vec![IP.parse().unwrap()]
+            } else {
+                vec![]
+            })
+        }
+        async fn assign_private_ip(&self, _: &str, _: IpAddr) -> Result<(), CloudError> {
+            self.calls.lock().unwrap().push("AssignPrivateIpAddresses");
+            Ok(())
+        }
+        async fn associate(&self, _: &str, _: &str, _: IpAddr) -> Result<String, CloudError> {
+            self.calls.lock().unwrap().push("AssociateAddress");
+            if let Some(g) = &self.bump_on_associate {
+                g.send_modify(|g| *g += 1);
+            }
+            let (applied, answer) = self
+                .associate
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("scripted");
+            if applied {
+                *self.here.lock().unwrap() = true;
+            }
+            answer
+        }
+        async fn dry_run(&self, _: Action, _: &ClaimTarget) -> Result<DryRunAnswer, CloudError> {
+            unreachable!("the executor makes no DryRun call")
+        }
+    }
+
+    fn claim() -> Claim {
+        Claim {
+            vip: "web".into(),
+            allocation_id: "eipalloc-1".into(),
+            eni: "eni-me".into(),
+            private_ip: IP.parse().unwrap(),
+            reason: HealReason::Elsewhere,
+            generation: 0,
+        }
+    }
+
+    /// (case, associate answers as (applied, result), bump the generation
+    /// during the associate, outcome, calls made)
+    #[tokio::test(start_paused = true)]
+    async fn a_mutating_call_is_never_sent_again_blind() {
+        let ok = || Ok("eipassoc-2".to_owned());
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            &str,
+            Vec<(bool, Result<String, CloudError>)>,
+            bool,
+            ClaimOutcome,
+            Vec<&str>,
+        )> = vec![
+            (
+                "accepted: confirmed at once",
+                vec![(true, ok())],
+                false,
+                ClaimOutcome::Converged,
+                vec![
+                    "DescribeNetworkInterfaces",
+                    "AssociateAddress",
+                    "DescribeAddresses",
+                ],
+            ),
+            (
+                "answer lost after it was applied: the describe shows it here",
+                vec![(true, Err(lost(ErrorKind::Transport)))],
+                false,
+                ClaimOutcome::Converged,
+                vec![
+                    "DescribeNetworkInterfaces",
+                    "AssociateAddress",
+                    "DescribeAddresses",
+                ],
+            ),
+            (
+                "timed out, not applied, the verdict stands: sent again",
+                vec![(false, Err(lost(ErrorKind::Timeout))), (true, ok())],
+                false,
+                ClaimOutcome::Converged,
+                vec![
+                    "DescribeNetworkInterfaces",
+                    "AssociateAddress",
+                    "DescribeAddresses",
+                    "DescribeNetworkInterfaces",
+                    "AssociateAddress",
+                    "DescribeAddresses",
+                ],
+            ),
+            (
+                "timed out, not applied, the verdict fell meanwhile: dropped",
+                vec![(false, Err(lost(ErrorKind::Timeout)))],
+                true,
+                ClaimOutcome::Dropped,
+                vec![
+                    "DescribeNetworkInterfaces",
+                    "AssociateAddress",
+                    "DescribeAddresses",
+                ],
+            ),
+            (
+                "a 5xx, not applied, three times: gives up",
+                vec![
+                    (false, Err(lost(ErrorKind::Server))),
+                    (false, Err(lost(ErrorKind::Server))),
+                    (false, Err(lost(ErrorKind::Server))),
+                ],
+                false,
+                ClaimOutcome::Failed,
+                [
+                    "DescribeNetworkInterfaces",
+                    "AssociateAddress",
+                    "DescribeAddresses",
+                ]
+                .repeat(3),
+            ),
+        ];
+        for (case, answers, bump, outcome, calls) in rows {
+            let (gen_tx, gen_rx) = watch::channel(0);
+            let cloud = Arc::new(Scripted {
+                has_ip: true,
+                associate: Mutex::new(answers.into()),
+                here: Mutex::new(false),
+                calls: Mutex::new(vec![]),
+                bump_on_associate: bump.then_some(gen_tx),
+            });
+            let exec = Executor {
+                cloud: cloud.clone(),
+                metrics: Arc::new(Metrics::new("p", "n").unwrap()),
+                policy: CallPolicy::new(Duration::from_secs(5)),
+                convergence_timeout: Duration::from_secs(20),
+                dry_run: false,
+                generation: gen_rx,
+            };
+            let (tx, _rx) = mpsc::channel(64);
+            let (got, detail) = exec.claim(&claim(), &tx).await;
+            assert_eq!(got, outcome, "{case}: {detail}");
+            assert_eq!(*cloud.calls.lock().unwrap(), calls, "{case}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_whose_verdict_fell_before_its_first_mutating_call_sends_none() {
+        let (gen_tx, gen_rx) = watch::channel(0);
+        gen_tx.send_replace(1);
+        let cloud = Arc::new(Scripted {
+            has_ip: false,
+            associate: Mutex::new(VecDeque::new()),
+            here: Mutex::new(false),
+            calls: Mutex::new(vec![]),
+            bump_on_associate: None,
+        });
+        let exec = Executor {
+            cloud: cloud.clone(),
+            metrics: Arc::new(Metrics::new("p", "n").unwrap()),
+            policy: CallPolicy::new(Duration::from_secs(5)),
+            convergence_timeout: Duration::from_secs(20),
+            dry_run: false,
+            generation: gen_rx,
+        };
+        let (tx, _rx) = mpsc::channel(64);
+        let (got, _) = exec.claim(&claim(), &tx).await;
+        assert_eq!(got, ClaimOutcome::Dropped);
+        assert_eq!(*cloud.calls.lock().unwrap(), ["DescribeNetworkInterfaces"]);
+    }
 
     #[test]
     fn the_confirmation_poll_doubles_with_jitter_and_is_capped() {

@@ -526,6 +526,48 @@ mod tests {
         assert_eq!(calls("AssociateAddress", "success"), 0);
     }
 
+    /// Only a describe answered `DryRunOperation` shows the endpoint honours
+    /// DryRun: with no such answer (unanswered, or refused) in the round, no
+    /// DryRun of a mutating action is sent, and they count as unanswered.
+    #[tokio::test(start_paused = true)]
+    async fn no_dry_run_of_a_mutating_call_unless_a_describe_was_answered_dry_run_operation() {
+        // (answers to the two describes, AssociateAddress asked)
+        let rows = [
+            (
+                vec![
+                    Err(throttled()),
+                    Err(throttled()),
+                    Err(throttled()),
+                    Err(throttled()),
+                ],
+                false,
+            ),
+            (vec![Err(denied()), Err(denied())], false),
+            (
+                vec![
+                    Err(throttled()),
+                    Err(throttled()),
+                    Ok(DryRunAnswer::Allowed),
+                ],
+                true,
+            ),
+        ];
+        for (i, (answers, associate)) in rows.into_iter().enumerate() {
+            let c = checker(answers);
+            let (tx, _rx) = mpsc::channel(16);
+            let round = c.round(&tx).await.unwrap();
+            let asked = c.cloud.asked.lock().unwrap().clone();
+            assert_eq!(
+                asked.iter().any(|(a, _)| *a == Action::AssociateAddress),
+                associate,
+                "row {i}: {asked:?}"
+            );
+            if !associate {
+                assert!(round.unanswered >= 2, "row {i}: {round:?}");
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_endpoint_that_ignores_dry_run_stops_the_check_before_any_mutating_call() {
         let c = checker(vec![Ok(DryRunAnswer::Ignored)]);

@@ -458,3 +458,300 @@ impl CloudSide {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{Address, CloudError, ErrorKind};
+    use crate::core::clock::Mono;
+    use crate::core::decide::{Mode, VipPolicy};
+    use crate::core::model::Event;
+    use crate::keepalived::line::parse;
+    use std::time::{Duration, SystemTime};
+
+    fn stamp(ms: u64) -> Stamp {
+        Stamp {
+            mono: Mono::from_millis(ms),
+            wall: SystemTime::UNIX_EPOCH
+                + Duration::from_secs(1_800_000_000)
+                + Duration::from_millis(ms),
+        }
+    }
+
+    struct Rig {
+        side: CloudSide,
+        claims: mpsc::Receiver<Claim>,
+        asks: mpsc::Receiver<Ask>,
+        generation: watch::Receiver<u64>,
+        model: Model,
+    }
+
+    fn rig() -> Rig {
+        let policy = VipPolicy {
+            mode: Mode::Own,
+            grace: Duration::from_secs(10),
+            min_master_age: Duration::from_secs(3),
+            max_claims: 3,
+            claim_window: Duration::from_secs(600),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            dry_run: false,
+        };
+        let vips = ["web", "db"]
+            .map(|name| VipConfig {
+                name: name.into(),
+                allocation_id: format!("eipalloc-{name}"),
+                private_ip: "10.0.0.50".parse().unwrap(),
+                vrrp_instance: "VI_1".into(),
+                policy: policy.clone(),
+            })
+            .to_vec();
+        let (claims_tx, claims) = mpsc::channel(4);
+        let (asks_tx, asks) = mpsc::channel(4);
+        let (gen_tx, generation) = watch::channel(0);
+        let links = Links {
+            claims: claims_tx,
+            asks: asks_tx,
+            generation: gen_tx,
+            damping: None,
+        };
+        let metrics = std::sync::Arc::new(Metrics::new("p", "n").unwrap());
+        let side = CloudSide::new(vips, "eni-me".into(), links, metrics, BTreeMap::new());
+        let mut model = Model::new(["VI_1"]);
+        for e in [
+            Event::KeepalivedRunning {
+                pid: 1,
+                vrrp_pid: None,
+                started: SystemTime::UNIX_EPOCH,
+            },
+            Event::Probe {
+                health: crate::core::model::Health::Up,
+                detail: "ok".into(),
+            },
+            Event::HostAddresses(["10.0.0.50".parse().unwrap()].into()),
+            Event::Line {
+                line: parse("INSTANCE \"VI_1\" MASTER 150").unwrap(),
+                at: stamp(0),
+            },
+        ] {
+            model.observe(e, stamp(0));
+        }
+        Rig {
+            side,
+            claims,
+            asks,
+            generation,
+            model,
+        }
+    }
+
+    fn observed(sent: u64, eni: &str, unknown: &[&str]) -> CloudEvent {
+        let addr = |alloc: &str| Address {
+            allocation_id: alloc.into(),
+            public_ip: None,
+            association_id: Some("eipassoc-1".into()),
+            network_interface_id: Some(eni.into()),
+            private_ip: Some("10.0.0.50".parse().unwrap()),
+        };
+        CloudEvent::Observed {
+            sent: stamp(sent),
+            result: Ok(["eipalloc-web", "eipalloc-db"]
+                .into_iter()
+                .filter(|a| !unknown.iter().any(|u| u.ends_with(&a[9..])))
+                .map(addr)
+                .collect()),
+            unknown: unknown.iter().map(|u| u.to_string()).collect(),
+        }
+    }
+
+    /// A view from before the MASTER line asks for a fresh one; a fresh
+    /// view claims, stamped with the generation; a change bumps it.
+    #[test]
+    fn claims_carry_the_generation_and_stale_views_ask_for_fresh_ones() {
+        let mut r = rig();
+        r.side
+            .on_cloud(observed(0, "eni-peer", &[]), &r.model, stamp(0));
+        // MASTER line at 0, the view was sent at 0 too: fresh enough.
+        r.side.step(stamp(3_000), &r.model);
+        for vip in ["web", "db"] {
+            let c = r.claims.try_recv().expect("a claim after min_master_age");
+            assert_eq!((c.vip.as_str(), c.generation), (vip, 0));
+        }
+        r.side.bump();
+        assert_eq!(*r.generation.borrow(), 1);
+        r.side.on_cloud(
+            CloudEvent::ClaimDone {
+                vip: "web".into(),
+                outcome: ClaimOutcome::Dropped,
+                detail: "overtaken".into(),
+            },
+            &r.model,
+            stamp(3_100),
+        );
+        assert_eq!(r.asks.try_recv(), Ok(Ask::Hint), "a dropped claim hints");
+        r.side.step(stamp(3_200), &r.model);
+        assert_eq!(r.asks.try_recv(), Ok(Ask::Now), "a fresh view is asked for");
+        assert!(r.claims.try_recv().is_err(), "no claim on the old view");
+        r.side
+            .on_cloud(observed(3_300, "eni-peer", &[]), &r.model, stamp(3_310));
+        r.side.step(stamp(3_320), &r.model);
+        let c = r.claims.try_recv().expect("a claim on the fresh view");
+        assert_eq!((c.vip.as_str(), c.generation), ("web", 1));
+    }
+
+    #[test]
+    fn an_unknown_allocation_id_shows_in_the_gauge_and_the_view_and_blinds_no_other() {
+        let mut r = rig();
+        r.side.on_cloud(
+            observed(10, "eni-me", &["eipalloc-db"]),
+            &r.model,
+            stamp(10),
+        );
+        let view = r.side.view(stamp(20), &r.model);
+        assert_eq!(
+            view.iter()
+                .map(|v| (v.name.as_str(), v.allocation_known, v.cloud.clone()))
+                .collect::<Vec<_>>(),
+            [("web", true, Some(Holder::Here)), ("db", false, None)]
+        );
+        let unknown = |vip| {
+            r.side
+                .metrics
+                .value("vip_watchdog_vip_allocation_unknown", &[("vip", vip)])
+        };
+        assert_eq!((unknown("web"), unknown("db")), (Some(0.0), Some(1.0)));
+    }
+
+    /// (event, then: the gauge for (vip, action), and the status's `allowed`)
+    #[test]
+    fn permissions_set_the_gauge_and_the_status_per_vip() {
+        let mut r = rig();
+        let permission = |vips: &[&str], action, allowed, evidence| CloudEvent::Permission {
+            vips: vips.iter().map(|v| v.to_string()).collect(),
+            action,
+            allowed,
+            detail: if allowed {
+                "DryRunOperation"
+            } else {
+                "UnauthorizedOperation: no"
+            }
+            .into(),
+            evidence,
+            at: SystemTime::UNIX_EPOCH,
+        };
+        let denied = CloudError {
+            operation: "DescribeAddresses",
+            kind: ErrorKind::Auth,
+            code: "UnauthorizedOperation".into(),
+            message: "no".into(),
+        };
+        let throttled = CloudError {
+            kind: ErrorKind::Throttled,
+            code: "RequestLimitExceeded".into(),
+            ..denied.clone()
+        };
+        let failed = |e| CloudEvent::Observed {
+            sent: stamp(0),
+            result: Err(e),
+            unknown: vec![],
+        };
+        use Action::*;
+        type Row = (CloudEvent, &'static str, Action, Option<i64>, Option<bool>);
+        let table: Vec<Row> = vec![
+            (
+                permission(&["web"], AssociateAddress, false, Evidence::DryRun),
+                "web",
+                AssociateAddress,
+                Some(1),
+                Some(false),
+            ),
+            (
+                permission(&["web"], AssociateAddress, false, Evidence::DryRun),
+                "db",
+                AssociateAddress,
+                None,
+                None,
+            ),
+            (
+                permission(&["web"], AssociateAddress, true, Evidence::Call),
+                "web",
+                AssociateAddress,
+                Some(0),
+                Some(true),
+            ),
+            (
+                permission(
+                    &["web", "db"],
+                    DescribeNetworkInterfaces,
+                    true,
+                    Evidence::DryRun,
+                ),
+                "db",
+                DescribeNetworkInterfaces,
+                Some(0),
+                Some(true),
+            ),
+            // The verifier's describe is evidence too, for every VIP.
+            (
+                failed(denied),
+                "db",
+                DescribeAddresses,
+                Some(1),
+                Some(false),
+            ),
+            (
+                failed(throttled),
+                "db",
+                DescribeAddresses,
+                Some(1),
+                Some(false),
+            ),
+            (
+                observed(1, "eni-me", &[]),
+                "db",
+                DescribeAddresses,
+                Some(0),
+                Some(true),
+            ),
+        ];
+        for (i, (event, vip, action, gauge, allowed)) in table.into_iter().enumerate() {
+            r.side.on_cloud(event, &r.model, stamp(1));
+            let key = (vip.to_owned(), action);
+            let seen = r.side.permissions.get(&key).map(|p| p.allowed);
+            assert_eq!(seen, allowed, "row {i}: status of {key:?}");
+            let g = seen.map(|_| r.side.metrics.permission_denied(vip, action.as_str()));
+            assert_eq!(g, gauge, "row {i}: gauge of {key:?}");
+        }
+    }
+
+    /// `/v1/status` is an interface: its JSON is golden-tested (set
+    /// VIP_WATCHDOG_UPDATE_GOLDEN=1 to rewrite tests/golden/status.json after
+    /// a deliberate change).
+    #[test]
+    fn the_status_json_is_as_the_golden_file() {
+        let mut r = rig();
+        r.side.on_cloud(
+            observed(10, "eni-peer", &["eipalloc-db"]),
+            &r.model,
+            stamp(10),
+        );
+        let (changes, _) = r.side.step(stamp(1_000), &r.model);
+        for c in changes {
+            r.model.record(c, stamp(1_000).wall);
+        }
+        let now = stamp(1_000);
+        let mut status =
+            crate::status::Status::build(&r.model, "lb-a", "edge", stamp(0).wall, now.wall);
+        status.vips = r.side.view(now, &r.model);
+        let text = serde_json::to_string_pretty(&status).unwrap() + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/status.json");
+        if std::env::var_os("VIP_WATCHDOG_UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let golden = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(
+            text, golden,
+            "update tests/golden/status.json (VIP_WATCHDOG_UPDATE_GOLDEN=1)"
+        );
+    }
+}

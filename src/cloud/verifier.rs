@@ -205,6 +205,91 @@ impl<C: Cloud> Verifier<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::{Action, ClaimTarget, DryRunAnswer};
+    use std::net::IpAddr;
+    use std::sync::Mutex;
+
+    /// EC2's DescribeAddresses: one unknown ID fails the whole call.
+    struct Ec2 {
+        known: Vec<&'static str>,
+        asked: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Cloud for Ec2 {
+        async fn describe_addresses(&self, ids: &[String]) -> Result<Vec<Address>, CloudError> {
+            self.asked.lock().unwrap().push(ids.to_vec());
+            if let Some(bad) = ids.iter().find(|i| !self.known.contains(&i.as_str())) {
+                return Err(CloudError {
+                    operation: "DescribeAddresses",
+                    kind: ErrorKind::NotFound,
+                    code: "InvalidAllocationID.NotFound".into(),
+                    message: format!("The allocation ID '{bad}' does not exist"),
+                });
+            }
+            Ok(ids
+                .iter()
+                .map(|i| Address {
+                    allocation_id: i.clone(),
+                    public_ip: None,
+                    association_id: None,
+                    network_interface_id: None,
+                    private_ip: None,
+                })
+                .collect())
+        }
+        async fn private_ips(&self, _: &str) -> Result<Vec<IpAddr>, CloudError> {
+            unreachable!()
+        }
+        async fn assign_private_ip(&self, _: &str, _: IpAddr) -> Result<(), CloudError> {
+            unreachable!()
+        }
+        async fn associate(&self, _: &str, _: &str, _: IpAddr) -> Result<String, CloudError> {
+            unreachable!()
+        }
+        async fn dry_run(&self, _: Action, _: &ClaimTarget) -> Result<DryRunAnswer, CloudError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_unknown_allocation_id_blinds_no_other_vip() {
+        let ec2 = Arc::new(Ec2 {
+            known: vec!["eipalloc-a", "eipalloc-c"],
+            asked: Mutex::new(vec![]),
+        });
+        let ids = ["eipalloc-a", "eipalloc-bad", "eipalloc-c"]
+            .map(String::from)
+            .to_vec();
+        let mut v = Verifier::new(
+            ec2.clone(),
+            Arc::new(Metrics::new("p", "n").unwrap()),
+            CallPolicy::new(Duration::from_secs(1)),
+            ids,
+            pace(),
+        );
+        let found = |r: Result<Vec<Address>, CloudError>| {
+            r.unwrap()
+                .into_iter()
+                .map(|a| a.allocation_id)
+                .collect::<Vec<_>>()
+        };
+        // Round 1: the batch fails, then one by one.
+        let (r, unknown) = v.describe().await;
+        assert_eq!(found(r), ["eipalloc-a", "eipalloc-c"]);
+        assert_eq!(unknown, ["eipalloc-bad"]);
+        // Round 2: the batch without it, and it alone.
+        ec2.asked.lock().unwrap().clear();
+        let (r, unknown) = v.describe().await;
+        assert_eq!(found(r), ["eipalloc-a", "eipalloc-c"]);
+        assert_eq!(unknown, ["eipalloc-bad"]);
+        assert_eq!(
+            *ec2.asked.lock().unwrap(),
+            [
+                vec!["eipalloc-a".to_owned(), "eipalloc-c".to_owned()],
+                vec!["eipalloc-bad".to_owned()]
+            ]
+        );
+    }
 
     fn s(ms: u64) -> Mono {
         Mono::from_millis(ms)

@@ -1038,4 +1038,37 @@ mod tests {
         assert_eq!(m.observe(up, st(6)), vec![]);
         assert_eq!(m.probe.since, Some(t(5)));
     }
+
+    /// A writer that invents names cannot grow the maps (and the metric
+    /// labels) without bound: known names always pass, new ones up to
+    /// MAX_NEW_NAMES per kind, the rest are dropped and counted.
+    #[test]
+    fn new_names_are_capped_per_kind_and_counted() {
+        let mut m = Model::new(["VI_1"]);
+        for i in 0..MAX_NEW_NAMES + 5 {
+            m.observe(line(&format!("INSTANCE \"X{i}\" BACKUP 100"), 1), st(1));
+            m.observe(line(&format!("GROUP \"G{i}\" BACKUP 0"), 1), st(1));
+            m.observe(
+                line(&format!("VS [10.0.0.1]:tcp:{} UP", 1000 + i), 1),
+                st(1),
+            );
+        }
+        assert_eq!(m.instances.len(), 1 + MAX_NEW_NAMES);
+        assert_eq!(m.groups.len(), MAX_NEW_NAMES);
+        assert_eq!(m.lvs.len(), MAX_NEW_NAMES);
+        assert_eq!(m.names_dropped.get("instance"), Some(&5));
+        assert_eq!(m.names_dropped.get("group"), Some(&5));
+        assert_eq!(m.names_dropped.get("lvs"), Some(&5));
+        // The configured instance and the admitted ones still update.
+        let c = m.observe(line("INSTANCE \"VI_1\" MASTER 150", 2), st(2));
+        assert!(matches!(c[..], [Change::Vrrp { .. }]), "{c:?}");
+        let c = m.observe(line("INSTANCE \"X0\" MASTER 100", 2), st(2));
+        assert!(matches!(c[..], [Change::Vrrp { .. }]), "{c:?}");
+        // Dropped names stay out of the decision history.
+        assert!(
+            m.decisions
+                .iter()
+                .all(|d| !matches!(d.change, Change::NameDropped { .. }))
+        );
+    }
 }

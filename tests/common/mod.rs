@@ -226,7 +226,12 @@ impl Watchdog {
 
     /// Polls `/v1/status` (every 100 ms, for at most `timeout`) until `pred`
     /// holds; returns that status. Panics with the log on timeout.
-    pub fn wait_status(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let status = self.status();
