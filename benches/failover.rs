@@ -73,6 +73,8 @@ struct Pair {
 
 #[derive(Default)]
 struct Phases {
+    /// The watchdog's own sample minus the observer's, per round (ms).
+    errors: Vec<f64>,
     detection: Vec<Duration>,
     reaction: Vec<Duration>,
     calls: Vec<Duration>,
@@ -162,6 +164,15 @@ impl Pair {
             let accepted = ts(&wb.wait_for("associate accepted", STEP, |e| {
                 e["message"] == "associate accepted"
             }));
+            let own = support::sample(wb);
+            let error = support::error_ms(&own, moved);
+            eprintln!(
+                "  watchdog's sample {:.3} s (moved by {}), observer's {:.3} s: error {error:+.0} ms",
+                own.latency.as_secs_f64(),
+                own.moved_by,
+                own.latency.as_secs_f64() - error / 1000.0
+            );
+            phases.errors.push(error);
             phases.detection.push(since(master, t0));
             phases.reaction.push(since(claim, master));
             phases.calls.push(since(accepted, claim));
@@ -216,6 +227,15 @@ fn main() {
             secs(p50),
             secs(p95),
             secs(max)
+        );
+    }
+    println!();
+    println!("B: the watchdog's failover-latency sample against the outside observer, per fault:");
+    for fault in Fault::ALL {
+        println!(
+            "  {}: {}",
+            fault.name(),
+            support::error_summary(&phases[&fault].errors, 50.0)
         );
     }
     println!();

@@ -2,16 +2,17 @@
 //!
 //!     cargo bench --bench footprint                 # 6 restarts, 10 min idle, 10 failovers
 //!     BENCH_SMOKE=1 cargo test --bench footprint    # 2 restarts, 5 s idle, 2 failovers
-//!     BENCH_IDLE_SECS=N BENCH_ROUNDS=N cargo bench --bench footprint
+//!     BENCH_IDLE_SECS=N BENCH_ROUNDS=N BENCH_FLAP_SECS=N cargo bench --bench footprint
 //!     VIP_WATCHDOG_BIN=/path/to/vip-watchdog ...    # measure that binary instead
 //!
 //! One lab (a Keepalived pair with HAProxy in network namespaces, moto's EC2
 //! server patched by tests/moto/launch.py, an IMDSv2 stub per node) with
-//! vip-watchdog in `own` mode on both nodes, at its default intervals
-//! (`verify_interval = "30s"`, `verify_jitter = "3s"`,
-//! `process_check_interval = "250ms"`, an http probe every `1s`) and
-//! `min_master_age = "3s"`, with `max_claims = 1000` so that the failovers
-//! are not damped. In three phases:
+//! vip-watchdog in `own` mode on both nodes, at its shipped defaults
+//! (`verify_interval = "30s"`, `verify_jitter = "3s"`, the fast pace of
+//! `1s` for `20s` after a transition, `min_master_age = "3s"`, damping
+//! included: converged claims are not damped), with the lab's Keepalived
+//! side at `process_check_interval = "250ms"` and an http probe every `1s`.
+//! In four phases:
 //!
 //! 1. Start-up: the watchdog on one node is stopped and started again
 //!    (alternately the BACKUP's and the MASTER's), and `/v1/status` is
@@ -26,6 +27,12 @@
 //!    failover, finished when the observer sees the EIP on the new MASTER
 //!    and that node's watchdog logs its claim converged. CPU time and calls
 //!    in this phase, less the idle rate over its duration, are per failover.
+//! 4. A flapping probe: HAProxy on node a is stopped for 0.5 s every 3 s for
+//!    `BENCH_FLAP_SECS` (120; smoke 6), so that both the watchdog's probe and
+//!    Keepalived's track script flap and VRRP moves back and forth: the
+//!    describes each watchdog makes per minute then, counted at the emulator
+//!    (every VRRP transition asks for a describe and the fast pace; the
+//!    verifier's minimum gap bounds them).
 //!
 //! It reports; it asserts no timing.
 
@@ -197,6 +204,32 @@ fn main() {
     let busy_calls = lab.api_calls();
     let busy_calls = [calls_of(&busy_calls, "a"), calls_of(&busy_calls, "b")];
 
+    // 4. A flapping probe.
+    let flap = Duration::from_secs(match std::env::var("BENCH_FLAP_SECS") {
+        Ok(n) => n.parse().expect("BENCH_FLAP_SECS is a number"),
+        Err(_) if smoke => 6,
+        Err(_) => 120,
+    });
+    lab.reset_api_calls();
+    let t_flap = Instant::now();
+    while t_flap.elapsed() < flap {
+        // The fault's schedule, not a wait for an event.
+        lab.a.kill_haproxy();
+        std::thread::park_timeout(Duration::from_millis(500));
+        lab.a.start_haproxy();
+        std::thread::park_timeout(Duration::from_millis(2500));
+    }
+    let flapped = t_flap.elapsed();
+    let flap_calls = lab.api_calls();
+    let flap_describes = |node: &str| {
+        flap_calls[format!("watchdog {node}")]["DescribeAddresses"]
+            .as_u64()
+            .unwrap_or(0) as f64
+            / flapped.as_secs_f64()
+            * 60.0
+    };
+    let flap_describes = [flap_describes("a"), flap_describes("b")];
+
     let _ = wa.stop();
     let _ = wb.stop();
 
@@ -269,6 +302,12 @@ fn main() {
         "| API calls per failover, less the idle rate | {} | {} |",
         calls_per_failover(0),
         calls_per_failover(1)
+    );
+    println!(
+        "| DescribeAddresses per minute while HAProxy on a flaps (0.5 s down every 3 s, {:.0} s) | {:.1} | {:.1} |",
+        flapped.as_secs_f64(),
+        flap_describes[0],
+        flap_describes[1]
     );
     println!(
         "EIP moves in this phase (min_master_age 3 s), median / p95 / max: HAProxy stopped on a -> EIP on b {}; HAProxy back on a -> EIP on a (a preempts) {}",

@@ -51,6 +51,8 @@ struct Pair {
     failed: Vec<Option<Duration>>,
     /// (B) in the failed rounds: node b MASTER -> the watchdog's claim.
     waited: Vec<Duration>,
+    /// (B) the watchdog's own sample minus the observer's, per round (ms).
+    errors: Vec<f64>,
 }
 
 impl Pair {
@@ -85,6 +87,7 @@ impl Pair {
             worked: vec![],
             failed: vec![],
             waited: vec![],
+            errors: vec![],
         };
         pair.watch.settled_on_a();
         // The set-up put the EIP on node a; the observer's first report.
@@ -149,6 +152,16 @@ impl Pair {
                 )
             }
         };
+        if let (Some(wb), Some(at)) = (self.watch.watchdog("b"), moved) {
+            let own = support::sample(wb);
+            let error = support::error_ms(&own, at);
+            self.errors.push(error);
+            eprintln!(
+                "  watchdog's sample {} (moved by {}); error against the observer {error:+.0} ms",
+                secs(own.latency),
+                own.moved_by
+            );
+        }
         // Back to node a. Its script (or, had it failed, its watchdog) moves
         // the EIP back unless it never left.
         self.lab.a.start_haproxy();
@@ -233,6 +246,18 @@ fn main() {
     println!(
         "B, failed rounds: node b MASTER -> the watchdog's claim (grace 10 s): {}",
         summary(&b.waited)
+    );
+    println!(
+        "B: the watchdog's failover-latency sample against the outside observer: {}",
+        support::error_summary(&b.errors, 1_500.0)
+    );
+    let calls = b.lab.api_calls();
+    let describes = calls["watchdog b"]["DescribeAddresses"]
+        .as_u64()
+        .unwrap_or(0);
+    println!(
+        "B: node b's watchdog made {describes} DescribeAddresses over {rounds} round(s) (each round two transitions on b), {:.1} per round",
+        describes as f64 / rounds as f64
     );
     for pair in [&a, &b] {
         let calls = pair.lab.api_calls();

@@ -112,6 +112,57 @@ impl Watch {
     }
 }
 
+/// The watchdog's own failover-latency sample, as it logs it: the latency
+/// from the MASTER line, when the describe that showed the VIP here was
+/// sent, and who moved it.
+pub struct Sample {
+    pub latency: Duration,
+    pub seen_at: SystemTime,
+    pub moved_by: String,
+}
+
+/// Waits for `w`'s next failover-latency sample.
+pub fn sample(w: &Watchdog) -> Sample {
+    let e = w.wait_for("the watchdog's latency sample", STEP, |e| {
+        e["message"] == "the cloud shows the VIP on this node, the MASTER"
+    });
+    Sample {
+        latency: Duration::from_millis(e["latency_ms"].as_u64().expect("latency_ms")),
+        seen_at: humantime::parse_rfc3339_weak(e["seen_at"].as_str().expect("seen_at"))
+            .expect("RFC 3339"),
+        moved_by: e["moved_by"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+/// The watchdog's sample against the observer's move, in signed
+/// milliseconds (positive: the watchdog saw it later). Both are latencies
+/// from the same MASTER line, so their difference is that of the two times.
+pub fn error_ms(s: &Sample, moved: SystemTime) -> f64 {
+    match s.seen_at.duration_since(moved) {
+        Ok(d) => d.as_secs_f64() * 1000.0,
+        Err(e) => -e.duration().as_secs_f64() * 1000.0,
+    }
+}
+
+/// "median / p95 / max" of absolute errors in ms, and how many of them
+/// are within `bound_ms`.
+pub fn error_summary(errors: &[f64], bound_ms: f64) -> String {
+    if errors.is_empty() {
+        return "-".into();
+    }
+    let mut abs: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
+    abs.sort_by(f64::total_cmp);
+    let at = |p: f64| abs[(((abs.len() - 1) as f64) * p).round() as usize];
+    let within = abs.iter().filter(|e| **e <= bound_ms).count();
+    format!(
+        "|error| {:.0} / {:.0} / {:.0} ms (median / p95 / max); within {bound_ms:.0} ms: {within} of {}",
+        at(0.5),
+        at(0.95),
+        abs[abs.len() - 1],
+        abs.len()
+    )
+}
+
 /// The `timestamp` of a watchdog's JSON log event.
 pub fn ts(event: &serde_json::Value) -> SystemTime {
     humantime::parse_rfc3339_weak(event["timestamp"].as_str().expect("timestamp"))
