@@ -61,7 +61,7 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
-            crate::logging::init(LogFormat::Text, "warn");
+            let _log = crate::logging::init(LogFormat::Text, "warn");
             let Some(cloud) = config.cloud.as_ref().filter(|_| !config.vips.is_empty()) else {
                 println!("no [cloud] and [[vip]] in the config: nothing to check");
                 return ExitCode::SUCCESS;
@@ -93,7 +93,7 @@ pub fn main() -> ExitCode {
             if let Some(f) = log_format {
                 config.log.format = f;
             }
-            crate::logging::init(config.log.format, &config.log.level);
+            let _log = crate::logging::init(config.log.format, &config.log.level);
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(2);
             let runtime = match runtime(builder) {

@@ -754,4 +754,62 @@ mod tests {
             "update tests/golden/status.json (VIP_WATCHDOG_UPDATE_GOLDEN=1)"
         );
     }
+
+    /// Ages, windows and back-off are on the monotonic clock: a wall clock
+    /// stepped an hour forward or back (NTP at boot) changes no verdict.
+    /// (now on the monotonic clock in ms, wall clock offset in s, the
+    /// verdict for "web")
+    #[test]
+    fn a_wall_clock_step_changes_no_verdict() {
+        let at = |mono: u64, wall_offset: i64| Stamp {
+            mono: Mono::from_millis(mono),
+            wall: if wall_offset >= 0 {
+                stamp(mono).wall + Duration::from_secs(wall_offset as u64)
+            } else {
+                stamp(mono).wall - Duration::from_secs((-wall_offset) as u64)
+            },
+        };
+        let rows = [
+            (500, 3_600, "wait"),
+            (500, -3_600, "wait"),
+            (2_999, 86_400, "wait"),
+            (3_000, -86_400, "claim"),
+        ];
+        for (mono, offset, want) in rows {
+            let mut r = rig();
+            r.side
+                .on_cloud(observed(10, "eni-peer", &[]), &r.model, stamp(10));
+            r.side.step(at(mono, offset), &r.model);
+            let view = r.side.view(at(mono, offset), &r.model);
+            assert_eq!(
+                view[0].verdict,
+                Some(want),
+                "mono {mono} ms, wall {offset:+} s: {:?}",
+                view[0].why
+            );
+        }
+        // Damping: three failed claims fill the window; a wall clock
+        // stepped a day forward does not empty it.
+        let mut r = rig();
+        for i in 0..3u64 {
+            let t = 3_000 + i * 1_000;
+            r.side
+                .on_cloud(observed(t, "eni-peer", &[]), &r.model, stamp(t));
+            r.side.step(stamp(t), &r.model);
+            while r.claims.try_recv().is_ok() {}
+            for vip in ["web", "db"] {
+                let done = CloudEvent::ClaimDone {
+                    vip: vip.into(),
+                    outcome: ClaimOutcome::Failed,
+                    detail: "refused".into(),
+                };
+                r.side.on_cloud(done, &r.model, stamp(t + 100));
+            }
+        }
+        r.side
+            .on_cloud(observed(6_500, "eni-peer", &[]), &r.model, stamp(6_500));
+        r.side.step(at(7_000, 86_400), &r.model);
+        let view = r.side.view(at(7_000, 86_400), &r.model);
+        assert_eq!(view[0].verdict, Some("damped"), "{:?}", view[0].why);
+    }
 }

@@ -1,0 +1,168 @@
+//! `Config::describe`: what was understood, every default filled in.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::*;
+
+impl Config {
+    /// What was understood, every default filled in, one key a line.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let w = &mut out;
+        let d = |d: &Duration| humantime::format_duration(*d).to_string();
+        let _ = writeln!(w, "node.name = {:?}", self.node.name);
+        let _ = writeln!(w, "node.pair = {:?}", self.node.pair);
+        let _ = writeln!(w, "http.listen = {}", self.http.listen);
+        let format = match self.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        let _ = writeln!(w, "log.format = {format:?}");
+        let _ = writeln!(w, "log.level = {:?}", self.log.level);
+        let k = &self.keepalived;
+        let _ = writeln!(w, "keepalived.fifo = {}", k.fifo.display());
+        let _ = writeln!(w, "keepalived.pid_file = {}", k.pid_file.display());
+        match &k.vrrp_pid_file {
+            Some(p) => writeln!(w, "keepalived.vrrp_pid_file = {}", p.display()),
+            None => writeln!(w, "keepalived.vrrp_pid_file = (not watched)"),
+        }
+        .ok();
+        let _ = writeln!(w, "keepalived.process_name = {:?}", k.process_name);
+        let _ = writeln!(
+            w,
+            "keepalived.process_check_interval = {}",
+            d(&k.process_check_interval)
+        );
+        match &k.json_dump {
+            None => {
+                let _ = writeln!(w, "keepalived.json_dump = false");
+            }
+            Some(j) => {
+                let _ = writeln!(w, "keepalived.json_dump = true");
+                let _ = writeln!(w, "keepalived.json_file = {}", j.file.display());
+                match j.signal {
+                    Some(s) => writeln!(w, "keepalived.json_signal = {s}"),
+                    None => writeln!(
+                        w,
+                        "keepalived.json_signal = (asked of `{} --signum=JSON`)",
+                        j.binary.display()
+                    ),
+                }
+                .ok();
+                let _ = writeln!(w, "keepalived.json_timeout = {}", d(&j.timeout));
+            }
+        }
+        for i in &k.instances {
+            let vips: Vec<String> = i.vips.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                w,
+                "keepalived.instance {:?}: vips = [{}]",
+                i.name,
+                vips.join(", ")
+            );
+        }
+        let p = &self.probe;
+        let _ = match &p.check {
+            Check::Http { url, expect_status } => writeln!(
+                w,
+                "probe = http GET {url}, expecting status {expect_status}"
+            ),
+            Check::Tcp { address } => writeln!(w, "probe = tcp connect to {address}"),
+            Check::Exec { command, shell } => writeln!(
+                w,
+                "probe = exec {command:?}{}",
+                if *shell { " through /bin/sh -c" } else { "" }
+            ),
+        };
+        let _ = writeln!(
+            w,
+            "probe.interval = {}, probe.timeout = {}, probe.rise = {}, probe.fall = {}",
+            d(&p.interval),
+            d(&p.timeout),
+            p.rise,
+            p.fall
+        );
+        if let Some(c) = &self.cloud {
+            let or = |v: &Option<String>, what: &str| {
+                v.clone().unwrap_or_else(|| format!("(from IMDS: {what})"))
+            };
+            let _ = writeln!(w, "cloud.region = {}", or(&c.region, "placement/region"));
+            let _ = writeln!(
+                w,
+                "cloud.instance_id = {}",
+                or(&c.instance_id, "instance-id")
+            );
+            let _ = writeln!(
+                w,
+                "cloud.interface_id = {}",
+                or(&c.interface_id, "the primary MAC's interface-id")
+            );
+            let _ = writeln!(
+                w,
+                "cloud.endpoint = {}",
+                c.endpoint
+                    .clone()
+                    .unwrap_or_else(|| "(SDK default, or AWS_ENDPOINT_URL)".into())
+            );
+            let _ = writeln!(
+                w,
+                "cloud.imds_endpoint = {}",
+                c.imds_endpoint
+                    .clone()
+                    .unwrap_or_else(|| "http://169.254.169.254".into())
+            );
+            let _ = writeln!(
+                w,
+                "cloud.call_timeout = {}, cloud.verify_interval = {} (jitter {}), cloud.convergence_timeout = {}, cloud.dry_run = {}",
+                d(&c.call_timeout),
+                d(&c.verify_interval),
+                d(&c.verify_jitter),
+                d(&c.convergence_timeout),
+                c.dry_run
+            );
+            let _ = writeln!(
+                w,
+                "cloud.fast_verify_interval = {} for cloud.fast_verify_for = {} after a transition, cloud.state_dir = {}",
+                d(&c.fast_verify_interval),
+                d(&c.fast_verify_for),
+                c.state_dir
+                    .as_ref()
+                    .map_or("(none: damping in memory only)".into(), |p| p
+                        .display()
+                        .to_string())
+            );
+            let _ = writeln!(
+                w,
+                "cloud.permission_check = {}",
+                if c.permission_check {
+                    format!(
+                        "DryRun at start-up and every {}",
+                        d(&c.permission_check_interval)
+                    )
+                } else {
+                    "off".into()
+                }
+            );
+        }
+        for v in &self.vips {
+            let p = &v.policy;
+            let _ = writeln!(
+                w,
+                "vip {:?}: eip {} on private IP {} while {} is MASTER; mode {:?}, grace {}, min_master_age {}, at most {} claims per {}, back-off {} to {}",
+                v.name,
+                v.allocation_id,
+                v.private_ip,
+                v.vrrp_instance,
+                p.mode,
+                d(&p.grace),
+                d(&p.min_master_age),
+                p.max_claims,
+                d(&p.claim_window),
+                d(&p.backoff_base),
+                d(&p.backoff_max)
+            );
+        }
+        out
+    }
+}

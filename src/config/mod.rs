@@ -1,0 +1,632 @@
+//! The configuration file: TOML, parsed once into the types below.
+//!
+//! Unknown keys are rejected. Every error names the key and, where the file
+//! has one, the line. `Config::describe` prints what was understood, with
+//! every default filled in (`check-config` shows it).
+//!
+//! ```text
+//! mod.rs        the typed configuration, its errors, load and parse
+//! raw.rs        the file as written (serde), with the defaults
+//! validate.rs   raw -> typed, each error naming its key and line
+//! describe.rs   what was understood, one key a line
+//! ```
+
+mod describe;
+mod raw;
+mod validate;
+
+use raw::RawConfig;
+use validate::Validator;
+
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub keepalived: KeepalivedConfig,
+    pub probe: ProbeConfig,
+    /// Present when there are VIPs to reconcile.
+    pub cloud: Option<CloudConfig>,
+    pub vips: Vec<VipConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudConfig {
+    /// Overrides IMDS's `placement/region`.
+    pub region: Option<String>,
+    /// The EC2 endpoint; the SDK also honours `AWS_ENDPOINT_URL(_EC2)`.
+    pub endpoint: Option<String>,
+    pub imds_endpoint: Option<String>,
+    /// Override IMDS's `instance-id` and the ENI of its primary MAC.
+    pub instance_id: Option<String>,
+    pub interface_id: Option<String>,
+    /// Each cloud call's timeout.
+    pub call_timeout: Duration,
+    /// Periodic verification, randomly spread by up to `verify_jitter`.
+    pub verify_interval: Duration,
+    pub verify_jitter: Duration,
+    /// After a hint (a VRRP transition, another MASTER heard, a failed
+    /// claim): a describe at once, then every `fast_verify_interval` for
+    /// `fast_verify_for`.
+    pub fast_verify_interval: Duration,
+    pub fast_verify_for: Duration,
+    /// Where damping is kept across restarts; `None` keeps it in memory.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// How long after a claim the cloud has to show the VIP here.
+    pub convergence_timeout: Duration,
+    /// Decide and log, call nothing that mutates.
+    pub dry_run: bool,
+    /// Ask EC2 with `DryRun` whether this node may make the calls a claim
+    /// needs: at start-up, then every `permission_check_interval`.
+    pub permission_check: bool,
+    pub permission_check_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VipConfig {
+    /// A short name for logs and the `vip` label; defaults to the allocation ID.
+    pub name: String,
+    pub allocation_id: String,
+    /// The secondary private IP the EIP is associated with on the MASTER.
+    pub private_ip: IpAddr,
+    pub vrrp_instance: String,
+    pub policy: crate::core::decide::VipPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// This node's name, exported as the `node` label.
+    pub name: String,
+    /// The HA pair this node belongs to, exported as the `pair` label.
+    pub pair: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `vip_watchdog=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepalivedConfig {
+    /// The notify FIFO (`notify_fifo` or `vrrp_notify_fifo` in `global_defs`).
+    pub fifo: PathBuf,
+    /// Keepalived's main pid file (`-p`).
+    pub pid_file: PathBuf,
+    /// Keepalived's VRRP process pid file (`-r`); watched when present.
+    pub vrrp_pid_file: Option<PathBuf>,
+    /// The process name (`/proc/PID/comm`) that a pid must have to count.
+    pub process_name: String,
+    pub process_check_interval: Duration,
+    /// Read the present state at start-up from Keepalived's JSON dump.
+    pub json_dump: Option<JsonDumpConfig>,
+    pub instances: Vec<InstanceConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonDumpConfig {
+    /// Where Keepalived writes it: `$TMPDIR/keepalived.json` of Keepalived's
+    /// environment.
+    pub file: PathBuf,
+    /// The real-time signal number; asked of `keepalived --signum=JSON` when
+    /// not set.
+    pub signal: Option<i32>,
+    pub binary: PathBuf,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceConfig {
+    pub name: String,
+    /// The instance's virtual addresses: present on the host with Keepalived
+    /// running means MASTER, when no better source is available at start-up.
+    pub vips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    pub check: Check,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes to go up.
+    pub rise: NonZeroU32,
+    /// Consecutive failures to go down.
+    pub fall: NonZeroU32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    Http {
+        url: reqwest::Url,
+        expect_status: u16,
+    },
+    Tcp {
+        address: SocketAddr,
+    },
+    /// Run `command[0]` with the remaining arguments, or `/bin/sh -c
+    /// command[0]` when `shell` is set. Exit status 0 is success.
+    Exec {
+        command: Vec<String>,
+        shell: bool,
+    },
+}
+
+impl Check {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::Http { .. } => "http",
+            Check::Tcp { .. } => "tcp",
+            Check::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key, e.g. `probe.timeout`; empty when the file itself is wrong.
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every error found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_char('\n')?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid configuration:\n{errors}")]
+    Invalid { path: PathBuf, errors: ConfigErrors },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|errors| LoadError::Invalid {
+            path: path.to_owned(),
+            errors,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                key: String::new(),
+                line: e.span().map(|s| line_of(text, s.start)),
+                message: e.message().trim().to_owned(),
+            }])
+        })?;
+        let mut v = Validator {
+            text,
+            errors: vec![],
+        };
+        let config = v.config(raw);
+        if v.errors.is_empty() {
+            Ok(config)
+        } else {
+            // File order; errors about defaults (no line) last.
+            v.errors.sort_by_key(|e| (e.line.is_none(), e.line));
+            Err(ConfigErrors(v.errors))
+        }
+    }
+}
+
+/// 1-based line of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[node]
+name = "lb-a"
+pair = "edge"
+
+[keepalived]
+fifo = "/run/vip-watchdog/keepalived.fifo"
+
+[probe]
+kind = "tcp"
+address = "127.0.0.1:80"
+"#;
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = Config::parse(MINIMAL).expect("minimal config is valid");
+        assert_eq!(c.http.listen, "127.0.0.1:9842".parse().unwrap());
+        assert_eq!(c.keepalived.pid_file, PathBuf::from("/run/keepalived.pid"));
+        assert_eq!(
+            c.keepalived.vrrp_pid_file,
+            Some(PathBuf::from("/run/keepalived_vrrp.pid"))
+        );
+        assert_eq!(
+            c.keepalived.process_check_interval,
+            Duration::from_millis(250)
+        );
+        assert!(c.keepalived.json_dump.is_some());
+        assert_eq!(c.probe.interval, Duration::from_secs(1));
+        assert_eq!(c.probe.timeout, Duration::from_millis(500));
+        assert_eq!((c.probe.rise.get(), c.probe.fall.get()), (2, 2));
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn the_example_config_parses_and_describes_as_the_golden_file() {
+        let text = include_str!("../../examples/vip-watchdog.toml");
+        let c = Config::parse(text).unwrap_or_else(|e| panic!("example config: {e}"));
+        let golden = include_str!("../../tests/golden/example-config.txt");
+        assert_eq!(
+            c.describe(),
+            golden,
+            "update tests/golden/example-config.txt"
+        );
+    }
+
+    /// Each bad input names its key (and line, where there is one).
+    #[test]
+    fn each_error_names_the_key_and_line() {
+        // (what, the file, expected key, expected line, words the message has)
+        let table: Vec<(&str, String, &str, Option<usize>, &str)> = vec![
+            (
+                "unknown key in a table",
+                MINIMAL.replace("pair = \"edge\"", "pair = \"edge\"\ncolour = \"red\""),
+                "",
+                Some(5),
+                "unknown field `colour`",
+            ),
+            (
+                "unknown table",
+                format!("{MINIMAL}\n[extra]\nx = 1\n"),
+                "",
+                Some(13),
+                "unknown field `extra`",
+            ),
+            (
+                "bad duration",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"tcp\"\ninterval = \"soon\""),
+                "",
+                Some(11),
+                "soon",
+            ),
+            (
+                "timeout above interval",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"tcp\"\ninterval = \"1s\"\ntimeout = \"2s\""),
+                "probe.timeout",
+                Some(12),
+                "at most probe.interval",
+            ),
+            (
+                "rise of zero",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"tcp\"\nrise = 0"),
+                "",
+                Some(11),
+                "nonzero",
+            ),
+            (
+                "bad pair label",
+                MINIMAL.replace("pair = \"edge\"", "pair = \"edge pair\""),
+                "node.pair",
+                Some(4),
+                "letters, digits",
+            ),
+            (
+                "missing pair",
+                MINIMAL.replace("pair = \"edge\"", ""),
+                "",
+                Some(2),
+                "missing field `pair`",
+            ),
+            (
+                "relative fifo",
+                MINIMAL.replace("/run/vip-watchdog/keepalived.fifo", "keepalived.fifo"),
+                "keepalived.fifo",
+                Some(7),
+                "absolute",
+            ),
+            (
+                "tcp address not ip:port",
+                MINIMAL.replace("127.0.0.1:80", "localhost"),
+                "probe.address",
+                Some(11),
+                "not IP:port",
+            ),
+            (
+                "key of another kind",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"tcp\"\nurl = \"http://x/\""),
+                "probe.url",
+                Some(11),
+                "not used by kind = \"tcp\"",
+            ),
+            (
+                "http without url",
+                MINIMAL.replace("kind = \"tcp\"\naddress = \"127.0.0.1:80\"", "kind = \"http\""),
+                "probe.url",
+                Some(9),
+                "required",
+            ),
+            (
+                "unknown probe kind",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"icmp\""),
+                "",
+                Some(10),
+                "unknown variant `icmp`",
+            ),
+            (
+                "exec with shell and many words",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"exec\"\ncommand = [\"a\", \"b\"]\nshell = true",
+                ),
+                "probe.command",
+                Some(11),
+                "one string",
+            ),
+            (
+                "bad status",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"http\"\nurl = \"http://127.0.0.1/\"\nexpect_status = 999",
+                ),
+                "probe.expect_status",
+                Some(12),
+                "HTTP status",
+            ),
+            (
+                "ftp url",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"http\"\nurl = \"ftp://127.0.0.1/\"",
+                ),
+                "probe.url",
+                Some(11),
+                "not http",
+            ),
+            (
+                "duplicate instance",
+                MINIMAL.replace(
+                    "[probe]",
+                    "[[keepalived.instance]]\nname = \"VI_1\"\n[[keepalived.instance]]\nname = \"VI_1\"\n[probe]",
+                ),
+                "keepalived.instance.name",
+                Some(12),
+                "listed twice",
+            ),
+            (
+                "bad vip",
+                MINIMAL.replace(
+                    "[probe]",
+                    "[[keepalived.instance]]\nname = \"VI_1\"\nvips = [\"10.0.0.300\"]\n[probe]",
+                ),
+                "",
+                Some(11),
+                "invalid IP address",
+            ),
+            (
+                "process check too slow",
+                MINIMAL.replace(
+                    "[probe]",
+                    "process_check_interval = \"1m\"\n[probe]",
+                ),
+                "keepalived.process_check_interval",
+                Some(9),
+                "10ms to 10s",
+            ),
+            (
+                "bad log level",
+                format!("{MINIMAL}[log]\nlevel = \"loud=[\"\n"),
+                "log.level",
+                Some(13),
+                "not a log filter",
+            ),
+        ];
+        for (what, text, key, line, needle) in table {
+            let errs = Config::parse(&text).expect_err(what).0;
+            let e = &errs[0];
+            assert_eq!((e.key.as_str(), e.line), (key, line), "{what}: {e}");
+            assert!(e.message.contains(needle), "{what}: {e:?} lacks {needle:?}");
+        }
+    }
+
+    /// MINIMAL plus an instance, a [cloud] and a [[vip]] (lines 12-19).
+    fn with_vip(vip_extra: &str) -> String {
+        format!(
+            "{}[[keepalived.instance]]\nname = \"VI_1\"\n[cloud]\nregion = \"eu-west-1\"\n[[vip]]\nkind = \"eip\"\nallocation_id = \"eipalloc-1\"\nprivate_ip = \"10.0.0.100\"\nvrrp_instance = \"VI_1\"\n{vip_extra}",
+            MINIMAL
+        )
+    }
+
+    #[test]
+    fn vip_config_defaults_are_safe() {
+        let c = Config::parse(&with_vip("")).expect("valid");
+        let v = &c.vips[0];
+        assert_eq!(v.name, "eipalloc-1");
+        assert_eq!(v.policy.mode, crate::core::decide::Mode::Heal);
+        assert_eq!(v.policy.min_master_age, Duration::from_secs(3));
+        assert_eq!(v.policy.grace, Duration::from_secs(10));
+        assert_eq!(v.policy.max_claims, 3);
+        assert!(!v.policy.dry_run);
+        let cloud = c.cloud.expect("cloud");
+        assert_eq!(cloud.verify_interval, Duration::from_secs(30));
+        assert_eq!(cloud.region.as_deref(), Some("eu-west-1"));
+        assert!(cloud.permission_check);
+        assert_eq!(cloud.permission_check_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn vip_errors_name_the_key_and_line() {
+        // (what, the file, expected key, expected line, words the message has)
+        let table: Vec<(&str, String, &str, Option<usize>, &str)> = vec![
+            (
+                "vip without cloud",
+                with_vip("").replace("[cloud]\nregion = \"eu-west-1\"\n", ""),
+                "vip",
+                Some(14),
+                "needs a [cloud]",
+            ),
+            (
+                "bad allocation id",
+                with_vip("").replace("eipalloc-1", "alloc-1"),
+                "vip.allocation_id",
+                Some(18),
+                "eipalloc-",
+            ),
+            (
+                "unknown vrrp instance",
+                with_vip("").replace("vrrp_instance = \"VI_1\"", "vrrp_instance = \"VI_9\""),
+                "vip.vrrp_instance",
+                Some(20),
+                "not a [[keepalived.instance]]",
+            ),
+            (
+                "min_master_age below a second",
+                with_vip("min_master_age = \"500ms\"\n"),
+                "vip.min_master_age",
+                Some(21),
+                "at least 1s",
+            ),
+            (
+                "bad mode",
+                with_vip("mode = \"fight\"\n"),
+                "",
+                Some(21),
+                "unknown variant `fight`",
+            ),
+            (
+                "unknown vip kind",
+                with_vip("").replace("kind = \"eip\"", "kind = \"route\""),
+                "",
+                Some(17),
+                "unknown variant `route`",
+            ),
+            (
+                "backoff max below base",
+                with_vip("backoff_base = \"1m\"\nbackoff_max = \"10s\"\n"),
+                "vip.backoff_max",
+                Some(22),
+                "at least vip.backoff_base",
+            ),
+            (
+                "verify interval too short",
+                with_vip("").replace("region = \"eu-west-1\"", "verify_interval = \"100ms\""),
+                "cloud.verify_interval",
+                Some(15),
+                "at least 1s",
+            ),
+            (
+                "permission check too often",
+                with_vip("").replace(
+                    "region = \"eu-west-1\"",
+                    "permission_check_interval = \"1s\"",
+                ),
+                "cloud.permission_check_interval",
+                Some(15),
+                "at least 10s",
+            ),
+            (
+                "bad eni",
+                with_vip("").replace("region = \"eu-west-1\"", "interface_id = \"eth0\""),
+                "cloud.interface_id",
+                Some(15),
+                "eni-",
+            ),
+            (
+                "unknown cloud key",
+                with_vip("").replace("region = \"eu-west-1\"", "zone = \"a\""),
+                "",
+                Some(15),
+                "unknown field `zone`",
+            ),
+        ];
+        for (what, text, key, line, needle) in table {
+            let errs = Config::parse(&text).expect_err(what).0;
+            let e = &errs[0];
+            assert_eq!((e.key.as_str(), e.line), (key, line), "{what}: {e}\n{text}");
+            assert!(e.message.contains(needle), "{what}: {e:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let text = MINIMAL
+            .replace("pair = \"edge\"", "pair = \"\"")
+            .replace("127.0.0.1:80", "nowhere");
+        let errs = Config::parse(&text).expect_err("two errors").0;
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["node.pair", "probe.address"]);
+        let shown = ConfigErrors(errs).to_string();
+        assert!(shown.starts_with("line 4: node.pair: "), "{shown}");
+    }
+
+    #[test]
+    fn empty_vrrp_pid_file_turns_the_child_watch_off() {
+        let text = MINIMAL.replace(
+            "[probe]",
+            "vrrp_pid_file = \"\"\njson_dump = false\n[probe]",
+        );
+        let c = Config::parse(&text).expect("valid");
+        assert_eq!(c.keepalived.vrrp_pid_file, None);
+        assert_eq!(c.keepalived.json_dump, None);
+    }
+}

@@ -1,0 +1,293 @@
+//! The file as written: serde structs with the defaults. Spans are kept so
+//! that validation can name the line of each error.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::LogFormat;
+
+// ---- the file as written ---------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) node: Spanned<RawNode>,
+    #[serde(default)]
+    pub(super) http: RawHttp,
+    #[serde(default)]
+    pub(super) log: RawLog,
+    pub(super) keepalived: Spanned<RawKeepalived>,
+    pub(super) probe: Spanned<RawProbe>,
+    pub(super) cloud: Option<Spanned<RawCloud>>,
+    #[serde(default, rename = "vip")]
+    pub(super) vips: Vec<Spanned<RawVip>>,
+}
+
+pub(super) fn dur(d: Duration) -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(d))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCloud {
+    pub(super) region: Option<String>,
+    pub(super) endpoint: Option<Spanned<String>>,
+    pub(super) imds_endpoint: Option<Spanned<String>>,
+    pub(super) instance_id: Option<String>,
+    pub(super) interface_id: Option<Spanned<String>>,
+    #[serde(default = "default_call_timeout")]
+    pub(super) call_timeout: Spanned<Dur>,
+    #[serde(default = "default_verify_interval")]
+    pub(super) verify_interval: Spanned<Dur>,
+    #[serde(default = "default_verify_jitter")]
+    pub(super) verify_jitter: Spanned<Dur>,
+    #[serde(default = "default_fast_verify_interval")]
+    pub(super) fast_verify_interval: Spanned<Dur>,
+    #[serde(default = "default_fast_verify_for")]
+    pub(super) fast_verify_for: Spanned<Dur>,
+    #[serde(default = "default_state_dir")]
+    pub(super) state_dir: String,
+    #[serde(default = "default_convergence_timeout")]
+    pub(super) convergence_timeout: Spanned<Dur>,
+    #[serde(default)]
+    pub(super) dry_run: bool,
+    #[serde(default = "yes")]
+    pub(super) permission_check: bool,
+    #[serde(default = "default_permission_check_interval")]
+    pub(super) permission_check_interval: Spanned<Dur>,
+}
+
+pub(super) fn yes() -> bool {
+    true
+}
+pub(super) fn default_permission_check_interval() -> Spanned<Dur> {
+    dur(Duration::from_secs(3600))
+}
+pub(super) fn default_call_timeout() -> Spanned<Dur> {
+    dur(Duration::from_secs(5))
+}
+pub(super) fn default_verify_interval() -> Spanned<Dur> {
+    dur(Duration::from_secs(30))
+}
+pub(super) fn default_verify_jitter() -> Spanned<Dur> {
+    dur(Duration::from_secs(3))
+}
+pub(super) fn default_fast_verify_interval() -> Spanned<Dur> {
+    dur(Duration::from_secs(1))
+}
+pub(super) fn default_fast_verify_for() -> Spanned<Dur> {
+    dur(Duration::from_secs(20))
+}
+pub(super) fn default_state_dir() -> String {
+    "/var/lib/vip-watchdog".into()
+}
+pub(super) fn default_convergence_timeout() -> Spanned<Dur> {
+    dur(Duration::from_secs(20))
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum VipKind {
+    Eip,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawMode {
+    Heal,
+    Own,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVip {
+    #[allow(dead_code)]
+    pub(super) kind: VipKind,
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) allocation_id: Spanned<String>,
+    pub(super) private_ip: IpAddr,
+    pub(super) vrrp_instance: Spanned<String>,
+    #[serde(default = "default_mode")]
+    pub(super) mode: RawMode,
+    #[serde(default = "default_grace")]
+    pub(super) grace: Spanned<Dur>,
+    #[serde(default = "default_min_master_age")]
+    pub(super) min_master_age: Spanned<Dur>,
+    #[serde(default = "default_max_claims")]
+    pub(super) max_claims: NonZeroU32,
+    #[serde(default = "default_claim_window")]
+    pub(super) claim_window: Spanned<Dur>,
+    #[serde(default = "default_backoff_base")]
+    pub(super) backoff_base: Spanned<Dur>,
+    #[serde(default = "default_backoff_max")]
+    pub(super) backoff_max: Spanned<Dur>,
+}
+
+pub(super) fn default_mode() -> RawMode {
+    RawMode::Heal
+}
+pub(super) fn default_grace() -> Spanned<Dur> {
+    dur(Duration::from_secs(10))
+}
+pub(super) fn default_min_master_age() -> Spanned<Dur> {
+    dur(Duration::from_secs(3))
+}
+pub(super) fn default_max_claims() -> NonZeroU32 {
+    NonZeroU32::new(3).expect("3 is not zero")
+}
+pub(super) fn default_claim_window() -> Spanned<Dur> {
+    dur(Duration::from_secs(600))
+}
+pub(super) fn default_backoff_base() -> Spanned<Dur> {
+    dur(Duration::from_secs(10))
+}
+pub(super) fn default_backoff_max() -> Spanned<Dur> {
+    dur(Duration::from_secs(300))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNode {
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) pair: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub(super) listen: SocketAddr,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9842)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLog {
+    pub(super) format: LogFormat,
+    pub(super) level: Spanned<String>,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: Spanned::new(0..0, "info".into()),
+        }
+    }
+}
+
+/// A duration written as `"1s"`, `"500ms"`, `"1m 30s"`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(transparent)]
+pub(super) struct Dur(#[serde(with = "humantime_serde")] pub(super) Duration);
+
+pub(super) fn default_fifo() -> Spanned<PathBuf> {
+    Spanned::new(0..0, "/run/vip-watchdog/keepalived.fifo".into())
+}
+pub(super) fn default_pid_file() -> Spanned<PathBuf> {
+    Spanned::new(0..0, "/run/keepalived.pid".into())
+}
+pub(super) fn default_vrrp_pid_file() -> Option<Spanned<PathBuf>> {
+    Some(Spanned::new(0..0, "/run/keepalived_vrrp.pid".into()))
+}
+pub(super) fn default_process_name() -> String {
+    "keepalived".into()
+}
+pub(super) fn default_check_interval() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_millis(250)))
+}
+pub(super) fn default_true() -> bool {
+    true
+}
+pub(super) fn default_json_file() -> Spanned<PathBuf> {
+    Spanned::new(0..0, "/tmp/keepalived.json".into())
+}
+pub(super) fn default_binary() -> PathBuf {
+    "keepalived".into()
+}
+pub(super) fn default_json_timeout() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(2)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeepalived {
+    #[serde(default = "default_fifo")]
+    pub(super) fifo: Spanned<PathBuf>,
+    #[serde(default = "default_pid_file")]
+    pub(super) pid_file: Spanned<PathBuf>,
+    /// `""` turns the VRRP process watch off.
+    #[serde(default = "default_vrrp_pid_file")]
+    pub(super) vrrp_pid_file: Option<Spanned<PathBuf>>,
+    #[serde(default = "default_process_name")]
+    pub(super) process_name: String,
+    #[serde(default = "default_check_interval")]
+    pub(super) process_check_interval: Spanned<Dur>,
+    #[serde(default = "default_true")]
+    pub(super) json_dump: bool,
+    #[serde(default = "default_json_file")]
+    pub(super) json_file: Spanned<PathBuf>,
+    pub(super) json_signal: Option<Spanned<i32>>,
+    #[serde(default = "default_binary")]
+    pub(super) binary: PathBuf,
+    #[serde(default = "default_json_timeout")]
+    pub(super) json_timeout: Spanned<Dur>,
+    #[serde(default, rename = "instance")]
+    pub(super) instances: Vec<Spanned<RawInstance>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInstance {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) vips: Vec<IpAddr>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ProbeKind {
+    Http,
+    Tcp,
+    Exec,
+}
+
+pub(super) fn default_interval() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(1)))
+}
+pub(super) fn default_timeout() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_millis(500)))
+}
+pub(super) fn default_rise_fall() -> NonZeroU32 {
+    NonZeroU32::new(2).expect("2 is not zero")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProbe {
+    pub(super) kind: ProbeKind,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) expect_status: Option<Spanned<u16>>,
+    pub(super) address: Option<Spanned<String>>,
+    pub(super) command: Option<Spanned<Vec<String>>>,
+    pub(super) shell: Option<Spanned<bool>>,
+    #[serde(default = "default_interval")]
+    pub(super) interval: Spanned<Dur>,
+    #[serde(default = "default_timeout")]
+    pub(super) timeout: Spanned<Dur>,
+    #[serde(default = "default_rise_fall")]
+    pub(super) rise: NonZeroU32,
+    #[serde(default = "default_rise_fall")]
+    pub(super) fall: NonZeroU32,
+}

@@ -1,0 +1,500 @@
+//! Raw -> typed: every check, each error naming its key and line.
+
+use super::raw::*;
+use super::*;
+
+// ---- validation --------------------------------------------------------------
+
+pub(super) struct Validator<'a> {
+    pub(super) text: &'a str,
+    pub(super) errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn err<T>(&mut self, key: &str, span: &Spanned<T>, message: impl Into<String>) {
+        let line = (span.span() != (0..0)).then(|| line_of(self.text, span.span().start));
+        self.errors.push(ConfigError {
+            key: key.to_owned(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn config(&mut self, raw: RawConfig) -> Config {
+        let node = self.node(raw.node);
+        let level = raw.log.level;
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level.get_ref()) {
+            self.err("log.level", &level, format!("not a log filter: {e}"));
+        }
+        let keepalived = self.keepalived(raw.keepalived);
+        let probe = self.probe(raw.probe);
+        let cloud = raw.cloud.map(|c| self.cloud(c));
+        let vips = self.vips(raw.vips, &keepalived, cloud.as_ref());
+        Config {
+            cloud,
+            vips,
+            node,
+            http: HttpConfig {
+                listen: raw.http.listen,
+            },
+            log: LogConfig {
+                format: raw.log.format,
+                level: level.into_inner(),
+            },
+            keepalived,
+            probe,
+        }
+    }
+
+    fn label(&mut self, key: &str, value: &Spanned<String>) {
+        let v = value.get_ref();
+        let ok = !v.is_empty()
+            && v.len() <= 64
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.err(
+                key,
+                value,
+                format!("{v:?} must be 1-64 characters of letters, digits, '-', '_', '.'"),
+            );
+        }
+    }
+
+    fn node(&mut self, raw: Spanned<RawNode>) -> NodeConfig {
+        let raw = raw.into_inner();
+        self.label("node.pair", &raw.pair);
+        let name = match raw.name {
+            Some(name) => {
+                self.label("node.name", &name);
+                name.into_inner()
+            }
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "unknown".into()),
+        };
+        NodeConfig {
+            name,
+            pair: raw.pair.into_inner(),
+        }
+    }
+
+    fn absolute(&mut self, key: &str, path: &Spanned<PathBuf>) {
+        if !path.get_ref().is_absolute() {
+            self.err(
+                key,
+                path,
+                format!("{} must be an absolute path", path.get_ref().display()),
+            );
+        }
+    }
+
+    fn keepalived(&mut self, raw: Spanned<RawKeepalived>) -> KeepalivedConfig {
+        let raw = raw.into_inner();
+        self.absolute("keepalived.fifo", &raw.fifo);
+        self.absolute("keepalived.pid_file", &raw.pid_file);
+        let vrrp_pid_file = match raw.vrrp_pid_file {
+            Some(p) if p.get_ref().as_os_str().is_empty() => None,
+            Some(p) => {
+                self.absolute("keepalived.vrrp_pid_file", &p);
+                Some(p.into_inner())
+            }
+            None => None,
+        };
+        let every = raw.process_check_interval.get_ref().0;
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&every) {
+            self.err(
+                "keepalived.process_check_interval",
+                &raw.process_check_interval,
+                "must be from 10ms to 10s: a crashed Keepalived must be noticed quickly",
+            );
+        }
+        let json_dump = if raw.json_dump {
+            self.absolute("keepalived.json_file", &raw.json_file);
+            if let Some(sig) = &raw.json_signal
+                && !(1..=64).contains(sig.get_ref())
+            {
+                self.err(
+                    "keepalived.json_signal",
+                    sig,
+                    "must be a signal number from 1 to 64",
+                );
+            }
+            Some(JsonDumpConfig {
+                file: raw.json_file.into_inner(),
+                signal: raw.json_signal.map(Spanned::into_inner),
+                binary: raw.binary,
+                timeout: raw.json_timeout.into_inner().0,
+            })
+        } else {
+            None
+        };
+        let mut instances: Vec<InstanceConfig> = vec![];
+        for inst in raw.instances {
+            let inst = inst.into_inner();
+            let name = inst.name.get_ref();
+            if name.is_empty() || name.contains('"') {
+                self.err(
+                    "keepalived.instance.name",
+                    &inst.name,
+                    "must be a non-empty vrrp_instance name without '\"'",
+                );
+            } else if instances.iter().any(|i| &i.name == name) {
+                self.err(
+                    "keepalived.instance.name",
+                    &inst.name,
+                    format!("instance {name:?} is listed twice"),
+                );
+            }
+            instances.push(InstanceConfig {
+                name: inst.name.into_inner(),
+                vips: inst.vips,
+            });
+        }
+        KeepalivedConfig {
+            fifo: raw.fifo.into_inner(),
+            pid_file: raw.pid_file.into_inner(),
+            vrrp_pid_file,
+            process_name: raw.process_name,
+            process_check_interval: every,
+            json_dump,
+            instances,
+        }
+    }
+
+    fn url(&mut self, key: &str, v: Option<Spanned<String>>) -> Option<String> {
+        let v = v?;
+        match reqwest::Url::parse(v.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(v.into_inner()),
+            _ => {
+                self.err(key, &v, format!("{:?} is not an http(s) URL", v.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn cloud(&mut self, raw: Spanned<RawCloud>) -> CloudConfig {
+        let raw = raw.into_inner();
+        let endpoint = self.url("cloud.endpoint", raw.endpoint);
+        let imds_endpoint = self.url("cloud.imds_endpoint", raw.imds_endpoint);
+        if let Some(eni) = &raw.interface_id
+            && !eni.get_ref().starts_with("eni-")
+        {
+            self.err("cloud.interface_id", eni, "must be an ENI ID (eni-...)");
+        }
+        let call_timeout = raw.call_timeout.get_ref().0;
+        if call_timeout < Duration::from_millis(100) || call_timeout > Duration::from_secs(60) {
+            self.err(
+                "cloud.call_timeout",
+                &raw.call_timeout,
+                "must be from 100ms to 60s",
+            );
+        }
+        let verify_interval = raw.verify_interval.get_ref().0;
+        if verify_interval < Duration::from_secs(1) {
+            self.err(
+                "cloud.verify_interval",
+                &raw.verify_interval,
+                "must be at least 1s: every node of every pair shares the account's describe rate",
+            );
+        }
+        let verify_jitter = raw.verify_jitter.get_ref().0;
+        if verify_jitter > verify_interval {
+            self.err(
+                "cloud.verify_jitter",
+                &raw.verify_jitter,
+                "must be at most cloud.verify_interval",
+            );
+        }
+        let fast_verify_interval = raw.fast_verify_interval.get_ref().0;
+        if fast_verify_interval < crate::cloud::verifier::MIN_GAP
+            || fast_verify_interval > verify_interval
+        {
+            self.err(
+                "cloud.fast_verify_interval",
+                &raw.fast_verify_interval,
+                "must be from 1s to cloud.verify_interval",
+            );
+        }
+        let fast_verify_for = raw.fast_verify_for.get_ref().0;
+        if fast_verify_for > Duration::from_secs(600) {
+            self.err(
+                "cloud.fast_verify_for",
+                &raw.fast_verify_for,
+                "must be at most 10m: the fast pace is for the moments after a transition",
+            );
+        }
+        let permission_check_interval = raw.permission_check_interval.get_ref().0;
+        if permission_check_interval < Duration::from_secs(10) {
+            self.err(
+                "cloud.permission_check_interval",
+                &raw.permission_check_interval,
+                "must be at least 10s",
+            );
+        }
+        CloudConfig {
+            region: raw.region,
+            endpoint,
+            imds_endpoint,
+            instance_id: raw.instance_id,
+            interface_id: raw.interface_id.map(Spanned::into_inner),
+            call_timeout,
+            verify_interval,
+            verify_jitter,
+            fast_verify_interval,
+            fast_verify_for,
+            state_dir: (!raw.state_dir.is_empty()).then(|| raw.state_dir.into()),
+            convergence_timeout: raw.convergence_timeout.get_ref().0,
+            dry_run: raw.dry_run,
+            permission_check: raw.permission_check,
+            permission_check_interval,
+        }
+    }
+
+    fn vips(
+        &mut self,
+        raw: Vec<Spanned<RawVip>>,
+        keepalived: &KeepalivedConfig,
+        cloud: Option<&CloudConfig>,
+    ) -> Vec<VipConfig> {
+        let mut out: Vec<VipConfig> = vec![];
+        for spanned in raw {
+            let table = Spanned::new(spanned.span(), ());
+            let v = spanned.into_inner();
+            if cloud.is_none() {
+                self.err("vip", &table, "a [[vip]] needs a [cloud] table");
+            }
+            if !v.allocation_id.get_ref().starts_with("eipalloc-") {
+                self.err(
+                    "vip.allocation_id",
+                    &v.allocation_id,
+                    "must be an allocation ID (eipalloc-...)",
+                );
+            }
+            if !keepalived
+                .instances
+                .iter()
+                .any(|i| &i.name == v.vrrp_instance.get_ref())
+            {
+                self.err(
+                    "vip.vrrp_instance",
+                    &v.vrrp_instance,
+                    format!(
+                        "{:?} is not a [[keepalived.instance]]: list it there so its state is tracked from the start",
+                        v.vrrp_instance.get_ref()
+                    ),
+                );
+            }
+            let min_master_age = v.min_master_age.get_ref().0;
+            if min_master_age < Duration::from_secs(1) {
+                self.err(
+                    "vip.min_master_age",
+                    &v.min_master_age,
+                    "must be at least 1s: a node that is MASTER for under a second at boot must never claim",
+                );
+            }
+            let (base, max) = (v.backoff_base.get_ref().0, v.backoff_max.get_ref().0);
+            if base.is_zero() || max < base {
+                self.err(
+                    "vip.backoff_max",
+                    &v.backoff_max,
+                    "must be at least vip.backoff_base, which must be more than 0",
+                );
+            }
+            let name = match v.name {
+                Some(n) => {
+                    self.label("vip.name", &n);
+                    n.into_inner()
+                }
+                None => v.allocation_id.get_ref().clone(),
+            };
+            if out
+                .iter()
+                .any(|o| o.name == name || &o.allocation_id == v.allocation_id.get_ref())
+            {
+                self.err(
+                    "vip.allocation_id",
+                    &v.allocation_id,
+                    format!("VIP {name:?} is listed twice"),
+                );
+            }
+            out.push(VipConfig {
+                name,
+                allocation_id: v.allocation_id.into_inner(),
+                private_ip: v.private_ip,
+                vrrp_instance: v.vrrp_instance.into_inner(),
+                policy: crate::core::decide::VipPolicy {
+                    mode: match v.mode {
+                        RawMode::Heal => crate::core::decide::Mode::Heal,
+                        RawMode::Own => crate::core::decide::Mode::Own,
+                    },
+                    grace: v.grace.get_ref().0,
+                    min_master_age,
+                    max_claims: v.max_claims.get(),
+                    claim_window: v.claim_window.get_ref().0,
+                    backoff_base: base,
+                    backoff_max: max,
+                    dry_run: cloud.is_some_and(|c| c.dry_run),
+                },
+            });
+        }
+        out
+    }
+
+    fn probe(&mut self, raw: Spanned<RawProbe>) -> ProbeConfig {
+        let table = Spanned::new(raw.span(), ());
+        let raw = raw.into_inner();
+        let (interval, timeout) = (raw.interval.get_ref().0, raw.timeout.get_ref().0);
+        if interval < Duration::from_millis(10) {
+            self.err("probe.interval", &raw.interval, "must be at least 10ms");
+        }
+        if timeout.is_zero() || timeout > interval {
+            self.err(
+                "probe.timeout",
+                &raw.timeout,
+                format!(
+                    "must be more than 0 and at most probe.interval ({})",
+                    humantime::format_duration(interval)
+                ),
+            );
+        }
+        // Keys that belong to another kind are mistakes, not noise.
+        let kind = raw.kind;
+        let foreign: [(&str, Option<std::ops::Range<usize>>, ProbeKind); 5] = [
+            ("url", raw.url.as_ref().map(Spanned::span), ProbeKind::Http),
+            (
+                "expect_status",
+                raw.expect_status.as_ref().map(Spanned::span),
+                ProbeKind::Http,
+            ),
+            (
+                "address",
+                raw.address.as_ref().map(Spanned::span),
+                ProbeKind::Tcp,
+            ),
+            (
+                "command",
+                raw.command.as_ref().map(Spanned::span),
+                ProbeKind::Exec,
+            ),
+            (
+                "shell",
+                raw.shell.as_ref().map(Spanned::span),
+                ProbeKind::Exec,
+            ),
+        ];
+        for (key, span, owner) in foreign {
+            if let Some(span) = span
+                && owner != kind
+            {
+                let s = Spanned::new(span, ());
+                self.err(
+                    &format!("probe.{key}"),
+                    &s,
+                    format!("is not used by kind = \"{}\"", kind_name(kind)),
+                );
+            }
+        }
+        let placeholder = Check::Tcp {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let check = match kind {
+            ProbeKind::Http => match raw.url {
+                None => {
+                    self.err("probe.url", &table, "is required for kind = \"http\"");
+                    placeholder
+                }
+                Some(url) => {
+                    let expect_status = match raw.expect_status {
+                        Some(s) if !(100..=599).contains(s.get_ref()) => {
+                            self.err(
+                                "probe.expect_status",
+                                &s,
+                                "must be an HTTP status from 100 to 599",
+                            );
+                            200
+                        }
+                        Some(s) => s.into_inner(),
+                        None => 200,
+                    };
+                    match reqwest::Url::parse(url.get_ref()) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") => Check::Http {
+                            url: u,
+                            expect_status,
+                        },
+                        Ok(u) => {
+                            self.err(
+                                "probe.url",
+                                &url,
+                                format!("scheme {:?} is not http or https", u.scheme()),
+                            );
+                            placeholder
+                        }
+                        Err(e) => {
+                            self.err("probe.url", &url, format!("not a URL: {e}"));
+                            placeholder
+                        }
+                    }
+                }
+            },
+            ProbeKind::Tcp => match raw.address {
+                None => {
+                    self.err("probe.address", &table, "is required for kind = \"tcp\"");
+                    placeholder
+                }
+                Some(a) => match a.get_ref().parse::<SocketAddr>() {
+                    Ok(address) => Check::Tcp { address },
+                    Err(_) => {
+                        self.err(
+                            "probe.address",
+                            &a,
+                            format!("{:?} is not IP:port (e.g. \"127.0.0.1:80\")", a.get_ref()),
+                        );
+                        placeholder
+                    }
+                },
+            },
+            ProbeKind::Exec => {
+                let shell = raw.shell.as_ref().is_some_and(|s| *s.get_ref());
+                match raw.command {
+                    None => {
+                        self.err("probe.command", &table, "is required for kind = \"exec\"");
+                        placeholder
+                    }
+                    Some(c) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
+                        self.err("probe.command", &c, "must name a program");
+                        placeholder
+                    }
+                    Some(c) if shell && c.get_ref().len() != 1 => {
+                        self.err(
+                            "probe.command",
+                            &c,
+                            "with shell = true, give the whole command as one string",
+                        );
+                        placeholder
+                    }
+                    Some(c) => Check::Exec {
+                        command: c.into_inner(),
+                        shell,
+                    },
+                }
+            }
+        };
+        ProbeConfig {
+            check,
+            interval,
+            timeout,
+            rise: raw.rise,
+            fall: raw.fall,
+        }
+    }
+}
+
+fn kind_name(k: ProbeKind) -> &'static str {
+    match k {
+        ProbeKind::Http => "http",
+        ProbeKind::Tcp => "tcp",
+        ProbeKind::Exec => "exec",
+    }
+}
