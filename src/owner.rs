@@ -221,7 +221,7 @@ pub fn log_change(change: &Change) {
         } => {
             // The first, then at every power of two: a flood logs little.
             if dropped.is_power_of_two() {
-                warn!(kind, name = %name, dropped, limit = crate::core::model::MAX_NEW_NAMES, "a FIFO line names one {kind} too many; dropped (counted in vip_watchdog_fifo_names_dropped_total)")
+                warn!(kind, name = %name, dropped, limit = crate::core::model::MAX_NEW_NAMES, "a FIFO line names one name too many of its kind; dropped (counted in vip_watchdog_fifo_names_dropped_total)")
             }
         }
         Change::HostAddresses { added, removed } => info!(

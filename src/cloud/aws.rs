@@ -106,6 +106,39 @@ fn non_empty(s: Option<&str>) -> Option<String> {
     s.filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// One address of a DescribeAddresses answer, as the watchdog sees it: an
+/// answer that does not make sense is a typed error, never a panic.
+pub fn address_of(a: &aws_sdk_ec2::types::Address) -> Result<Address, CloudError> {
+    const OP: &str = "DescribeAddresses";
+    let allocation_id = non_empty(a.allocation_id())
+        .ok_or_else(|| bad_answer(OP, "an address without AllocationId".into()))?;
+    Ok(Address {
+        allocation_id,
+        public_ip: non_empty(a.public_ip()),
+        association_id: non_empty(a.association_id()),
+        network_interface_id: non_empty(a.network_interface_id()),
+        private_ip: ip(OP, a.private_ip_address())?,
+    })
+}
+
+/// The private IPs of `eni` in a DescribeNetworkInterfaces answer.
+pub fn private_ips_of(
+    eni: &str,
+    interfaces: &[aws_sdk_ec2::types::NetworkInterface],
+) -> Result<Vec<IpAddr>, CloudError> {
+    const OP: &str = "DescribeNetworkInterfaces";
+    let Some(ni) = interfaces
+        .iter()
+        .find(|n| n.network_interface_id() == Some(eni))
+    else {
+        return Err(bad_answer(OP, format!("{eni} is not in the answer")));
+    };
+    ni.private_ip_addresses()
+        .iter()
+        .filter_map(|p| ip(OP, p.private_ip_address()).transpose())
+        .collect()
+}
+
 impl Cloud for Aws {
     async fn describe_addresses(
         &self,
@@ -119,20 +152,7 @@ impl Cloud for Aws {
             .send()
             .await
             .map_err(|e| error(OP, e))?;
-        out.addresses()
-            .iter()
-            .map(|a| {
-                let allocation_id = non_empty(a.allocation_id())
-                    .ok_or_else(|| bad_answer(OP, "an address without AllocationId".into()))?;
-                Ok(Address {
-                    allocation_id,
-                    public_ip: non_empty(a.public_ip()),
-                    association_id: non_empty(a.association_id()),
-                    network_interface_id: non_empty(a.network_interface_id()),
-                    private_ip: ip(OP, a.private_ip_address())?,
-                })
-            })
-            .collect()
+        out.addresses().iter().map(address_of).collect()
     }
 
     async fn private_ips(&self, eni: &str) -> Result<Vec<IpAddr>, CloudError> {
@@ -144,13 +164,7 @@ impl Cloud for Aws {
             .send()
             .await
             .map_err(|e| error(OP, e))?;
-        let Some(ni) = out.network_interfaces().first() else {
-            return Err(bad_answer(OP, format!("{eni} is not in the answer")));
-        };
-        ni.private_ip_addresses()
-            .iter()
-            .filter_map(|p| ip(OP, p.private_ip_address()).transpose())
-            .collect()
+        private_ips_of(eni, out.network_interfaces())
     }
 
     async fn assign_private_ip(&self, eni: &str, ip: IpAddr) -> Result<(), CloudError> {

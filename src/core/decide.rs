@@ -207,56 +207,45 @@ pub enum ClaimOutcome {
 }
 
 /// One mastership of the VIP's instance, as the rules follow it.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Mastership {
-    #[serde(skip)]
     pub began: Mono,
     /// The cloud showed the VIP here during it.
     pub held: bool,
     /// Times the VIP was seen moved away from here during it.
     pub moves_away: u32,
     /// Rule 8: the first move away is taken back after this.
-    #[serde(skip)]
     pub retake_after: Option<Mono>,
     /// The latency sample was recorded, or none is to be.
-    #[serde(skip)]
     latency_done: bool,
     /// This process saw the mastership begin.
-    #[serde(skip)]
     seen_begin: bool,
     /// When the first claim of this mastership was sent.
-    #[serde(skip)]
     claimed_at: Option<Mono>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct VipState {
     /// The cloud's last answer, and when its request was sent.
     pub holder: Option<Holder>,
-    #[serde(skip)]
     pub seen: Option<Mono>,
     /// The present mastership, while the instance is MASTER.
     pub mastership: Option<Mastership>,
     /// When the claim in flight was sent.
-    #[serde(skip)]
     pub in_flight: Option<Mono>,
     /// When the last claim failed or was dropped, until a view asked for
     /// after it arrives.
-    #[serde(skip)]
     pub failed_claim_at: Option<Mono>,
-    #[serde(flatten)]
     pub damping: Damping,
 }
 
-/// What damping remembers; kept across restarts (`crate::state_file`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+/// What damping remembers; kept across restarts by the cloud side's damping store.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Damping {
     /// When each claim that counts (rule 9) was made, oldest first.
-    #[serde(skip)]
     pub counted: VecDeque<Mono>,
     /// Moves away after the first, in a row, within this mastership.
     pub fights: u32,
-    #[serde(skip)]
     pub backoff_until: Option<Mono>,
 }
 

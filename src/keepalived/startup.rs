@@ -101,10 +101,13 @@ pub fn parse_json_dump(text: &str) -> Result<Vec<Dumped>, DumpError> {
                     d.iname, d.effective_priority
                 ))
             })?;
+            // A time that is no time (negative, NaN, past the year 2^64 s)
+            // is no time: the state counts from now, never invented.
             let since = d
                 .last_transition
-                .filter(|t| t.is_finite() && *t > 0.0)
-                .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t));
+                .filter(|t| *t > 0.0)
+                .and_then(|t| Duration::try_from_secs_f64(t).ok())
+                .and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d));
             Ok(Dumped {
                 name: d.iname,
                 state,
@@ -354,6 +357,19 @@ mod tests {
             "[{\"data\":{\"iname\":\"VI_1\",\"state\":2,\"effective_priority\":300}}]",
         ] {
             assert!(parse_json_dump(bad).is_err(), "{bad:?} must not parse");
+        }
+    }
+
+    /// Found by the fuzz harness (benches/fuzz.rs): a `last_transition` too
+    /// large for a Duration or a SystemTime panicked; it is no time now.
+    #[test]
+    fn an_impossible_transition_time_is_no_time() {
+        for t in ["1e300", "1.8e19", "-5", "0"] {
+            let text = format!(
+                "[{{\"data\":{{\"iname\":\"VI_1\",\"state\":2,\"effective_priority\":150,\"last_transition\":{t}}}}}]"
+            );
+            let got = parse_json_dump(&text).expect("parses");
+            assert_eq!(got[0].since, None, "{t}");
         }
     }
 
