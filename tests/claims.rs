@@ -445,3 +445,39 @@ fn a_wrong_allocation_id_blinds_no_other_vip() {
     );
     assert!(out.contains("vip web ("), "{out}");
 }
+
+/// EC2's describes are eventually consistent: every DescribeAddresses
+/// answer b's watchdog gets lags the truth by 3 s (the fault proxy answers
+/// each with what the same request got 3 s earlier). b's claim is confirmed
+/// only once the answers catch up; it never claims a second time, and a
+/// never acts.
+#[test]
+fn describes_that_lag_the_truth_cost_no_second_claim() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_vip("own", false);
+    let injected = lab.add_fault_proxy("b", r#"{"DescribeAddresses": ["lag:3*"]}"#);
+    let (wa, wb) = launch(&mut lab);
+    fail_over(&mut lab, "b", &wa, &wb);
+    let claim = wb.wait_for("b's claim", HEAL, |e| {
+        e["message"] == "claiming the VIP for this node"
+    });
+    let done = wb.wait_for("b's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
+    let took = unix(done["timestamp"].as_str().unwrap()) - unix(claim["timestamp"].as_str().unwrap());
+    assert!(took >= 3.0, "confirmed only when the answers caught up: {took:.2} s");
+    assert_eq!(lab.eip_on(), "b");
+    assert_eq!(lab.calls_by("watchdog", "b"), 2, "one assign, one associate: {}", lab.mutating_calls());
+    assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
+    assert_eq!(heals(&wb), 1.0);
+    assert!(
+        injected.try_iter().any(|f| f == "fault DescribeAddresses lag:3"),
+        "the answers lagged"
+    );
+    // Later answers still lag, and show it here: no further claim.
+    wb.wait_status("b's lagging view shows it here", HEAL, |s| {
+        s["vips"][0]["cloud"]["where"] == "here" && s["vips"][0]["verdict"] == "hold"
+    });
+    assert_eq!(heals(&wb), 1.0);
+}

@@ -24,6 +24,10 @@ Usage: faults.py HOST PORT UPSTREAM PLAN
     hold      not forwarded (the call never takes effect) and not
               answered: the connection is held until the client gives up,
               or for at most 60 s
+    lag:S     forwarded, but answered with what the same request got S
+              seconds earlier (or the oldest answer kept, if younger): the
+              eventual consistency of EC2's describes, where an answer lags
+              a change
 Prints "ready" when listening, then "fault ACTION KIND" for each fault it
 injects (ACTION as planned, so "DryRun:AssociateAddress" for a DryRun).
 """
@@ -48,9 +52,12 @@ def main(host, port, upstream, plan_json):
     plan = {k: list(v) for k, v in json.loads(plan_json).items()}
     for faults in plan.values():
         for f in faults:
-            if f.rstrip("*") not in ERRORS and f.rstrip("*") not in ("drop", "hold"):
-                sys.exit(f"faults.py: unknown fault {f!r}; known: {sorted(ERRORS) + ['drop', 'hold']}")
+            name = f.rstrip("*")
+            if name not in ERRORS and name not in ("drop", "hold") and not name.startswith("lag:"):
+                sys.exit(f"faults.py: unknown fault {f!r}; known: {sorted(ERRORS) + ['drop', 'hold', 'lag:S']}")
     lock = threading.Lock()
+    # lag: each request body's answers, oldest first, as (time, answer).
+    history = {}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -95,6 +102,21 @@ def main(host, port, upstream, plan_json):
                 self.forward(body)
                 self.close_connection = True
                 return
+            if fault.startswith("lag:"):
+                import time
+
+                lag = float(fault.split(":", 1)[1])
+                now = time.time()
+                answer = self.forward(body)
+                with lock:
+                    h = history.setdefault(body, [])
+                    h.append((now, answer))
+                    old = [a for t, a in h if t <= now - lag]
+                    chosen = old[-1] if old else h[0][1]
+                    # Keep what a later request may still need.
+                    while len(h) > 1 and h[1][0] <= now - lag:
+                        h.pop(0)
+                return self.answer(*chosen)
             if fault == "hold":
                 # Wait for the client to hang up (a read returns EOF), bounded.
                 self.connection.settimeout(60)
