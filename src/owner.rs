@@ -22,6 +22,9 @@ use crate::status::Status;
 /// even when nothing happens.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// The most events one owner turn applies before it decides and publishes.
+pub const BATCH: usize = 256;
+
 pub struct Owner {
     pub model: Model,
     pub metrics: Arc<Metrics>,
@@ -58,9 +61,18 @@ fn hints(c: &Change) -> bool {
 }
 
 impl Owner {
-    fn apply(&mut self, event: Event) {
+    /// Applies `first` and whatever else is already queued (up to
+    /// `BATCH`), then decides and publishes once: a flood of FIFO lines
+    /// costs one decision and one snapshot per batch, not per line.
+    fn apply(&mut self, first: Event, queued: &mut mpsc::Receiver<Event>) {
+        let mut changes = self.model.observe(first, crate::clock::now());
+        for _ in 1..BATCH {
+            match queued.try_recv() {
+                Ok(event) => changes.extend(self.model.observe(event, crate::clock::now())),
+                Err(_) => break,
+            }
+        }
         let now = crate::clock::now();
-        let changes = self.model.observe(event, now);
         for change in &changes {
             log_change(change);
             self.metrics.count(change);
@@ -133,7 +145,7 @@ impl Owner {
                         self.publish_now(now);
                     }
                     event = events.recv() => match event {
-                        Some(event) => self.apply(event),
+                        Some(event) => self.apply(event, &mut events),
                         None => anyhow::bail!("every event source has ended"),
                     },
                     event = async { cloud.as_mut()?.recv().await }, if cloud.is_some() => match event {

@@ -465,14 +465,25 @@ fn describes_that_lag_the_truth_cost_no_second_claim() {
     let done = wb.wait_for("b's claim converged", HEAL, |e| {
         e["message"] == "claim converged"
     });
-    let took = unix(done["timestamp"].as_str().unwrap()) - unix(claim["timestamp"].as_str().unwrap());
-    assert!(took >= 3.0, "confirmed only when the answers caught up: {took:.2} s");
+    let took =
+        unix(done["timestamp"].as_str().unwrap()) - unix(claim["timestamp"].as_str().unwrap());
+    assert!(
+        took >= 3.0,
+        "confirmed only when the answers caught up: {took:.2} s"
+    );
     assert_eq!(lab.eip_on(), "b");
-    assert_eq!(lab.calls_by("watchdog", "b"), 2, "one assign, one associate: {}", lab.mutating_calls());
+    assert_eq!(
+        lab.calls_by("watchdog", "b"),
+        2,
+        "one assign, one associate: {}",
+        lab.mutating_calls()
+    );
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
     assert_eq!(heals(&wb), 1.0);
     assert!(
-        injected.try_iter().any(|f| f == "fault DescribeAddresses lag:3"),
+        injected
+            .try_iter()
+            .any(|f| f == "fault DescribeAddresses lag:3"),
         "the answers lagged"
     );
     // Later answers still lag, and show it here: no further claim.

@@ -1102,6 +1102,19 @@ impl Lab {
             .expect("requests JSON")
     }
 
+    /// `n` more Elastic IPs in the emulator, not associated.
+    pub fn allocate(&self, n: usize) -> Vec<String> {
+        serde_json::from_str(&self.lab_py(&["allocate", "http://127.0.0.1:5000", &n.to_string()]))
+            .expect("allocation IDs")
+    }
+
+    /// How many allocation IDs each DescribeAddresses of node `node`'s
+    /// watchdog named, in order.
+    pub fn describe_sizes(&self, node: &str) -> Vec<usize> {
+        serde_json::from_str(&self.lab_py(&["describe_sizes", "http://127.0.0.1:5000", node]))
+            .expect("sizes")
+    }
+
     /// Empties the emulator's recording.
     pub fn reset_api_calls(&self) {
         self.lab_py(&["reset", "http://127.0.0.1:5000"]);

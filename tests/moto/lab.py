@@ -267,6 +267,27 @@ def requests(endpoint):
     print(json.dumps(counts))
 
 
+def allocate(endpoint, n):
+    """N more Elastic IPs, not associated; prints their allocation IDs."""
+    c = ec2(endpoint)
+    print(json.dumps([c.allocate_address(Domain="vpc")["AllocationId"] for _ in range(int(n))]))
+
+
+def describe_sizes(endpoint, node):
+    """How many allocation IDs each DescribeAddresses of node's watchdog named."""
+    nodes = {"10.213.1.2": "a", "10.213.2.2": "b"}
+    sizes = []
+    for headers, url, params in recorded(endpoint):
+        if params.get("Action", [""])[0] != "DescribeAddresses" or dry_run(params):
+            continue
+        if "aws-sdk-rust" not in headers.get("User-Agent", ""):
+            continue
+        host = urllib.parse.urlsplit(url).hostname or headers.get("Host", "").split(":")[0]
+        if nodes.get(host) == node:
+            sizes.append(sum(1 for k in params if k.startswith("AllocationId.")))
+    print(json.dumps(sizes))
+
+
 def reset(endpoint):
     req = urllib.request.Request(endpoint + "/moto-api/recorder/reset-recording", method="POST")
     urllib.request.urlopen(req).read()
@@ -275,4 +296,4 @@ def reset(endpoint):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"setup": setup, "imds": imds, "notify": notify, "observe": observe, "where": where, "calls": calls,
-     "requests": requests, "reset": reset}[cmd](*args)
+     "requests": requests, "reset": reset, "allocate": allocate, "describe_sizes": describe_sizes}[cmd](*args)
