@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks in full against a release build of the watchdog and
 # prints their tables (docs/benchmarks.md). Debian 12, as root.
-#   ./scripts/bench.sh                        # all four, about 45 minutes
+#   ./scripts/bench.sh                        # all of them, about 80 minutes
 #   ./scripts/bench.sh healing footprint      # some of them
 # The release build takes about 17 minutes on 2 cores the first time. The
 # benchmark programs themselves are built in the test profile: they only
@@ -16,7 +16,7 @@ ensure_rust
 ensure_venv
 export VIP_WATCHDOG_VENV="$VENV"
 
-all=(fifo_to_metric failover healing footprint)
+all=(fifo_to_metric failover healing footprint load fuzz)
 benches=("$@")
 [ ${#benches[@]} -gt 0 ] || benches=("${all[@]}")
 for b in "${benches[@]}"; do
@@ -30,5 +30,10 @@ unset BENCH_SMOKE
 
 for b in "${benches[@]}"; do
     echo "== benchmark $b"
-    cargo test --locked --bench "$b"
+    if [ "$b" = fuzz ]; then
+        # The fuzz targets are the library itself: fuzz the release build.
+        cargo bench --locked --bench fuzz
+    else
+        cargo test --locked --bench "$b"
+    fi
 done
