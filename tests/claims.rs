@@ -355,6 +355,8 @@ fn a_watchdog_restarted_on_the_master_records_nothing_and_keeps_its_damping() {
 
 /// A Keepalived frozen with SIGSTOP (both its processes) on the MASTER: the
 /// watchdog reports it down at once and claims nothing; the peer takes over.
+/// Resumed with SIGCONT, it is MASTER again (the higher priority), learnt
+/// anew, and claims only after min_master_age from the resume.
 #[test]
 fn a_stopped_keepalived_on_the_master_is_down_and_claims_nothing() {
     use nix::sys::signal::{Signal, kill};
@@ -388,9 +390,36 @@ fn a_stopped_keepalived_on_the_master_is_down_and_claims_nothing() {
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
     assert_eq!(wa.status()["keepalived"]["running"], false);
+    // Resumed, the same Keepalived writes no line for the MASTER state it
+    // kept: a's watchdog learns it again, its age counting from the resume,
+    // and a (the higher priority) takes the EIP back after min_master_age.
+    wa.forget_past();
     for p in pids {
         kill(p, Signal::SIGCONT).unwrap();
     }
+    let learned = wa.wait_for("a's state learned again", FAILOVER, |e| {
+        e["message"] == "vrrp state learned at start-up"
+    });
+    assert!(
+        learned["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("resumed")),
+        "{learned}"
+    );
+    wb.wait_state("backup", FAILOVER);
+    let claim = wa.wait_for("a's claim", HEAL, |e| {
+        e["message"] == "claiming the VIP for this node"
+    });
+    let age =
+        unix(claim["timestamp"].as_str().unwrap()) - unix(learned["timestamp"].as_str().unwrap());
+    assert!(
+        age >= 3.0,
+        "not before min_master_age from the resume: {age:.2} s"
+    );
+    wa.wait_for("a's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
+    assert_eq!(lab.eip_on(), "a");
 }
 
 /// One wrong allocation ID fails EC2's batched describe for every VIP; the

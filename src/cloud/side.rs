@@ -440,7 +440,13 @@ impl CloudSide {
                             held: m.held,
                             moves_away: m.moves_away,
                         }),
-                    counted_claims: st.map_or(0, |s| s.damping.counted.len()),
+                    counted_claims: st.map_or(0, |s| {
+                        s.damping
+                            .counted
+                            .iter()
+                            .filter(|t| now.mono.since(**t) < v.policy.claim_window)
+                            .count()
+                    }),
                     max_claims: v.policy.max_claims,
                     fights: st.map_or(0, |s| s.damping.fights),
                     backoff_until: st

@@ -35,8 +35,10 @@
 //! And one measure, not a rule: the failover latency, one sample per
 //! mastership this process saw begin (a MASTER line it read), from that
 //! line's arrival to the first view, asked for after it, that shows the VIP
-//! here. A mastership that found the VIP already here records nothing, and
-//! so does one learnt at start-up.
+//! here. A mastership whose first view (asked for after the MASTER line,
+//! at once) already shows the VIP here records nothing (nobody moved it),
+//! and so does one learnt at start-up. Views asked for before the
+//! mastership began say nothing of it.
 //!
 //! There is no rule that releases, disassociates or pushes a VIP to the
 //! peer: this node only ever claims for itself.
@@ -220,6 +222,8 @@ pub struct Mastership {
     latency_done: bool,
     /// This process saw the mastership begin.
     seen_begin: bool,
+    /// A view asked for after the mastership began has arrived.
+    first_view: bool,
     /// When the first claim of this mastership was sent.
     claimed_at: Option<Mono>,
 }
@@ -285,13 +289,11 @@ impl VipState {
         if self.mastership.as_ref().is_some_and(|m| m.began == began) {
             return;
         }
-        let here_before = self.holder == Some(Holder::Here) && self.seen.is_some_and(|s| s < began);
         self.damping.fights = 0;
         self.damping.backoff_until = None;
         self.mastership = Some(Mastership {
             began,
-            held: here_before,
-            latency_done: !node.seen_begin || here_before,
+            latency_done: !node.seen_begin,
             seen_begin: node.seen_begin,
             ..Mastership::default()
         });
@@ -335,14 +337,18 @@ impl Rules {
         }
         let mut out = vec![];
         let was_here = st.holder == Some(Holder::Here);
-        if let Some(m) = st.mastership.as_mut().filter(|m| sent < m.began) {
-            // Asked for before the mastership began: where the VIP was then.
-            let here = holder == Holder::Here;
-            m.held = here;
-            m.latency_done = here || !m.seen_begin;
-        } else if let Some(m) = &mut st.mastership {
+        // A view asked for before the mastership began says nothing of it
+        // (the VIP may have moved since): only the holder is kept.
+        if let Some(m) = st.mastership.as_mut().filter(|m| sent >= m.began) {
+            if !m.first_view {
+                m.first_view = true;
+                if holder == Holder::Here {
+                    // Here at the first look: nobody moved it, no sample.
+                    m.latency_done = true;
+                }
+            }
             if holder == Holder::Here {
-                if !m.latency_done && sent >= m.began {
+                if !m.latency_done {
                     m.latency_done = true;
                     let moved_by = match m.claimed_at {
                         Some(c) if c <= sent => Mover::Watchdog,
@@ -1129,6 +1135,38 @@ mod tests {
             }
             assert_eq!(got, want, "{case}");
         }
+    }
+
+    /// A view from before the MASTER line says nothing of the mastership:
+    /// here seconds before it, the VIP was moved away meanwhile (the peer's
+    /// script) and back by this node's script: one sample. (Found by the
+    /// healing benchmark, which once got none.)
+    #[test]
+    fn a_view_from_before_the_master_line_says_nothing_of_the_mastership() {
+        let p = policy(Mode::Heal);
+        let mut r = Rules::new(["vip"]);
+        r.observe_cloud(
+            "vip",
+            Holder::Here,
+            t(0).before(Duration::from_secs(6)),
+            &backup(),
+            &p,
+        );
+        let mut got = vec![];
+        for (holder, sent) in [
+            (elsewhere(), 300),
+            (Holder::Here, 1_400),
+            (Holder::Here, 2_400),
+        ] {
+            got.extend(r.observe_cloud("vip", holder, t(sent), &master(), &p));
+        }
+        assert_eq!(
+            got,
+            vec![Observed::ArrivedHere {
+                latency: Duration::from_millis(1_400),
+                moved_by: Mover::NotifyScript
+            }]
+        );
     }
 
     #[test]

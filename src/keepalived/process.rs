@@ -25,8 +25,16 @@ pub struct Proc {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
-    Running { main: Proc, vrrp: Option<Proc> },
-    Gone { reason: String },
+    Running {
+        main: Proc,
+        vrrp: Option<Proc>,
+    },
+    /// `paused` is the main process's pid when it exists but is stopped or
+    /// frozen: it may be resumed as it was.
+    Gone {
+        reason: String,
+        paused: Option<i32>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -159,6 +167,23 @@ pub fn inspect(pid: i32, expected: &str) -> Result<Proc, ProcError> {
     Ok(Proc { pid, started })
 }
 
+/// The pid of a process that exists but is stopped or frozen.
+fn paused(e: &ProcError) -> Option<i32> {
+    match e {
+        ProcError::Stopped { pid, .. } | ProcError::Frozen(pid) => Some(*pid),
+        _ => None,
+    }
+}
+
+/// Whether `now` is the very process that `before` saw stopped or frozen,
+/// resumed (not a new Keepalived, which reports its state on the FIFO).
+pub fn resumed(before: &Observation, now: &Observation) -> bool {
+    matches!(
+        (before, now),
+        (Observation::Gone { paused: Some(p), .. }, Observation::Running { main, .. }) if *p == main.pid
+    )
+}
+
 /// Looks once at Keepalived's processes.
 pub fn observe(config: &KeepalivedConfig) -> Observation {
     let name = &config.process_name;
@@ -167,6 +192,7 @@ pub fn observe(config: &KeepalivedConfig) -> Observation {
         Err(e) => {
             return Observation::Gone {
                 reason: format!("keepalived is not running: {e}"),
+                paused: paused(&e),
             };
         }
     };
@@ -180,6 +206,7 @@ pub fn observe(config: &KeepalivedConfig) -> Observation {
                         "keepalived pid {} runs but its VRRP process does not: {e}",
                         main.pid
                     ),
+                    paused: paused(&e).map(|_| main.pid),
                 };
             }
         },
@@ -196,7 +223,7 @@ pub fn diff(prev: Option<&Observation>, now: &Observation) -> Vec<Event> {
     };
     match (prev, now) {
         (Some(p), n) if p == n => vec![],
-        (_, Observation::Gone { reason }) => {
+        (_, Observation::Gone { reason, .. }) => {
             // A repeated Gone with another wording changes nothing.
             if matches!(prev, Some(Observation::Gone { .. })) {
                 return vec![];
@@ -261,7 +288,33 @@ pub async fn run(
                 _ = tick.tick() => {}
             }
             let now = observe(&config);
-            for event in diff(Some(&last), &now) {
+            let mut batch = diff(Some(&last), &now);
+            if let (true, Observation::Running { main, .. }) = (resumed(&last, &now), &now) {
+                // A resumed Keepalived writes no line for the state it kept:
+                // learn it again. Its age counts from the resume, so that a
+                // MASTER that was frozen claims nothing before the adverts
+                // have settled who is MASTER now.
+                let (learned, _) = crate::keepalived::startup::learn(&config, main).await;
+                batch.extend(learned.into_iter().map(|e| match e {
+                    Event::Learned {
+                        instance,
+                        state,
+                        priority,
+                        source,
+                        reason,
+                        ..
+                    } => Event::Learned {
+                        instance,
+                        state,
+                        priority,
+                        since: None,
+                        source,
+                        reason: format!("{reason}; keepalived resumed after being stopped, so its age counts from now"),
+                    },
+                    other => other,
+                }));
+            }
+            for event in batch {
                 if events.send(event).await.is_err() {
                     return Ok(());
                 }
@@ -291,6 +344,7 @@ mod tests {
     fn gone() -> Observation {
         Observation::Gone {
             reason: "keepalived is not running".into(),
+            paused: None,
         }
     }
 
@@ -348,6 +402,26 @@ mod tests {
         child.wait().unwrap();
     }
 
+    /// Only the very process seen stopped, running again, is resumed: a new
+    /// Keepalived reports its own state on the FIFO.
+    #[test]
+    fn resumed_table() {
+        let paused = |pid| Observation::Gone {
+            reason: "stopped".into(),
+            paused: Some(pid),
+        };
+        let rows = [
+            (paused(1), running(p(1, 10), Some(p(2, 11))), true),
+            (paused(1), running(p(3, 20), Some(p(4, 21))), false),
+            (gone(), running(p(1, 10), None), false),
+            (running(p(1, 10), None), running(p(1, 10), None), false),
+            (paused(1), paused(1), false),
+        ];
+        for (before, now, want) in rows {
+            assert_eq!(resumed(&before, &now), want, "{before:?} -> {now:?}");
+        }
+    }
+
     #[test]
     fn cgroup_events_table() {
         for (text, frozen) in [
@@ -391,6 +465,7 @@ mod tests {
                 Some(gone()),
                 Observation::Gone {
                     reason: "other words".into(),
+                    paused: None,
                 },
                 vec![],
             ),

@@ -1206,6 +1206,22 @@ impl Lab {
         lines
     }
 
+    /// Replaces the plan of node `name`'s fault proxy (see faults.py).
+    pub fn set_faults(&self, name: &str, plan: &str) {
+        let i = if name == "a" { 1 } else { 2 };
+        run(in_ns(&self.cloud().ns).args([
+            "curl",
+            "-sf",
+            "--max-time",
+            "5",
+            "-X",
+            "POST",
+            "--data-binary",
+            plan,
+            &format!("http://10.213.{i}.2:5001/__plan"),
+        ]));
+    }
+
     /// Polls the emulator every 10 ms (for at most `seconds`); the receiver
     /// gets "EPOCH ENI" each time the EIP's ENI changes (see `moves`).
     pub fn start_observer(&mut self, seconds: u32) -> Receiver<String> {

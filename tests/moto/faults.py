@@ -30,6 +30,8 @@ Usage: faults.py HOST PORT UPSTREAM PLAN
               a change
 Prints "ready" when listening, then "fault ACTION KIND" for each fault it
 injects (ACTION as planned, so "DryRun:AssociateAddress" for a DryRun).
+POST /__plan with a new PLAN (JSON) replaces the plan (the soak changes
+faults between rounds).
 """
 
 import json
@@ -87,6 +89,13 @@ def main(host, port, upstream, plan_json):
 
         def handle_one(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path == "/__plan":
+                new = {k: list(v) for k, v in json.loads(body).items()}
+                with lock:
+                    plan.clear()
+                    plan.update(new)
+                    history.clear()
+                return self.answer(200, {}, b"ok\n")
             params = urllib.parse.parse_qs(body.decode(errors="replace"))
             action = params.get("Action", [""])[0]
             if params.get("DryRun", ["false"])[0].lower() == "true":

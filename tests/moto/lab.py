@@ -168,8 +168,8 @@ def notify(mode, endpoint, alloc, private_ip, instance_id):
     """Moves the EIP to this node as a notify_master script does. Modes: ok,
     twice (the calls twice), fail (exit 1, no call), delayed:SECONDS (runs
     late, as a slow script or a late Keepalived run does), switch:PATH (what
-    the file PATH says when it runs: "fail", "delay SECONDS", or ok when the
-    file is absent)."""
+    the file PATH says when it runs: "fail", "delay SECONDS", "twice", or ok
+    when the file is absent)."""
     if mode.startswith("switch:"):
         import os
 
@@ -177,7 +177,7 @@ def notify(mode, endpoint, alloc, private_ip, instance_id):
         said = open(path).read().split() if os.path.exists(path) else []
         if said[:1] == ["fail"]:
             sys.exit(1)
-        mode = f"delayed:{said[1]}" if said[:1] == ["delay"] else "ok"
+        mode = f"delayed:{said[1]}" if said[:1] == ["delay"] else "twice" if said[:1] == ["twice"] else "ok"
     if mode == "fail":
         sys.exit(1)
     if mode.startswith("delayed:"):
