@@ -187,7 +187,7 @@ impl Pair {
             memory_start,
             planned_restarts: 0,
         };
-        pair.settle("set-up")
+        pair.settle("set-up", Some(0), Duration::from_secs(6), Instant::now())
             .unwrap_or_else(|e| panic!("{name}: set-up: {e}"));
         pair
     }
@@ -239,19 +239,35 @@ impl Pair {
         (healthy.len() == 1).then(|| healthy[0])
     }
 
-    /// Waits until one healthy MASTER holds the EIP; returns how long it
-    /// took, or why not (the MASTER's watchdog's verdict, when it gives one).
-    fn settle(&mut self, what: &str) -> Result<Duration, String> {
-        let started = Instant::now();
+    /// Waits until one healthy MASTER (`expect`, when given) holds the EIP
+    /// and has for `stable` on end; returns how long after `since` that
+    /// began, or why not (the MASTER's watchdog's verdict, when it gives
+    /// one).
+    fn settle(
+        &mut self,
+        what: &str,
+        expect: Option<usize>,
+        stable: Duration,
+        since: Instant,
+    ) -> Result<Duration, String> {
+        let mut held_from: Option<Instant> = None;
         loop {
             self.follow();
             let master = self.healthy_master();
-            if let Some(m) = master
-                && self.on == ["a", "b"][m]
-            {
-                return Ok(started.elapsed());
+            let ok = master.is_some_and(|m| {
+                expect.is_none_or(|e| e == m) && self.on == ["a", "b"][m]
+            });
+            match (ok, held_from) {
+                (true, None) => held_from = Some(Instant::now()),
+                (false, Some(_)) => held_from = None,
+                _ => {}
             }
-            if started.elapsed() > BOUND {
+            if let Some(h) = held_from
+                && h.elapsed() >= stable
+            {
+                return Ok(h.duration_since(since));
+            }
+            if since.elapsed() > BOUND + stable {
                 let why = match master {
                     Some(m) => {
                         let v = &self.w(m).status()["vips"][0];
@@ -445,10 +461,23 @@ fn main() {
     for round in 0..rounds {
         let p = &mut pairs[round % 2];
         let step = Step::draw(&mut rng, p.heal);
+        // A step that breaks the MASTER must move the EIP to the other node.
+        let expect = match step {
+            Step::HaproxyStopped
+            | Step::KeepalivedSigterm
+            | Step::KeepalivedCrash
+            | Step::KeepalivedStopped
+            | Step::Cloud(_)
+            | Step::Notify(_) => Some(1 - p.master()),
+            _ => None,
+        };
+        let injected = Instant::now();
         let undo = p.apply(step);
-        let first = p.settle("after the step");
+        let first = p.settle("after the step", expect, Duration::from_secs(2), injected);
         undo(p);
-        let second = p.settle("after undoing it");
+        // Undone, the pair may move again (node a preempts): settled once
+        // quiet for 6 s.
+        let second = p.settle("after undoing it", None, Duration::from_secs(6), Instant::now());
         unplanned += p.unplanned_exits();
         let outcome = match (&first, &second) {
             (Ok(a), Ok(b)) => {
