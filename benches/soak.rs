@@ -254,9 +254,8 @@ impl Pair {
         loop {
             self.follow();
             let master = self.healthy_master();
-            let ok = master.is_some_and(|m| {
-                expect.is_none_or(|e| e == m) && self.on == ["a", "b"][m]
-            });
+            let ok =
+                master.is_some_and(|m| expect.is_none_or(|e| e == m) && self.on == ["a", "b"][m]);
             match (ok, held_from) {
                 (true, None) => held_from = Some(Instant::now()),
                 (false, Some(_)) => held_from = None,
@@ -477,7 +476,12 @@ fn main() {
         undo(p);
         // Undone, the pair may move again (node a preempts): settled once
         // quiet for 6 s.
-        let second = p.settle("after undoing it", None, Duration::from_secs(6), Instant::now());
+        let second = p.settle(
+            "after undoing it",
+            None,
+            Duration::from_secs(6),
+            Instant::now(),
+        );
         unplanned += p.unplanned_exits();
         let outcome = match (&first, &second) {
             (Ok(a), Ok(b)) => {

@@ -35,10 +35,10 @@
 //! And one measure, not a rule: the failover latency, one sample per
 //! mastership this process saw begin (a MASTER line it read), from that
 //! line's arrival to the first view, asked for after it, that shows the VIP
-//! here. A mastership whose first view (asked for after the MASTER line,
-//! at once) already shows the VIP here records nothing (nobody moved it),
-//! and so does one learnt at start-up. Views asked for before the
-//! mastership began say nothing of it.
+//! here. A mastership that found the VIP here (the last view before the
+//! MASTER line, and the first after it) records nothing: nobody moved it;
+//! nor does one learnt at start-up. A view from before the MASTER line
+//! never ends a sample, nor counts as held.
 //!
 //! There is no rule that releases, disassociates or pushes a VIP to the
 //! peer: this node only ever claims for itself.
@@ -224,6 +224,8 @@ pub struct Mastership {
     seen_begin: bool,
     /// A view asked for after the mastership began has arrived.
     first_view: bool,
+    /// The last view before the mastership began showed the VIP here.
+    here_before: bool,
     /// When the first claim of this mastership was sent.
     claimed_at: Option<Mono>,
 }
@@ -295,6 +297,7 @@ impl VipState {
             began,
             latency_done: !node.seen_begin,
             seen_begin: node.seen_begin,
+            here_before: self.holder == Some(Holder::Here),
             ..Mastership::default()
         });
     }
@@ -338,12 +341,16 @@ impl Rules {
         let mut out = vec![];
         let was_here = st.holder == Some(Holder::Here);
         // A view asked for before the mastership began says nothing of it
-        // (the VIP may have moved since): only the holder is kept.
+        // (the VIP may have moved since): only the holder is kept, and
+        // whether it was here.
+        if let Some(m) = st.mastership.as_mut().filter(|m| sent < m.began) {
+            m.here_before = holder == Holder::Here;
+        }
         if let Some(m) = st.mastership.as_mut().filter(|m| sent >= m.began) {
             if !m.first_view {
                 m.first_view = true;
-                if holder == Holder::Here {
-                    // Here at the first look: nobody moved it, no sample.
+                if holder == Holder::Here && m.here_before {
+                    // Here before and at the first look: nobody moved it.
                     m.latency_done = true;
                 }
             }
@@ -1164,6 +1171,30 @@ mod tests {
             got,
             vec![Observed::ArrivedHere {
                 latency: Duration::from_millis(1_400),
+                moved_by: Mover::NotifyScript
+            }]
+        );
+    }
+
+    /// A fast script that moved the VIP before the watchdog's first look
+    /// after the MASTER line: it was elsewhere before, here at the first
+    /// look: a sample, late by the look's delay at most.
+    #[test]
+    fn moved_before_the_first_look_is_still_a_sample() {
+        let p = policy(Mode::Heal);
+        let mut r = Rules::new(["vip"]);
+        r.observe_cloud(
+            "vip",
+            elsewhere(),
+            t(0).before(Duration::from_millis(300)),
+            &backup(),
+            &p,
+        );
+        let got = r.observe_cloud("vip", Holder::Here, t(1_200), &master(), &p);
+        assert_eq!(
+            got,
+            vec![Observed::ArrivedHere {
+                latency: Duration::from_millis(1_200),
                 moved_by: Mover::NotifyScript
             }]
         );
