@@ -51,7 +51,7 @@ use support::{mib, status_kib};
 /// describe; a split brain or a resumed Keepalived some more).
 const BOUND: Duration = Duration::from_secs(60);
 
-const CLOUD_FAULTS: [(&str, &str); 5] = [
+const CLOUD_FAULTS: [(&str, &str); 6] = [
     (
         "throttling",
         r#"{"AssociateAddress": ["throttle", "throttle"], "AssignPrivateIpAddresses": ["throttle"]}"#,
@@ -86,6 +86,8 @@ enum Step {
     FifoRecreated(usize),
     WatchdogKilled(usize),
     VrrpCut,
+    /// VRRP cut, and node b's associate lands 3 s late (after a's).
+    VrrpCutLateAssociate,
     Cloud(usize),
     Notify(usize),
 }
@@ -93,7 +95,7 @@ enum Step {
 impl Step {
     fn draw(rng: &mut fastrand::Rng, heal: bool) -> Step {
         let node = rng.usize(..2);
-        match rng.usize(..if heal { 11 } else { 10 }) {
+        match rng.usize(..if heal { 12 } else { 11 }) {
             0 => Step::HaproxyStopped,
             1 => Step::KeepalivedSigterm,
             2 => Step::KeepalivedCrash,
@@ -102,7 +104,8 @@ impl Step {
             5 => Step::FifoRecreated(node),
             6 => Step::WatchdogKilled(node),
             7 => Step::VrrpCut,
-            8 | 9 => Step::Cloud(rng.usize(..CLOUD_FAULTS.len())),
+            8 => Step::VrrpCutLateAssociate,
+            9 | 10 => Step::Cloud(rng.usize(..CLOUD_FAULTS.len())),
             _ => Step::Notify(rng.usize(..NOTIFY_FAULTS.len())),
         }
     }
@@ -118,6 +121,9 @@ impl Step {
             Step::FifoRecreated(i) => format!("the FIFO removed and recreated on {}", n(i)),
             Step::WatchdogKilled(i) => format!("the watchdog SIGKILLed on {}", n(i)),
             Step::VrrpCut => "VRRP cut both ways for 10 s".into(),
+            Step::VrrpCutLateAssociate => {
+                "VRRP cut for 10 s, b's AssociateAddress landing 3 s late".into()
+            }
             Step::Cloud(f) => format!(
                 "{} on the new MASTER, then HAProxy stopped",
                 CLOUD_FAULTS[f].0
@@ -384,13 +390,22 @@ impl Pair {
                 self.w[i] = Some(self.node(i).start_watchdog(true));
                 Box::new(|_: &mut Pair| {})
             }
-            Step::VrrpCut => {
+            Step::VrrpCut | Step::VrrpCutLateAssociate => {
+                let late = step == Step::VrrpCutLateAssociate;
+                if late {
+                    self.lab
+                        .set_faults("b", r#"{"AssociateAddress": ["late:3*"]}"#);
+                }
                 self.lab.a.block_vrrp(true);
                 self.lab.b.block_vrrp(true);
                 std::thread::park_timeout(Duration::from_secs(10));
                 self.lab.a.block_vrrp(false);
                 self.lab.b.block_vrrp(false);
-                Box::new(|_: &mut Pair| {})
+                Box::new(move |p: &mut Pair| {
+                    if late {
+                        p.lab.set_faults("b", "{}");
+                    }
+                })
             }
         }
     }

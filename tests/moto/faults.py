@@ -24,6 +24,10 @@ Usage: faults.py HOST PORT UPSTREAM PLAN
     hold      not forwarded (the call never takes effect) and not
               answered: the connection is held until the client gives up,
               or for at most 60 s
+    jitter:S  forwarded at once, answered after a random 0-S seconds: answers
+              to requests sent close together arrive out of order
+    late:S    forwarded after S seconds, then answered: the call lands late,
+              after what the other node did meanwhile
     lag:S     forwarded, but answered with what the same request got S
               seconds earlier (or the oldest answer kept, if younger): the
               eventual consistency of EC2's describes, where an answer lags
@@ -55,7 +59,7 @@ def main(host, port, upstream, plan_json):
     for faults in plan.values():
         for f in faults:
             name = f.rstrip("*")
-            if name not in ERRORS and name not in ("drop", "hold") and not name.startswith("lag:"):
+            if name not in ERRORS and name not in ("drop", "hold") and not name.startswith(("lag:", "jitter:", "late:")):
                 sys.exit(f"faults.py: unknown fault {f!r}; known: {sorted(ERRORS) + ['drop', 'hold', 'lag:S']}")
     lock = threading.Lock()
     # lag: each request body's answers, oldest first, as (time, answer).
@@ -111,6 +115,17 @@ def main(host, port, upstream, plan_json):
                 self.forward(body)
                 self.close_connection = True
                 return
+            if fault.startswith(("jitter:", "late:")):
+                import random
+                import time
+
+                wait = float(fault.split(":", 1)[1])
+                if fault.startswith("late:"):
+                    time.sleep(wait)
+                    return self.answer(*self.forward(body))
+                answer = self.forward(body)
+                time.sleep(random.uniform(0, wait))
+                return self.answer(*answer)
             if fault.startswith("lag:"):
                 import time
 
