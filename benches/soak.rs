@@ -72,6 +72,10 @@ const CLOUD_FAULTS: [(&str, &str); 6] = [
         "the assign held until it times out",
         r#"{"AssignPrivateIpAddresses": ["hold"]}"#,
     ),
+    (
+        "describes answered out of order",
+        r#"{"DescribeAddresses": ["jitter:1.5*"]}"#,
+    ),
 ];
 
 const NOTIFY_FAULTS: [&str; 3] = ["fail", "delay 25", "twice"];
