@@ -26,7 +26,7 @@
 //! - `json_dump`: Keepalived's JSON state dump reader;
 //! - `ec2_answer`: what turns DescribeAddresses and DescribeNetworkInterfaces
 //!   answers into the cloud view (`cloud::aws::address_of`,
-//!   `cloud::aws::private_ips_of`, `core::holder::Holder::of`).
+//!   `cloud::aws::private_ips_of`, `cloud::Address::holder`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -38,7 +38,6 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_ec2::types::{Address, NetworkInterface, NetworkInterfacePrivateIpAddress};
 use vip_watchdog::config::Config;
 use vip_watchdog::core::clock::{Mono, Stamp};
-use vip_watchdog::core::holder::Holder;
 use vip_watchdog::core::model::{Event, MAX_NEW_NAMES, Model};
 use vip_watchdog::keepalived::fifo::LineSplitter;
 use vip_watchdog::keepalived::line;
@@ -219,10 +218,7 @@ fn ec2_answer(rng: &mut fastrand::Rng, data: &[u8]) {
         .set_public_ip(field(4).map(str::to_owned))
         .build();
     if let Ok(addr) = vip_watchdog::cloud::aws::address_of(&a) {
-        let h = Holder::of(
-            addr.association_id.is_some() || addr.network_interface_id.is_some(),
-            addr.network_interface_id.as_deref(),
-            addr.private_ip,
+        let h = addr.holder(
             "eni-0123456789abcdef0",
             "10.0.0.100".parse().expect("an IP"),
         );

@@ -235,12 +235,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         } else {
             info!("cloud.permission_check = false: permissions are learnt from real calls only");
         }
-        let pace = cloud::verifier::Pace {
-            interval: cloud.verify_interval,
-            jitter: cloud.verify_jitter,
-            fast_interval: cloud.fast_verify_interval,
-            fast_for: cloud.fast_verify_for,
-        };
+        let pace = cloud::verifier::Pace::of(&cloud);
         let verifier =
             cloud::verifier::Verifier::new(aws, metrics.clone(), policy, allocation_ids, pace);
         let c = cancel.clone();

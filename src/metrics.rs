@@ -599,8 +599,9 @@ fn reg<M: prometheus::core::Collector + Clone + 'static>(
     Ok(m)
 }
 
-/// The value of the series `name` whose labels include all of `labels`.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+/// The value of the series `name` whose labels include all of `labels`, in
+/// a text exposition.
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (series, v) = l.rsplit_once(' ')?;
         let (n, rest) = series.split_once('{').unwrap_or((series, "}"));

@@ -309,15 +309,7 @@ mod tests {
         ];
         for (case, now, counted, backoff) in rows {
             let got = Store::new(&d).load(now).unwrap();
-            let want = Damping {
-                counted: counted
-                    .iter()
-                    .map(|s| Mono::from_millis(s * 1000))
-                    .collect(),
-                fights: 2,
-                backoff_until: backoff.map(|s| Mono::from_millis(s * 1000)),
-            };
-            assert_eq!(got.get("web"), Some(&want), "{case}");
+            assert_eq!(got.get("web"), Some(&damping(&counted, backoff)), "{case}");
         }
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -288,8 +288,7 @@ impl<C: Cloud> Executor<C> {
         let here = result.as_ref().ok().map(|addrs| {
             addrs.iter().any(|a| {
                 a.allocation_id == c.allocation_id
-                    && a.network_interface_id.as_deref() == Some(c.eni.as_str())
-                    && a.private_ip == Some(c.private_ip)
+                    && a.holder(&c.eni, c.private_ip) == crate::core::holder::Holder::Here
             })
         });
         let observed = CloudEvent::Observed {
@@ -377,6 +376,17 @@ mod tests {
         }
         async fn dry_run(&self, _: Action, _: &ClaimTarget) -> Result<DryRunAnswer, CloudError> {
             unreachable!("the executor makes no DryRun call")
+        }
+    }
+
+    fn executor(cloud: Arc<Scripted>, generation: watch::Receiver<u64>) -> Executor<Scripted> {
+        Executor {
+            cloud,
+            metrics: Arc::new(Metrics::new("p", "n").unwrap()),
+            policy: CallPolicy::new(Duration::from_secs(5)),
+            convergence_timeout: Duration::from_secs(20),
+            dry_run: false,
+            generation,
         }
     }
 
@@ -477,14 +487,7 @@ mod tests {
                 calls: Mutex::new(vec![]),
                 bump_on_associate: bump.then_some(gen_tx),
             });
-            let exec = Executor {
-                cloud: cloud.clone(),
-                metrics: Arc::new(Metrics::new("p", "n").unwrap()),
-                policy: CallPolicy::new(Duration::from_secs(5)),
-                convergence_timeout: Duration::from_secs(20),
-                dry_run: false,
-                generation: gen_rx,
-            };
+            let exec = executor(cloud.clone(), gen_rx);
             let (tx, _rx) = mpsc::channel(64);
             let (got, detail) = exec.claim(&claim(), &tx).await;
             assert_eq!(got, outcome, "{case}: {detail}");
@@ -503,14 +506,7 @@ mod tests {
             calls: Mutex::new(vec![]),
             bump_on_associate: None,
         });
-        let exec = Executor {
-            cloud: cloud.clone(),
-            metrics: Arc::new(Metrics::new("p", "n").unwrap()),
-            policy: CallPolicy::new(Duration::from_secs(5)),
-            convergence_timeout: Duration::from_secs(20),
-            dry_run: false,
-            generation: gen_rx,
-        };
+        let exec = executor(cloud.clone(), gen_rx);
         let (tx, _rx) = mpsc::channel(64);
         let (got, _) = exec.claim(&claim(), &tx).await;
         assert_eq!(got, ClaimOutcome::Dropped);

@@ -38,6 +38,20 @@ pub struct Address {
     pub private_ip: Option<IpAddr>,
 }
 
+impl Address {
+    /// Where this address is for the node whose ENI is `mine` and whose
+    /// VIP is on `my_ip`.
+    pub fn holder(&self, mine: &str, my_ip: IpAddr) -> crate::core::holder::Holder {
+        crate::core::holder::Holder::of(
+            self.association_id.is_some() || self.network_interface_id.is_some(),
+            self.network_interface_id.as_deref(),
+            self.private_ip,
+            mine,
+            my_ip,
+        )
+    }
+}
+
 /// Why a cloud call failed, as a caller branches on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

@@ -269,12 +269,7 @@ pub async fn check_cloud(
     let policy = CallPolicy::new(cloud.call_timeout);
     let ids: Vec<String> = vips.iter().map(|v| v.allocation_id.clone()).collect();
     // The verifier's own describe: one wrong allocation ID blinds no other.
-    let pace = crate::cloud::verifier::Pace {
-        interval: cloud.verify_interval,
-        jitter: cloud.verify_jitter,
-        fast_interval: cloud.fast_verify_interval,
-        fast_for: cloud.fast_verify_for,
-    };
+    let pace = crate::cloud::verifier::Pace::of(cloud);
     let mut verifier = crate::cloud::verifier::Verifier::new(
         aws.clone(),
         metrics.clone(),
@@ -293,14 +288,7 @@ pub async fn check_cloud(
                 Err(e) => format!("cannot tell: {e}"),
                 Ok(addrs) => match addrs.iter().find(|a| a.allocation_id == v.allocation_id) {
                     None => "not in DescribeAddresses' answer".into(),
-                    Some(a) => crate::core::holder::Holder::of(
-                        a.association_id.is_some() || a.network_interface_id.is_some(),
-                        a.network_interface_id.as_deref(),
-                        a.private_ip,
-                        &identity.interface_id,
-                        v.private_ip,
-                    )
-                    .to_string(),
+                    Some(a) => a.holder(&identity.interface_id, v.private_ip).to_string(),
                 },
             };
             (v.name.clone(), v.allocation_id.clone(), holder)

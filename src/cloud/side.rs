@@ -205,13 +205,7 @@ impl CloudSide {
                     else {
                         continue;
                     };
-                    let h = Holder::of(
-                        a.association_id.is_some() || a.network_interface_id.is_some(),
-                        a.network_interface_id.as_deref(),
-                        a.private_ip,
-                        &self.eni,
-                        vip.private_ip,
-                    );
+                    let h = a.holder(&self.eni, vip.private_ip);
                     let before = self
                         .rules
                         .vips
@@ -395,19 +389,21 @@ impl CloudSide {
             let _ = self.links.asks.try_send(Ask::Now);
         }
         if let Some(tx) = &self.links.damping {
-            let now_damping: BTreeMap<String, Damping> = self
-                .rules
-                .vips
-                .iter()
-                .map(|(k, v)| (k.clone(), v.damping.clone()))
-                .collect();
+            // Compared in place: a copy is made only when damping changed,
+            // not at every turn.
+            let vips = &self.rules.vips;
             tx.send_if_modified(|d| {
-                if *d == now_damping {
-                    false
-                } else {
-                    *d = now_damping;
-                    true
+                let same = d.len() == vips.len()
+                    && d.iter()
+                        .zip(vips)
+                        .all(|((a, da), (b, st))| a == b && *da == st.damping);
+                if !same {
+                    *d = vips
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.damping.clone()))
+                        .collect();
                 }
+                !same
             });
         }
         (out, wake)

@@ -52,6 +52,16 @@ pub struct Pace {
 }
 
 impl Pace {
+    /// The pace a `[cloud]` table sets.
+    pub fn of(cloud: &crate::config::CloudConfig) -> Pace {
+        Pace {
+            interval: cloud.verify_interval,
+            jitter: cloud.verify_jitter,
+            fast_interval: cloud.fast_verify_interval,
+            fast_for: cloud.fast_verify_for,
+        }
+    }
+
     /// When the next describe is due after one sent at `last`, by the pace
     /// alone; `spread` in [0, 1) draws the jitter.
     pub fn next(&self, last: Mono, fast_until: Option<Mono>, spread: f64) -> Mono {

@@ -396,14 +396,7 @@ pub fn promtool_check_metrics(exposition: &str) {
 
 /// The value of the series `name` whose labels include all of `labels`.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (series, v) = l.rsplit_once(' ')?;
-        let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
-        let all = labels
-            .iter()
-            .all(|(k, val)| rest.contains(&format!("{k}=\"{val}\"")));
-        (n == name && all).then(|| v.parse().ok())?
-    })
+    vip_watchdog::metrics::value(text, name, labels)
 }
 
 pub struct Node {
