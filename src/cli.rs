@@ -41,6 +41,28 @@ pub enum Command {
         #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
         config: PathBuf,
     },
+    /// Run a notify script for Keepalived (notify_master) with a clean
+    /// environment and a timeout, and tell the running watchdog how it
+    /// ended. Exits with the script's status (124 at the timeout, 127 when
+    /// it cannot start).
+    Notify {
+        #[arg(
+            long,
+            env = "VIP_WATCHDOG_CONFIG",
+            default_value = "/etc/vip-watchdog/vip-watchdog.toml"
+        )]
+        config: PathBuf,
+        /// The script's process group is killed after this long.
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// The VRRP instance the script is for; without it, the report is
+        /// for every VIP.
+        #[arg(long)]
+        instance: Option<String>,
+        /// The script and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Exit codes: 0 fine, 1 failed while running (or, for `check-cloud`, a
@@ -84,6 +106,24 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Notify {
+            config,
+            timeout,
+            instance,
+            command,
+        } => {
+            let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            let options = crate::notify::wrapper::Options {
+                config,
+                timeout,
+                instance,
+                command,
+            };
+            ExitCode::from(runtime.block_on(crate::notify::wrapper::main(options)))
         }
         Command::Run { config, log_format } => {
             let mut config = match Config::load(&config) {

@@ -1,16 +1,23 @@
-//! `/metrics`, `/healthz` and `/v1/status`. Handlers read the published
-//! snapshot and the metrics; they never touch the model.
+//! `/metrics`, `/healthz`, `/v1/status`, and `POST /v1/notify`. Handlers
+//! read the published snapshot and the metrics; they never touch the model.
+//! A notify report becomes an event for the owner, like a FIFO line; it is
+//! taken from loopback peers only (the notify wrapper runs on this host).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+use crate::core::model::Event;
+use crate::notify::report::{MAX_REPORT, Report};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -23,14 +30,57 @@ const STALE_AFTER: Duration = Duration::from_secs(5);
 struct AppState {
     status: watch::Receiver<Status>,
     metrics: Arc<Metrics>,
+    events: mpsc::Sender<Event>,
 }
 
-pub fn router(status: watch::Receiver<Status>, metrics: Arc<Metrics>) -> Router {
+pub fn router(
+    status: watch::Receiver<Status>,
+    metrics: Arc<Metrics>,
+    events: mpsc::Sender<Event>,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status_handler))
-        .with_state(AppState { status, metrics })
+        .route(
+            "/v1/notify",
+            post(notify_handler).layer(DefaultBodyLimit::max(MAX_REPORT)),
+        )
+        .with_state(AppState {
+            status,
+            metrics,
+            events,
+        })
+}
+
+async fn notify_handler(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        tracing::warn!(peer = %peer, "a notify report from another host: refused (loopback only)");
+        return (
+            StatusCode::FORBIDDEN,
+            "notify reports are taken from loopback only\n",
+        )
+            .into_response();
+    }
+    let report = match Report::parse(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "a notify report that cannot be read: ignored");
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    };
+    match s.events.try_send(Event::NotifyRun(report)) {
+        Ok(()) => (StatusCode::ACCEPTED, "ok\n").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the state owner cannot take it now: {e}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> Response {
@@ -68,9 +118,11 @@ pub async fn serve(
     listener: TcpListener,
     status: watch::Receiver<Status>,
     metrics: Arc<Metrics>,
+    events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(status, metrics))
+    let app = router(status, metrics, events).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await
 }

@@ -18,6 +18,7 @@
 //! cloud/               everything cloud: the trait and aws-sdk-ec2, the owner's
 //!                      cloud side, executor, verifier, permission checker,
 //!                      damping store (see cloud/mod.rs)
+//! notify/             the notify wrapper and its report to the watchdog
 //! owner.rs             the one task that owns the model
 //! metrics.rs, status.rs, http.rs   what is exported
 //! ```
@@ -49,6 +50,7 @@ pub mod http;
 pub mod keepalived;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod owner;
 pub mod probe;
 pub mod status;
@@ -260,13 +262,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             process::run(keepalived, observed, t, c).await,
         )
     });
-    let (m, c) = (metrics.clone(), cancel.clone());
-    tasks.spawn(async move { ("probe", probe::run(probe, tx, m, c).await) });
+    let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());
+    tasks.spawn(async move { ("probe", probe::run(probe, t, m, c).await) });
     let (m, c) = (metrics, cancel.clone());
     tasks.spawn(async move {
         (
             "http server",
-            http::serve(listener, status, m, c)
+            http::serve(listener, status, m, tx, c)
                 .await
                 .map_err(Into::into),
         )

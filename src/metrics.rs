@@ -49,6 +49,8 @@ pub struct Metrics {
     vip_allocation_unknown: IntGaugeVec,
     fifo_names_dropped: IntCounterVec,
     claims_dropped: IntCounterVec,
+    notify_runs: IntCounterVec,
+    notify_run_duration: Histogram,
 }
 
 /// Failover latency buckets, from the benchmarks (docs/benchmarks.md). The
@@ -330,6 +332,26 @@ impl Metrics {
                     &["vip", "moved_by"],
                 )?,
             )?,
+            notify_runs: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "notify_runs_total",
+                        "Notify script runs reported by `vip-watchdog notify`, by how they ended (succeeded, failed, timed_out, not_started).",
+                    ),
+                    &["outcome"],
+                )?,
+            )?,
+            notify_run_duration: reg(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "notify_run_duration_seconds",
+                        "How long each notify script run reported by `vip-watchdog notify` took.",
+                    )
+                    .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0]),
+                )?,
+            )?,
             cloud_permission_denied: reg(
                 r,
                 IntGaugeVec::new(
@@ -380,6 +402,9 @@ impl Metrics {
         for r in FailReason::ALL {
             m.probe_failures.with_label_values(&[r.as_str()]);
         }
+        for o in crate::notify::report::Outcome::ALL {
+            m.notify_runs.with_label_values(&[o.as_str()]);
+        }
         for k in ["instance", "group", "lvs"] {
             m.fifo_names_dropped.with_label_values(&[k]);
         }
@@ -402,6 +427,17 @@ impl Metrics {
             }
             Change::NameDropped { kind, .. } => {
                 self.fifo_names_dropped.with_label_values(&[kind]).inc();
+            }
+            Change::NotifyRun {
+                outcome,
+                duration_ms,
+                ..
+            } => {
+                self.notify_runs
+                    .with_label_values(&[outcome.as_str()])
+                    .inc();
+                self.notify_run_duration
+                    .observe(*duration_ms as f64 / 1000.0);
             }
             _ => {}
         }

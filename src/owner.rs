@@ -84,6 +84,14 @@ impl Owner {
             if changes.iter().any(hints) {
                 c.hint();
             }
+            for change in &changes {
+                if let Change::NotifyRun {
+                    instance, outcome, ..
+                } = change
+                {
+                    c.notify_ran(instance.as_deref(), *outcome, &self.model, now.mono);
+                }
+            }
         }
         self.metrics.sync(&self.model);
         self.step(now);
@@ -241,6 +249,20 @@ pub fn log_change(change: &Change) {
             removed = ?removed,
             "this host's addresses changed"
         ),
+        Change::NotifyRun {
+            instance,
+            outcome,
+            exit_code,
+            duration_ms,
+            output,
+        } => {
+            let instance = instance.as_deref().unwrap_or("(every instance)");
+            if outcome.failed() {
+                warn!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run failed: the watchdog heals without waiting for the rest of grace")
+            } else {
+                info!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run succeeded: asking the cloud at once")
+            }
+        }
         // Logged by the cloud side where they happen.
         Change::VipSeen { .. } | Change::VipVerdict { .. } | Change::ClaimDone { .. } => {}
     }

@@ -106,6 +106,34 @@ impl CloudSide {
         let _ = self.links.asks.try_send(Ask::Hint);
     }
 
+    /// The notify wrapper reported a run for `instance` (every VIP when
+    /// `None`): a failure ends the grace of each VIP of it (rule 5); a
+    /// success asks the cloud at once, so that the latency sample ends when
+    /// the cloud changed.
+    pub fn notify_ran(
+        &mut self,
+        instance: Option<&str>,
+        outcome: crate::notify::report::Outcome,
+        model: &Model,
+        at: Mono,
+    ) {
+        let mut confirm = false;
+        for vip in &self.vips {
+            if instance.is_some_and(|i| i != vip.vrrp_instance) {
+                continue;
+            }
+            if outcome.failed() {
+                let node = Self::node_view(vip, model);
+                self.rules.notify_failed(&vip.name, at, &node);
+            } else {
+                confirm = true;
+            }
+        }
+        if confirm {
+            let _ = self.links.asks.try_send(Ask::Confirm);
+        }
+    }
+
     fn node_view(vip: &VipConfig, model: &Model) -> NodeView {
         let inst = model.instances.get(&vip.vrrp_instance);
         let vrrp = inst.map_or(VrrpState::Unknown, |i| i.state);

@@ -41,6 +41,10 @@ pub enum Ask {
     /// Something hints that the cloud changed or is about to: a describe
     /// as soon as the gap allows, then the fast pace for a while.
     Hint,
+    /// A notify script reported that it moved the VIP: a describe at once,
+    /// even within `MIN_GAP` of the last one, so that the moment the cloud
+    /// changed is seen when it happened. At most one such a `MIN_GAP`.
+    Confirm,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +74,16 @@ impl Pace {
             next_fast + self.fast_interval.mul_f64(0.1 * spread)
         } else {
             last + self.interval + self.jitter.mul_f64(spread)
+        }
+    }
+
+    /// When a `Confirm` may be sent, at `now`, after the last one at
+    /// `last_confirm` and the last describe at `last`: at once, unless
+    /// another `Confirm` went within `MIN_GAP` (then as any ask).
+    pub fn confirm(now: Mono, last: Option<Mono>, last_confirm: Option<Mono>, spread: f64) -> Mono {
+        match last_confirm {
+            Some(c) if now.since(c) < MIN_GAP => Self::asked(now, last, spread),
+            _ => now,
         }
     }
 
@@ -119,6 +133,7 @@ impl<C: Cloud> Verifier<C> {
     ) -> anyhow::Result<()> {
         async move {
             let mut fast_until: Option<Mono> = None;
+            let mut last_confirm: Option<Mono> = None;
             loop {
                 let sent = crate::clock::now();
                 let (result, unknown) = tokio::select! {
@@ -146,10 +161,21 @@ impl<C: Cloud> Verifier<C> {
                         ask = asks.recv() => {
                             let Some(ask) = ask else { return Ok(()) };
                             let now = crate::clock::now().mono;
-                            if ask == Ask::Hint {
-                                fast_until = Some(now + self.pace.fast_for);
-                            }
-                            due = due.min(Pace::asked(now, Some(last), fastrand::f64()));
+                            let when = match ask {
+                                Ask::Confirm => {
+                                    let when = Pace::confirm(now, Some(last), last_confirm, fastrand::f64());
+                                    if when == now {
+                                        last_confirm = Some(now);
+                                    }
+                                    when
+                                }
+                                Ask::Hint => {
+                                    fast_until = Some(now + self.pace.fast_for);
+                                    Pace::asked(now, Some(last), fastrand::f64())
+                                }
+                                Ask::Now => Pace::asked(now, Some(last), fastrand::f64()),
+                            };
+                            due = due.min(when);
                         }
                     }
                 }
@@ -328,6 +354,24 @@ mod tests {
         ];
         for (last, fast, spread, want) in rows {
             assert_eq!(pace().next(last, fast, spread), want, "{last:?} {fast:?}");
+        }
+    }
+
+    /// (now, last describe, last confirm, when a confirm is sent)
+    #[test]
+    fn a_confirm_skips_the_gap_once_a_gap() {
+        let rows = [
+            (s(10000), Some(s(9800)), None, s(10000)),
+            (s(10000), Some(s(9800)), Some(s(8000)), s(10000)),
+            // A second confirm within the gap waits as any ask.
+            (s(10000), Some(s(9800)), Some(s(9800)), s(10800)),
+        ];
+        for (now, last, confirm, want) in rows {
+            assert_eq!(
+                Pace::confirm(now, last, confirm, 0.0),
+                want,
+                "{now:?} {confirm:?}"
+            );
         }
     }
 

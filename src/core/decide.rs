@@ -13,12 +13,15 @@
 //!    (ENI, private IP).
 //! 4. Never act on a MASTER younger than `min_master_age` (a node that is
 //!    MASTER for under a second at boot never claims).
-//! 5. In `heal` mode, leave the notify script `grace` to move it first.
+//! 5. In `heal` mode, leave the notify script `grace` to move it first,
+//!    unless the notify wrapper reported a run in this mastership that
+//!    failed, timed out or could not start: then grace is over.
 //! 6. Never claim when the OS does not carry the private IP (traffic would
 //!    be dropped), or while a claim is in flight.
 //! 7. Claim on fresh truth only: the cloud's view must have been asked for
 //!    after the reason to claim arose (in `own` mode after the MASTER line,
-//!    in `heal` mode after `grace` ended, and after a claim that failed or
+//!    in `heal` mode after `grace` ended (or the failed run was reported),
+//!    and after a claim that failed or
 //!    was dropped, which may have changed something). An older view asks
 //!    for a new one (`Refresh`) instead of claiming on it.
 //! 8. The first time the VIP is moved away from this MASTER within one
@@ -228,6 +231,8 @@ pub struct Mastership {
     here_before: bool,
     /// When the first claim of this mastership was sent.
     claimed_at: Option<Mono>,
+    /// Rule 5: when a notify run in this mastership was reported failed.
+    pub notify_failed_at: Option<Mono>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -391,6 +396,17 @@ impl Rules {
         out
     }
 
+    /// The notify wrapper reported at `at` that a run for `vip`'s instance
+    /// failed (rule 5): grace ends, if the run was in this mastership.
+    pub fn notify_failed(&mut self, vip: &str, at: Mono, node: &NodeView) {
+        if let Some(st) = self.vips.get_mut(vip) {
+            st.follow(node);
+            if let Some(m) = st.mastership.as_mut().filter(|m| at >= m.began) {
+                m.notify_failed_at.get_or_insert(at);
+            }
+        }
+    }
+
     /// A claim was handed to the executor at `at`.
     pub fn claim_sent(&mut self, vip: &str, at: Mono) {
         if let Some(st) = self.vips.get_mut(vip) {
@@ -473,7 +489,7 @@ impl Rules {
             };
         }
         // Rule 5.
-        if policy.mode == Mode::Heal && age < policy.grace {
+        if policy.mode == Mode::Heal && age < policy.grace && m.notify_failed_at.is_none() {
             return Verdict::Wait {
                 until: m.began + policy.grace,
                 why: "heal mode: the notify script has its grace to move the VIP".into(),
@@ -491,7 +507,10 @@ impl Rules {
         // Rule 7.
         let reason_at = match policy.mode {
             Mode::Own => m.began,
-            Mode::Heal => m.began + policy.grace,
+            Mode::Heal => {
+                let grace_end = m.began + policy.grace;
+                m.notify_failed_at.map_or(grace_end, |f| f.min(grace_end))
+            }
         };
         if st.seen.is_none_or(|s| s < reason_at) {
             return Verdict::Refresh {
@@ -789,6 +808,67 @@ mod tests {
                 r.observe_cloud("vip", h, t(sent), &node, &policy(mode));
             }
             let got = r.decide("vip", t(now), &node, &policy(mode));
+            assert_eq!(kind(&got), want, "{rule}: {got:?}");
+        }
+    }
+
+    /// Rule 5 with the notify wrapper, heal mode (grace 5 s): (rule, when a
+    /// failed run was reported, when the view was asked for, now, verdict).
+    /// Times in ms after the MASTER line; `None`: no report.
+    #[test]
+    fn rule_5_a_failed_notify_run_ends_grace() {
+        let rows: [(&str, Option<i64>, u64, u64, &str); 6] = [
+            ("rule 5: no report, grace holds", None, 3_600, 3_700, "wait"),
+            (
+                "rule 5: a failed run ends grace; a view after it claims",
+                Some(3_500),
+                3_600,
+                3_700,
+                "claim missed",
+            ),
+            (
+                "rule 4: a failed run before min_master_age still waits for it",
+                Some(1_000),
+                1_100,
+                2_000,
+                "wait",
+            ),
+            (
+                "rule 4: then claims at min_master_age, before grace",
+                Some(1_000),
+                1_100,
+                3_000,
+                "claim missed",
+            ),
+            (
+                "rule 7: a view asked for before the failed run asks again",
+                Some(3_500),
+                3_400,
+                3_700,
+                "refresh",
+            ),
+            (
+                "rule 5: a run reported before this mastership began changes nothing",
+                Some(-1),
+                3_600,
+                3_700,
+                "wait",
+            ),
+        ];
+        let p = policy(Mode::Heal);
+        for (rule, failed, seen, now, want) in rows {
+            let mut r = Rules::new(["vip"]);
+            r.decide("vip", t(0), &master(), &p);
+            if let Some(f) = failed {
+                let at = if f < 0 {
+                    t(0).before(Duration::from_millis(1))
+                } else {
+                    t(f as u64)
+                };
+                r.notify_failed("vip", at, &master());
+            }
+            r.observe_cloud("vip", Holder::Nowhere, t(seen), &master(), &p);
+            let got = r.decide("vip", t(now), &master(), &p);
             assert_eq!(kind(&got), want, "{rule}: {got:?}");
         }
     }

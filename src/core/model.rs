@@ -202,6 +202,8 @@ pub enum Event {
     Probe { health: Health, detail: String },
     /// The addresses on this host's interfaces, as listed now.
     HostAddresses(BTreeSet<IpAddr>),
+    /// The notify wrapper reported a run of a notify script.
+    NotifyRun(crate::notify::report::Report),
 }
 
 /// What `observe` changed; also the history shown as "decisions".
@@ -281,6 +283,14 @@ pub enum Change {
     HostAddresses {
         added: Vec<IpAddr>,
         removed: Vec<IpAddr>,
+    },
+    /// A notify script ran (as the notify wrapper reported).
+    NotifyRun {
+        instance: Option<String>,
+        outcome: crate::notify::report::Outcome,
+        exit_code: Option<i32>,
+        duration_ms: u64,
+        output: String,
     },
 }
 
@@ -448,6 +458,13 @@ impl Model {
                     vec![Change::HostAddresses { added, removed }]
                 }
             }
+            Event::NotifyRun(r) => vec![Change::NotifyRun {
+                instance: r.instance,
+                outcome: r.outcome,
+                exit_code: r.exit_code,
+                duration_ms: r.duration_ms,
+                output: r.output,
+            }],
             Event::Probe { health, detail } => {
                 let from = self.probe.health;
                 if from == health {

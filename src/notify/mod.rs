@@ -1,0 +1,15 @@
+//! Notify scripts, for people who keep them.
+//!
+//! ```text
+//! report.rs    what the wrapper tells the watchdog about one run (pure)
+//! wrapper.rs   `vip-watchdog notify -- SCRIPT`: clean environment, timeout
+//!              that kills the process group, the report
+//! ```
+//!
+//! The watchdog takes reports on `POST /v1/notify` (loopback peers only) and
+//! turns them into `Event::NotifyRun`: a failed or timed-out run ends the
+//! notify script's `grace` at once; a run that succeeded asks the cloud at
+//! once, so that the failover-latency sample ends when the cloud changed.
+
+pub mod report;
+pub mod wrapper;
