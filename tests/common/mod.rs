@@ -1166,6 +1166,34 @@ impl Lab {
         node.write_configs();
     }
 
+    /// Node `name`'s notify_master through the notify wrapper
+    /// (`vip-watchdog notify --config <the watchdog's> --instance VI_1
+    /// [--timeout T] -- lab.py notify MODE ...`); `timeout` None keeps the
+    /// wrapper's default.
+    /// The watchdog then listens on the shipped port, 127.0.0.1:9842 in
+    /// the node's namespace, where the wrapper reports.
+    pub fn set_notify_wrapped(&mut self, name: &str, timeout: Option<&str>, mode: &str) {
+        self.set_notify(name, Some(mode));
+        let config = self.node(name).dir.join("watchdog-true.toml");
+        let timeout = timeout.map_or(String::new(), |t| format!(" --timeout {t}"));
+        let node = if name == "a" {
+            &mut self.a
+        } else {
+            &mut self.b
+        };
+        node.listen = "127.0.0.1:9842".into();
+        node.notify = node.notify.replacen(
+            "notify_master \"",
+            &format!(
+                "notify_master \"{} notify --config {} --instance VI_1{timeout} -- ",
+                watchdog_bin().display(),
+                config.display()
+            ),
+            1,
+        );
+        node.write_configs();
+    }
+
     /// Puts tests/moto/faults.py between node `name`'s watchdog and the
     /// emulator, with `plan` (JSON, see faults.py); call after `set_vip`.
     /// The receiver gets "fault ACTION KIND" for each fault injected.
