@@ -186,8 +186,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let (asks_tx, asks_rx) = mpsc::channel(8);
         let (generation_tx, generation_rx) = watch::channel(0);
         let policy = cloud::call::CallPolicy::new(cloud.call_timeout);
-        let allocation_ids = vips.iter().map(|v| v.allocation_id.clone()).collect();
-        let targets = cloud::permissions::targets(&vips, &id.interface_id);
+        let allocation_ids = vips
+            .iter()
+            .filter_map(|v| v.target.allocation_id().map(str::to_owned))
+            .collect();
+        let route_tables = vips
+            .iter()
+            .flat_map(|v| match &v.target {
+                crate::core::target::VipTarget::Route { route_tables, .. } => route_tables.clone(),
+                _ => vec![],
+            })
+            .collect();
+        let me = cloud::Me {
+            instance_id: id.instance_id.clone(),
+            eni: id.interface_id.clone(),
+        };
+        let targets = cloud::permissions::targets(&vips, &me);
         let (store, damping) = cloud::damping_store::load(cloud.state_dir.as_deref());
         let damping_tx = store.map(|store| {
             let (tx, rx) = watch::channel(damping.clone());
@@ -208,7 +222,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         };
         owner.cloud = Some(cloud::side::CloudSide::new(
             vips,
-            id.interface_id,
+            me.clone(),
             links,
             metrics.clone(),
             damping,
@@ -239,7 +253,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         let pace = cloud::verifier::Pace::of(&cloud);
         let verifier =
-            cloud::verifier::Verifier::new(aws, metrics.clone(), policy, allocation_ids, pace);
+            cloud::verifier::Verifier::new(aws, metrics.clone(), policy, allocation_ids, pace)
+                .with_routes(route_tables, me.eni);
         let c = cancel.clone();
         tasks.spawn(async move { ("verifier", verifier.run(asks_rx, events_tx, c).await) });
     }

@@ -51,6 +51,8 @@ pub struct Metrics {
     claims_dropped: IntCounterVec,
     notify_runs: IntCounterVec,
     notify_run_duration: Histogram,
+    route_state: IntGaugeVec,
+    source_dest_check: IntGaugeVec,
 }
 
 /// Failover latency buckets, from the benchmarks (docs/benchmarks.md). The
@@ -332,6 +334,26 @@ impl Metrics {
                     &["vip", "moved_by"],
                 )?,
             )?,
+            route_state: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vip_route_state",
+                        "1 for the state of a route VIP's route in each route table, 0 for the others (here, elsewhere, instance, blackhole, other, missing).",
+                    ),
+                    &["vip", "route_table", "state"],
+                )?,
+            )?,
+            source_dest_check: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "eni_source_dest_check",
+                        "1 when this node's ENI has its source/destination check on: it then drops traffic for a routed VIP (route VIPs only).",
+                    ),
+                    &["eni"],
+                )?,
+            )?,
             notify_runs: reg(
                 r,
                 IntCounterVec::new(
@@ -584,6 +606,20 @@ impl Metrics {
         self.vip_allocation_unknown
             .with_label_values(&[vip])
             .set(i64::from(unknown));
+    }
+
+    pub fn route_state(&self, vip: &str, table: &str, state: crate::core::target::RouteState) {
+        for s in crate::core::target::RouteState::ALL {
+            self.route_state
+                .with_label_values(&[vip, table, s.as_str()])
+                .set(i64::from(s == state));
+        }
+    }
+
+    pub fn source_dest_check(&self, eni: &str, on: bool) {
+        self.source_dest_check
+            .with_label_values(&[eni])
+            .set(i64::from(on));
     }
 
     pub fn failover(&self, vip: &str, moved_by: Mover, latency: std::time::Duration) {

@@ -81,13 +81,20 @@ pub struct DecisionView {
 #[derive(Debug, Clone, Serialize)]
 pub struct VipView {
     pub name: String,
-    pub allocation_id: String,
-    pub private_ip: IpAddr,
+    /// `eip`, `eip_instance` or `route`.
+    pub kind: &'static str,
+    pub allocation_id: Option<String>,
+    pub private_ip: Option<IpAddr>,
+    /// A route VIP's destination.
+    pub destination: Option<String>,
+    /// A route VIP's route in each of its tables.
+    pub routes: Vec<crate::core::target::RouteView>,
     pub vrrp_instance: String,
     pub mode: Mode,
     pub dry_run: bool,
-    /// Whether this host carries the private IP on an interface (a claim
-    /// needs it: without it, traffic would be black-holed).
+    /// Whether this host carries the address a claim needs on an interface
+    /// (the private IP, or a single-address route destination; true when
+    /// none is needed): without it, traffic would be black-holed.
     pub private_ip_on_host: bool,
     /// false when EC2 says the allocation ID does not exist.
     pub allocation_known: bool,

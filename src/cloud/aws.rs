@@ -11,7 +11,10 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
-use super::{Action, Address, ClaimTarget, Cloud, CloudError, DryRunAnswer, ErrorKind, classify};
+use super::{
+    Action, Address, ClaimTarget, Cloud, CloudError, DryRunAnswer, ErrorKind, Route, RouteTable,
+    classify,
+};
 
 #[derive(Clone, Debug)]
 pub struct Aws {
@@ -118,7 +121,45 @@ pub fn address_of(a: &aws_sdk_ec2::types::Address) -> Result<Address, CloudError
         association_id: non_empty(a.association_id()),
         network_interface_id: non_empty(a.network_interface_id()),
         private_ip: ip(OP, a.private_ip_address())?,
+        instance_id: non_empty(a.instance_id()),
     })
+}
+
+/// One route table of a DescribeRouteTables answer; a route whose
+/// destination is not a CIDR block (a prefix list) is left out.
+pub fn route_table_of(t: &aws_sdk_ec2::types::RouteTable) -> Result<RouteTable, CloudError> {
+    const OP: &str = "DescribeRouteTables";
+    let id = non_empty(t.route_table_id())
+        .ok_or_else(|| bad_answer(OP, "a route table without RouteTableId".into()))?;
+    let routes = t
+        .routes()
+        .iter()
+        .filter_map(|r| {
+            let cidr = r
+                .destination_cidr_block()
+                .or(r.destination_ipv6_cidr_block())?;
+            let destination = crate::core::target::normalize_cidr(cidr)?.0;
+            let other = [
+                r.gateway_id(),
+                r.nat_gateway_id(),
+                r.transit_gateway_id(),
+                r.vpc_peering_connection_id(),
+                r.egress_only_internet_gateway_id(),
+                r.carrier_gateway_id(),
+                r.local_gateway_id(),
+            ]
+            .into_iter()
+            .find_map(non_empty);
+            Some(Route {
+                destination,
+                network_interface_id: non_empty(r.network_interface_id()),
+                instance_id: non_empty(r.instance_id()),
+                other_target: other,
+                blackhole: r.state() == Some(&aws_sdk_ec2::types::RouteState::Blackhole),
+            })
+        })
+        .collect();
+    Ok(RouteTable { id, routes })
 }
 
 /// The private IPs of `eni` in a DescribeNetworkInterfaces answer.
@@ -201,6 +242,90 @@ impl Cloud for Aws {
             .ok_or_else(|| bad_answer(OP, "no AssociationId in the answer".into()))
     }
 
+    async fn associate_instance(
+        &self,
+        allocation_id: &str,
+        instance: &str,
+    ) -> Result<String, CloudError> {
+        const OP: &str = "AssociateAddress";
+        let out = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .instance_id(instance)
+            .allow_reassociation(true)
+            .send()
+            .await
+            .map_err(|e| error(OP, e))?;
+        non_empty(out.association_id())
+            .ok_or_else(|| bad_answer(OP, "no AssociationId in the answer".into()))
+    }
+
+    async fn describe_route_tables(&self, ids: &[String]) -> Result<Vec<RouteTable>, CloudError> {
+        const OP: &str = "DescribeRouteTables";
+        let out = self
+            .client
+            .describe_route_tables()
+            .set_route_table_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| error(OP, e))?;
+        out.route_tables().iter().map(route_table_of).collect()
+    }
+
+    async fn set_route(
+        &self,
+        table: &str,
+        destination: &str,
+        eni: &str,
+        create: bool,
+    ) -> Result<(), CloudError> {
+        let v6 = destination.contains(':');
+        if create {
+            let req = self
+                .client
+                .create_route()
+                .route_table_id(table)
+                .network_interface_id(eni);
+            let req = if v6 {
+                req.destination_ipv6_cidr_block(destination)
+            } else {
+                req.destination_cidr_block(destination)
+            };
+            req.send().await.map_err(|e| error("CreateRoute", e))?;
+        } else {
+            let req = self
+                .client
+                .replace_route()
+                .route_table_id(table)
+                .network_interface_id(eni);
+            let req = if v6 {
+                req.destination_ipv6_cidr_block(destination)
+            } else {
+                req.destination_cidr_block(destination)
+            };
+            req.send().await.map_err(|e| error("ReplaceRoute", e))?;
+        }
+        Ok(())
+    }
+
+    async fn source_dest_check(&self, eni: &str) -> Result<bool, CloudError> {
+        const OP: &str = "DescribeNetworkInterfaces";
+        let out = self
+            .client
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .await
+            .map_err(|e| error(OP, e))?;
+        out.network_interfaces()
+            .iter()
+            .find(|n| n.network_interface_id() == Some(eni))
+            .ok_or_else(|| bad_answer(OP, format!("{eni} is not in the answer")))
+            // EC2 reports it for every ENI; absent, it is on (the default).
+            .map(|n| n.source_dest_check().unwrap_or(true))
+    }
+
     async fn dry_run(&self, action: Action, t: &ClaimTarget) -> Result<DryRunAnswer, CloudError> {
         let c = &self.client;
         match action {
@@ -224,16 +349,23 @@ impl Cloud for Aws {
                 action.dry_run_operation(),
                 "EC2's AssignPrivateIpAddresses has no DryRun parameter".into(),
             )),
-            Action::AssociateAddress => dry_run_answer(
-                action,
-                c.associate_address()
-                    .allocation_id(&t.allocation_id)
-                    .network_interface_id(&t.eni)
-                    .allow_reassociation(true)
-                    .dry_run(true)
-                    .send()
-                    .await,
-            ),
+            Action::AssociateAddress => {
+                let req = c.associate_address().allocation_id(&t.allocation_id);
+                let req = match &t.instance {
+                    Some(i) => req.instance_id(i),
+                    None => req.network_interface_id(&t.eni),
+                };
+                dry_run_answer(
+                    action,
+                    req.allow_reassociation(true).dry_run(true).send().await,
+                )
+            }
+            Action::DescribeRouteTables | Action::ReplaceRoute | Action::CreateRoute => {
+                Err(bad_answer(
+                    action.dry_run_operation(),
+                    "route permissions are learnt from real calls".into(),
+                ))
+            }
         }
     }
 }

@@ -21,9 +21,12 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::cloud::call::{CallPolicy, SUPERSEDED, call, mutate};
 use crate::cloud::messages::{Claim, CloudEvent};
-use crate::cloud::{Action, Cloud, CloudError, ErrorKind};
+use crate::cloud::{Action, Cloud, CloudError, ErrorKind, Seen, view_of};
 use crate::core::decide::ClaimOutcome;
+use crate::core::holder::Holder;
+use crate::core::target::{RouteState, VipTarget};
 use crate::metrics::Metrics;
+use std::net::IpAddr;
 
 /// How many times one claim may send its mutating calls after answers that
 /// left it uncertain.
@@ -168,82 +171,37 @@ impl<C: Cloud> Executor<C> {
     }
 
     async fn attempt(&self, c: &Claim, events: &mpsc::Sender<CloudEvent>) -> Step {
-        let (m, p) = (&*self.metrics, &self.policy);
-        let stands = || self.stands(c);
         let started = Instant::now();
-        // 1. The secondary private IP on this node's ENI.
-        let ips = call("DescribeNetworkInterfaces", p, m, || {
-            self.cloud.private_ips(&c.eni)
-        })
-        .await;
-        Self::learnt(events, &c.vip, Action::DescribeNetworkInterfaces, &ips).await;
-        let ips = match ips {
-            Ok(ips) => ips,
-            Err(e) => {
-                return Step::Done(
-                    ClaimOutcome::Failed,
-                    format!("cannot read {}'s private IPs: {e}", c.eni),
-                );
+        let sent = match &c.target {
+            VipTarget::EipOnEni {
+                allocation_id,
+                private_ip,
+            } => match self.assign(c, *private_ip, events).await {
+                Ok(()) => {
+                    self.associate(c, allocation_id, events, || {
+                        self.cloud.associate(allocation_id, &c.me.eni, *private_ip)
+                    })
+                    .await
+                }
+                Err(step) => Err(step),
+            },
+            VipTarget::EipOnInstance { allocation_id } => {
+                self.associate(c, allocation_id, events, || {
+                    self.cloud
+                        .associate_instance(allocation_id, &c.me.instance_id)
+                })
+                .await
             }
+            VipTarget::Route {
+                destination,
+                route_tables,
+                ..
+            } => self.routes(c, destination, route_tables, events).await,
         };
-        if !ips.contains(&c.private_ip) {
-            if !stands() {
-                let (o, d) = Self::dropped(c, "AssignPrivateIpAddresses");
-                return Step::Done(o, d);
-            }
-            info!(vip = %c.vip, eni = %c.eni, private_ip = %c.private_ip, "assigning the private IP to this node's ENI");
-            let assigned = mutate("AssignPrivateIpAddresses", p, m, stands, || {
-                self.cloud.assign_private_ip(&c.eni, c.private_ip)
-            })
-            .await;
-            Self::learnt(events, &c.vip, Action::AssignPrivateIpAddresses, &assigned).await;
-            match assigned {
-                Ok(()) => {}
-                Err(e) if e.code == SUPERSEDED => {
-                    let (o, d) = Self::dropped(c, "AssignPrivateIpAddresses");
-                    return Step::Done(o, d);
-                }
-                Err(e) if e.kind.uncertain() => {
-                    return Step::Uncertain(format!(
-                        "assign of {} to {}: {e}",
-                        c.private_ip, c.eni
-                    ));
-                }
-                Err(e) => {
-                    return Step::Done(
-                        ClaimOutcome::Failed,
-                        format!("cannot assign {} to {}: {e}", c.private_ip, c.eni),
-                    );
-                }
-            }
+        if let Err(step) = sent {
+            return step;
         }
-        // 2. The association.
-        if !stands() {
-            let (o, d) = Self::dropped(c, "AssociateAddress");
-            return Step::Done(o, d);
-        }
-        info!(vip = %c.vip, allocation_id = %c.allocation_id, eni = %c.eni, private_ip = %c.private_ip, reason = c.reason.as_str(), "associating the EIP with this node");
-        let associated = mutate("AssociateAddress", p, m, stands, || {
-            self.cloud.associate(&c.allocation_id, &c.eni, c.private_ip)
-        })
-        .await;
-        Self::learnt(events, &c.vip, Action::AssociateAddress, &associated).await;
-        match associated {
-            Ok(id) => info!(vip = %c.vip, association_id = %id, "associate accepted"),
-            // A race with the peer: the confirmation tells what won.
-            Err(e) if e.kind == ErrorKind::Conflict => {
-                info!(vip = %c.vip, error = %e, "associate raced with another change; verifying")
-            }
-            Err(e) if e.code == SUPERSEDED => {
-                let (o, d) = Self::dropped(c, "AssociateAddress");
-                return Step::Done(o, d);
-            }
-            Err(e) if e.kind.uncertain() => {
-                return Step::Uncertain(format!("associate: {e}"));
-            }
-            Err(e) => return Step::Done(ClaimOutcome::Failed, format!("associate failed: {e}")),
-        }
-        // 3. Confirmation: describe at once, then with back-off.
+        // Confirmation: describe at once, then with back-off.
         let deadline = Instant::now() + self.convergence_timeout;
         let mut step = 0;
         loop {
@@ -276,21 +234,207 @@ impl<C: Cloud> Executor<C> {
         }
     }
 
-    /// One DescribeAddresses for the claim's VIP, sent to the owner as an
+    /// The secondary private IP on this node's ENI.
+    async fn assign(
+        &self,
+        c: &Claim,
+        private_ip: IpAddr,
+        events: &mpsc::Sender<CloudEvent>,
+    ) -> Result<(), Step> {
+        let (m, p) = (&*self.metrics, &self.policy);
+        let stands = || self.stands(c);
+        let eni = &c.me.eni;
+        let ips = call("DescribeNetworkInterfaces", p, m, || {
+            self.cloud.private_ips(eni)
+        })
+        .await;
+        Self::learnt(events, &c.vip, Action::DescribeNetworkInterfaces, &ips).await;
+        let ips = ips.map_err(|e| {
+            Step::Done(
+                ClaimOutcome::Failed,
+                format!("cannot read {eni}'s private IPs: {e}"),
+            )
+        })?;
+        if ips.contains(&private_ip) {
+            return Ok(());
+        }
+        if !stands() {
+            let (o, d) = Self::dropped(c, "AssignPrivateIpAddresses");
+            return Err(Step::Done(o, d));
+        }
+        info!(vip = %c.vip, eni = %eni, private_ip = %private_ip, "assigning the private IP to this node's ENI");
+        let assigned = mutate("AssignPrivateIpAddresses", p, m, stands, || {
+            self.cloud.assign_private_ip(eni, private_ip)
+        })
+        .await;
+        Self::learnt(events, &c.vip, Action::AssignPrivateIpAddresses, &assigned).await;
+        match assigned {
+            Ok(()) => Ok(()),
+            Err(e) if e.code == SUPERSEDED => {
+                let (o, d) = Self::dropped(c, "AssignPrivateIpAddresses");
+                Err(Step::Done(o, d))
+            }
+            Err(e) if e.kind.uncertain() => Err(Step::Uncertain(format!(
+                "assign of {private_ip} to {eni}: {e}"
+            ))),
+            Err(e) => Err(Step::Done(
+                ClaimOutcome::Failed,
+                format!("cannot assign {private_ip} to {eni}: {e}"),
+            )),
+        }
+    }
+
+    /// The association, by `send` (on the ENI and private IP, or by
+    /// instance ID).
+    async fn associate<F, Fut>(
+        &self,
+        c: &Claim,
+        allocation_id: &str,
+        events: &mpsc::Sender<CloudEvent>,
+        send: F,
+    ) -> Result<(), Step>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<String, CloudError>>,
+    {
+        let (m, p) = (&*self.metrics, &self.policy);
+        if !self.stands(c) {
+            let (o, d) = Self::dropped(c, "AssociateAddress");
+            return Err(Step::Done(o, d));
+        }
+        info!(vip = %c.vip, allocation_id = %allocation_id, eni = %c.me.eni, instance_id = %c.me.instance_id, target = %c.target.describe(), reason = c.reason.as_str(), "associating the EIP with this node");
+        let associated = mutate("AssociateAddress", p, m, || self.stands(c), send).await;
+        Self::learnt(events, &c.vip, Action::AssociateAddress, &associated).await;
+        match associated {
+            Ok(id) => {
+                info!(vip = %c.vip, association_id = %id, "associate accepted");
+                Ok(())
+            }
+            // A race with the peer: the confirmation tells what won.
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                info!(vip = %c.vip, error = %e, "associate raced with another change; verifying");
+                Ok(())
+            }
+            Err(e) if e.code == SUPERSEDED => {
+                let (o, d) = Self::dropped(c, "AssociateAddress");
+                Err(Step::Done(o, d))
+            }
+            Err(e) if e.kind.uncertain() => Err(Step::Uncertain(format!("associate: {e}"))),
+            Err(e) => Err(Step::Done(
+                ClaimOutcome::Failed,
+                format!("associate failed: {e}"),
+            )),
+        }
+    }
+
+    /// Every table whose route does not target this node's ENI: replaced,
+    /// or created where missing. Never deleted. Read fresh first: the
+    /// claim's view may be older than a move of one table.
+    async fn routes(
+        &self,
+        c: &Claim,
+        destination: &str,
+        route_tables: &[String],
+        events: &mpsc::Sender<CloudEvent>,
+    ) -> Result<(), Step> {
+        let (m, p) = (&*self.metrics, &self.policy);
+        let sent = crate::clock::now();
+        let tables = call("DescribeRouteTables", p, m, || {
+            self.cloud.describe_route_tables(route_tables)
+        })
+        .await;
+        let seen = match tables {
+            Ok(t) => Seen::RouteTables(t),
+            Err(e) => {
+                return Err(Step::Done(
+                    ClaimOutcome::Failed,
+                    format!("cannot read the route tables: {e}"),
+                ));
+            }
+        };
+        let views = view_of(&c.target, &seen, &c.me).map(|(_, v)| v);
+        let _ = events
+            .send(CloudEvent::Observed {
+                sent,
+                result: Ok(seen),
+                unknown: vec![],
+            })
+            .await;
+        let Some(views) = views else {
+            return Err(Step::Done(
+                ClaimOutcome::Failed,
+                "a route table is missing from DescribeRouteTables' answer".into(),
+            ));
+        };
+        for v in views.iter().filter(|v| v.state != RouteState::Here) {
+            let create = v.state == RouteState::Missing;
+            let (op, action) = if create {
+                ("CreateRoute", Action::CreateRoute)
+            } else {
+                ("ReplaceRoute", Action::ReplaceRoute)
+            };
+            if !self.stands(c) {
+                let (o, d) = Self::dropped(c, op);
+                return Err(Step::Done(o, d));
+            }
+            info!(vip = %c.vip, route_table = %v.route_table, destination = %destination, eni = %c.me.eni, was = v.state.as_str(), target = ?v.target, reason = c.reason.as_str(), "pointing the route at this node");
+            let r = mutate(
+                op,
+                p,
+                m,
+                || self.stands(c),
+                || {
+                    self.cloud
+                        .set_route(&v.route_table, destination, &c.me.eni, create)
+                },
+            )
+            .await;
+            Self::learnt(events, &c.vip, action, &r).await;
+            match r {
+                Ok(()) => {}
+                Err(e) if e.code == SUPERSEDED => {
+                    let (o, d) = Self::dropped(c, op);
+                    return Err(Step::Done(o, d));
+                }
+                Err(e) if e.kind.uncertain() => {
+                    return Err(Step::Uncertain(format!("{op} in {}: {e}", v.route_table)));
+                }
+                Err(e) => {
+                    return Err(Step::Done(
+                        ClaimOutcome::Failed,
+                        format!("{op} in {} failed: {e}", v.route_table),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One describe of the claim's VIP, sent to the owner as an
     /// observation: whether it shows the VIP here (`None` when it failed).
     async fn describe(&self, c: &Claim, events: &mpsc::Sender<CloudEvent>) -> Option<bool> {
         let sent = crate::clock::now();
-        let result = call("DescribeAddresses", &self.policy, &self.metrics, || {
-            self.cloud
-                .describe_addresses(std::slice::from_ref(&c.allocation_id))
-        })
-        .await;
-        let here = result.as_ref().ok().map(|addrs| {
-            addrs.iter().any(|a| {
-                a.allocation_id == c.allocation_id
-                    && a.holder(&c.eni, c.private_ip) == crate::core::holder::Holder::Here
-            })
-        });
+        let result = match &c.target {
+            VipTarget::Route { route_tables, .. } => {
+                call("DescribeRouteTables", &self.policy, &self.metrics, || {
+                    self.cloud.describe_route_tables(route_tables)
+                })
+                .await
+                .map(Seen::RouteTables)
+            }
+            t => {
+                let id = t.allocation_id().unwrap_or_default().to_owned();
+                call("DescribeAddresses", &self.policy, &self.metrics, || {
+                    self.cloud.describe_addresses(std::slice::from_ref(&id))
+                })
+                .await
+                .map(Seen::Addresses)
+            }
+        };
+        let here = result
+            .as_ref()
+            .ok()
+            .map(|seen| view_of(&c.target, seen, &c.me).is_some_and(|(h, _)| h == Holder::Here));
         let observed = CloudEvent::Observed {
             sent,
             result,
@@ -344,6 +488,7 @@ mod tests {
                 association_id: Some("eipassoc-1".into()),
                 network_interface_id: Some(if here { "eni-me" } else { "eni-peer" }.into()),
                 private_ip: Some(IP.parse().unwrap()),
+                instance_id: None,
             }])
         }
         async fn private_ips(&self, _: &str) -> Result<Vec<IpAddr>, CloudError> {
@@ -393,9 +538,14 @@ mod tests {
     fn claim() -> Claim {
         Claim {
             vip: "web".into(),
-            allocation_id: "eipalloc-1".into(),
-            eni: "eni-me".into(),
-            private_ip: IP.parse().unwrap(),
+            target: VipTarget::EipOnEni {
+                allocation_id: "eipalloc-1".into(),
+                private_ip: IP.parse().unwrap(),
+            },
+            me: crate::cloud::Me {
+                instance_id: "i-me".into(),
+                eni: "eni-me".into(),
+            },
             reason: HealReason::Elsewhere,
             generation: 0,
         }

@@ -1,20 +1,20 @@
 //! What flows between the owner task and the cloud tasks: claims one way,
 //! `CloudEvent`s the other. Plain data.
 
-use std::net::IpAddr;
 use std::time::SystemTime;
 
-use crate::cloud::{Action, Address, CloudError};
+use crate::cloud::{Action, CloudError, Me, Seen};
 use crate::core::clock::Stamp;
 use crate::core::decide::{ClaimOutcome, HealReason};
+use crate::core::target::VipTarget;
 
 /// A claim, as the owner hands it over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
     pub vip: String,
-    pub allocation_id: String,
-    pub eni: String,
-    pub private_ip: IpAddr,
+    pub target: VipTarget,
+    /// This node: the claim is for it, always.
+    pub me: Me,
     pub reason: HealReason,
     /// The owner's generation when the verdict was made: the executor makes
     /// a mutating call only while the owner's generation is still this one.
@@ -29,9 +29,12 @@ pub enum CloudEvent {
     /// (asked one by one, so that one wrong ID blinds no other VIP).
     Observed {
         sent: Stamp,
-        result: Result<Vec<Address>, CloudError>,
+        result: Result<Seen, CloudError>,
         unknown: Vec<String>,
     },
+    /// Whether this node's ENI has its source/destination check on (route
+    /// VIPs need it off).
+    SourceDestCheck { eni: String, on: bool },
     /// A claim ended.
     ClaimDone {
         vip: String,

@@ -28,21 +28,129 @@ pub mod verifier;
 use std::future::Future;
 use std::net::IpAddr;
 
+use crate::core::holder::Holder;
+use crate::core::target::{RouteView, VipTarget};
+
 /// What the cloud says about one Elastic IP.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Address {
     pub allocation_id: String,
     pub public_ip: Option<String>,
     pub association_id: Option<String>,
     pub network_interface_id: Option<String>,
     pub private_ip: Option<IpAddr>,
+    /// The instance, when associated with one (EC2 also reports it for an
+    /// ENI association of an attached ENI).
+    pub instance_id: Option<String>,
+}
+
+/// What the cloud says about one route table: its routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTable {
+    pub id: String,
+    pub routes: Vec<Route>,
+}
+
+/// One route of a route table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Route {
+    /// `DestinationCidrBlock` (or the IPv6 one), normalised.
+    pub destination: String,
+    pub network_interface_id: Option<String>,
+    pub instance_id: Option<String>,
+    /// Any other target: a gateway, a NAT gateway, a peering connection.
+    pub other_target: Option<String>,
+    /// `State` is `blackhole`.
+    pub blackhole: bool,
+}
+
+/// One describe's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Addresses(Vec<Address>),
+    RouteTables(Vec<RouteTable>),
+}
+
+/// This node, as the cloud knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    pub instance_id: String,
+    pub eni: String,
+}
+
+/// Where `target` is for `me`, by `seen`, with each route table's route for
+/// a route VIP; `None` when `seen` does not cover it (another kind's
+/// answer, an allocation ID or a route table not in it).
+pub fn view_of(target: &VipTarget, seen: &Seen, me: &Me) -> Option<(Holder, Vec<RouteView>)> {
+    match (target, seen) {
+        (
+            VipTarget::EipOnEni {
+                allocation_id,
+                private_ip,
+            },
+            Seen::Addresses(addrs),
+        ) => addrs
+            .iter()
+            .find(|a| &a.allocation_id == allocation_id)
+            .map(|a| (a.holder(&me.eni, *private_ip), vec![])),
+        (VipTarget::EipOnInstance { allocation_id }, Seen::Addresses(addrs)) => addrs
+            .iter()
+            .find(|a| &a.allocation_id == allocation_id)
+            .map(|a| (a.instance_holder(&me.instance_id), vec![])),
+        (
+            VipTarget::Route {
+                destination,
+                route_tables,
+                ..
+            },
+            Seen::RouteTables(tables),
+        ) => {
+            let mut views = vec![];
+            for id in route_tables {
+                let table = tables.iter().find(|t| &t.id == id)?;
+                views.push(
+                    match table.routes.iter().find(|r| &r.destination == destination) {
+                        Some(r) => RouteView::of(
+                            id,
+                            r.network_interface_id.as_deref(),
+                            r.instance_id.as_deref(),
+                            r.other_target.as_deref(),
+                            r.blackhole,
+                            &me.eni,
+                        ),
+                        None => RouteView::missing(id),
+                    },
+                );
+            }
+            Some((Holder::of_routes(&views), views))
+        }
+        _ => None,
+    }
 }
 
 impl Address {
+    /// Where this address is for an EIP associated by instance ID: compared
+    /// on the instance, as that association is made.
+    pub fn instance_holder(&self, mine: &str) -> Holder {
+        match self.instance_id.as_deref() {
+            Some(i) if i == mine => Holder::Here,
+            _ if self.association_id.is_none() && self.network_interface_id.is_none() => {
+                Holder::Nowhere
+            }
+            _ => Holder::Elsewhere {
+                network_interface_id: self
+                    .network_interface_id
+                    .clone()
+                    .or_else(|| self.instance_id.clone()),
+                private_ip: self.private_ip,
+            },
+        }
+    }
+
     /// Where this address is for the node whose ENI is `mine` and whose
     /// VIP is on `my_ip`.
-    pub fn holder(&self, mine: &str, my_ip: IpAddr) -> crate::core::holder::Holder {
-        crate::core::holder::Holder::of(
+    pub fn holder(&self, mine: &str, my_ip: IpAddr) -> Holder {
+        Holder::of(
             self.association_id.is_some() || self.network_interface_id.is_some(),
             self.network_interface_id.as_deref(),
             self.private_ip,
@@ -172,9 +280,15 @@ pub enum Action {
     DescribeNetworkInterfaces,
     AssignPrivateIpAddresses,
     AssociateAddress,
+    DescribeRouteTables,
+    ReplaceRoute,
+    CreateRoute,
 }
 
 impl Action {
+    /// The actions of an Elastic IP's claim, asked with `DryRun` by the
+    /// permission checker. A route VIP's are learnt from real calls: a
+    /// route `DryRun` that an endpoint ignored would move the route.
     pub const ALL: [Action; 4] = [
         Self::DescribeAddresses,
         Self::DescribeNetworkInterfaces,
@@ -189,6 +303,23 @@ impl Action {
             Self::DescribeNetworkInterfaces => "DescribeNetworkInterfaces",
             Self::AssignPrivateIpAddresses => "AssignPrivateIpAddresses",
             Self::AssociateAddress => "AssociateAddress",
+            Self::DescribeRouteTables => "DescribeRouteTables",
+            Self::ReplaceRoute => "ReplaceRoute",
+            Self::CreateRoute => "CreateRoute",
+        }
+    }
+
+    /// The actions a VIP of this kind needs.
+    pub fn needed(target: &VipTarget) -> &'static [Action] {
+        match target {
+            VipTarget::EipOnEni { .. } => &Self::ALL,
+            VipTarget::EipOnInstance { .. } => &[Self::DescribeAddresses, Self::AssociateAddress],
+            VipTarget::Route { .. } => &[
+                Self::DescribeRouteTables,
+                Self::DescribeNetworkInterfaces,
+                Self::ReplaceRoute,
+                Self::CreateRoute,
+            ],
         }
     }
 
@@ -200,6 +331,9 @@ impl Action {
             Self::DescribeNetworkInterfaces => "DryRun:DescribeNetworkInterfaces",
             Self::AssignPrivateIpAddresses => "DryRun:AssignPrivateIpAddresses",
             Self::AssociateAddress => "DryRun:AssociateAddress",
+            Self::DescribeRouteTables => "DryRun:DescribeRouteTables",
+            Self::ReplaceRoute => "DryRun:ReplaceRoute",
+            Self::CreateRoute => "DryRun:CreateRoute",
         }
     }
 
@@ -208,14 +342,21 @@ impl Action {
     pub fn per_vip(self) -> bool {
         matches!(
             self,
-            Self::AssignPrivateIpAddresses | Self::AssociateAddress
+            Self::AssignPrivateIpAddresses
+                | Self::AssociateAddress
+                | Self::ReplaceRoute
+                | Self::CreateRoute
         )
     }
 
-    /// Whether EC2's API takes `DryRun` for it. AssignPrivateIpAddresses does
-    /// not: its permission is learnt from the first real call only.
+    /// Whether the permission checker asks it with `DryRun`.
+    /// AssignPrivateIpAddresses has no `DryRun` in EC2's API; route changes
+    /// have one, but are learnt from real calls (see `ALL`).
     pub fn has_dry_run(self) -> bool {
-        self != Self::AssignPrivateIpAddresses
+        matches!(
+            self,
+            Self::DescribeAddresses | Self::DescribeNetworkInterfaces | Self::AssociateAddress
+        )
     }
 }
 
@@ -237,6 +378,17 @@ pub enum DryRunAnswer {
 pub struct ClaimTarget {
     pub allocation_id: String,
     pub eni: String,
+    /// Associated by instance ID: the DryRun names the instance, not the ENI.
+    pub instance: Option<String>,
+}
+
+fn unsupported<T>(operation: &'static str) -> Result<T, CloudError> {
+    Err(CloudError {
+        operation,
+        kind: ErrorKind::Client,
+        code: "Unsupported".into(),
+        message: "not supported by this cloud".into(),
+    })
 }
 
 /// The EC2 calls the reconciler makes, and no more.
@@ -279,6 +431,51 @@ pub trait Cloud: Send + Sync + 'static {
         action: Action,
         target: &ClaimTarget,
     ) -> impl Future<Output = Result<DryRunAnswer, CloudError>> + Send;
+
+    /// Associates the EIP with `instance` (its primary ENI and private IP),
+    /// moving it if needed. Returns the association ID.
+    fn associate_instance(
+        &self,
+        _allocation_id: &str,
+        _instance: &str,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send {
+        async { unsupported("AssociateAddress") }
+    }
+
+    /// One call for every route table of the node's route VIPs.
+    fn describe_route_tables(
+        &self,
+        _ids: &[String],
+    ) -> impl Future<Output = Result<Vec<RouteTable>, CloudError>> + Send {
+        async { unsupported("DescribeRouteTables") }
+    }
+
+    /// Points `destination` in `table` at `eni`: `ReplaceRoute`, or
+    /// `CreateRoute` when `create` (the route is missing). Never deletes.
+    fn set_route(
+        &self,
+        _table: &str,
+        _destination: &str,
+        _eni: &str,
+        create: bool,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        async move {
+            unsupported(if create {
+                "CreateRoute"
+            } else {
+                "ReplaceRoute"
+            })
+        }
+    }
+
+    /// Whether the ENI's source/destination check is on (then the instance
+    /// drops traffic for a routed address that is not its own).
+    fn source_dest_check(
+        &self,
+        _eni: &str,
+    ) -> impl Future<Output = Result<bool, CloudError>> + Send {
+        async { unsupported("DescribeNetworkInterfaces") }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 //! minute.
 //!
 //! AssignPrivateIpAddresses has no `DryRun` in EC2's API: its permission is
-//! learnt from the first real call (the executor reports it).
+//! learnt from the first real call (the executor reports it). So are a
+//! route VIP's (DescribeRouteTables from the verifier's describes,
+//! ReplaceRoute and CreateRoute from claims): a route `DryRun` that an
+//! endpoint ignored would move the route.
 //!
 //! Safety: a `DryRun` call mutates nothing where `DryRun` is honoured, and
 //! EC2 honours it. An endpoint that does not (some emulators, some proxies)
@@ -26,7 +29,8 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::cloud::call::{CallPolicy, call};
 use crate::cloud::messages::{CloudEvent, Evidence};
-use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer};
+use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer, Me, Seen, view_of};
+use crate::core::target::{RouteState, VipTarget};
 use crate::metrics::Metrics;
 
 /// How soon an action that got no answer is asked again.
@@ -41,15 +45,17 @@ pub struct Checker<C: Cloud> {
     pub interval: Duration,
 }
 
-/// Each VIP's name and what its claim acts on from `eni`.
-pub fn targets(vips: &[crate::config::VipConfig], eni: &str) -> Vec<(String, ClaimTarget)> {
+/// Each Elastic IP VIP's name and what its claim acts on for `me`.
+pub fn targets(vips: &[crate::config::VipConfig], me: &Me) -> Vec<(String, ClaimTarget)> {
     vips.iter()
-        .map(|v| {
+        .filter_map(|v| {
             let t = ClaimTarget {
-                allocation_id: v.allocation_id.clone(),
-                eni: eni.to_owned(),
+                allocation_id: v.target.allocation_id()?.to_owned(),
+                eni: me.eni.clone(),
+                instance: matches!(v.target, VipTarget::EipOnInstance { .. })
+                    .then(|| me.instance_id.clone()),
             };
-            (v.name.clone(), t)
+            Some((v.name.clone(), t))
         })
         .collect()
 }
@@ -188,8 +194,11 @@ impl<C: Cloud> Checker<C> {
 #[derive(Debug)]
 pub struct Report {
     pub identity: crate::cloud::imds::Identity,
-    /// Each VIP: name, allocation ID, where the cloud shows it (or why not).
+    /// Each VIP: name, what it is, where the cloud shows it (or why not).
     pub vips: Vec<(String, String, String)>,
+    /// Route VIPs' problems: a blackhole, an instance target, the ENI's
+    /// source/destination check on, route tables that cannot be read.
+    pub route_problems: Vec<String>,
     /// Allocation IDs EC2 says do not exist.
     pub unknown_allocations: usize,
     /// Each answer: VIP names, action, allowed, EC2's answer.
@@ -204,6 +213,7 @@ impl Report {
             && self.round.unanswered == 0
             && !self.round.dry_run_ignored
             && self.unknown_allocations == 0
+            && self.route_problems.is_empty()
     }
 }
 
@@ -215,8 +225,11 @@ impl std::fmt::Display for Report {
             "node: instance {}, region {}, ENI {}",
             id.instance_id, id.region, id.interface_id
         )?;
-        for (name, alloc, holder) in &self.vips {
-            writeln!(f, "vip {name} ({alloc}): {holder}")?;
+        for (name, what, holder) in &self.vips {
+            writeln!(f, "vip {name} ({what}): {holder}")?;
+        }
+        for p in &self.route_problems {
+            writeln!(f, "  PROBLEM: {p}")?;
         }
         for (vips, action, allowed, detail) in &self.answers {
             writeln!(
@@ -267,7 +280,21 @@ pub async fn check_cloud(
     );
     let metrics = Arc::new(Metrics::new("check", "check")?);
     let policy = CallPolicy::new(cloud.call_timeout);
-    let ids: Vec<String> = vips.iter().map(|v| v.allocation_id.clone()).collect();
+    let ids: Vec<String> = vips
+        .iter()
+        .filter_map(|v| v.target.allocation_id().map(str::to_owned))
+        .collect();
+    let tables: Vec<String> = vips
+        .iter()
+        .flat_map(|v| match &v.target {
+            VipTarget::Route { route_tables, .. } => route_tables.clone(),
+            _ => vec![],
+        })
+        .collect();
+    let me = Me {
+        instance_id: identity.instance_id.clone(),
+        eni: identity.interface_id.clone(),
+    };
     // The verifier's own describe: one wrong allocation ID blinds no other.
     let pace = crate::cloud::verifier::Pace::of(cloud);
     let mut verifier = crate::cloud::verifier::Verifier::new(
@@ -276,25 +303,83 @@ pub async fn check_cloud(
         policy.clone(),
         ids,
         pace,
-    );
-    let (seen, unknown) = verifier.describe().await;
+    )
+    .with_routes(tables, me.eni.clone());
+    let (addresses, unknown) = verifier.describe().await;
+    let addresses = addresses.map(Seen::Addresses);
+    let routes = if verifier.route_tables.is_empty() {
+        None
+    } else {
+        Some(verifier.describe_routes().await.map(Seen::RouteTables))
+    };
+    let mut route_problems = vec![];
     let vips_seen = vips
         .iter()
         .map(|v| {
-            let holder = match &seen {
-                _ if unknown.contains(&v.allocation_id) => {
+            let seen = match &v.target {
+                VipTarget::Route { .. } => routes.as_ref().expect("asked when there are routes"),
+                _ => &addresses,
+            };
+            let holder = match seen {
+                _ if v
+                    .target
+                    .allocation_id()
+                    .is_some_and(|id| unknown.iter().any(|u| u == id)) =>
+                {
                     "UNKNOWN: EC2 does not know this allocation ID (fix vip.allocation_id)".into()
                 }
-                Err(e) => format!("cannot tell: {e}"),
-                Ok(addrs) => match addrs.iter().find(|a| a.allocation_id == v.allocation_id) {
-                    None => "not in DescribeAddresses' answer".into(),
-                    Some(a) => a.holder(&identity.interface_id, v.private_ip).to_string(),
+                Err(e) => {
+                    if matches!(v.target, VipTarget::Route { .. }) {
+                        route_problems
+                            .push(format!("vip {}: cannot read its route tables: {e}", v.name));
+                    }
+                    format!("cannot tell: {e}")
+                }
+                Ok(seen) => match view_of(&v.target, seen, &me) {
+                    None => "not in the answer".into(),
+                    Some((h, routes)) => {
+                        let mut text = h.to_string();
+                        for r in &routes {
+                            text.push_str(&format!(
+                                "\n  {}: {} {}",
+                                r.route_table,
+                                r.state.as_str(),
+                                r.target.as_deref().unwrap_or("")
+                            ));
+                            match r.state {
+                                RouteState::Blackhole
+                                | RouteState::Instance
+                                | RouteState::Other => route_problems.push(format!(
+                                    "vip {}: the route in {} is {} ({})",
+                                    v.name,
+                                    r.route_table,
+                                    r.state.as_str(),
+                                    r.target.as_deref().unwrap_or("no target")
+                                )),
+                                _ => {}
+                            }
+                        }
+                        text
+                    }
                 },
             };
-            (v.name.clone(), v.allocation_id.clone(), holder)
+            (v.name.clone(), v.target.describe(), holder)
         })
         .collect();
-    let targets = targets(vips, &identity.interface_id);
+    if routes.is_some() {
+        match aws.source_dest_check(&me.eni).await {
+            Ok(true) => route_problems.push(format!(
+                "ENI {}: source/destination check is on: the instance would drop traffic for a routed VIP (aws ec2 modify-network-interface-attribute --no-source-dest-check)",
+                me.eni
+            )),
+            Ok(false) => {}
+            Err(e) => route_problems.push(format!(
+                "ENI {}: cannot read the source/destination check: {e}",
+                me.eni
+            )),
+        }
+    }
+    let targets = targets(vips, &me);
     let capacity = 2 + targets.len();
     let checker = Checker {
         cloud: aws,
@@ -325,6 +410,7 @@ pub async fn check_cloud(
     Ok(Report {
         identity,
         vips: vips_seen,
+        route_problems,
         unknown_allocations: unknown.len(),
         answers,
         round,
@@ -380,6 +466,7 @@ mod tests {
         ClaimTarget {
             allocation_id: alloc.into(),
             eni: "eni-me".into(),
+            instance: None,
         }
     }
 

@@ -13,13 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::cloud::Action;
 use crate::cloud::messages::{Claim, CloudEvent, Evidence};
 use crate::cloud::verifier::Ask;
+use crate::cloud::{Action, Me, Seen, view_of};
 use crate::config::VipConfig;
 use crate::core::clock::{Mono, Stamp};
 use crate::core::decide::{ClaimOutcome, Damping, Holder, NodeView, Observed, Rules, Verdict};
 use crate::core::model::{Change, Model, VrrpState};
+use crate::core::target::{RouteState, RouteView};
 use crate::metrics::Metrics;
 use crate::status::{MastershipView, PermissionView, VipView, rfc3339};
 
@@ -34,8 +35,8 @@ pub struct Links {
 
 pub struct CloudSide {
     vips: Vec<VipConfig>,
-    /// This node's ENI.
-    eni: String,
+    /// This node's instance and ENI.
+    me: Me,
     rules: Rules,
     links: Links,
     metrics: std::sync::Arc<Metrics>,
@@ -45,6 +46,10 @@ pub struct CloudSide {
     permissions: BTreeMap<(String, Action), PermissionView>,
     /// Allocation IDs EC2 says do not exist.
     unknown: BTreeSet<String>,
+    /// Each route VIP's routes, table by table, as last seen.
+    routes: BTreeMap<String, Vec<RouteView>>,
+    /// Whether this node's ENI has its source/destination check on.
+    source_dest_check: Option<bool>,
 }
 
 fn verdict_why(v: &Verdict, now: Stamp) -> String {
@@ -65,7 +70,7 @@ impl CloudSide {
     /// `damping` as loaded from the state directory.
     pub fn new(
         vips: Vec<VipConfig>,
-        eni: String,
+        me: Me,
         links: Links,
         metrics: std::sync::Arc<Metrics>,
         damping: BTreeMap<String, Damping>,
@@ -81,7 +86,7 @@ impl CloudSide {
         }
         Self {
             vips,
-            eni,
+            me,
             rules,
             links,
             metrics,
@@ -89,6 +94,8 @@ impl CloudSide {
             last: BTreeMap::new(),
             permissions: BTreeMap::new(),
             unknown: BTreeSet::new(),
+            routes: BTreeMap::new(),
+            source_dest_check: None,
         }
     }
 
@@ -143,10 +150,12 @@ impl CloudSide {
             seen_begin: inst.is_some_and(|i| i.announced),
             keepalived_running: model.keepalived.running == Some(true),
             probe: model.probe.health,
-            os_has_private_ip: model
-                .host_addresses
-                .as_ref()
-                .is_some_and(|a| a.contains(&vip.private_ip)),
+            os_has_private_ip: vip.target.host_address().is_none_or(|ip| {
+                model
+                    .host_addresses
+                    .as_ref()
+                    .is_some_and(|a| a.contains(&ip))
+            }),
         }
     }
 
@@ -200,12 +209,22 @@ impl CloudSide {
     /// Applies a cloud event; returns the changes to record as decisions.
     pub fn on_cloud(&mut self, event: CloudEvent, model: &Model, now: Stamp) -> Vec<Change> {
         let mut out = vec![];
-        // Every describe is evidence of its permission, for every VIP.
+        // Every describe is evidence of its permission, for every VIP that
+        // needs it.
         if let CloudEvent::Observed { sent, result, .. } = &event
             && let Some((allowed, detail)) = CloudEvent::call_evidence(result)
         {
-            let vips: Vec<String> = self.vips.iter().map(|v| v.name.clone()).collect();
-            let action = Action::DescribeAddresses;
+            let action = match result {
+                Ok(Seen::RouteTables(_)) => Action::DescribeRouteTables,
+                Err(e) if e.operation == "DescribeRouteTables" => Action::DescribeRouteTables,
+                _ => Action::DescribeAddresses,
+            };
+            let vips: Vec<String> = self
+                .vips
+                .iter()
+                .filter(|v| Action::needed(&v.target).contains(&action))
+                .map(|v| v.name.clone())
+                .collect();
             self.permission(&vips, action, allowed, detail, Evidence::Call, sent.wall);
         }
         match event {
@@ -220,20 +239,34 @@ impl CloudSide {
                 evidence,
                 at,
             } => self.permission(&vips, action, allowed, detail, evidence, at),
+            CloudEvent::SourceDestCheck { eni, on } => {
+                let has_routes = self
+                    .vips
+                    .iter()
+                    .any(|v| matches!(v.target, crate::core::target::VipTarget::Route { .. }));
+                self.metrics.source_dest_check(&eni, on);
+                if on && has_routes && self.source_dest_check != Some(true) {
+                    error!(eni = %eni, fix = "aws ec2 modify-network-interface-attribute --no-source-dest-check", "this node's ENI has its source/destination check on: the instance drops traffic for a routed VIP that is not its own address; turn it off");
+                } else if !on && self.source_dest_check == Some(true) {
+                    info!(eni = %eni, "this node's ENI has its source/destination check off now");
+                }
+                self.source_dest_check = Some(on);
+            }
             CloudEvent::Observed {
                 sent,
-                result: Ok(addresses),
+                result: Ok(seen),
                 unknown,
             } => {
-                self.unknown_allocations(unknown);
+                if let Seen::Addresses(_) = seen {
+                    self.unknown_allocations(unknown);
+                }
                 for vip in &self.vips {
-                    let Some(a) = addresses
-                        .iter()
-                        .find(|a| a.allocation_id == vip.allocation_id)
-                    else {
+                    let Some((h, routes)) = view_of(&vip.target, &seen, &self.me) else {
                         continue;
                     };
-                    let h = a.holder(&self.eni, vip.private_ip);
+                    if !routes.is_empty() {
+                        Self::routes_seen(&mut self.routes, &self.metrics, &vip.name, routes);
+                    }
                     let before = self
                         .rules
                         .vips
@@ -314,17 +347,55 @@ impl CloudSide {
             return;
         }
         for v in &self.vips {
-            let is = now.contains(&v.allocation_id);
-            if is != self.unknown.contains(&v.allocation_id) {
+            let Some(id) = v.target.allocation_id() else {
+                continue;
+            };
+            let is = now.contains(id);
+            if is != self.unknown.contains(id) {
                 self.metrics.vip_allocation_unknown(&v.name, is);
                 if is {
-                    error!(vip = %v.name, allocation_id = %v.allocation_id, "EC2 does not know the VIP's allocation ID: fix vip.allocation_id; the other VIPs are watched as usual");
+                    error!(vip = %v.name, allocation_id = %id, "EC2 does not know the VIP's allocation ID: fix vip.allocation_id; the other VIPs are watched as usual");
                 } else {
-                    info!(vip = %v.name, allocation_id = %v.allocation_id, "EC2 knows the VIP's allocation ID now");
+                    info!(vip = %v.name, allocation_id = %id, "EC2 knows the VIP's allocation ID now");
                 }
             }
         }
         self.unknown = now;
+    }
+
+    /// Keeps a route VIP's routes; a table whose state changed is logged
+    /// (a blackhole or an instance target as a problem) and gauged.
+    fn routes_seen(
+        all: &mut BTreeMap<String, Vec<RouteView>>,
+        metrics: &Metrics,
+        vip: &str,
+        routes: Vec<RouteView>,
+    ) {
+        let before = all.get(vip);
+        for r in &routes {
+            let was = before
+                .and_then(|b| b.iter().find(|x| x.route_table == r.route_table))
+                .map(|x| x.state);
+            if was == Some(r.state) {
+                continue;
+            }
+            metrics.route_state(vip, &r.route_table, r.state);
+            match r.state {
+                RouteState::Blackhole => {
+                    error!(vip = %vip, route_table = %r.route_table, target = ?r.target, "the VIP's route is a blackhole: its target ENI or instance is gone and traffic is dropped; the MASTER claims it")
+                }
+                RouteState::Instance => {
+                    warn!(vip = %vip, route_table = %r.route_table, target = ?r.target, "the VIP's route targets an instance, not an ENI: EC2 resolves it to the primary ENI and refuses it for instances with several; the MASTER points it at its ENI")
+                }
+                RouteState::Other => {
+                    warn!(vip = %vip, route_table = %r.route_table, target = ?r.target, "the VIP's route targets neither an ENI nor an instance")
+                }
+                _ => {
+                    debug!(vip = %vip, route_table = %r.route_table, state = r.state.as_str(), "the VIP's route changed")
+                }
+            }
+        }
+        all.insert(vip.to_owned(), routes);
     }
 
     /// Decides for every VIP, sends claims and asks, updates metrics.
@@ -349,9 +420,8 @@ impl CloudSide {
                 } => {
                     let claim = Claim {
                         vip: vip.name.clone(),
-                        allocation_id: vip.allocation_id.clone(),
-                        eni: self.eni.clone(),
-                        private_ip: vip.private_ip,
+                        target: vip.target.clone(),
+                        me: self.me.clone(),
                         reason: *reason,
                         generation: self.generation,
                     };
@@ -446,13 +516,29 @@ impl CloudSide {
                 let node = Self::node_view(v, model);
                 VipView {
                     name: v.name.clone(),
-                    allocation_id: v.allocation_id.clone(),
-                    private_ip: v.private_ip,
+                    kind: v.target.kind(),
+                    allocation_id: v.target.allocation_id().map(str::to_owned),
+                    private_ip: match &v.target {
+                        crate::core::target::VipTarget::EipOnEni { private_ip, .. } => {
+                            Some(*private_ip)
+                        }
+                        _ => None,
+                    },
+                    destination: match &v.target {
+                        crate::core::target::VipTarget::Route { destination, .. } => {
+                            Some(destination.clone())
+                        }
+                        _ => None,
+                    },
+                    routes: self.routes.get(&v.name).cloned().unwrap_or_default(),
                     vrrp_instance: v.vrrp_instance.clone(),
                     mode: v.policy.mode,
                     dry_run: v.policy.dry_run,
                     private_ip_on_host: node.os_has_private_ip,
-                    allocation_known: !self.unknown.contains(&v.allocation_id),
+                    allocation_known: v
+                        .target
+                        .allocation_id()
+                        .is_none_or(|id| !self.unknown.contains(id)),
                     cloud: st.and_then(|s| s.holder.clone()),
                     observed_at: st.and_then(|s| s.seen).map(|m| rfc3339(now.wall_of(m))),
                     verdict: last.map(Verdict::kind),
@@ -530,8 +616,10 @@ mod tests {
         let vips = ["web", "db"]
             .map(|name| VipConfig {
                 name: name.into(),
-                allocation_id: format!("eipalloc-{name}"),
-                private_ip: "10.0.0.50".parse().unwrap(),
+                target: crate::core::target::VipTarget::EipOnEni {
+                    allocation_id: format!("eipalloc-{name}"),
+                    private_ip: "10.0.0.50".parse().unwrap(),
+                },
                 vrrp_instance: "VI_1".into(),
                 policy: policy.clone(),
             })
@@ -546,7 +634,16 @@ mod tests {
             damping: None,
         };
         let metrics = std::sync::Arc::new(Metrics::new("p", "n").unwrap());
-        let side = CloudSide::new(vips, "eni-me".into(), links, metrics, BTreeMap::new());
+        let side = CloudSide::new(
+            vips,
+            Me {
+                instance_id: "i-me".into(),
+                eni: "eni-me".into(),
+            },
+            links,
+            metrics,
+            BTreeMap::new(),
+        );
         let mut model = Model::new(["VI_1"]);
         for e in [
             Event::KeepalivedRunning {
@@ -582,14 +679,17 @@ mod tests {
             association_id: Some("eipassoc-1".into()),
             network_interface_id: Some(eni.into()),
             private_ip: Some("10.0.0.50".parse().unwrap()),
+            instance_id: None,
         };
         CloudEvent::Observed {
             sent: stamp(sent),
-            result: Ok(["eipalloc-web", "eipalloc-db"]
-                .into_iter()
-                .filter(|a| !unknown.iter().any(|u| u.ends_with(&a[9..])))
-                .map(addr)
-                .collect()),
+            result: Ok(Seen::Addresses(
+                ["eipalloc-web", "eipalloc-db"]
+                    .into_iter()
+                    .filter(|a| !unknown.iter().any(|u| u.ends_with(&a[9..])))
+                    .map(addr)
+                    .collect(),
+            )),
             unknown: unknown.iter().map(|u| u.to_string()).collect(),
         }
     }

@@ -1,6 +1,7 @@
 //! The task that asks the cloud where every VIP is.
 //!
-//! One batched DescribeAddresses for all VIPs, paced:
+//! One batched DescribeAddresses for all Elastic IPs and one batched
+//! DescribeRouteTables for all route VIPs' tables, paced:
 //! - steady state: every `verify_interval` plus up to `verify_jitter`, the
 //!   slow pace that keeps the API budget;
 //! - after a hint (a VRRP transition, Keepalived hearing another MASTER, a
@@ -14,7 +15,9 @@
 //! describe bucket. One allocation ID that EC2 does not know fails the
 //! whole batch; the verifier then asks one by one, reports the unknown IDs,
 //! and leaves them out of the batch (re-asking them alone each round), so
-//! the other VIPs stay watched.
+//! the other VIPs stay watched. With route VIPs, it also asks whether this
+//! node's ENI has its source/destination check on, at the first round and
+//! then every `SOURCE_DEST_EVERY`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,12 +29,16 @@ use tracing::{Instrument, error, info, info_span};
 
 use crate::cloud::call::{CallPolicy, call};
 use crate::cloud::messages::CloudEvent;
-use crate::cloud::{Address, Cloud, CloudError, ErrorKind};
+use crate::cloud::{Address, Cloud, CloudError, ErrorKind, RouteTable, Seen};
 use crate::core::clock::Mono;
 use crate::metrics::Metrics;
 
 /// The least time between two describes of the verifier, whatever asks.
 pub const MIN_GAP: Duration = Duration::from_secs(1);
+
+/// How often the source/destination check of this node's ENI is asked
+/// (route VIPs only).
+pub const SOURCE_DEST_EVERY: Duration = Duration::from_secs(3600);
 
 /// What the owner asks of the verifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +109,10 @@ pub struct Verifier<C: Cloud> {
     pub metrics: Arc<Metrics>,
     pub policy: CallPolicy,
     pub allocation_ids: Vec<String>,
+    /// Every route table of the route VIPs, each once.
+    pub route_tables: Vec<String>,
+    /// This node's ENI, whose source/destination check route VIPs need off.
+    pub eni: String,
     pub pace: Pace,
     /// IDs EC2 said it does not know, asked alone each round.
     unknown: BTreeSet<String>,
@@ -120,9 +131,30 @@ impl<C: Cloud> Verifier<C> {
             metrics,
             policy,
             allocation_ids,
+            route_tables: vec![],
+            eni: String::new(),
             pace,
             unknown: BTreeSet::new(),
         }
+    }
+
+    /// Also watches `route_tables` (and `eni`'s source/destination check).
+    pub fn with_routes(mut self, route_tables: Vec<String>, eni: String) -> Self {
+        let mut seen = BTreeSet::new();
+        self.route_tables = route_tables
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .collect();
+        self.eni = eni;
+        self
+    }
+
+    /// One DescribeRouteTables for every table.
+    pub async fn describe_routes(&self) -> Result<Vec<RouteTable>, CloudError> {
+        call("DescribeRouteTables", &self.policy, &self.metrics, || {
+            self.cloud.describe_route_tables(&self.route_tables)
+        })
+        .await
     }
 
     pub async fn run(
@@ -134,22 +166,55 @@ impl<C: Cloud> Verifier<C> {
         async move {
             let mut fast_until: Option<Mono> = None;
             let mut last_confirm: Option<Mono> = None;
+            let mut source_dest_due = crate::clock::now().mono;
             loop {
                 let sent = crate::clock::now();
-                let (result, unknown) = tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
-                    r = self.describe() => r,
-                };
-                if events
-                    .send(CloudEvent::Observed {
+                if !self.allocation_ids.is_empty() {
+                    let (result, unknown) = tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        r = self.describe() => r,
+                    };
+                    let observed = CloudEvent::Observed {
                         sent,
-                        result,
+                        result: result.map(Seen::Addresses),
                         unknown,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return Ok(());
+                    };
+                    if events.send(observed).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                if !self.route_tables.is_empty() {
+                    let sent = crate::clock::now();
+                    let result = tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        r = self.describe_routes() => r,
+                    };
+                    let observed = CloudEvent::Observed {
+                        sent,
+                        result: result.map(Seen::RouteTables),
+                        unknown: vec![],
+                    };
+                    if events.send(observed).await.is_err() {
+                        return Ok(());
+                    }
+                    if sent.mono >= source_dest_due {
+                        let on = call("DescribeNetworkInterfaces", &self.policy, &self.metrics, || {
+                            self.cloud.source_dest_check(&self.eni)
+                        })
+                        .await;
+                        match on {
+                            Ok(on) => {
+                                source_dest_due = sent.mono + SOURCE_DEST_EVERY;
+                                let e = CloudEvent::SourceDestCheck { eni: self.eni.clone(), on };
+                                if events.send(e).await.is_err() {
+                                    return Ok(());
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(eni = %self.eni, error = %e, "cannot read the ENI's source/destination check; asking again next round")
+                            }
+                        }
+                    }
                 }
                 let last = sent.mono;
                 let mut due = self.pace.next(last, fast_until, fastrand::f64());
@@ -270,6 +335,7 @@ mod tests {
                     association_id: None,
                     network_interface_id: None,
                     private_ip: None,
+                    instance_id: None,
                 })
                 .collect())
         }

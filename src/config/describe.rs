@@ -149,10 +149,9 @@ impl Config {
             let p = &v.policy;
             let _ = writeln!(
                 w,
-                "vip {:?}: eip {} on private IP {} while {} is MASTER; mode {:?}, grace {}, min_master_age {}, at most {} claims per {}, back-off {} to {}",
+                "vip {:?}: {} while {} is MASTER; mode {:?}, grace {}, min_master_age {}, at most {} claims per {}, back-off {} to {}",
                 v.name,
-                v.allocation_id,
-                v.private_ip,
+                v.target.describe(),
                 v.vrrp_instance,
                 p.mode,
                 d(&p.grace),

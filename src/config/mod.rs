@@ -73,11 +73,12 @@ pub struct CloudConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct VipConfig {
-    /// A short name for logs and the `vip` label; defaults to the allocation ID.
+    /// A short name for logs and the `vip` label; defaults to the
+    /// allocation ID, or the route's destination.
     pub name: String,
-    pub allocation_id: String,
-    /// The secondary private IP the EIP is associated with on the MASTER.
-    pub private_ip: IpAddr,
+    /// What the VIP is in the cloud: an EIP (on the ENI, or by instance
+    /// ID), or a route.
+    pub target: crate::core::target::VipTarget,
     pub vrrp_instance: String,
     pub policy: crate::core::decide::VipPolicy,
 }
@@ -497,6 +498,38 @@ address = "127.0.0.1:80"
         )
     }
 
+    fn with_route(vip_extra: &str) -> String {
+        format!(
+            "{}[[keepalived.instance]]\nname = \"VI_1\"\n[cloud]\nregion = \"eu-west-1\"\n[[vip]]\nkind = \"route\"\ndestination = \"192.168.100.10/32\"\nroute_tables = [\"rtb-1\", \"rtb-2\"]\nvrrp_instance = \"VI_1\"\n{vip_extra}",
+            MINIMAL
+        )
+    }
+
+    #[test]
+    fn route_and_instance_vips_parse_into_their_targets() {
+        use crate::core::target::VipTarget;
+        let c = Config::parse(&with_route("")).expect("valid route VIP");
+        assert_eq!(c.vips[0].name, "192.168.100.10/32");
+        assert_eq!(
+            c.vips[0].target,
+            VipTarget::Route {
+                destination: "192.168.100.10/32".into(),
+                host: Some("192.168.100.10".parse().unwrap()),
+                route_tables: vec!["rtb-1".into(), "rtb-2".into()],
+            }
+        );
+        let text =
+            with_vip("associate = \"instance\"\n").replace("private_ip = \"10.0.0.100\"\n", "");
+        let c = Config::parse(&text).expect("valid instance VIP");
+        assert_eq!(
+            c.vips[0].target,
+            VipTarget::EipOnInstance {
+                allocation_id: "eipalloc-1".into()
+            }
+        );
+        assert_eq!(c.vips[0].target.host_address(), None);
+    }
+
     #[test]
     fn vip_config_defaults_are_safe() {
         let c = Config::parse(&with_vip("")).expect("valid");
@@ -555,10 +588,59 @@ address = "127.0.0.1:80"
             ),
             (
                 "unknown vip kind",
-                with_vip("").replace("kind = \"eip\"", "kind = \"route\""),
+                with_vip("").replace("kind = \"eip\"", "kind = \"nat\""),
                 "",
                 Some(17),
-                "unknown variant `route`",
+                "unknown variant `nat`",
+            ),
+            (
+                "eip without private_ip",
+                with_vip("").replace("private_ip = \"10.0.0.100\"\n", ""),
+                "vip.private_ip",
+                Some(16),
+                "associate = \"instance\"",
+            ),
+            (
+                "private_ip with associate = instance",
+                with_vip("associate = \"instance\"\n"),
+                "vip.private_ip",
+                Some(19),
+                "not used with associate",
+            ),
+            (
+                "route without destination",
+                with_route("").replace("destination = \"192.168.100.10/32\"\n", ""),
+                "vip.destination",
+                Some(16),
+                "needs the destination CIDR",
+            ),
+            (
+                "route destination not a CIDR",
+                with_route("").replace("192.168.100.10/32", "192.168.100.300/32"),
+                "vip.destination",
+                Some(18),
+                "not a CIDR block",
+            ),
+            (
+                "route table not an ID",
+                with_route("").replace("\"rtb-2\"", "\"main\""),
+                "vip.route_tables",
+                Some(19),
+                "\"main\" is not a route table ID",
+            ),
+            (
+                "route table twice",
+                with_route("").replace("\"rtb-2\"", "\"rtb-1\""),
+                "vip.route_tables",
+                Some(19),
+                "listed twice",
+            ),
+            (
+                "an EIP's key on a route",
+                with_route("allocation_id = \"eipalloc-1\"\n"),
+                "vip.allocation_id",
+                Some(21),
+                "is not a key of kind = \"route\"",
             ),
             (
                 "backoff max below base",

@@ -94,6 +94,14 @@ pub(super) fn default_convergence_timeout() -> Spanned<Dur> {
 #[serde(rename_all = "lowercase")]
 pub(super) enum VipKind {
     Eip,
+    Route,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawAssociate {
+    Eni,
+    Instance,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -106,11 +114,15 @@ pub(super) enum RawMode {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawVip {
-    #[allow(dead_code)]
-    pub(super) kind: VipKind,
+    pub(super) kind: Spanned<VipKind>,
     pub(super) name: Option<Spanned<String>>,
-    pub(super) allocation_id: Spanned<String>,
-    pub(super) private_ip: IpAddr,
+    /// kind = "eip"
+    pub(super) allocation_id: Option<Spanned<String>>,
+    pub(super) private_ip: Option<Spanned<IpAddr>>,
+    pub(super) associate: Option<Spanned<RawAssociate>>,
+    /// kind = "route"
+    pub(super) destination: Option<Spanned<String>>,
+    pub(super) route_tables: Option<Spanned<Vec<String>>>,
     pub(super) vrrp_instance: Spanned<String>,
     #[serde(default = "default_mode")]
     pub(super) mode: RawMode,

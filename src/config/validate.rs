@@ -2,6 +2,7 @@
 
 use super::raw::*;
 use super::*;
+use crate::core::target::VipTarget;
 
 // ---- validation --------------------------------------------------------------
 
@@ -252,6 +253,126 @@ impl Validator<'_> {
         }
     }
 
+    /// What the VIP is in the cloud, from its kind's keys; `None` after an
+    /// error (each named).
+    fn target(&mut self, v: &RawVip, table: &Spanned<()>) -> Option<VipTarget> {
+        let kind = *v.kind.get_ref();
+        let wrong = |k: &str| {
+            format!(
+                "is not a key of kind = {:?}",
+                match kind {
+                    VipKind::Eip => "eip",
+                    VipKind::Route => "route",
+                }
+            ) + &format!(" ({k})")
+        };
+        match kind {
+            VipKind::Eip => {
+                if let Some(d) = &v.destination {
+                    self.err("vip.destination", d, wrong("a route VIP's destination"));
+                }
+                if let Some(t) = &v.route_tables {
+                    self.err("vip.route_tables", t, wrong("a route VIP's route tables"));
+                }
+                let Some(alloc) = &v.allocation_id else {
+                    self.err("vip.allocation_id", table, "missing: kind = \"eip\" needs the Elastic IP's allocation ID (eipalloc-...)");
+                    return None;
+                };
+                if !alloc.get_ref().starts_with("eipalloc-") {
+                    self.err(
+                        "vip.allocation_id",
+                        alloc,
+                        "must be an allocation ID (eipalloc-...)",
+                    );
+                    return None;
+                }
+                let allocation_id = alloc.get_ref().clone();
+                match (v.associate.as_ref().map(|a| *a.get_ref()), &v.private_ip) {
+                    (None | Some(RawAssociate::Eni), Some(ip)) => Some(VipTarget::EipOnEni {
+                        allocation_id,
+                        private_ip: *ip.get_ref(),
+                    }),
+                    (None | Some(RawAssociate::Eni), None) => {
+                        self.err("vip.private_ip", table, "missing: an EIP on the ENI needs the secondary private IP it is associated with (or associate = \"instance\" for a single-ENI instance)");
+                        None
+                    }
+                    (Some(RawAssociate::Instance), Some(ip)) => {
+                        self.err("vip.private_ip", ip, "not used with associate = \"instance\": EC2 associates the EIP with the instance's primary private IP");
+                        None
+                    }
+                    (Some(RawAssociate::Instance), None) => {
+                        Some(VipTarget::EipOnInstance { allocation_id })
+                    }
+                }
+            }
+            VipKind::Route => {
+                for (key, set) in [
+                    (
+                        "vip.allocation_id",
+                        v.allocation_id.as_ref().map(|s| s.span()),
+                    ),
+                    ("vip.private_ip", v.private_ip.as_ref().map(|s| s.span())),
+                    ("vip.associate", v.associate.as_ref().map(|s| s.span())),
+                ] {
+                    if let Some(span) = set {
+                        self.err(key, &Spanned::new(span, ()), wrong("an EIP's key"));
+                    }
+                }
+                let Some(d) = &v.destination else {
+                    self.err("vip.destination", table, "missing: kind = \"route\" needs the destination CIDR whose route follows the MASTER (e.g. \"192.168.100.10/32\")");
+                    return None;
+                };
+                let Some((destination, host)) = crate::core::target::normalize_cidr(d.get_ref())
+                else {
+                    self.err(
+                        "vip.destination",
+                        d,
+                        format!(
+                            "{:?} is not a CIDR block (address/prefix, e.g. \"192.168.100.10/32\")",
+                            d.get_ref()
+                        ),
+                    );
+                    return None;
+                };
+                let Some(tables) = &v.route_tables else {
+                    self.err("vip.route_tables", table, "missing: kind = \"route\" needs the route tables (rtb-...) whose route must target this node");
+                    return None;
+                };
+                let route_tables = tables.get_ref().clone();
+                if route_tables.is_empty() {
+                    self.err(
+                        "vip.route_tables",
+                        tables,
+                        "must list at least one route table (rtb-...)",
+                    );
+                    return None;
+                }
+                if let Some(bad) = route_tables.iter().find(|t| !t.starts_with("rtb-")) {
+                    self.err(
+                        "vip.route_tables",
+                        tables,
+                        format!("{bad:?} is not a route table ID (rtb-...)"),
+                    );
+                    return None;
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                if let Some(dup) = route_tables.iter().find(|t| !seen.insert(*t)) {
+                    self.err(
+                        "vip.route_tables",
+                        tables,
+                        format!("{dup:?} is listed twice"),
+                    );
+                    return None;
+                }
+                Some(VipTarget::Route {
+                    destination,
+                    host,
+                    route_tables,
+                })
+            }
+        }
+    }
+
     fn vips(
         &mut self,
         raw: Vec<Spanned<RawVip>>,
@@ -265,13 +386,7 @@ impl Validator<'_> {
             if cloud.is_none() {
                 self.err("vip", &table, "a [[vip]] needs a [cloud] table");
             }
-            if !v.allocation_id.get_ref().starts_with("eipalloc-") {
-                self.err(
-                    "vip.allocation_id",
-                    &v.allocation_id,
-                    "must be an allocation ID (eipalloc-...)",
-                );
-            }
+            let target = self.target(&v, &table);
             if !keepalived
                 .instances
                 .iter()
@@ -302,27 +417,32 @@ impl Validator<'_> {
                     "must be at least vip.backoff_base, which must be more than 0",
                 );
             }
+            let Some(target) = target else { continue };
             let name = match v.name {
                 Some(n) => {
                     self.label("vip.name", &n);
                     n.into_inner()
                 }
-                None => v.allocation_id.get_ref().clone(),
+                None => match &target {
+                    VipTarget::Route { destination, .. } => destination.clone(),
+                    t => t.allocation_id().unwrap_or_default().to_owned(),
+                },
             };
-            if out
-                .iter()
-                .any(|o| o.name == name || &o.allocation_id == v.allocation_id.get_ref())
-            {
-                self.err(
-                    "vip.allocation_id",
-                    &v.allocation_id,
-                    format!("VIP {name:?} is listed twice"),
-                );
+            let same = |o: &VipConfig| {
+                o.name == name
+                    || (o.target.allocation_id().is_some()
+                        && o.target.allocation_id() == target.allocation_id())
+                    || matches!((&o.target, &target), (
+                        VipTarget::Route { destination: a, .. },
+                        VipTarget::Route { destination: b, .. },
+                    ) if a == b)
+            };
+            if out.iter().any(same) {
+                self.err("vip", &table, format!("VIP {name:?} is listed twice"));
             }
             out.push(VipConfig {
                 name,
-                allocation_id: v.allocation_id.into_inner(),
-                private_ip: v.private_ip,
+                target,
                 vrrp_instance: v.vrrp_instance.into_inner(),
                 policy: crate::core::decide::VipPolicy {
                     mode: match v.mode {

@@ -4,3 +4,4 @@ pub mod clock;
 pub mod decide;
 pub mod holder;
 pub mod model;
+pub mod target;

@@ -374,12 +374,21 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        // Killed children are reaped by init (or are zombies of the
-        // killed shell, already gone): none is left running.
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The child got SIGKILL with its group: it is gone, a zombie, or
+        // dying with SIGKILL pending (group-wide: ShdPnd, bit 9).
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .and_then(|v| u64::from_str_radix(v, 16).ok())
+                .unwrap_or(0)
+        };
+        let killed = (field("ShdPnd:") | field("SigPnd:")) & (1 << 8) != 0;
         assert!(
-            state.is_empty() || state.contains(") Z"),
-            "the script's child still runs: {state}"
+            status.is_empty() || status.contains("State:\tZ") || killed,
+            "the script's child still runs: {status}"
         );
         let missing = run_script(
             &[OsString::from("/nonexistent/script")],
