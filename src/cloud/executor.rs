@@ -302,7 +302,7 @@ impl<C: Cloud> Executor<C> {
             let (o, d) = Self::dropped(c, "AssociateAddress");
             return Err(Step::Done(o, d));
         }
-        info!(vip = %c.vip, allocation_id = %allocation_id, eni = %c.me.eni, instance_id = %c.me.instance_id, target = %c.target.describe(), reason = c.reason.as_str(), "associating the EIP with this node");
+        info!(vip = %c.vip, allocation_id = %allocation_id, eni = %c.me.eni, instance_id = %c.me.instance_id, what = %c.target.describe(), reason = c.reason.as_str(), "associating the EIP with this node");
         let associated = mutate("AssociateAddress", p, m, || self.stands(c), send).await;
         Self::learnt(events, &c.vip, Action::AssociateAddress, &associated).await;
         match associated {
@@ -377,7 +377,7 @@ impl<C: Cloud> Executor<C> {
                 let (o, d) = Self::dropped(c, op);
                 return Err(Step::Done(o, d));
             }
-            info!(vip = %c.vip, route_table = %v.route_table, destination = %destination, eni = %c.me.eni, was = v.state.as_str(), target = ?v.target, reason = c.reason.as_str(), "pointing the route at this node");
+            info!(vip = %c.vip, route_table = %v.route_table, destination = %destination, eni = %c.me.eni, was = v.state.as_str(), route_target = ?v.target, reason = c.reason.as_str(), "pointing the route at this node");
             let r = mutate(
                 op,
                 p,

@@ -382,13 +382,13 @@ impl CloudSide {
             metrics.route_state(vip, &r.route_table, r.state);
             match r.state {
                 RouteState::Blackhole => {
-                    error!(vip = %vip, route_table = %r.route_table, target = ?r.target, "the VIP's route is a blackhole: its target ENI or instance is gone and traffic is dropped; the MASTER claims it")
+                    error!(vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route is a blackhole: its target ENI or instance is gone and traffic is dropped; the MASTER claims it")
                 }
                 RouteState::Instance => {
-                    warn!(vip = %vip, route_table = %r.route_table, target = ?r.target, "the VIP's route targets an instance, not an ENI: EC2 resolves it to the primary ENI and refuses it for instances with several; the MASTER points it at its ENI")
+                    warn!(vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route targets an instance, not an ENI: EC2 resolves it to the primary ENI and refuses it for instances with several; the MASTER points it at its ENI")
                 }
                 RouteState::Other => {
-                    warn!(vip = %vip, route_table = %r.route_table, target = ?r.target, "the VIP's route targets neither an ENI nor an instance")
+                    warn!(vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route targets neither an ENI nor an instance")
                 }
                 _ => {
                     debug!(vip = %vip, route_table = %r.route_table, state = r.state.as_str(), "the VIP's route changed")

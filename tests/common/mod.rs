@@ -410,6 +410,8 @@ pub struct Node {
     pub haproxy: Option<Child>,
     /// keepalived.conf's notify_master line, or nothing.
     pub notify: String,
+    /// More lines of keepalived.conf's virtual_ipaddress block.
+    pub extra_vips: String,
     /// The watchdog's [cloud] and [[vip]] tables, or nothing.
     pub cloud_toml: String,
     /// The watchdog's http.listen.
@@ -457,6 +459,7 @@ impl Node {
             ("@PEER@", self.peer.as_str()),
             ("@VIP@", VIP),
             ("@NOTIFY@", self.notify.as_str()),
+            ("@EXTRA_VIPS@", self.extra_vips.as_str()),
             ("@CLOUD@", self.cloud_toml.as_str()),
         ];
         for (k, v) in common.iter().chain(extra) {
@@ -911,6 +914,7 @@ impl Lab {
             keepalived: None,
             haproxy: None,
             notify: String::new(),
+            extra_vips: String::new(),
             cloud_toml: String::new(),
             listen: "127.0.0.1:0".into(),
             intervals: ("100ms", "200ms"),
@@ -1061,6 +1065,136 @@ impl Lab {
             .as_str()
             .expect("eni")
             .to_owned()
+    }
+
+    /// The lab's route tables (two), whose route for the route VIP's
+    /// destination targets node a's ENI at set-up.
+    pub fn route_tables(&self) -> Vec<String> {
+        self.cloud().ids["route_tables"]
+            .as_array()
+            .expect("route tables")
+            .iter()
+            .map(|t| t.as_str().expect("rtb").to_owned())
+            .collect()
+    }
+
+    /// The route VIP's destination (a /32 outside the VPC's range).
+    pub fn route_destination(&self) -> String {
+        self.cloud().ids["route_destination"]
+            .as_str()
+            .expect("destination")
+            .to_owned()
+    }
+
+    /// Where the route VIP's route points in each table, at the emulator:
+    /// "a", "b", "blackhole", "instance:ID", "-" (no route) or another ENI.
+    pub fn routes_on(&self) -> Vec<String> {
+        let mut args = vec!["routes", "http://127.0.0.1:5000"];
+        let tables = self.route_tables();
+        args.extend(tables.iter().map(String::as_str));
+        self.lab_py(&args)
+            .lines()
+            .map(|l| {
+                let target = l.split_whitespace().nth(1).unwrap_or("").to_owned();
+                ["a", "b"]
+                    .into_iter()
+                    .find(|n| self.eni(n) == target)
+                    .map_or(target, str::to_owned)
+            })
+            .collect()
+    }
+
+    /// Points the route VIP's route in `table` at `target` (an ENI,
+    /// "instance:ID", "blackhole" or "delete"), as an operator would.
+    pub fn set_route(&self, table: &str, target: &str) {
+        self.lab_py(&["route", "http://127.0.0.1:5000", table, target]);
+    }
+
+    /// Both watchdogs get one route VIP (kind = "route", the lab's
+    /// destination in both route tables) instead of the EIP, at the shipped
+    /// defaults but for `mode`; both Keepalived instances carry the
+    /// destination as a virtual address.
+    pub fn set_route_vip(&mut self, mode: &str) {
+        let dest = self.route_destination();
+        let tables = self
+            .route_tables()
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let host = dest.trim_end_matches("/32").to_owned();
+        for (n, i) in [(&mut self.a, 1), (&mut self.b, 2)] {
+            n.extra_vips = format!("{host}/32 dev eth0");
+            n.cloud_toml = format!(
+                r#"[cloud]
+endpoint = "http://10.213.{i}.2:5000"
+imds_endpoint = "http://127.0.0.1:8081"
+state_dir = "{state}"
+
+[[vip]]
+kind = "route"
+name = "routed"
+destination = "{dest}"
+route_tables = [{tables}]
+vrrp_instance = "VI_1"
+mode = "{mode}"
+"#,
+                state = n.dir.join("state").display(),
+            );
+            n.write_configs();
+        }
+    }
+
+    /// Turns node `name`'s ENI source/destination check on or off.
+    pub fn set_source_dest_check(&self, name: &str, on: bool) {
+        let eni = self.eni(name);
+        self.lab_py(&[
+            "source_dest_check",
+            "http://127.0.0.1:5000",
+            &eni,
+            if on { "on" } else { "off" },
+        ]);
+    }
+
+    /// Both watchdogs' EIP associated by instance ID (`associate =
+    /// "instance"`, no private IP), at the shipped defaults but for `mode`.
+    pub fn set_eip_by_instance(&mut self, mode: &str) {
+        self.set_vip(mode, false);
+        for n in [&mut self.a, &mut self.b] {
+            n.cloud_toml = n.cloud_toml.replace(
+                &format!("private_ip = \"{VIP}\"\n"),
+                "associate = \"instance\"\n",
+            );
+            assert!(
+                n.cloud_toml.contains("associate = \"instance\""),
+                "{}",
+                n.cloud_toml
+            );
+        }
+    }
+
+    /// Node `name`'s notify_master for the route VIP (lab.py notify_route):
+    /// "ok" or "first-only" (updates the first table, then fails).
+    pub fn set_notify_route(&mut self, name: &str, mode: &str) {
+        let python = venv_python();
+        let instance = self.cloud().ids["nodes"][name]["instance_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let i = if name == "a" { 1 } else { 2 };
+        let tables = self.route_tables().join(" ");
+        let line = format!(
+            "notify_master \"{} {} notify_route {mode} http://10.213.{i}.2:5000 {instance} {tables}\"",
+            python.display(),
+            moto_script("lab.py")
+        );
+        let node = if name == "a" {
+            &mut self.a
+        } else {
+            &mut self.b
+        };
+        node.notify = line;
+        node.write_configs();
     }
 
     fn lab_py(&self, args: &[&str]) -> String {

@@ -19,6 +19,17 @@ Subcommands (ENDPOINT is moto's URL as seen from where this runs):
                               polls DescribeAddresses every 10 ms for at most
                               SECONDS; prints "ready", then "EPOCH ENI" each
                               time the EIP's ENI changes ("-" for none).
+  routes ENDPOINT RTB...       prints "RTB TARGET" for the lab's route VIP in
+                              each table: an ENI, "blackhole", "instance:ID"
+                              or "-" (no route).
+  route ENDPOINT RTB TARGET   points that route at TARGET (an ENI,
+                              "instance:ID", "blackhole", or "delete").
+  notify_route MODE ENDPOINT INSTANCE_ID RTB...
+                              a route VIP's notify_master (ReplaceRoute in
+                              each table); MODE ok or first-only.
+  source_dest_check ENDPOINT ENI on|off
+                              turns an ENI's source/destination check on or
+                              off (set-up turns both nodes' off).
   where ENDPOINT ALLOCATION_ID
                               prints the ENI the EIP is on, or "-".
   calls ENDPOINT              mutating calls since recording started, as JSON
@@ -48,6 +59,8 @@ import boto3
 
 REGION = "eu-west-1"
 VIP_PRIVATE_IP = "10.213.0.100"
+# A route VIP: a /32 outside the VPC's range, routed to the MASTER's ENI.
+ROUTE_DESTINATION = "192.168.100.10/32"
 MUTATING = {
     "AssociateAddress",
     "DisassociateAddress",
@@ -109,7 +122,130 @@ def setup(endpoint):
         assert "DryRunOperation" in str(e), e
     addr = c.describe_addresses(AllocationIds=[alloc])["Addresses"][0]
     assert addr["NetworkInterfaceId"] == eni_a, f"a DryRun AssociateAddress moved the EIP: {addr}"
-    print(json.dumps({"region": REGION, "allocation_id": alloc, "private_ip": VIP_PRIVATE_IP, "nodes": nodes}))
+    assert addr.get("InstanceId") == nodes["a"]["instance_id"], f"moto is not patched (InstanceId): {addr}"
+    tables = setup_routes(c, vpc, subnet, eni_a, nodes["b"]["eni"])
+    print(
+        json.dumps(
+            {
+                "region": REGION,
+                "allocation_id": alloc,
+                "private_ip": VIP_PRIVATE_IP,
+                "nodes": nodes,
+                "route_tables": tables,
+                "route_destination": ROUTE_DESTINATION,
+            }
+        )
+    )
+
+
+def setup_routes(c, vpc, subnet, eni_a, eni_b):
+    """Two route tables whose route for ROUTE_DESTINATION targets node a's
+    ENI; checks the launcher's route patches."""
+    tables = []
+    for _ in range(2):
+        rtb = c.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        c.create_route(RouteTableId=rtb, DestinationCidrBlock=ROUTE_DESTINATION, NetworkInterfaceId=eni_a)
+        tables.append(rtb)
+    rtb = tables[0]
+    for call in (
+        lambda: c.replace_route(
+            RouteTableId=rtb, DestinationCidrBlock=ROUTE_DESTINATION, NetworkInterfaceId=eni_b, DryRun=True
+        ),
+        lambda: c.create_route(
+            RouteTableId=rtb, DestinationCidrBlock="192.168.201.1/32", NetworkInterfaceId=eni_b, DryRun=True
+        ),
+    ):
+        try:
+            call()
+            raise AssertionError("moto is not patched: a route DryRun was performed")
+        except c.exceptions.ClientError as e:
+            assert "DryRunOperation" in str(e), e
+    try:
+        c.create_route(RouteTableId=rtb, DestinationCidrBlock=ROUTE_DESTINATION, NetworkInterfaceId=eni_b)
+        raise AssertionError("moto is not patched: a duplicate CreateRoute overwrote the route")
+    except c.exceptions.ClientError as e:
+        assert "RouteAlreadyExists" in str(e), e
+    assert route_target(c, rtb, ROUTE_DESTINATION) == eni_a, "a route DryRun or a refused CreateRoute moved it"
+    gone = c.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+    c.create_route(RouteTableId=rtb, DestinationCidrBlock="192.168.201.1/32", NetworkInterfaceId=gone)
+    c.delete_network_interface(NetworkInterfaceId=gone)
+    assert route_target(c, rtb, "192.168.201.1/32") == "blackhole", "moto is not patched: no blackhole"
+    c.delete_route(RouteTableId=rtb, DestinationCidrBlock="192.168.201.1/32")
+    # As an operator does for a route VIP: traffic for an address that is
+    # not the instance's own must not be dropped.
+    for eni in (eni_a, eni_b):
+        source_dest_check(endpoint=None, eni=eni, on="off", client=c)
+    return tables
+
+
+def source_dest_check(endpoint, eni, on, client=None):
+    """Turns ENI's source/destination check "on" or "off"."""
+    c = client or ec2(endpoint)
+    c.modify_network_interface_attribute(NetworkInterfaceId=eni, SourceDestCheck={"Value": on == "on"})
+    got = c.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]["SourceDestCheck"]
+    assert got == (on == "on"), f"SourceDestCheck is {got}"
+
+
+
+def route_target(c, rtb, destination):
+    """The ENI the route targets, "blackhole", "instance:ID", or "-"."""
+    table = c.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]
+    for r in table["Routes"]:
+        if r.get("DestinationCidrBlock") == destination:
+            if r.get("State") == "blackhole":
+                return "blackhole"
+            if r.get("NetworkInterfaceId"):
+                return r["NetworkInterfaceId"]
+            if r.get("InstanceId"):
+                return "instance:" + r["InstanceId"]
+    return "-"
+
+
+def routes(endpoint, *tables):
+    """Prints, for each table, "RTB TARGET" (see route_target)."""
+    c = ec2(endpoint)
+    for t in tables:
+        print(t, route_target(c, t, ROUTE_DESTINATION))
+
+
+def route(endpoint, rtb, target, subnet_of=None):
+    """Points the lab route in RTB at TARGET: an ENI ID, "instance:ID", or
+    "blackhole" (a new ENI in the lab's subnet, then deleted); "delete"
+    removes the route. As a script or an operator would."""
+    c = ec2(endpoint)
+    if target == "delete":
+        c.delete_route(RouteTableId=rtb, DestinationCidrBlock=ROUTE_DESTINATION)
+        return
+    kw = {}
+    if target == "blackhole":
+        subnet = c.describe_subnets()["Subnets"][0]["SubnetId"]
+        gone = c.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+        kw = {"NetworkInterfaceId": gone}
+    elif target.startswith("instance:"):
+        kw = {"InstanceId": target.split(":", 1)[1]}
+    else:
+        kw = {"NetworkInterfaceId": target}
+    c.replace_route(RouteTableId=rtb, DestinationCidrBlock=ROUTE_DESTINATION, **kw)
+    if target == "blackhole":
+        c.delete_network_interface(NetworkInterfaceId=kw["NetworkInterfaceId"])
+
+
+def notify_route(mode, endpoint, instance_id, *tables):
+    """A notify_master script for a route VIP, as the seed article writes
+    it: ReplaceRoute in each table to this instance's ENI. MODE "ok", or
+    "first-only" (it updates the first table and fails, as a script cut
+    short by a throttled call does)."""
+    c = ec2(endpoint)
+    inst = c.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    eni = inst["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    for i, t in enumerate(tables):
+        if mode == "first-only" and i > 0:
+            sys.exit(1)
+        c.replace_route(RouteTableId=t, DestinationCidrBlock=ROUTE_DESTINATION, NetworkInterfaceId=eni)
+    sys.stdout.flush()
+    import os
+
+    os._exit(0)
 
 
 def imds(host, port, endpoint, instance_id):
@@ -304,4 +440,6 @@ def reset(endpoint):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"setup": setup, "imds": imds, "notify": notify, "observe": observe, "where": where, "calls": calls,
-     "requests": requests, "reset": reset, "allocate": allocate, "describe_sizes": describe_sizes}[cmd](*args)
+     "requests": requests, "reset": reset, "allocate": allocate, "describe_sizes": describe_sizes,
+     "routes": routes, "route": route, "notify_route": notify_route,
+     "source_dest_check": source_dest_check}[cmd](*args)

@@ -13,6 +13,17 @@ Patched here (stock moto is lax in each):
    other ENI (an Elastic IP associated with it moves along, as in EC2);
    without it, an IP that another ENI holds is refused.
 
+3. DescribeAddresses reports the instance of an ENI association. Stock
+   moto answers InstanceId "" unless the association was made by instance
+   ID; EC2 reports the instance the ENI is attached to. An EIP associated
+   by instance ID is verified on InstanceId.
+4. Routes, as EC2 documents them: CreateRoute and ReplaceRoute honour
+   DryRun (stock moto applies the change); CreateRoute to an ENI for a
+   destination that already has a route is refused (RouteAlreadyExists;
+   stock moto silently overwrites); a route whose target ENI is gone or
+   whose instance is terminated is State "blackhole" (stock moto says
+   "active" always).
+
 Not patched, and so never relied on by the tests: eventual consistency,
 throttling and 5xx (covered by the fault-injecting proxy where tested), the
 private-ip-address filter of DescribeAddresses.
@@ -102,6 +113,59 @@ def assign_private_ip_addresses(self):
 
 
 ElasticNetworkInterfaces.assign_private_ip_addresses = assign_private_ip_addresses
+
+# 3. The instance of an ENI association.
+ElasticAddress.instance_id = property(
+    lambda self: self.instance.id
+    if self.instance
+    else (self.eni.instance.id if self.eni is not None and self.eni.instance is not None else "")
+)
+
+# 4. Routes.
+from moto.ec2.exceptions import RouteAlreadyExistsError  # noqa: E402
+from moto.ec2.models.route_tables import Route, RouteBackend  # noqa: E402
+from moto.ec2.responses.route_tables import RouteTables  # noqa: E402
+
+
+def _route_state(self):
+    backend = self.route_table.ec2_backend
+    if self.interface is not None and self.interface.id not in backend.enis:
+        return "blackhole"
+    if self.instance is not None and self.instance._state.name == "terminated":
+        return "blackhole"
+    return "active"
+
+
+Route.state = property(_route_state)
+
+
+def _honour_dry_run(method):
+    def wrapped(self):
+        self.error_on_dryrun()
+        return method(self)
+
+    return wrapped
+
+
+RouteTables.create_route = _honour_dry_run(RouteTables.create_route)
+RouteTables.replace_route = _honour_dry_run(RouteTables.replace_route)
+
+_create_route = RouteBackend.create_route
+
+
+def create_route(self, route_table_id, destination_cidr_block, *args, **kwargs):
+    if destination_cidr_block and kwargs.get("interface_id"):
+        import ipaddress
+
+        table = self.get_route_table(route_table_id)
+        net = ipaddress.ip_network(destination_cidr_block, strict=False)
+        for route in table._routes.values():
+            if route.destination_cidr_block and ipaddress.ip_network(route.destination_cidr_block) == net:
+                raise RouteAlreadyExistsError(destination_cidr_block)
+    return _create_route(self, route_table_id, destination_cidr_block, *args, **kwargs)
+
+
+RouteBackend.create_route = create_route
 
 if __name__ == "__main__":
     host, port = sys.argv[1], sys.argv[2]

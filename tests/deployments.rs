@@ -1,0 +1,207 @@
+//! The deployments of the source articles beyond an EIP on a secondary
+//! private IP: a route-table VIP in two route tables, and an EIP associated
+//! by instance ID. A real Keepalived pair, real HAProxy, moto's EC2 server
+//! patched by tests/moto/launch.py (routes: DryRun honoured, duplicate
+//! CreateRoute refused, blackhole state; InstanceId of ENI associations),
+//! the watchdogs at the shipped defaults but for `mode`. Calls are counted
+//! at the emulator.
+
+mod common;
+
+use common::{FAILOVER, Lab, SETTLE, Watchdog, metric};
+use std::time::Duration;
+
+/// A claim at the defaults: grace 10 s, then a describe and the calls; or
+/// a slow-pace describe (30 s + 3 s jitter) before a change is seen.
+const HEAL: Duration = Duration::from_secs(45);
+
+fn start(lab: &mut Lab) -> (Watchdog, Watchdog) {
+    let wa = lab.a.start_watchdog(true);
+    let wb = lab.b.start_watchdog(true);
+    lab.start_services();
+    wa.wait_state("master", SETTLE);
+    wb.wait_state("backup", SETTLE);
+    wa.wait_status("a sees the VIP here", SETTLE, |s| {
+        s["vips"][0]["cloud"]["where"] == "here"
+    });
+    (wa, wb)
+}
+
+fn arrived(w: &Watchdog, timeout: Duration) -> serde_json::Value {
+    w.wait_for("the VIP seen here", timeout, |e| {
+        e["message"] == "the cloud shows the VIP on this node, the MASTER"
+    })
+}
+
+/// Own mode: the route in both tables follows the MASTER, one
+/// ReplaceRoute per table from the new MASTER, none from the old one.
+#[test]
+fn a_route_vip_in_two_route_tables_moves_with_the_master() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_route_vip("own");
+    let (wa, wb) = start(&mut lab);
+    assert_eq!(lab.routes_on(), ["a", "a"], "set-up routes to a");
+    assert!(lab.a.has_vip(), "Keepalived put the VIPs on a");
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let seen = arrived(&wb, FAILOVER);
+    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    assert_eq!(lab.routes_on(), ["b", "b"], "both tables follow b");
+    assert_eq!(lab.calls_by("watchdog", "b"), 2, "{}", lab.mutating_calls());
+    let calls = lab.api_calls();
+    assert_eq!(calls["watchdog b"]["ReplaceRoute"], 2, "{calls}");
+    assert!(calls["watchdog b"]["CreateRoute"].is_null(), "{calls}");
+    let status = wb.status();
+    let routes = &status["vips"][0]["routes"];
+    assert_eq!(routes[0]["state"], "here", "{status}");
+    assert_eq!(routes[1]["state"], "here", "{status}");
+    // And back: a preempts.
+    wa.forget_past();
+    lab.a.start_haproxy();
+    wa.wait_state("master", FAILOVER);
+    arrived(&wa, FAILOVER);
+    assert_eq!(lab.routes_on(), ["a", "a"]);
+    assert_eq!(lab.calls_by("watchdog", "a"), 2);
+    assert_eq!(lab.calls_by("watchdog", "b"), 2, "b never fought back");
+    let samples = metric(
+        &wb.metrics(),
+        "vip_watchdog_failover_latency_seconds_count",
+        &[("vip", "routed"), ("moved_by", "watchdog")],
+    );
+    assert_eq!(samples, Some(1.0), "one sample, to the last table");
+}
+
+/// Heal mode: a notify script that updated the first table only (and
+/// failed) is healed on the second after grace; the first is left alone.
+#[test]
+fn a_notify_script_that_updated_one_table_only_is_healed_on_the_other() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_route_vip("heal");
+    lab.set_notify_route("b", "first-only");
+    let (_wa, wb) = start(&mut lab);
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let seen = arrived(&wb, HEAL);
+    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    assert_eq!(lab.routes_on(), ["b", "b"]);
+    let calls = lab.api_calls();
+    assert_eq!(
+        calls["watchdog b"]["ReplaceRoute"], 1,
+        "only the table the script missed: {calls}"
+    );
+    let heal = wb.wait_for("the heal", FAILOVER, |e| {
+        e["message"] == "pointing the route at this node"
+    });
+    assert_eq!(
+        heal["route_table"],
+        lab.route_tables()[1].as_str(),
+        "{heal}"
+    );
+}
+
+/// A route left on a deleted ENI (blackhole) is reported by check-cloud
+/// (exit 1) and by the watchdog (log, gauge), and the MASTER points it back
+/// at itself, at the shipped 30 s verify interval.
+#[test]
+fn a_blackhole_route_is_reported_and_healed() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_route_vip("own");
+    let (wa, _wb) = start(&mut lab);
+    let (code, out, err) = lab.a.check_cloud();
+    assert_eq!(code, Some(0), "check-cloud before: {out}{err}");
+    wa.forget_past();
+    let second = lab.route_tables()[1].clone();
+    lab.set_route(&second, "blackhole");
+    assert_eq!(lab.routes_on(), ["a", "blackhole"]);
+    let (code, out, err) = lab.a.check_cloud();
+    assert_eq!(code, Some(1), "check-cloud names the blackhole: {out}{err}");
+    assert!(
+        out.contains(&format!("the route in {second} is blackhole")),
+        "{out}"
+    );
+    let reported = wa.wait_for("the blackhole reported", HEAL, |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the VIP's route is a blackhole"))
+    });
+    assert_eq!(reported["route_table"], second.as_str(), "{reported}");
+    let healed = wa.wait_for("the route pointed back", HEAL, |e| {
+        e["message"] == "pointing the route at this node"
+    });
+    assert_eq!(healed["was"], "blackhole", "{healed}");
+    wa.wait_status("a sees it here again", HEAL, |s| {
+        s["vips"][0]["cloud"]["where"] == "here"
+    });
+    assert_eq!(lab.routes_on(), ["a", "a"]);
+    let here = metric(
+        &wa.metrics(),
+        "vip_watchdog_vip_route_state",
+        &[("route_table", second.as_str()), ("state", "here")],
+    );
+    assert_eq!(here, Some(1.0));
+}
+
+/// The source/destination check: on, check-cloud says so (exit 1) and the
+/// watchdog exports it.
+#[test]
+fn a_source_dest_check_left_on_is_reported() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_route_vip("own");
+    lab.set_source_dest_check("a", true);
+    let (code, out, _) = lab.a.check_cloud();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("source/destination check is on"), "{out}");
+    let wa = lab.a.start_watchdog(true);
+    let eni = lab.eni("a");
+    let logged = wa.wait_for("the warning", SETTLE, |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("source/destination check on"))
+    });
+    assert_eq!(logged["eni"], eni.as_str(), "{logged}");
+    let gauge = metric(
+        &wa.metrics(),
+        "vip_watchdog_eni_source_dest_check",
+        &[("eni", eni.as_str())],
+    );
+    assert_eq!(gauge, Some(1.0));
+}
+
+/// An EIP associated by instance ID (a single-ENI instance): b's notify
+/// script fails; b's watchdog heals after grace with AssociateAddress by
+/// InstanceId, and sees it by InstanceId.
+#[test]
+fn an_eip_by_instance_id_moves_with_the_master_and_is_healed_after_a_failed_script() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_eip_by_instance("heal");
+    lab.set_notify("b", Some("fail"));
+    let (_wa, wb) = start(&mut lab);
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let seen = arrived(&wb, HEAL);
+    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    assert_eq!(lab.eip_on(), "b");
+    let calls = lab.api_calls();
+    assert_eq!(calls["watchdog b"]["AssociateAddress"], 1, "{calls}");
+    assert!(
+        calls["watchdog b"]["AssignPrivateIpAddresses"].is_null(),
+        "no private IP by instance ID: {calls}"
+    );
+    let claim = wb.wait_for("the claim", FAILOVER, |e| {
+        e["message"] == "associating the EIP with this node"
+    });
+    assert!(
+        claim["what"]
+            .as_str()
+            .is_some_and(|t| t.contains("by instance ID")),
+        "{claim}"
+    );
+}
