@@ -205,3 +205,62 @@ fn an_eip_by_instance_id_moves_with_the_master_and_is_healed_after_a_failed_scri
         "{claim}"
     );
 }
+
+/// Active-active (seed 003): VI_1 is MASTER on a with the first EIP, VI_2
+/// on b with the second; each [[vip]] follows its own instance. Stopping
+/// a's HAProxy (both instances FAULT on a) moves the first EIP to b and
+/// leaves the second where it is; starting it again moves the first back
+/// to a, and only that one: two moves in all, counted at the emulator. The
+/// verifier names both EIPs in one DescribeAddresses.
+#[test]
+fn an_active_active_pair_keeps_each_eip_with_the_master_of_its_instance() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    let second = lab.set_active_active();
+    let first = lab.allocation_id();
+    let wa = lab.a.start_watchdog(true);
+    let wb = lab.b.start_watchdog(true);
+    lab.start_services();
+    let states = |w: &Watchdog, one: &'static str, two: &'static str| {
+        w.wait_status("the instances' states", SETTLE, move |s| {
+            s["instances"][0]["state"] == one && s["instances"][1]["state"] == two
+        });
+    };
+    let here = |w: &Watchdog, vip: usize| {
+        w.wait_status("the VIP here", SETTLE, move |s| {
+            s["vips"][vip]["cloud"]["where"] == "here"
+        });
+    };
+    states(&wa, "master", "backup");
+    states(&wb, "backup", "master");
+    here(&wa, 0);
+    here(&wb, 1);
+    assert_eq!(
+        (lab.eip_of(&first), lab.eip_of(&second)),
+        ("a".into(), "b".into())
+    );
+    lab.reset_api_calls();
+    lab.a.kill_haproxy();
+    states(&wb, "master", "master");
+    here(&wb, 0);
+    assert_eq!(
+        (lab.eip_of(&first), lab.eip_of(&second)),
+        ("b".into(), "b".into())
+    );
+    lab.a.start_haproxy();
+    states(&wa, "master", "backup");
+    here(&wa, 0);
+    here(&wb, 1);
+    assert_eq!(
+        (lab.eip_of(&first), lab.eip_of(&second)),
+        ("a".into(), "b".into())
+    );
+    let calls = lab.api_calls();
+    assert_eq!(calls["watchdog b"]["AssociateAddress"], 1, "{calls}");
+    assert_eq!(calls["watchdog a"]["AssociateAddress"], 1, "{calls}");
+    let sizes = lab.describe_sizes("a");
+    assert!(
+        sizes.contains(&2) && sizes.iter().all(|s| *s == 1 || *s == 2),
+        "the verifier's describes name both EIPs (a claim's confirmation one): {sizes:?}"
+    );
+}

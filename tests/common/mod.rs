@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const VIP: &str = "10.213.0.100";
+/// The active-active lab's second VIP (VI_2, MASTER on b).
+pub const SECOND_VIP: &str = "10.213.0.101";
 const SUBNET: &str = "10.213.0";
 const NS_PREFIX: &str = "vwt";
 
@@ -412,6 +414,8 @@ pub struct Node {
     pub notify: String,
     /// More lines of keepalived.conf's virtual_ipaddress block.
     pub extra_vips: String,
+    /// More vrrp_instance blocks of keepalived.conf.
+    pub extra_instances: String,
     /// The watchdog's [cloud] and [[vip]] tables, or nothing.
     pub cloud_toml: String,
     /// The watchdog's http.listen.
@@ -460,6 +464,7 @@ impl Node {
             ("@VIP@", VIP),
             ("@NOTIFY@", self.notify.as_str()),
             ("@EXTRA_VIPS@", self.extra_vips.as_str()),
+            ("@EXTRA_INSTANCES@", self.extra_instances.as_str()),
             ("@CLOUD@", self.cloud_toml.as_str()),
         ];
         for (k, v) in common.iter().chain(extra) {
@@ -915,6 +920,7 @@ impl Lab {
             haproxy: None,
             notify: String::new(),
             extra_vips: String::new(),
+            extra_instances: String::new(),
             cloud_toml: String::new(),
             listen: "127.0.0.1:0".into(),
             intervals: ("100ms", "200ms"),
@@ -1143,6 +1149,72 @@ mode = "{mode}"
             );
             n.write_configs();
         }
+    }
+
+    /// Active-active (seed 003): a second VRRP instance, VI_2, whose MASTER
+    /// is b (a has the lower priority there), with its own EIP on b's
+    /// secondary private IP `SECOND_VIP`; both watchdogs get both EIPs in
+    /// `own` mode at the shipped defaults, each following its instance.
+    /// Returns the second allocation ID.
+    pub fn set_active_active(&mut self) -> String {
+        self.set_vip("own", false);
+        let eni_b = self.eni("b");
+        let alloc2 = self
+            .lab_py(&["second_eip", "http://127.0.0.1:5000", SECOND_VIP, &eni_b])
+            .trim()
+            .to_owned();
+        for (n, i) in [(&mut self.a, 1), (&mut self.b, 2)] {
+            let priority = if i == 1 { 100 } else { 150 };
+            n.extra_instances = format!(
+                r#"vrrp_instance VI_2 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 52
+    priority {priority}
+    advert_int 1
+    unicast_src_ip {addr}
+    unicast_peer {{
+        {peer}
+    }}
+    virtual_ipaddress {{
+        {SECOND_VIP}/32 dev eth0
+    }}
+    track_script {{
+        chk_haproxy
+    }}
+}}"#,
+                addr = n.addr,
+                peer = n.peer,
+            );
+            n.cloud_toml.push_str(&format!(
+                r#"
+[[vip]]
+kind = "eip"
+name = "web2"
+allocation_id = "{alloc2}"
+private_ip = "{SECOND_VIP}"
+vrrp_instance = "VI_2"
+mode = "own"
+
+[[keepalived.instance]]
+name = "VI_2"
+vips = ["{SECOND_VIP}"]
+"#
+            ));
+            n.write_configs();
+        }
+        alloc2
+    }
+
+    /// Which node's ENI the emulator has `alloc` on: "a", "b", or "-".
+    pub fn eip_of(&self, alloc: &str) -> String {
+        let eni = self.lab_py(&["where", "http://127.0.0.1:5000", alloc]);
+        let eni = eni.trim();
+        ["a", "b"]
+            .into_iter()
+            .find(|n| self.eni(n) == eni)
+            .unwrap_or("-")
+            .to_owned()
     }
 
     /// Turns node `name`'s ENI source/destination check on or off.

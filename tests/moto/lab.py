@@ -30,6 +30,9 @@ Subcommands (ENDPOINT is moto's URL as seen from where this runs):
   source_dest_check ENDPOINT ENI on|off
                               turns an ENI's source/destination check on or
                               off (set-up turns both nodes' off).
+  second_eip ENDPOINT PRIVATE_IP ENI
+                              a second EIP on ENI's secondary PRIVATE_IP (the
+                              active-active lab); prints its allocation ID.
   where ENDPOINT ALLOCATION_ID
                               prints the ENI the EIP is on, or "-".
   calls ENDPOINT              mutating calls since recording started, as JSON
@@ -417,6 +420,16 @@ def allocate(endpoint, n):
     print(json.dumps([c.allocate_address(Domain="vpc")["AllocationId"] for _ in range(int(n))]))
 
 
+def second_eip(endpoint, private_ip, eni):
+    """An Elastic IP on ENI's secondary PRIVATE_IP (assigned first), as the
+    active-active lab's second VIP; prints its allocation ID."""
+    c = ec2(endpoint)
+    alloc = c.allocate_address(Domain="vpc")["AllocationId"]
+    c.assign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=[private_ip], AllowReassignment=True)
+    c.associate_address(AllocationId=alloc, NetworkInterfaceId=eni, PrivateIpAddress=private_ip, AllowReassociation=True)
+    print(alloc)
+
+
 def describe_sizes(endpoint, node):
     """How many allocation IDs each DescribeAddresses of node's watchdog named."""
     nodes = {"10.213.1.2": "a", "10.213.2.2": "b"}
@@ -442,4 +455,4 @@ if __name__ == "__main__":
     {"setup": setup, "imds": imds, "notify": notify, "observe": observe, "where": where, "calls": calls,
      "requests": requests, "reset": reset, "allocate": allocate, "describe_sizes": describe_sizes,
      "routes": routes, "route": route, "notify_route": notify_route,
-     "source_dest_check": source_dest_check}[cmd](*args)
+     "source_dest_check": source_dest_check, "second_eip": second_eip}[cmd](*args)
