@@ -29,10 +29,17 @@ pub enum Command {
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
     },
-    /// Parse and validate the config; print what was understood.
+    /// Parse and validate the config; print what was understood; then
+    /// cross-check it with keepalived.conf (the notify FIFO, the instances,
+    /// each VIP's address in its instance). Exit 0 when both agree, 1 when
+    /// keepalived.conf disagrees or cannot be read, 2 on a bad config.
     CheckConfig {
         #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
         config: PathBuf,
+        /// keepalived.conf, with its includes. At the default path, a
+        /// missing file is reported and not an error.
+        #[arg(long, default_value = DEFAULT_KEEPALIVED_CONF)]
+        keepalived_config: PathBuf,
     },
     /// Ask the cloud, once, mutating nothing: this node's identity, where
     /// each VIP is, and (with DryRun) whether this node may make the calls
@@ -65,16 +72,36 @@ pub enum Command {
     },
 }
 
+/// Where Keepalived's config is by default.
+pub const DEFAULT_KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
+
 /// Exit codes: 0 fine, 1 failed while running (or, for `check-cloud`, a
 /// refusal or no answer), 2 bad configuration.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig {
+            config,
+            keepalived_config,
+        } => match Config::load(&config) {
             Ok(c) => {
                 print!("{}", c.describe());
                 println!("{}: OK", config.display());
-                ExitCode::SUCCESS
+                if keepalived_config.as_os_str() == DEFAULT_KEEPALIVED_CONF
+                    && !keepalived_config.exists()
+                {
+                    println!(
+                        "keepalived.conf: {DEFAULT_KEEPALIVED_CONF} does not exist: not cross-checked (--keepalived-config PATH)"
+                    );
+                    return ExitCode::SUCCESS;
+                }
+                let (text, agrees) = crate::keepalived::conf::report(&c, &keepalived_config);
+                print!("{text}");
+                if agrees {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
             }
             Err(e) => config_error(&e),
         },

@@ -52,6 +52,7 @@ pub struct Metrics {
     notify_runs: IntCounterVec,
     notify_run_duration: Histogram,
     route_state: IntGaugeVec,
+    instance_mismatch: IntGaugeVec,
     source_dest_check: IntGaugeVec,
 }
 
@@ -334,6 +335,16 @@ impl Metrics {
                     &["vip", "moved_by"],
                 )?,
             )?,
+            instance_mismatch: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vrrp_instance_mismatch",
+                        "1 for a VRRP instance that Keepalived and the config disagree on: known_to=\"keepalived\" (Keepalived reports it, the config does not name it) or known_to=\"config\" (the config names it, Keepalived's JSON dump did not list it).",
+                    ),
+                    &["vrrp_instance", "known_to"],
+                )?,
+            )?,
             route_state: reg(
                 r,
                 IntGaugeVec::new(
@@ -498,6 +509,13 @@ impl Metrics {
                         .remove_label_values(&[name.as_str()]);
                 }
             }
+        }
+        // Few, and rarely any: rebuilt at each sync, absent when they agree.
+        self.instance_mismatch.reset();
+        for (name, known_to) in model.mismatches() {
+            self.instance_mismatch
+                .with_label_values(&[name, known_to])
+                .set(1);
         }
         self.keepalived_up
             .set(i64::from(model.keepalived.running == Some(true)));

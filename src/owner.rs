@@ -249,6 +249,15 @@ pub fn log_change(change: &Change) {
             removed = ?removed,
             "this host's addresses changed"
         ),
+        Change::InstanceMismatch {
+            instance,
+            known_to: "keepalived",
+        } => {
+            warn!(vrrp_instance = %instance, "keepalived reports a VRRP instance that the config does not name: add it to [[keepalived.instance]] (and a [[vip]] if it should move one)")
+        }
+        Change::InstanceMismatch { instance, .. } => {
+            warn!(vrrp_instance = %instance, "the config names a VRRP instance that keepalived's JSON dump does not list: check the name against keepalived.conf (vip-watchdog check-config)")
+        }
         Change::NotifyRun {
             instance,
             outcome,

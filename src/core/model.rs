@@ -204,6 +204,8 @@ pub enum Event {
     HostAddresses(BTreeSet<IpAddr>),
     /// The notify wrapper reported a run of a notify script.
     NotifyRun(crate::notify::report::Report),
+    /// The instances Keepalived's JSON dump listed at start-up.
+    KeepalivedListed(BTreeSet<String>),
 }
 
 /// What `observe` changed; also the history shown as "decisions".
@@ -284,6 +286,14 @@ pub enum Change {
         added: Vec<IpAddr>,
         removed: Vec<IpAddr>,
     },
+    /// Keepalived and the config disagree on an instance: `known_to` is
+    /// "keepalived" (Keepalived reports it, the config does not name it)
+    /// or "config" (the config names it, Keepalived's JSON dump does not
+    /// list it).
+    InstanceMismatch {
+        instance: String,
+        known_to: &'static str,
+    },
     /// A notify script ran (as the notify wrapper reported).
     NotifyRun {
         instance: Option<String>,
@@ -314,7 +324,12 @@ pub struct Model {
     pub host_addresses: Option<BTreeSet<IpAddr>>,
     /// Lines dropped because their name was one too many, per kind.
     pub names_dropped: BTreeMap<&'static str, u64>,
-    configured: usize,
+    /// The instances the config names.
+    #[serde(skip)]
+    configured: BTreeSet<String>,
+    /// The instances Keepalived's JSON dump listed, when one was read.
+    #[serde(skip)]
+    listed: Option<BTreeSet<String>>,
 }
 
 impl Model {
@@ -329,7 +344,7 @@ impl Model {
                 )
             })
             .collect();
-        let configured = instances.len();
+        let configured = instances.keys().cloned().collect();
         Self {
             instances,
             groups: BTreeMap::new(),
@@ -350,7 +365,38 @@ impl Model {
             host_addresses: None,
             names_dropped: BTreeMap::new(),
             configured,
+            listed: None,
         }
+    }
+
+    /// Instances Keepalived and the config disagree on: (name, "keepalived")
+    /// for one Keepalived reports that the config does not name, (name,
+    /// "config") for one the config names that Keepalived's JSON dump did
+    /// not list.
+    pub fn mismatches(&self) -> Vec<(&str, &'static str)> {
+        let mut out: Vec<(&str, &'static str)> = self
+            .instances
+            .keys()
+            .filter(|n| !self.configured.contains(*n))
+            .map(|n| (n.as_str(), "keepalived"))
+            .collect();
+        if let Some(listed) = &self.listed {
+            out.extend(
+                self.configured
+                    .iter()
+                    .filter(|n| !listed.contains(*n))
+                    .map(|n| (n.as_str(), "config")),
+            );
+        }
+        out
+    }
+
+    /// A change for an instance Keepalived names that the config does not.
+    fn unconfigured(&self, name: &str, known: bool) -> Option<Change> {
+        (!known && !self.configured.contains(name)).then(|| Change::InstanceMismatch {
+            instance: name.to_owned(),
+            known_to: "keepalived",
+        })
     }
 
     /// Whether a line about `name` of `kind` may be kept: known names
@@ -364,7 +410,7 @@ impl Model {
         name: &str,
     ) -> Result<(), Change> {
         let limit = if kind == "instance" {
-            self.configured + MAX_NEW_NAMES
+            self.configured.len() + MAX_NEW_NAMES
         } else {
             MAX_NEW_NAMES
         };
@@ -391,6 +437,7 @@ impl Model {
                 source,
                 reason,
             } => {
+                let mismatch = self.unconfigured(&instance, self.instances.contains_key(&instance));
                 let entry = self
                     .instances
                     .entry(instance.clone())
@@ -408,13 +455,14 @@ impl Model {
                     evidence_at: Some(now.wall),
                     lower_priority_master_seen_at: None,
                 };
-                vec![Change::Learned {
+                let learned = Change::Learned {
                     instance,
                     state,
                     priority,
                     source,
                     reason,
-                }]
+                };
+                mismatch.into_iter().chain([learned]).collect()
             }
             Event::KeepalivedRunning {
                 pid,
@@ -457,6 +505,19 @@ impl Model {
                 } else {
                     vec![Change::HostAddresses { added, removed }]
                 }
+            }
+            Event::KeepalivedListed(names) => {
+                let changes = self
+                    .configured
+                    .iter()
+                    .filter(|n| !names.contains(*n))
+                    .map(|n| Change::InstanceMismatch {
+                        instance: n.clone(),
+                        known_to: "config",
+                    })
+                    .collect();
+                self.listed = Some(names);
+                changes
             }
             Event::NotifyRun(r) => vec![Change::NotifyRun {
                 instance: r.instance,
@@ -567,13 +628,14 @@ impl Model {
         if let Err(c) = self.admit("instance", known, self.instances.len(), &name) {
             return vec![c];
         }
+        let mismatch = self.unconfigured(&name, known);
         let inst = self
             .instances
             .entry(name.clone())
             .or_insert_with(|| Instance::unknown(""));
         inst.evidence_at = Some(at.wall);
         let old_priority = inst.priority.replace(priority);
-        let mut changes = vec![];
+        let mut changes: Vec<Change> = mismatch.into_iter().collect();
         // A transition line says the state outright; the other lines imply it.
         let (to, reason) = match transition_state(state) {
             Some(to) => (to, format!("keepalived wrote {}", state.as_str())),
@@ -1005,6 +1067,33 @@ mod tests {
             ),
             "{c:?}"
         );
+    }
+
+    #[test]
+    fn instances_keepalived_and_the_config_disagree_on_are_named_both_ways() {
+        let mut m = Model::new(["VI_1", "VI_2"]);
+        let mismatch = |c: &[Change]| {
+            c.iter()
+                .filter_map(|c| match c {
+                    Change::InstanceMismatch { instance, known_to } => {
+                        Some((instance.clone(), *known_to))
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let c = m.observe(line("INSTANCE \"VI_3\" BACKUP 90", 1), st(1));
+        assert_eq!(mismatch(&c), [("VI_3".into(), "keepalived")]);
+        // Said once, not at every line.
+        let c = m.observe(line("INSTANCE \"VI_3\" MASTER 90", 2), st(2));
+        assert_eq!(mismatch(&c), []);
+        let c = m.observe(line("INSTANCE \"VI_1\" MASTER 90", 2), st(2));
+        assert_eq!(mismatch(&c), []);
+        assert_eq!(m.mismatches(), [("VI_3", "keepalived")], "no dump read yet");
+        let listed = ["VI_1", "VI_3"].map(String::from).into();
+        let c = m.observe(Event::KeepalivedListed(listed), st(3));
+        assert_eq!(mismatch(&c), [("VI_2".into(), "config")]);
+        assert_eq!(m.mismatches(), [("VI_3", "keepalived"), ("VI_2", "config")]);
     }
 
     #[test]

@@ -285,6 +285,7 @@ pub async fn learn(cfg: &KeepalivedConfig, main: &Proc) -> (Vec<Event>, Option<S
         None => "keepalived.json_dump is off".to_owned(),
         Some(dump) => match request_json_dump(dump, main).await {
             Ok(instances) => {
+                let listed = instances.iter().map(|d| d.name.clone()).collect();
                 let events = instances
                     .into_iter()
                     .map(|d| Event::Learned {
@@ -299,6 +300,7 @@ pub async fn learn(cfg: &KeepalivedConfig, main: &Proc) -> (Vec<Event>, Option<S
                         since: d.since,
                         source: Source::JsonDump,
                     })
+                    .chain([Event::KeepalivedListed(listed)])
                     .collect();
                 return (events, None);
             }

@@ -1,0 +1,484 @@
+//! keepalived.conf, read for `check-config`: the notify FIFO, each
+//! vrrp_instance's virtual addresses and routes, following `include`.
+//! Parsing is pure (text in, blocks out); only `read` touches files.
+//!
+//! Keepalived's syntax: one keyword and its arguments a line, `{ ... }`
+//! opens a block, `#` and `!` start comments, `"..."` quotes, and
+//! `include PATTERN` (a glob, relative to the including file's directory)
+//! splices other files in at any level.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::core::target::{VipTarget, normalize_cidr};
+
+/// Where a line came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// A keyword with its arguments, and its block when it opens one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub words: Vec<String>,
+    pub block: Option<Vec<Item>>,
+    pub at: At,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfError {
+    #[error("{0}: cannot read: {1}")]
+    Read(PathBuf, String),
+    #[error("{0}: a '}}' closes no block")]
+    Unopened(At),
+    #[error("{0}: a block opened here is never closed")]
+    Unclosed(At),
+    #[error("{0}: include {1:?}: {2}")]
+    Include(At, String, String),
+    #[error("{0}: includes nest deeper than {MAX_DEPTH} (a loop?)")]
+    TooDeep(At),
+}
+
+const MAX_DEPTH: usize = 8;
+
+/// A line's words: quotes kept together, comments dropped, braces apart.
+fn words(line: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut cur = String::new();
+    let mut quoted = false;
+    for ch in line.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                if !quoted {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            _ if quoted => cur.push(ch),
+            '#' | '!' => break,
+            '{' | '}' => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                out.push(ch.to_string());
+            }
+            c if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Reads `path` and every file it includes into items. `load` reads a
+/// file; `expand` resolves an include pattern to paths (sorted).
+pub fn parse_with(
+    path: &Path,
+    load: &dyn Fn(&Path) -> Result<String, String>,
+    expand: &dyn Fn(&str) -> Result<Vec<PathBuf>, String>,
+) -> Result<Vec<Item>, ConfError> {
+    // (the block being filled, where it was opened)
+    let mut stack: Vec<(Vec<Item>, Option<At>)> = vec![(vec![], None)];
+    splice(path, load, expand, &mut stack, 0)?;
+    let (items, opened) = stack.pop().expect("the top level");
+    if let Some(at) = opened {
+        return Err(ConfError::Unclosed(at));
+    }
+    Ok(items)
+}
+
+fn splice(
+    path: &Path,
+    load: &dyn Fn(&Path) -> Result<String, String>,
+    expand: &dyn Fn(&str) -> Result<Vec<PathBuf>, String>,
+    stack: &mut Vec<(Vec<Item>, Option<At>)>,
+    depth: usize,
+) -> Result<(), ConfError> {
+    let text = load(path).map_err(|e| ConfError::Read(path.to_owned(), e))?;
+    for (i, line) in text.lines().enumerate() {
+        let at = At {
+            file: path.to_owned(),
+            line: i + 1,
+        };
+        let mut ws = words(line);
+        if ws.first().map(String::as_str) == Some("include") {
+            if depth >= MAX_DEPTH {
+                return Err(ConfError::TooDeep(at));
+            }
+            let pattern = ws.get(1).cloned().unwrap_or_default();
+            let full = if Path::new(&pattern).is_absolute() {
+                pattern.clone()
+            } else {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                dir.join(&pattern).display().to_string()
+            };
+            let files =
+                expand(&full).map_err(|e| ConfError::Include(at.clone(), pattern.clone(), e))?;
+            for f in files {
+                splice(&f, load, expand, stack, depth + 1)?;
+            }
+            continue;
+        }
+        while !ws.is_empty() {
+            if ws[0] == "}" {
+                ws.remove(0);
+                if stack.len() == 1 {
+                    return Err(ConfError::Unopened(at));
+                }
+                let (items, _) = stack.pop().expect("an open block");
+                let parent = &mut stack.last_mut().expect("a parent").0;
+                if let Some(last) = parent.last_mut() {
+                    last.block = Some(items);
+                }
+                continue;
+            }
+            let end = ws
+                .iter()
+                .position(|w| w == "{" || w == "}")
+                .unwrap_or(ws.len());
+            let rest = ws.split_off(end);
+            let opens = rest.first().map(String::as_str) == Some("{");
+            let item = Item {
+                words: std::mem::take(&mut ws),
+                block: None,
+                at: at.clone(),
+            };
+            if !item.words.is_empty() || opens {
+                stack.last_mut().expect("a level").0.push(item);
+            }
+            ws = rest;
+            if opens {
+                ws.remove(0);
+                stack.push((vec![], Some(at.clone())));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads keepalived.conf from disk, following includes (glob patterns).
+pub fn read(path: &Path) -> Result<Vec<Item>, ConfError> {
+    parse_with(
+        path,
+        &|p| std::fs::read_to_string(p).map_err(|e| e.to_string()),
+        &|pattern| {
+            let mut out = vec![];
+            for entry in glob::glob(pattern).map_err(|e| e.to_string())? {
+                out.push(entry.map_err(|e| e.to_string())?);
+            }
+            out.sort();
+            if out.is_empty() && !pattern.contains(['*', '?', '[']) {
+                return Err("no such file".into());
+            }
+            Ok(out)
+        },
+    )
+}
+
+/// What the watchdog needs from keepalived.conf.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Keepalived {
+    /// `vrrp_notify_fifo` (or else `notify_fifo`) of global_defs.
+    pub fifo: Option<(PathBuf, At)>,
+    pub instances: BTreeMap<String, InstanceConf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceConf {
+    pub at: Option<At>,
+    /// `virtual_ipaddress` and `virtual_ipaddress_excluded`: each address.
+    pub addresses: Vec<IpAddr>,
+    /// `virtual_routes`: each destination, normalised.
+    pub routes: Vec<String>,
+}
+
+impl Keepalived {
+    pub fn from_items(items: &[Item]) -> Keepalived {
+        let mut k = Keepalived::default();
+        let mut notify_fifo = None;
+        for item in items {
+            let key = item.words.first().map(String::as_str);
+            let block = item.block.as_deref().unwrap_or_default();
+            match key {
+                Some("global_defs") => {
+                    for g in block {
+                        let path = g.words.get(1).map(PathBuf::from);
+                        match (g.words.first().map(String::as_str), path) {
+                            (Some("vrrp_notify_fifo"), Some(p)) => k.fifo = Some((p, g.at.clone())),
+                            (Some("notify_fifo"), Some(p)) => notify_fifo = Some((p, g.at.clone())),
+                            _ => {}
+                        }
+                    }
+                }
+                Some("vrrp_instance") => {
+                    let name = item.words.get(1).cloned().unwrap_or_default();
+                    let inst = k.instances.entry(name).or_default();
+                    inst.at = Some(item.at.clone());
+                    for sub in block {
+                        let lines = sub.block.as_deref().unwrap_or_default();
+                        match sub.words.first().map(String::as_str) {
+                            Some("virtual_ipaddress" | "virtual_ipaddress_excluded") => {
+                                inst.addresses.extend(lines.iter().filter_map(|l| {
+                                    let w = l.words.first()?;
+                                    w.split('/').next()?.parse::<IpAddr>().ok()
+                                }));
+                            }
+                            Some("virtual_routes") => {
+                                inst.routes.extend(lines.iter().filter_map(|l| {
+                                    // [src ADDR] DEST ...: the first CIDR or
+                                    // address after an optional src.
+                                    let mut ws = l.words.iter();
+                                    let mut w = ws.next()?;
+                                    if w == "src" {
+                                        ws.next()?;
+                                        w = ws.next()?;
+                                    }
+                                    let cidr = if w.contains('/') {
+                                        w.clone()
+                                    } else {
+                                        let bits = if w.contains(':') { 128 } else { 32 };
+                                        format!("{w}/{bits}")
+                                    };
+                                    normalize_cidr(&cidr).map(|(c, _)| c)
+                                }));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if k.fifo.is_none() {
+            k.fifo = notify_fifo;
+        }
+        k
+    }
+}
+
+/// Each way keepalived.conf and the watchdog's config disagree, one line
+/// each; empty when they agree. `notes` are not mistakes (an instance the
+/// watchdog is not told of).
+pub fn cross_check(config: &Config, k: &Keepalived) -> (Vec<String>, Vec<String>) {
+    let mut problems = vec![];
+    let mut notes = vec![];
+    let fifo = &config.keepalived.fifo;
+    match &k.fifo {
+        None => problems.push(format!(
+            "no vrrp_notify_fifo (or notify_fifo) in global_defs: Keepalived writes no events for the watchdog; add `vrrp_notify_fifo {}`",
+            fifo.display()
+        )),
+        Some((p, at)) if p != fifo => problems.push(format!(
+            "{at}: the notify FIFO is {}, but the watchdog reads {} (keepalived.fifo): they must be the same file",
+            p.display(),
+            fifo.display()
+        )),
+        Some(_) => {}
+    }
+    let defined = || k.instances.keys().cloned().collect::<Vec<_>>().join(", ");
+    let mut named: Vec<(String, String)> = config
+        .keepalived
+        .instances
+        .iter()
+        .map(|i| (i.name.clone(), "[[keepalived.instance]]".to_owned()))
+        .collect();
+    for v in &config.vips {
+        if !named.iter().any(|(n, _)| *n == v.vrrp_instance) {
+            named.push((v.vrrp_instance.clone(), format!("vip {:?}", v.name)));
+        }
+    }
+    for (name, by) in &named {
+        if !k.instances.contains_key(name) {
+            problems.push(format!(
+                "vrrp_instance {name:?} (named by {by}) is not defined in keepalived.conf (defined: {})",
+                defined()
+            ));
+        }
+    }
+    for v in &config.vips {
+        let Some(inst) = k.instances.get(&v.vrrp_instance) else {
+            continue;
+        };
+        let at = inst
+            .at
+            .as_ref()
+            .map_or(String::new(), |a| format!(" ({a})"));
+        match &v.target {
+            VipTarget::EipOnEni { private_ip, .. } if !inst.addresses.contains(private_ip) => {
+                problems.push(format!(
+                    "vip {:?}: private IP {private_ip} is not in vrrp_instance {}'s virtual_ipaddress{at}: Keepalived would not put it on the MASTER, and the watchdog never claims without it",
+                    v.name, v.vrrp_instance
+                ))
+            }
+            VipTarget::Route {
+                destination, host, ..
+            } => {
+                let routed = inst.routes.contains(destination);
+                let carried = host.is_some_and(|h| inst.addresses.contains(&h));
+                if !routed && !carried {
+                    problems.push(format!(
+                        "vip {:?}: route destination {destination} is in neither vrrp_instance {}'s virtual_ipaddress nor its virtual_routes{at}: the MASTER would not serve it",
+                        v.name, v.vrrp_instance
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    for name in k.instances.keys() {
+        if !named.iter().any(|(n, _)| n == name) {
+            notes.push(format!(
+                "vrrp_instance {name:?} is not in [[keepalived.instance]]: the watchdog reports it once Keepalived names it, and no [[vip]] follows it"
+            ));
+        }
+    }
+    (problems, notes)
+}
+
+/// `check-config`'s report on keepalived.conf at `path`: the lines to
+/// print, and whether they agree.
+pub fn report(config: &Config, path: &Path) -> (String, bool) {
+    let mut out = String::new();
+    match read(path) {
+        Err(e) => {
+            let _ = writeln!(out, "keepalived.conf: {e}");
+            (out, false)
+        }
+        Ok(items) => {
+            let k = Keepalived::from_items(&items);
+            let (problems, notes) = cross_check(config, &k);
+            for p in &problems {
+                let _ = writeln!(out, "keepalived.conf: MISMATCH: {p}");
+            }
+            for n in &notes {
+                let _ = writeln!(out, "keepalived.conf: note: {n}");
+            }
+            let _ = writeln!(
+                out,
+                "{}: {}",
+                path.display(),
+                if problems.is_empty() {
+                    "agrees with the watchdog's config"
+                } else {
+                    "DISAGREES with the watchdog's config"
+                }
+            );
+            (out, problems.is_empty())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(files: &[(&str, &str)]) -> Result<Vec<Item>, ConfError> {
+        let files: Vec<(String, String)> = files
+            .iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        let first = PathBuf::from(&files[0].0);
+        parse_with(
+            &first,
+            &|p| {
+                files
+                    .iter()
+                    .find(|(n, _)| Path::new(n) == p)
+                    .map(|(_, t)| t.clone())
+                    .ok_or_else(|| "No such file or directory".to_owned())
+            },
+            &|pattern| {
+                let prefix = pattern.trim_end_matches('*');
+                let mut out: Vec<PathBuf> = files
+                    .iter()
+                    .filter(|(n, _)| {
+                        if pattern.ends_with('*') {
+                            n.starts_with(prefix)
+                        } else {
+                            n == pattern
+                        }
+                    })
+                    .map(|(n, _)| PathBuf::from(n))
+                    .collect();
+                out.sort();
+                if out.is_empty() && !pattern.contains('*') {
+                    return Err("no such file".into());
+                }
+                Ok(out)
+            },
+        )
+    }
+
+    #[test]
+    fn blocks_comments_quotes_and_includes() {
+        let items = parse(&[
+            (
+                "/k/keepalived.conf",
+                "global_defs {\n  vrrp_notify_fifo \"/run/w/k.fifo\" # comment\n}\n! old style comment\ninclude conf.d/*\n",
+            ),
+            (
+                "/k/conf.d/a.conf",
+                "vrrp_instance VI_1 {\n  virtual_ipaddress {\n    10.0.0.100/32 dev eth0\n    10.0.0.101\n  }\n  virtual_routes { src 10.0.0.1 192.168.100.10/32 dev eth0 }\n}\n",
+            ),
+        ])
+        .expect("parses");
+        let k = Keepalived::from_items(&items);
+        assert_eq!(
+            k.fifo.as_ref().map(|f| f.0.clone()),
+            Some(PathBuf::from("/run/w/k.fifo"))
+        );
+        let vi = &k.instances["VI_1"];
+        assert_eq!(
+            vi.addresses,
+            [
+                "10.0.0.100".parse::<IpAddr>().unwrap(),
+                "10.0.0.101".parse().unwrap()
+            ]
+        );
+        assert_eq!(vi.routes, ["192.168.100.10/32"]);
+        assert_eq!(
+            vi.at.as_ref().map(|a| a.to_string()).as_deref(),
+            Some("/k/conf.d/a.conf:1")
+        );
+    }
+
+    #[test]
+    fn broken_files_are_errors_naming_file_and_line() {
+        let rows: [(&[(&str, &str)], &str); 4] = [
+            (
+                &[("/k.conf", "vrrp_instance VI_1 {\n")],
+                "/k.conf:1: a block opened here is never closed",
+            ),
+            (&[("/k.conf", "}\n")], "/k.conf:1: a '}' closes no block"),
+            (
+                &[("/k.conf", "include /nope.conf\n")],
+                "/k.conf:1: include \"/nope.conf\": no such file",
+            ),
+            (
+                &[("/k.conf", "include /k.conf\n")],
+                "includes nest deeper than 8",
+            ),
+        ];
+        for (files, want) in rows {
+            let e = parse(files).expect_err(want).to_string();
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
+    }
+}
