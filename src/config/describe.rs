@@ -63,18 +63,10 @@ impl Config {
             );
         }
         let p = &self.probe;
-        let _ = match &p.check {
-            Check::Http { url, expect_status } => writeln!(
-                w,
-                "probe = http GET {url}, expecting status {expect_status}"
-            ),
-            Check::Tcp { address } => writeln!(w, "probe = tcp connect to {address}"),
-            Check::Exec { command, shell } => writeln!(
-                w,
-                "probe = exec {command:?}{}",
-                if *shell { " through /bin/sh -c" } else { "" }
-            ),
-        };
+        let _ = writeln!(w, "probe = {}", p.check.describe());
+        for c in &p.also {
+            let _ = writeln!(w, "probe.also = {} (must pass too)", c.describe());
+        }
         let _ = writeln!(
             w,
             "probe.interval = {}, probe.timeout = {}, probe.rise = {}, probe.fall = {}",

@@ -149,6 +149,8 @@ pub struct InstanceConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeConfig {
     pub check: Check,
+    /// More checks (`[[probe.also]]`): a run passes when every one does.
+    pub also: Vec<Check>,
     pub interval: Duration,
     pub timeout: Duration,
     /// Consecutive successes to go up.
@@ -172,14 +174,57 @@ pub enum Check {
         command: Vec<String>,
         shell: bool,
     },
+    /// Healthy only while the local PostgreSQL answers and is a primary
+    /// (`pg_is_in_recovery()` is false). `dsn`: a libpq connection string
+    /// or URL; no TLS (a local socket or loopback).
+    Postgres {
+        dsn: String,
+    },
 }
 
 impl Check {
+    /// In words, for `check-config` and the logs; a password is never
+    /// shown.
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Http { url, expect_status } => {
+                format!("http GET {url}, expecting status {expect_status}")
+            }
+            Check::Tcp { address } => format!("tcp connect to {address}"),
+            Check::Exec { command, shell } => format!(
+                "exec {command:?}{}",
+                if *shell { " through /bin/sh -c" } else { "" }
+            ),
+            Check::Postgres { dsn } => {
+                let c: Option<tokio_postgres::Config> = dsn.parse().ok();
+                let hosts = c.as_ref().map_or(String::new(), |c| {
+                    c.get_hosts()
+                        .iter()
+                        .map(|h| match h {
+                            tokio_postgres::config::Host::Tcp(t) => t.clone(),
+                            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+                let user = c.as_ref().and_then(|c| c.get_user()).unwrap_or("(default)");
+                let db = c
+                    .as_ref()
+                    .and_then(|c| c.get_dbname())
+                    .unwrap_or("(default)");
+                format!(
+                    "postgres on {hosts} as {user}, database {db}: healthy while a primary (pg_is_in_recovery() is false)"
+                )
+            }
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Check::Http { .. } => "http",
             Check::Tcp { .. } => "tcp",
             Check::Exec { .. } => "exec",
+            Check::Postgres { .. } => "postgres",
         }
     }
 }
@@ -433,6 +478,30 @@ address = "127.0.0.1:80"
                 "probe.expect_status",
                 Some(12),
                 "HTTP status",
+            ),
+            (
+                "postgres without dsn",
+                MINIMAL.replace("kind = \"tcp\"\naddress = \"127.0.0.1:80\"", "kind = \"postgres\""),
+                "probe.dsn",
+                Some(9),
+                "required for kind = \"postgres\"",
+            ),
+            (
+                "postgres dsn not a connection string",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"postgres\"\ndsn = \"host=/run/postgresql port=notaport\"",
+                ),
+                "probe.dsn",
+                Some(11),
+                "not a PostgreSQL connection string",
+            ),
+            (
+                "a combined check's mistake names probe.also",
+                format!("{MINIMAL}[[probe.also]]\nkind = \"postgres\"\naddress = \"127.0.0.1:5432\"\ndsn = \"host=/run/postgresql\"\n"),
+                "probe.also.address",
+                Some(14),
+                "not used by kind = \"postgres\"",
             ),
             (
                 "ftp url",

@@ -273,6 +273,20 @@ pub(super) enum ProbeKind {
     Http,
     Tcp,
     Exec,
+    Postgres,
+}
+
+/// One more check of the probe (`[[probe.also]]`): all must pass.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheck {
+    pub(super) kind: ProbeKind,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) expect_status: Option<Spanned<u16>>,
+    pub(super) address: Option<Spanned<String>>,
+    pub(super) command: Option<Spanned<Vec<String>>>,
+    pub(super) shell: Option<Spanned<bool>>,
+    pub(super) dsn: Option<Spanned<String>>,
 }
 
 pub(super) fn default_interval() -> Spanned<Dur> {
@@ -294,6 +308,9 @@ pub(super) struct RawProbe {
     pub(super) address: Option<Spanned<String>>,
     pub(super) command: Option<Spanned<Vec<String>>>,
     pub(super) shell: Option<Spanned<bool>>,
+    pub(super) dsn: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) also: Vec<Spanned<RawCheck>>,
     #[serde(default = "default_interval")]
     pub(super) interval: Spanned<Dur>,
     #[serde(default = "default_timeout")]

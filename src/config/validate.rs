@@ -479,9 +479,39 @@ impl Validator<'_> {
                 ),
             );
         }
+        let check = RawCheck {
+            kind: raw.kind,
+            url: raw.url,
+            expect_status: raw.expect_status,
+            address: raw.address,
+            command: raw.command,
+            shell: raw.shell,
+            dsn: raw.dsn,
+        };
+        let check = self.check("probe", check, &table);
+        let also = raw
+            .also
+            .into_iter()
+            .map(|c| {
+                let t = Spanned::new(c.span(), ());
+                self.check("probe.also", c.into_inner(), &t)
+            })
+            .collect();
+        ProbeConfig {
+            check,
+            also,
+            interval,
+            timeout,
+            rise: raw.rise,
+            fall: raw.fall,
+        }
+    }
+
+    /// One check of the probe; `prefix` names its table in errors.
+    fn check(&mut self, prefix: &str, raw: RawCheck, table: &Spanned<()>) -> Check {
         // Keys that belong to another kind are mistakes, not noise.
         let kind = raw.kind;
-        let foreign: [(&str, Option<std::ops::Range<usize>>, ProbeKind); 5] = [
+        let foreign: [(&str, Option<std::ops::Range<usize>>, ProbeKind); 6] = [
             ("url", raw.url.as_ref().map(Spanned::span), ProbeKind::Http),
             (
                 "expect_status",
@@ -503,6 +533,11 @@ impl Validator<'_> {
                 raw.shell.as_ref().map(Spanned::span),
                 ProbeKind::Exec,
             ),
+            (
+                "dsn",
+                raw.dsn.as_ref().map(Spanned::span),
+                ProbeKind::Postgres,
+            ),
         ];
         for (key, span, owner) in foreign {
             if let Some(span) = span
@@ -510,26 +545,27 @@ impl Validator<'_> {
             {
                 let s = Spanned::new(span, ());
                 self.err(
-                    &format!("probe.{key}"),
+                    &format!("{prefix}.{key}"),
                     &s,
                     format!("is not used by kind = \"{}\"", kind_name(kind)),
                 );
             }
         }
+        let key = |k: &str| format!("{prefix}.{k}");
         let placeholder = Check::Tcp {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        let check = match kind {
+        match kind {
             ProbeKind::Http => match raw.url {
                 None => {
-                    self.err("probe.url", &table, "is required for kind = \"http\"");
+                    self.err(&key("url"), table, "is required for kind = \"http\"");
                     placeholder
                 }
                 Some(url) => {
                     let expect_status = match raw.expect_status {
                         Some(s) if !(100..=599).contains(s.get_ref()) => {
                             self.err(
-                                "probe.expect_status",
+                                &key("expect_status"),
                                 &s,
                                 "must be an HTTP status from 100 to 599",
                             );
@@ -545,14 +581,14 @@ impl Validator<'_> {
                         },
                         Ok(u) => {
                             self.err(
-                                "probe.url",
+                                &key("url"),
                                 &url,
                                 format!("scheme {:?} is not http or https", u.scheme()),
                             );
                             placeholder
                         }
                         Err(e) => {
-                            self.err("probe.url", &url, format!("not a URL: {e}"));
+                            self.err(&key("url"), &url, format!("not a URL: {e}"));
                             placeholder
                         }
                     }
@@ -560,14 +596,14 @@ impl Validator<'_> {
             },
             ProbeKind::Tcp => match raw.address {
                 None => {
-                    self.err("probe.address", &table, "is required for kind = \"tcp\"");
+                    self.err(&key("address"), table, "is required for kind = \"tcp\"");
                     placeholder
                 }
                 Some(a) => match a.get_ref().parse::<SocketAddr>() {
                     Ok(address) => Check::Tcp { address },
                     Err(_) => {
                         self.err(
-                            "probe.address",
+                            &key("address"),
                             &a,
                             format!("{:?} is not IP:port (e.g. \"127.0.0.1:80\")", a.get_ref()),
                         );
@@ -579,16 +615,16 @@ impl Validator<'_> {
                 let shell = raw.shell.as_ref().is_some_and(|s| *s.get_ref());
                 match raw.command {
                     None => {
-                        self.err("probe.command", &table, "is required for kind = \"exec\"");
+                        self.err(&key("command"), table, "is required for kind = \"exec\"");
                         placeholder
                     }
                     Some(c) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
-                        self.err("probe.command", &c, "must name a program");
+                        self.err(&key("command"), &c, "must name a program");
                         placeholder
                     }
                     Some(c) if shell && c.get_ref().len() != 1 => {
                         self.err(
-                            "probe.command",
+                            &key("command"),
                             &c,
                             "with shell = true, give the whole command as one string",
                         );
@@ -600,13 +636,29 @@ impl Validator<'_> {
                     },
                 }
             }
-        };
-        ProbeConfig {
-            check,
-            interval,
-            timeout,
-            rise: raw.rise,
-            fall: raw.fall,
+            ProbeKind::Postgres => match raw.dsn {
+                None => {
+                    self.err(
+                        &key("dsn"),
+                        table,
+                        "is required for kind = \"postgres\" (e.g. \"host=/run/postgresql user=postgres dbname=postgres\")",
+                    );
+                    placeholder
+                }
+                Some(d) => match d.get_ref().parse::<tokio_postgres::Config>() {
+                    Ok(_) => Check::Postgres {
+                        dsn: d.into_inner(),
+                    },
+                    Err(e) => {
+                        self.err(
+                            &key("dsn"),
+                            &d,
+                            format!("not a PostgreSQL connection string: {e}"),
+                        );
+                        placeholder
+                    }
+                },
+            },
         }
     }
 }
@@ -616,5 +668,6 @@ fn kind_name(k: ProbeKind) -> &'static str {
         ProbeKind::Http => "http",
         ProbeKind::Tcp => "tcp",
         ProbeKind::Exec => "exec",
+        ProbeKind::Postgres => "postgres",
     }
 }

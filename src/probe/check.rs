@@ -39,12 +39,14 @@ pub enum Outcome {
 
 pub struct Prober {
     check: Check,
+    /// More checks that must pass too, in order after `check`.
+    also: Vec<Check>,
     timeout: Duration,
     client: reqwest::Client,
 }
 
 impl Prober {
-    pub fn new(check: Check, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(check: Check, also: Vec<Check>, timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -52,6 +54,7 @@ impl Prober {
             .build()?;
         Ok(Self {
             check,
+            also,
             timeout,
             client,
         })
@@ -70,8 +73,21 @@ impl Prober {
         }
     }
 
+    /// Every check in turn; the first failure is the run's.
     async fn attempt(&self) -> Outcome {
-        match &self.check {
+        let mut details = vec![];
+        for check in std::iter::once(&self.check).chain(&self.also) {
+            match self.one(check).await {
+                Outcome::Success(d) => details.push(d),
+                failure => return failure,
+            }
+        }
+        Outcome::Success(details.join("; "))
+    }
+
+    async fn one(&self, check: &Check) -> Outcome {
+        match check {
+            Check::Postgres { dsn } => postgres_primary(dsn).await,
             Check::Http { url, expect_status } => match self.client.get(url.clone()).send().await {
                 Ok(resp) if resp.status().as_u16() == *expect_status => {
                     Outcome::Success(format!("HTTP {}", resp.status().as_u16()))
@@ -124,6 +140,30 @@ impl Prober {
     }
 }
 
+/// Whether the PostgreSQL server at `dsn` answers and is a primary.
+async fn postgres_primary(dsn: &str) -> Outcome {
+    let (client, connection) = match tokio_postgres::connect(dsn, tokio_postgres::NoTls).await {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failure(FailReason::Unreachable, error_chain(&e)),
+    };
+    // Drives the connection; ends when the client is dropped.
+    let driver = tokio::spawn(connection);
+    let outcome = match client.query_one("SELECT pg_is_in_recovery()", &[]).await {
+        Ok(row) => match row.try_get::<_, bool>(0) {
+            Ok(false) => Outcome::Success("a primary (pg_is_in_recovery() is false)".into()),
+            Ok(true) => Outcome::Failure(
+                FailReason::BadAnswer,
+                "a replica (pg_is_in_recovery() is true): only a primary is healthy".into(),
+            ),
+            Err(e) => Outcome::Failure(FailReason::BadAnswer, error_chain(&e)),
+        },
+        Err(e) => Outcome::Failure(FailReason::BadAnswer, error_chain(&e)),
+    };
+    drop(client);
+    driver.abort();
+    outcome
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +178,7 @@ mod tests {
     }
 
     async fn run(check: Check) -> Outcome {
-        Prober::new(check, Duration::from_secs(5))
+        Prober::new(check, vec![], Duration::from_secs(5))
             .expect("client builds")
             .run_once()
             .await
@@ -178,9 +218,66 @@ mod tests {
         );
     }
 
+    /// (checks, outcome): every check must pass; the first failure is the
+    /// run's, and the checks after it are not run.
+    #[tokio::test]
+    async fn combined_checks_all_must_pass() {
+        let dir = std::env::temp_dir().join(format!("vip-watchdog-also-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("ran");
+        let touch = exec(&[&format!("touch {}", marker.display())], true);
+        let rows: [(Check, Vec<Check>, &str, bool); 3] = [
+            (
+                exec(&["true"], false),
+                vec![exec(&["true"], false)],
+                "success",
+                false,
+            ),
+            (
+                exec(&["true"], false),
+                vec![exec(&["false"], false), touch.clone()],
+                "bad_answer",
+                false,
+            ),
+            (
+                exec(&["/nonexistent/probe"], false),
+                vec![touch.clone()],
+                "unreachable",
+                false,
+            ),
+        ];
+        for (check, also, want, ran) in rows {
+            let _ = std::fs::remove_file(&marker);
+            let got = Prober::new(check, also, Duration::from_secs(5))
+                .unwrap()
+                .run_once()
+                .await;
+            let kind = match &got {
+                Outcome::Success(_) => "success",
+                Outcome::Failure(r, _) => r.as_str(),
+            };
+            assert_eq!((kind, marker.exists()), (want, ran), "{got:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_postgres_check_that_cannot_connect_is_unreachable() {
+        let dsn = "host=/nonexistent/socket-dir user=postgres connect_timeout=1".to_owned();
+        let Outcome::Failure(reason, detail) = run(Check::Postgres { dsn }).await else {
+            panic!("no server there");
+        };
+        assert_eq!(reason, FailReason::Unreachable, "{detail}");
+    }
+
     #[tokio::test]
     async fn exec_timeout_kills_the_command() {
-        let p = Prober::new(exec(&["sleep", "30"], false), Duration::from_millis(50)).unwrap();
+        let p = Prober::new(
+            exec(&["sleep", "30"], false),
+            vec![],
+            Duration::from_millis(50),
+        )
+        .unwrap();
         assert!(matches!(
             p.run_once().await,
             Outcome::Failure(FailReason::Timeout, _)

@@ -27,7 +27,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let kind = config.check.kind();
-    let prober = Prober::new(config.check, config.timeout)?;
+    let prober = Prober::new(config.check, config.also, config.timeout)?;
     let mut rf = RiseFall::new(config.rise.get(), config.fall.get());
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
