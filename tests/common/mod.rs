@@ -52,6 +52,8 @@ pub fn require_prerequisites() {
         "promtool",
         "setpriv",
         "nft",
+        "psql",
+        "runuser",
     ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -416,6 +418,14 @@ pub struct Node {
     pub extra_vips: String,
     /// More vrrp_instance blocks of keepalived.conf.
     pub extra_instances: String,
+    /// Keepalived's tracked script and its weight line (none: FAULT when
+    /// it fails); HAProxy's health by default.
+    pub check: String,
+    pub check_weight: String,
+    /// The watchdog's probe kind and keys; HAProxy's health by default.
+    pub probe: String,
+    /// A PostgreSQL server runs in this node's directory.
+    pub postgres: bool,
     /// The watchdog's [cloud] and [[vip]] tables, or nothing.
     pub cloud_toml: String,
     /// The watchdog's http.listen.
@@ -465,6 +475,9 @@ impl Node {
             ("@NOTIFY@", self.notify.as_str()),
             ("@EXTRA_VIPS@", self.extra_vips.as_str()),
             ("@EXTRA_INSTANCES@", self.extra_instances.as_str()),
+            ("@CHECK@", self.check.as_str()),
+            ("@CHECK_WEIGHT@", self.check_weight.as_str()),
+            ("@PROBE@", self.probe.as_str()),
             ("@CLOUD@", self.cloud_toml.as_str()),
         ];
         for (k, v) in common.iter().chain(extra) {
@@ -601,6 +614,125 @@ impl Node {
         } else {
             nft("delete table inet vw");
         }
+    }
+
+    /// A program of Debian's PostgreSQL (the newest installed).
+    fn pg_bin(name: &str) -> PathBuf {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL from Debian's packages (scripts/test.sh installs it)")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        versions.sort();
+        versions
+            .pop()
+            .expect("a PostgreSQL version")
+            .join("bin")
+            .join(name)
+    }
+
+    fn pg_data(&self) -> PathBuf {
+        self.dir.join("pg")
+    }
+
+    /// The socket directory: the server listens on no TCP port.
+    pub fn pg_socket(&self) -> PathBuf {
+        self.dir.join("pgsock")
+    }
+
+    /// pg_ctl as the postgres user, in this node's namespace.
+    fn pg_ctl(&self, args: &[&str]) {
+        let log = self.pg_socket().join("postgres.log");
+        run(in_ns(&self.ns)
+            .args(["runuser", "-u", "postgres", "--"])
+            .arg(Self::pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.pg_data())
+            .arg("-l")
+            .arg(&log)
+            .args(args));
+    }
+
+    /// A fresh PostgreSQL cluster in this node's directory (trust on its
+    /// socket only), started as a primary, or in recovery (a standby that
+    /// stays one until promoted). Keepalived tracks the role (weight 60:
+    /// a replica keeps its base priority, a primary adds 60); the
+    /// watchdog's probe is `kind = "postgres"` on the socket.
+    pub fn start_postgres(&mut self, replica: bool) {
+        let (data, sock) = (self.pg_data(), self.pg_socket());
+        for d in [&data, &sock] {
+            std::fs::create_dir_all(d).unwrap();
+            run(Command::new("chown").arg("postgres:postgres").arg(d));
+        }
+        run(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(Self::pg_bin("initdb"))
+            .args(["--auth=trust", "-U", "postgres", "-D"])
+            .arg(&data));
+        let conf = format!(
+            "listen_addresses = ''\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            sock.display()
+        );
+        let mut text = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        text.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), text).unwrap();
+        if replica {
+            self.pg_standby_signal();
+        }
+        self.pg_ctl(&["-w", "start"]);
+        self.postgres = true;
+        let script = self.dir.join("chk_pg.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# Keepalived's view of the role: a primary passes.\n[ \"$(/usr/bin/psql -h {} -U postgres -d postgres -tAc 'select pg_is_in_recovery()')\" = f ]\n",
+                sock.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        self.check = script.display().to_string();
+        self.check_weight = "weight 60".into();
+        self.probe = format!("kind = \"postgres\"\ndsn = \"{}\"", self.pg_dsn());
+        self.write_configs();
+    }
+
+    fn pg_standby_signal(&self) {
+        let signal = self.pg_data().join("standby.signal");
+        std::fs::write(&signal, "").unwrap();
+        run(Command::new("chown").arg("postgres:postgres").arg(&signal));
+    }
+
+    pub fn pg_dsn(&self) -> String {
+        format!(
+            "host={} user=postgres dbname=postgres connect_timeout=1",
+            self.pg_socket().display()
+        )
+    }
+
+    /// Ends recovery: the server becomes a primary.
+    pub fn pg_promote(&self) {
+        self.pg_ctl(&["-w", "promote"]);
+    }
+
+    /// Restarts the server in recovery: a primary becomes a replica.
+    pub fn pg_demote(&self) {
+        self.pg_ctl(&["-w", "-m", "fast", "stop"]);
+        self.pg_standby_signal();
+        self.pg_ctl(&["-w", "start"]);
+    }
+
+    /// Whether the server is in recovery, as psql says.
+    pub fn pg_in_recovery(&self) -> bool {
+        let out = run(Command::new("psql").arg("-h").arg(self.pg_socket()).args([
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+            "select pg_is_in_recovery()",
+        ]));
+        out.trim() == "t"
     }
 
     pub fn has_vip(&self) -> bool {
@@ -921,6 +1053,11 @@ impl Lab {
             notify: String::new(),
             extra_vips: String::new(),
             extra_instances: String::new(),
+            check: "/usr/bin/curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/health"
+                .into(),
+            check_weight: String::new(),
+            probe: "kind = \"http\"\nurl = \"http://127.0.0.1:8080/health\"".into(),
+            postgres: false,
             cloud_toml: String::new(),
             listen: "127.0.0.1:0".into(),
             intervals: ("100ms", "200ms"),
@@ -1634,6 +1771,19 @@ fn stop_child(mut child: Child, grace: Duration) {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        for n in [&self.a, &self.b] {
+            if n.postgres {
+                let _ = Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(Node::pg_bin("pg_ctl"))
+                    .arg("-D")
+                    .arg(n.pg_data())
+                    .args(["-m", "immediate", "-w", "stop"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
         for n in self.nodes_mut() {
             // Keepalived first, so that it stops and reaps its own children.
             for child in [n.keepalived.take(), n.haproxy.take()]
