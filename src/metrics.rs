@@ -709,6 +709,34 @@ mod tests {
     use crate::keepalived::line::parse;
 
     #[test]
+    fn an_instance_mismatch_is_a_series_only_while_it_lasts() {
+        let m = Metrics::new("edge", "lb-a").unwrap();
+        let mut model = Model::new(["VI_1"]);
+        let now = crate::core::clock::Stamp {
+            mono: crate::core::clock::Mono::default(),
+            wall: SystemTime::now(),
+        };
+        m.sync(&model);
+        assert!(!m.render().contains("vip_watchdog_vrrp_instance_mismatch"));
+        model.observe(
+            Event::KeepalivedListed(["VI_2".to_owned()].into()),
+            now,
+        );
+        m.sync(&model);
+        let v = m.value(
+            "vip_watchdog_vrrp_instance_mismatch",
+            &[("vrrp_instance", "VI_1"), ("known_to", "config")],
+        );
+        assert_eq!(v, Some(1.0));
+        model.observe(
+            Event::KeepalivedListed(["VI_1".to_owned()].into()),
+            now,
+        );
+        m.sync(&model);
+        assert!(!m.render().contains("vrrp_instance_mismatch{"));
+    }
+
+    #[test]
     fn a_failover_adds_no_series_and_flips_the_enum_gauge() {
         let m = Metrics::new("edge", "lb-a").unwrap();
         let mut model = Model::new(["VI_1"]);

@@ -138,12 +138,20 @@ fn a_blackhole_route_is_reported_and_healed() {
         s["vips"][0]["cloud"]["where"] == "here"
     });
     assert_eq!(lab.routes_on(), ["a", "a"]);
+    let exposition = wa.metrics();
     let here = metric(
-        &wa.metrics(),
+        &exposition,
         "vip_watchdog_vip_route_state",
         &[("route_table", second.as_str()), ("state", "here")],
     );
     assert_eq!(here, Some(1.0));
+    for name in &common::ABSENT_IN_AN_EIP_LAB[..2] {
+        assert!(
+            exposition.contains(&format!("# TYPE {name} ")),
+            "a route lab exports {name}"
+        );
+    }
+    common::promtool_check_metrics(&exposition);
 }
 
 /// The source/destination check: on, check-cloud says so (exit 1) and the

@@ -118,8 +118,12 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
         for target in panel["targets"].as_array().expect("targets") {
             let expr = fill(target["expr"].as_str().expect("expr"));
             let result = prom.query(&expr);
+            // Route VIPs' panel: valid PromQL (an API error fails `query`),
+            // empty in this EIP lab; tests/deployments.rs reads its metric
+            // from a route lab.
+            let route_only = expr.contains("vip_watchdog_vip_route_state");
             assert!(
-                !result.is_empty(),
+                !result.is_empty() || route_only,
                 "panel {:?}: {expr} returned no series",
                 panel["title"]
             );
