@@ -718,20 +718,14 @@ mod tests {
         };
         m.sync(&model);
         assert!(!m.render().contains("vip_watchdog_vrrp_instance_mismatch"));
-        model.observe(
-            Event::KeepalivedListed(["VI_2".to_owned()].into()),
-            now,
-        );
+        model.observe(Event::KeepalivedListed(["VI_2".to_owned()].into()), now);
         m.sync(&model);
         let v = m.value(
             "vip_watchdog_vrrp_instance_mismatch",
             &[("vrrp_instance", "VI_1"), ("known_to", "config")],
         );
         assert_eq!(v, Some(1.0));
-        model.observe(
-            Event::KeepalivedListed(["VI_1".to_owned()].into()),
-            now,
-        );
+        model.observe(Event::KeepalivedListed(["VI_1".to_owned()].into()), now);
         m.sync(&model);
         assert!(!m.render().contains("vrrp_instance_mismatch{"));
     }

@@ -155,16 +155,24 @@ fn a_blackhole_route_is_reported_and_healed() {
 }
 
 /// The source/destination check: on, check-cloud says so (exit 1) and the
-/// watchdog exports it.
+/// watchdog exports it. A route that targets an instance instead of an ENI
+/// is named too.
 #[test]
-fn a_source_dest_check_left_on_is_reported() {
+fn a_source_dest_check_left_on_and_an_instance_target_are_reported() {
     let mut lab = Lab::new();
     lab.add_cloud();
     lab.set_route_vip("own");
     lab.set_source_dest_check("a", true);
+    let first = lab.route_tables()[0].clone();
+    let instance = lab.instance_id("b");
+    lab.set_route(&first, &format!("instance:{instance}"));
     let (code, out, _) = lab.a.check_cloud();
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("source/destination check is on"), "{out}");
+    assert!(
+        out.contains(&format!("the route in {first} is instance ({instance})")),
+        "{out}"
+    );
     let wa = lab.a.start_watchdog(true);
     let eni = lab.eni("a");
     let logged = wa.wait_for("the warning", SETTLE, |e| {

@@ -1214,6 +1214,13 @@ impl Lab {
             .to_owned()
     }
 
+    pub fn instance_id(&self, node: &str) -> String {
+        self.cloud().ids["nodes"][node]["instance_id"]
+            .as_str()
+            .expect("instance id")
+            .to_owned()
+    }
+
     pub fn eni(&self, node: &str) -> String {
         self.cloud().ids["nodes"][node]["eni"]
             .as_str()
