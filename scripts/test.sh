@@ -16,9 +16,10 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 "$VENV/bin/hadolint" Dockerfile
 
-echo "== alert rules"
+echo "== alert rules, the example Prometheus config"
 promtool check rules alerts/*.yml
 promtool test rules alerts/tests/*.yml
+promtool check config prometheus/vip-watchdog.yml
 
 echo "== dashboards against Grafana's schema types"
 command -v npm >/dev/null || install_packages nodejs npm

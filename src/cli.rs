@@ -11,7 +11,7 @@ use crate::config::{Config, LoadError, LogFormat};
 #[derive(Parser, Debug)]
 #[command(
     name = "vip-watchdog",
-    version,
+    version = crate::metrics::VERSION,
     about = "Keepalived sidecar: follows VRRP state, probes the local load balancer, exports what it sees"
 )]
 pub struct Cli {

@@ -104,7 +104,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let started = SystemTime::now();
     let metrics = Arc::new(Metrics::new(&node.pair, &node.name).context("registering metrics")?);
     info!(
-        version = env!("CARGO_PKG_VERSION"),
+        version = crate::metrics::VERSION,
         node = %node.name,
         pair = %node.pair,
         "vip-watchdog starting"

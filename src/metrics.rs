@@ -17,15 +17,29 @@ use crate::core::model::{Change, Health, Model, VrrpState};
 use crate::keepalived::line::LineError;
 use crate::probe::check::FailReason;
 
+/// The version line: `--version` and `vip_watchdog_build_info`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("VIP_WATCHDOG_REVISION"),
+    ", rustc ",
+    env!("VIP_WATCHDOG_RUSTC"),
+    ")"
+);
+
 pub struct Metrics {
     registry: Registry,
+    /// `process_*`, unprefixed as every exporter has them, with the same
+    /// `pair` and `node` labels.
+    process: Registry,
     vrrp_state: IntGaugeVec,
     vrrp_priority: IntGaugeVec,
     vrrp_transitions: IntCounterVec,
     vrrp_last_transition: GaugeVec,
     vrrp_other_master_seen: IntCounterVec,
     keepalived_up: IntGauge,
-    keepalived_start_time: Gauge,
+    /// No labels; absent (not 0) while Keepalived is not running.
+    keepalived_start_time: GaugeVec,
     fifo_lines_read: IntCounter,
     fifo_lines_rejected: IntCounterVec,
     fifo_lines_stale: IntCounter,
@@ -35,7 +49,6 @@ pub struct Metrics {
     probe_duration: Histogram,
     probe_failures: IntCounterVec,
     lvs_up: IntGaugeVec,
-    start_time: Gauge,
     vip_here: IntGaugeVec,
     vip_converged: IntGaugeVec,
     vip_last_verified: GaugeVec,
@@ -77,20 +90,28 @@ impl Metrics {
             ("pair".to_owned(), pair.to_owned()),
             ("node".to_owned(), node.to_owned()),
         ]);
-        let registry = Registry::new_custom(Some("vip_watchdog".into()), Some(labels))?;
+        let registry = Registry::new_custom(Some("vip_watchdog".into()), Some(labels.clone()))?;
+        let process = Registry::new_custom(None, Some(labels))?;
+        process.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let r = &registry;
         let build_info = reg(
             r,
             IntGaugeVec::new(
                 Opts::new(
                     "build_info",
-                    "Always 1; the version of the running vip-watchdog.",
+                    "Always 1; the version of the running vip-watchdog, its git revision and the rustc that built it.",
                 ),
-                &["version"],
+                &["version", "revision", "rustc"],
             )?,
         )?;
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("VIP_WATCHDOG_REVISION"),
+                env!("VIP_WATCHDOG_RUSTC"),
+            ])
             .set(1);
         let m = Metrics {
             vrrp_state: reg(
@@ -145,9 +166,12 @@ impl Metrics {
             )?,
             keepalived_start_time: reg(
                 r,
-                Gauge::new(
-                    "keepalived_start_time_seconds",
-                    "Unix time at which the watched Keepalived process started; 0 when it is not running.",
+                GaugeVec::new(
+                    Opts::new(
+                        "keepalived_start_time_seconds",
+                        "Unix time at which the watched Keepalived process started; absent while it is not running.",
+                    ),
+                    &[],
                 )?,
             )?,
             keepalived_up: reg(
@@ -232,13 +256,6 @@ impl Metrics {
                         "1 when Keepalived reported the LVS virtual or real server UP.",
                     ),
                     &["kind", "service"],
-                )?,
-            )?,
-            start_time: reg(
-                r,
-                Gauge::new(
-                    "start_time_seconds",
-                    "Unix time at which this vip-watchdog process started.",
                 )?,
             )?,
             vip_here: reg(
@@ -426,11 +443,19 @@ impl Metrics {
                 )?,
             )?,
             registry,
+            process,
         };
         // Every label value a counter can take exists from the start, so that
         // rate() and increase() see the first increment.
         for k in LineError::KINDS {
             m.fifo_lines_rejected.with_label_values(&[k]);
+        }
+        for op in crate::cloud::Action::operations() {
+            for outcome in std::iter::once("success")
+                .chain(crate::cloud::ErrorKind::ALL.into_iter().map(|k| k.as_str()))
+            {
+                m.cloud_calls.with_label_values(&[op, outcome]);
+            }
         }
         for r in FailReason::ALL {
             m.probe_failures.with_label_values(&[r.as_str()]);
@@ -441,7 +466,6 @@ impl Metrics {
         for k in ["instance", "group", "lvs"] {
             m.fifo_names_dropped.with_label_values(&[k]);
         }
-        m.start_time.set(epoch(SystemTime::now()));
         Ok(m)
     }
 
@@ -519,8 +543,15 @@ impl Metrics {
         }
         self.keepalived_up
             .set(i64::from(model.keepalived.running == Some(true)));
-        self.keepalived_start_time
-            .set(model.keepalived.started.map_or(0.0, epoch));
+        match model.keepalived.started {
+            Some(t) if model.keepalived.running == Some(true) => self
+                .keepalived_start_time
+                .with_label_values::<&str>(&[])
+                .set(epoch(t)),
+            _ => {
+                let _ = self.keepalived_start_time.remove_label_values::<&str>(&[]);
+            }
+        }
         self.probe_up
             .set(i64::from(model.probe.health == Health::Up));
         let lvs: BTreeMap<_, _> = model.lvs.iter().collect();
@@ -674,7 +705,9 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = vec![];
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         String::from_utf8(buf).unwrap_or_default()
@@ -707,6 +740,31 @@ mod tests {
     use super::*;
     use crate::core::model::Event;
     use crate::keepalived::line::parse;
+
+    #[test]
+    fn lvs_servers_are_series_once_keepalived_names_them() {
+        let m = Metrics::new("edge", "lb-a").unwrap();
+        let mut model = Model::new(["VI_1"]);
+        m.sync(&model);
+        assert!(!m.render().contains("vip_watchdog_lvs_up"));
+        let now = crate::core::clock::Stamp {
+            mono: crate::core::clock::Mono::default(),
+            wall: SystemTime::now(),
+        };
+        model.observe(
+            Event::Line {
+                line: parse("VS [192.168.201.15]:tcp:80 UP").unwrap(),
+                at: now,
+            },
+            now,
+        );
+        m.sync(&model);
+        let up = m.value(
+            "vip_watchdog_lvs_up",
+            &[("kind", "vs"), ("service", "[192.168.201.15]:tcp:80")],
+        );
+        assert_eq!(up, Some(1.0), "{}", m.render());
+    }
 
     #[test]
     fn an_instance_mismatch_is_a_series_only_while_it_lasts() {

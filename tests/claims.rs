@@ -469,7 +469,9 @@ fn a_wrong_allocation_id_blinds_no_other_vip() {
     let (code, out, err) = lab.a.check_cloud();
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(
-        out.contains("vip typo (eipalloc-00000000000000bad): UNKNOWN"),
+        out.contains(
+            "vip typo (EIP eipalloc-00000000000000bad on this node's ENI, private IP 10.213.0.101): UNKNOWN"
+        ),
         "{out}"
     );
     assert!(out.contains("vip web ("), "{out}");

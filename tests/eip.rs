@@ -264,6 +264,38 @@ fn own_mode_moves_the_eip_without_a_notify_script() {
     let m = wb.metrics();
     common::promtool_check_metrics(&m);
     common::alerts_and_dashboards_use_only(&m);
+    common::readme_lists_exactly(&m);
+    // Exporter conventions: the process collector's families, the build's
+    // revision, and every operation x outcome of the call counter from 0.
+    for family in ["process_cpu_seconds_total", "process_start_time_seconds"] {
+        assert!(m.contains(&format!("# TYPE {family} ")), "{family}");
+    }
+    assert!(
+        !m.contains("vip_watchdog_start_time_seconds"),
+        "one start time"
+    );
+    let revision = metric_labels(&m, "vip_watchdog_build_info", "revision");
+    assert!(
+        revision.len() == 1 && !revision[0].is_empty() && revision[0] != "unknown",
+        "{revision:?}"
+    );
+    let unused = metric(
+        &m,
+        "vip_watchdog_cloud_api_calls_total",
+        &[("operation", "CreateRoute"), ("outcome", "throttled")],
+    );
+    assert_eq!(unused, Some(0.0), "every operation x outcome exists at 0");
+}
+
+/// The values of `label` across the series of `name`.
+fn metric_labels(text: &str, name: &str, label: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| {
+            let i = l.find(&format!("{label}=\""))? + label.len() + 2;
+            Some(l[i..].split('"').next()?.to_owned())
+        })
+        .collect()
 }
 
 /// (f) The watchdog restarted during the grace learns the MASTER's real

@@ -205,9 +205,12 @@ fn crashed_keepalived_on_the_master_is_noticed_although_its_vip_stays() {
         "{a}"
     );
     assert_eq!(wa.status()["keepalived"]["running"], false);
+    let m = wa.metrics();
+    assert_eq!(metric(&m, "vip_watchdog_keepalived_up", &[]), Some(0.0));
     assert_eq!(
-        metric(&wa.metrics(), "vip_watchdog_keepalived_up", &[]),
-        Some(0.0)
+        metric(&m, "vip_watchdog_keepalived_start_time_seconds", &[]),
+        None,
+        "absent, not 0, while Keepalived is down"
     );
     // Why the addresses alone cannot be trusted: the dead MASTER's VIP stays.
     assert!(

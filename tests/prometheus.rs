@@ -41,8 +41,8 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     );
     assert_eq!(split["labels"]["severity"], "critical", "{split}");
     assert_eq!(
-        split["annotations"]["runbook_url"],
-        "docs/runbook.md#vrrpsplitbrain"
+        split["annotations"]["runbook_url"], "https://runbook.lab/vip-watchdog#vrrpsplitbrain",
+        "the runbook's base, from Prometheus's external label"
     );
     assert!(
         split["annotations"]["summary"]
@@ -89,7 +89,7 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
         ALERT,
     );
     assert_eq!(
-        heal["annotations"]["runbook_url"], "docs/runbook.md#viphealshappening",
+        heal["annotations"]["runbook_url"], "https://runbook.lab/vip-watchdog#viphealshappening",
         "{heal}"
     );
     // No MASTER was ever missing long enough, and the MASTER's probe never
@@ -101,6 +101,14 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
         assert!(firing.is_empty(), "{quiet} fired: {firing:?}");
     }
 
+    // A target label `node` clashes with the watchdog's own: Prometheus
+    // keeps the target's and renames the watchdog's (prometheus/ explains;
+    // this is why the example scrape configs set no such label).
+    let clash = prom.query(r#"vip_watchdog_build_info{job="label-clash"}"#);
+    assert_eq!(clash.len(), 1, "{clash:?}");
+    assert_eq!(clash[0]["metric"]["node"], "from-the-target", "{clash:?}");
+    assert_eq!(clash[0]["metric"]["exported_node"], "a", "{clash:?}");
+
     // Every dashboard query, with its variables filled, is valid PromQL and
     // returns series from these live watchdogs.
     let dashboard: serde_json::Value = serde_json::from_str(
@@ -109,7 +117,8 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     )
     .expect("dashboard JSON");
     let fill = |q: &str| {
-        q.replace("$pair", "lab")
+        q.replace("$__rate_interval", "1m")
+            .replace("$pair", "lab")
             .replace("$node", ".*")
             .replace("$vip", ".*")
     };

@@ -309,6 +309,28 @@ impl Action {
         }
     }
 
+    /// Every action, EIP and route.
+    pub const EVERY: [Action; 7] = [
+        Self::DescribeAddresses,
+        Self::DescribeNetworkInterfaces,
+        Self::AssignPrivateIpAddresses,
+        Self::AssociateAddress,
+        Self::DescribeRouteTables,
+        Self::ReplaceRoute,
+        Self::CreateRoute,
+    ];
+
+    /// Every `operation` label the call metrics can carry: each action,
+    /// and the `DryRun` of those the permission checker asks.
+    pub fn operations() -> impl Iterator<Item = &'static str> {
+        Self::EVERY.into_iter().map(Self::as_str).chain(
+            Self::EVERY
+                .into_iter()
+                .filter(|a| a.has_dry_run())
+                .map(Self::dry_run_operation),
+        )
+    }
+
     /// The actions a VIP of this kind needs.
     pub fn needed(target: &VipTarget) -> &'static [Action] {
         match target {

@@ -337,12 +337,14 @@ impl Drop for Watchdog {
 /// (a live /metrics), so that a rename cannot silently break them.
 /// Metrics that an EIP lab's exposition lacks by design, each shown
 /// elsewhere: the route VIP's (tests/deployments.rs reads them from a route
-/// lab's /metrics) and the instance mismatch, absent while Keepalived and
-/// the config agree (the metrics unit tests).
-pub const ABSENT_IN_AN_EIP_LAB: [&str; 3] = [
+/// lab's /metrics), the instance mismatch, absent while Keepalived and the
+/// config agree, and LVS servers', absent without LVS (the metrics unit
+/// tests).
+pub const ABSENT_IN_AN_EIP_LAB: [&str; 4] = [
     "vip_watchdog_vip_route_state",
     "vip_watchdog_eni_source_dest_check",
     "vip_watchdog_vrrp_instance_mismatch",
+    "vip_watchdog_lvs_up",
 ];
 
 pub fn alerts_and_dashboards_use_only(exposition: &str) {
@@ -380,6 +382,44 @@ pub fn alerts_and_dashboards_use_only(exposition: &str) {
             assert!(named > 0, "{} names no metric", path.display());
         }
     }
+}
+
+/// README's metric table names every family of `exposition`, and names
+/// nothing else but the families an EIP lab lacks by design.
+pub fn readme_lists_exactly(exposition: &str) {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let listed: std::collections::BTreeSet<String> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `vip_watchdog_") || l.starts_with("| `process_"))
+        .flat_map(|l| {
+            let first = l.split(" | ").next().unwrap_or("");
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let exported: std::collections::BTreeSet<String> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    let unlisted: Vec<&String> = exported.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "README's metric table lacks {unlisted:?}"
+    );
+    let stale: Vec<&String> = listed
+        .difference(&exported)
+        .filter(|n| !ABSENT_IN_AN_EIP_LAB.contains(&n.as_str()))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "README lists {stale:?}, which /metrics lacks"
+    );
 }
 
 /// `promtool check metrics` must accept the exposition without a word.
@@ -1625,6 +1665,8 @@ vips = ["{SECOND_VIP}"]
     }
 
     /// A real Prometheus in the cloud namespace, scraping both watchdogs
+    /// (and, as job `label-clash`, node a's build_info with a target label
+    /// `node`, to show what that does)
     /// every second (they must listen on 0.0.0.0:9842: set `listen` before
     /// starting them) with the repo's alert rules evaluated every second, and
     /// sending its alerts to a receiver whose notifications the test awaits.
@@ -1638,7 +1680,7 @@ vips = ["{SECOND_VIP}"]
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:9093']\nscrape_configs:\n  - job_name: vip-watchdog\n    static_configs:\n      - targets: ['10.213.1.1:9842', '10.213.2.1:9842']\n",
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    runbook_base: https://runbook.lab/vip-watchdog\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:9093']\nscrape_configs:\n  - job_name: vip-watchdog\n    static_configs:\n      - targets: ['10.213.1.1:9842', '10.213.2.1:9842']\n  - job_name: label-clash\n    static_configs:\n      - targets: ['10.213.1.1:9842']\n        labels:\n          node: from-the-target\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: vip_watchdog_build_info\n        action: keep\n",
                 root.join("alerts/vip-watchdog.rules.yml").display()
             ),
         )
