@@ -10,6 +10,8 @@ install_packages keepalived haproxy prometheus iproute2 nftables curl procps uti
 ensure_rust
 ensure_venv
 export VIP_WATCHDOG_VENV="$VENV"
+# cargo-deb for tests/package.rs (about 3 min the first time).
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
 
 echo "== format, lint"
 cargo fmt --all -- --check

@@ -48,6 +48,12 @@ pub enum Command {
         #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
         config: PathBuf,
     },
+    /// Print shell completions (bash, zsh, fish, ...) to stdout.
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
     /// Run a notify script for Keepalived (notify_master) with a clean
     /// environment and a timeout, and tell the running watchdog how it
     /// ended. Exits with the script's status (124 at the timeout, 127 when
@@ -80,6 +86,21 @@ pub const DEFAULT_KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "vip-watchdog", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vip-watchdog: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig {
             config,
             keepalived_config,

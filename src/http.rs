@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::status::Status;
 
 /// `/healthz` fails when the owner task has not published for this long.
-const STALE_AFTER: Duration = Duration::from_secs(5);
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 struct AppState {

@@ -21,6 +21,7 @@
 //! notify/             the notify wrapper and its report to the watchdog
 //! owner.rs             the one task that owns the model
 //! metrics.rs, status.rs, http.rs   what is exported
+//! systemd.rs           READY=1 and WATCHDOG=1 for a Type=notify unit
 //! ```
 //!
 //! An event flows one way: source task -> owner (`Model::observe`) -> logs,
@@ -54,6 +55,7 @@ pub mod notify;
 pub mod owner;
 pub mod probe;
 pub mod status;
+pub mod systemd;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -279,6 +281,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
     let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());
     tasks.spawn(async move { ("probe", probe::run(probe, t, m, c).await) });
+    let (s, c) = (status.clone(), cancel.clone());
+    tasks.spawn(async move { ("systemd notify", systemd::run(s, c).await) });
     let (m, c) = (metrics, cancel.clone());
     tasks.spawn(async move {
         (
