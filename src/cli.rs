@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LoadError, LogFormat};
 
@@ -173,8 +172,11 @@ pub fn main() -> ExitCode {
             };
             ExitCode::from(runtime.block_on(crate::notify::wrapper::main(options)))
         }
-        Command::Run { config, log_format } => {
-            let mut config = match Config::load(&config) {
+        Command::Run {
+            config: path,
+            log_format,
+        } => {
+            let mut config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
@@ -188,13 +190,7 @@ pub fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            let result = runtime.block_on(async {
-                let shutdown = CancellationToken::new();
-                let signals = tokio::spawn(shutdown_on_signal(shutdown.clone()));
-                let result = crate::run(config, shutdown).await;
-                signals.abort();
-                result
-            });
+            let result = runtime.block_on(crate::reload::run_until_stopped(path, config));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -217,20 +213,4 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runti
 fn config_error(e: &LoadError) -> ExitCode {
     eprintln!("vip-watchdog: {e}");
     ExitCode::from(2)
-}
-
-async fn shutdown_on_signal(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; SIGTERM will kill without cleanup");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
-    }
-    token.cancel();
 }

@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs, cli.rs      parse the command line, load the config, call run()
+//! main.rs, cli.rs      parse the command line, load the config
+//! reload.rs            run() until SIGTERM, again with a new config on SIGHUP
 //! config.rs            TOML -> typed Config; errors name key and line
 //! clock.rs             the runtime's clocks (monotonic for ages, wall for display)
 //! keepalived/line.rs   pure parser of notify FIFO lines
@@ -54,6 +55,7 @@ pub mod metrics;
 pub mod notify;
 pub mod owner;
 pub mod probe;
+pub mod reload;
 pub mod status;
 pub mod systemd;
 

@@ -91,6 +91,7 @@ impl Metrics {
             ("node".to_owned(), node.to_owned()),
         ]);
         let registry = Registry::new_custom(Some("vip_watchdog".into()), Some(labels.clone()))?;
+        registry.register(Box::new(crate::reload::RELOADS.clone()))?;
         let process = Registry::new_custom(None, Some(labels))?;
         process.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
