@@ -52,5 +52,18 @@ ensure_venv() {
     [ -x "$VENV/bin/parliament" ] || "$VENV/bin/pip" install -q "parliament==1.*"
 }
 
+# A local base image for the container test: no image registry is reachable,
+# so debootstrap makes one (about 40 s) and podman imports it, once.
+ensure_container_base() {
+    install_packages buildah podman runc debootstrap
+    podman --storage-driver vfs image exists localhost/debian:12-minbase && return 0
+    echo "== making the container test's base image (debootstrap --variant=minbase bookworm)"
+    local root=/var/tmp/vip-watchdog-base/rootfs
+    rm -rf "$root"
+    mkdir -p "$root"
+    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
+    tar -C "$root" -c . | podman --storage-driver vfs import - localhost/debian:12-minbase >/dev/null
+}
+
 # Builds outside the clone so that later runs on this machine are incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vip-watchdog-target}"

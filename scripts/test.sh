@@ -10,6 +10,7 @@ install_packages keepalived haproxy prometheus iproute2 nftables curl procps uti
 ensure_rust
 ensure_venv
 export VIP_WATCHDOG_VENV="$VENV"
+ensure_container_base
 # cargo-deb for tests/package.rs (about 3 min the first time).
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
 

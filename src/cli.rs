@@ -47,6 +47,12 @@ pub enum Command {
         #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
         config: PathBuf,
     },
+    /// Ask the running watchdog's /healthz (on the config's http.listen);
+    /// exit 0 when healthy, 1 otherwise. For a container's HEALTHCHECK.
+    Health {
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
+        config: PathBuf,
+    },
     /// Print shell completions (bash, zsh, fish, ...) to stdout.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -89,6 +95,26 @@ pub fn main() -> ExitCode {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "vip-watchdog", &mut std::io::stdout());
             ExitCode::SUCCESS
+        }
+        Command::Health { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            match runtime.block_on(crate::http::check_health(config.http.listen)) {
+                Ok(()) => {
+                    println!("healthy");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vip-watchdog: unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();

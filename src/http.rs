@@ -23,6 +23,41 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::status::Status;
 
+/// The URL of `path` on a watchdog listening on `listen`, asked from this
+/// host: a wildcard address is asked on loopback.
+pub fn local_url(listen: SocketAddr, path: &str) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match listen.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}{path}", SocketAddr::new(ip, listen.port()))
+}
+
+/// `vip-watchdog health`: whether the watchdog listening on `listen`
+/// answers `/healthz` with 200 (a container's HEALTHCHECK).
+pub async fn check_health(listen: SocketAddr) -> Result<(), String> {
+    let url = local_url(listen, "/healthz");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .map_err(|e| crate::error_chain(&e))?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", crate::error_chain(&e)))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url}: {status}: {}", body.trim()))
+    }
+}
+
 /// `/healthz` fails when the owner task has not published for this long.
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
 

@@ -11,7 +11,7 @@
 //! script, as Keepalived would have.
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -58,15 +58,9 @@ pub fn environment(
     env
 }
 
-/// Where the watchdog listening on `listen` takes reports: a wildcard
-/// address is asked on loopback.
+/// Where the watchdog listening on `listen` takes reports.
 pub fn report_url(listen: SocketAddr) -> String {
-    let ip = match listen.ip() {
-        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}/v1/notify", SocketAddr::new(ip, listen.port()))
+    crate::http::local_url(listen, "/v1/notify")
 }
 
 /// The wrapper's exit status for a run: the script's own, 124 at the
