@@ -26,16 +26,9 @@ fn start(lab: &mut Lab, mode: &str) -> (Watchdog, Watchdog) {
 /// Both watchdogs, then HAProxy and Keepalived; returns once a is MASTER
 /// and sees the EIP here.
 fn launch(lab: &mut Lab) -> (Watchdog, Watchdog) {
-    let wa = lab.a.start_watchdog(true);
-    let wb = lab.b.start_watchdog(true);
-    lab.start_services();
-    wa.wait_state("master", SETTLE);
-    wb.wait_state("backup", SETTLE);
+    let pair = lab.start_pair();
     assert_eq!(lab.eip_on(), "a", "set-up puts the EIP on a");
-    wa.wait_status("a sees the EIP here", SETTLE, |s| {
-        s["vips"][0]["cloud"]["where"] == "here"
-    });
-    (wa, wb)
+    pair
 }
 
 /// Fails over to `to`: from a to b by stopping a's HAProxy; from b to a by

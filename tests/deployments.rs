@@ -16,15 +16,7 @@ use std::time::Duration;
 const HEAL: Duration = Duration::from_secs(45);
 
 fn start(lab: &mut Lab) -> (Watchdog, Watchdog) {
-    let wa = lab.a.start_watchdog(true);
-    let wb = lab.b.start_watchdog(true);
-    lab.start_services();
-    wa.wait_state("master", SETTLE);
-    wb.wait_state("backup", SETTLE);
-    wa.wait_status("a sees the VIP here", SETTLE, |s| {
-        s["vips"][0]["cloud"]["where"] == "here"
-    });
-    (wa, wb)
+    lab.start_pair()
 }
 
 fn arrived(w: &Watchdog, timeout: Duration) -> serde_json::Value {

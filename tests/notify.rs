@@ -6,22 +6,15 @@
 
 mod common;
 
-use common::{FAILOVER, Lab, SETTLE, Watchdog, metric, next_move, unix};
+use common::{FAILOVER, Lab, Watchdog, metric, next_move, unix};
 use std::process::Command;
 use std::time::Duration;
 
 fn launch(lab: &mut Lab) -> (Watchdog, Watchdog) {
     lab.set_vip("heal", false);
-    let wa = lab.a.start_watchdog(true);
-    let wb = lab.b.start_watchdog(true);
-    lab.start_services();
-    wa.wait_state("master", SETTLE);
-    wb.wait_state("backup", SETTLE);
+    let pair = lab.start_pair();
     assert_eq!(lab.eip_on(), "a", "set-up puts the EIP on a");
-    wa.wait_status("a sees the EIP here", SETTLE, |s| {
-        s["vips"][0]["cloud"]["where"] == "here"
-    });
-    (wa, wb)
+    pair
 }
 
 fn runs(w: &Watchdog, outcome: &str) -> f64 {

@@ -280,30 +280,22 @@ impl Cloud for Aws {
         eni: &str,
         create: bool,
     ) -> Result<(), CloudError> {
-        let v6 = destination.contains(':');
+        // The two builders are distinct types with the same setters.
+        macro_rules! to_this_eni {
+            ($req:expr) => {{
+                let req = $req.route_table_id(table).network_interface_id(eni);
+                if destination.contains(':') {
+                    req.destination_ipv6_cidr_block(destination)
+                } else {
+                    req.destination_cidr_block(destination)
+                }
+            }};
+        }
         if create {
-            let req = self
-                .client
-                .create_route()
-                .route_table_id(table)
-                .network_interface_id(eni);
-            let req = if v6 {
-                req.destination_ipv6_cidr_block(destination)
-            } else {
-                req.destination_cidr_block(destination)
-            };
+            let req = to_this_eni!(self.client.create_route());
             req.send().await.map_err(|e| error("CreateRoute", e))?;
         } else {
-            let req = self
-                .client
-                .replace_route()
-                .route_table_id(table)
-                .network_interface_id(eni);
-            let req = if v6 {
-                req.destination_ipv6_cidr_block(destination)
-            } else {
-                req.destination_cidr_block(destination)
-            };
+            let req = to_this_eni!(self.client.replace_route());
             req.send().await.map_err(|e| error("ReplaceRoute", e))?;
         }
         Ok(())

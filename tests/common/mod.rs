@@ -1161,6 +1161,28 @@ impl Lab {
         }
     }
 
+    pub fn node_mut(&mut self, name: &str) -> &mut Node {
+        match name {
+            "a" => &mut self.a,
+            "b" => &mut self.b,
+            _ => panic!("no node {name:?} in the lab"),
+        }
+    }
+
+    /// Both watchdogs, then HAProxy and Keepalived; returns once a is
+    /// MASTER, b BACKUP, and a sees its first VIP here.
+    pub fn start_pair(&mut self) -> (Watchdog, Watchdog) {
+        let wa = self.a.start_watchdog(true);
+        let wb = self.b.start_watchdog(true);
+        self.start_services();
+        wa.wait_state("master", SETTLE);
+        wb.wait_state("backup", SETTLE);
+        wa.wait_status("a sees the VIP here", SETTLE, |s| {
+            s["vips"][0]["cloud"]["where"] == "here"
+        });
+        (wa, wb)
+    }
+
     /// moto (patched, see tests/moto/launch.py) in a `cloud` namespace linked
     /// to each node, the lab's VPC, instances and an EIP on node a, and an
     /// IMDSv2 stub in each node's namespace. Request recording starts after
@@ -1455,11 +1477,7 @@ vips = ["{SECOND_VIP}"]
             python.display(),
             moto_script("lab.py")
         );
-        let node = if name == "a" {
-            &mut self.a
-        } else {
-            &mut self.b
-        };
+        let node = self.node_mut(name);
         node.notify = line;
         node.write_configs();
     }
@@ -1558,11 +1576,7 @@ vips = ["{SECOND_VIP}"]
                 moto_script("lab.py")
             ),
         };
-        let node = if name == "a" {
-            &mut self.a
-        } else {
-            &mut self.b
-        };
+        let node = self.node_mut(name);
         node.notify = line;
         node.write_configs();
     }
@@ -1577,11 +1591,7 @@ vips = ["{SECOND_VIP}"]
         self.set_notify(name, Some(mode));
         let config = self.node(name).dir.join("watchdog-true.toml");
         let timeout = timeout.map_or(String::new(), |t| format!(" --timeout {t}"));
-        let node = if name == "a" {
-            &mut self.a
-        } else {
-            &mut self.b
-        };
+        let node = self.node_mut(name);
         node.listen = "127.0.0.1:9842".into();
         node.notify = node.notify.replacen(
             "notify_master \"",
@@ -1601,11 +1611,7 @@ vips = ["{SECOND_VIP}"]
     pub fn add_fault_proxy(&mut self, name: &str, plan: &str) -> Receiver<String> {
         let i = if name == "a" { 1 } else { 2 };
         let direct = format!("endpoint = \"http://10.213.{i}.2:5000\"");
-        let node = if name == "a" {
-            &mut self.a
-        } else {
-            &mut self.b
-        };
+        let node = self.node_mut(name);
         assert!(
             node.cloud_toml.contains(&direct),
             "add_fault_proxy after set_vip: {}",
