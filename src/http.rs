@@ -1,4 +1,5 @@
-//! `/metrics`, `/healthz`, `/v1/status`, and `POST /v1/notify`. Handlers
+//! `/` (a page for a person), `/metrics`, `/healthz`, `/v1/status`, and
+//! `POST /v1/notify`. Handlers
 //! read the published snapshot and the metrics; they never touch the model.
 //! A notify report becomes an event for the owner, like a FIFO line; it is
 //! taken from loopback peers only (the notify wrapper runs on this host).
@@ -74,6 +75,7 @@ pub fn router(
     events: mpsc::Sender<Event>,
 ) -> Router {
     Router::new()
+        .route("/", get(landing_handler))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status_handler))
@@ -127,6 +129,12 @@ async fn metrics_handler(State(s): State<AppState>) -> Response {
         s.metrics.render(),
     )
         .into_response()
+}
+
+async fn landing_handler(State(s): State<AppState>) -> Response {
+    let status = s.status.borrow().clone();
+    let page = crate::landing::render(&status, &s.metrics.failover_series());
+    axum::response::Html(page).into_response()
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {

@@ -21,7 +21,7 @@
 //!                      damping store (see cloud/mod.rs)
 //! notify/             the notify wrapper and its report to the watchdog
 //! owner.rs             the one task that owns the model
-//! metrics.rs, status.rs, http.rs   what is exported
+//! metrics.rs, status.rs, http.rs   what is exported; landing.rs the page at /
 //! systemd.rs           READY=1 and WATCHDOG=1 for a Type=notify unit
 //! ```
 //!
@@ -50,6 +50,7 @@ pub mod core;
 pub mod host;
 pub mod http;
 pub mod keepalived;
+pub mod landing;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

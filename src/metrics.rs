@@ -697,6 +697,37 @@ impl Metrics {
         }
     }
 
+    /// The failover-latency histogram, series by series, for the landing
+    /// page.
+    pub fn failover_series(&self) -> Vec<crate::landing::LatencySeries> {
+        use prometheus::core::Collector;
+        let mut out = vec![];
+        for family in self.failover_latency.collect() {
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_owned())
+                        .unwrap_or_default()
+                };
+                let h = m.get_histogram();
+                let mut buckets: Vec<(f64, u64)> = h
+                    .get_bucket()
+                    .iter()
+                    .map(|b| (b.upper_bound(), b.cumulative_count()))
+                    .collect();
+                buckets.push((f64::INFINITY, h.get_sample_count()));
+                out.push(crate::landing::LatencySeries {
+                    vip: label("vip"),
+                    moved_by: label("moved_by"),
+                    buckets,
+                });
+            }
+        }
+        out
+    }
+
     /// The value of the series `name` (full name) whose labels include all
     /// of `labels`, from the exposition: what a scraper would read.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

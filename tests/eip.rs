@@ -265,6 +265,17 @@ fn own_mode_moves_the_eip_without_a_notify_script() {
     common::promtool_check_metrics(&m);
     common::alerts_and_dashboards_use_only(&m);
     common::readme_lists_exactly(&m);
+    // The page at / for a person: the state, the VIP, the failover chart.
+    let page = wb.landing();
+    for want in [
+        "vip-watchdog on b (pair lab)",
+        "<td class=\"master\">master</td>",
+        "VIP web, moved by watchdog: 1 failovers",
+        "<svg",
+        "href=\"/metrics\"",
+    ] {
+        assert!(page.contains(want), "{want} in {page}");
+    }
     // Exporter conventions: the process collector's families, the build's
     // revision, and every operation x outcome of the call counter from 0.
     for family in ["process_cpu_seconds_total", "process_start_time_seconds"] {

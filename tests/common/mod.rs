@@ -298,6 +298,11 @@ impl Watchdog {
         ]))
     }
 
+    /// The page at `/`.
+    pub fn landing(&self) -> String {
+        self.get("/")
+    }
+
     pub fn status(&self) -> Value {
         serde_json::from_str(&self.get("/v1/status")).expect("/v1/status is JSON")
     }
