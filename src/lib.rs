@@ -191,21 +191,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let (asks_tx, asks_rx) = mpsc::channel(8);
         let (generation_tx, generation_rx) = watch::channel(0);
         let policy = cloud::call::CallPolicy::new(cloud.call_timeout);
-        let allocation_ids = vips
-            .iter()
-            .filter_map(|v| v.target.allocation_id().map(str::to_owned))
-            .collect();
-        let route_tables = vips
-            .iter()
-            .flat_map(|v| match &v.target {
-                crate::core::target::VipTarget::Route { route_tables, .. } => route_tables.clone(),
-                _ => vec![],
-            })
-            .collect();
-        let me = cloud::Me {
-            instance_id: id.instance_id.clone(),
-            eni: id.interface_id.clone(),
-        };
+        let me = id.me();
+        let pace = cloud::verifier::Pace::of(&cloud);
+        let verifier = cloud::verifier::Verifier::for_vips(
+            aws.clone(),
+            metrics.clone(),
+            policy.clone(),
+            &vips,
+            pace,
+            me.eni.clone(),
+        );
         let targets = cloud::permissions::targets(&vips, &me);
         let (store, damping) = cloud::damping_store::load(cloud.state_dir.as_deref());
         let damping_tx = store.map(|store| {
@@ -256,10 +251,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         } else {
             info!("cloud.permission_check = false: permissions are learnt from real calls only");
         }
-        let pace = cloud::verifier::Pace::of(&cloud);
-        let verifier =
-            cloud::verifier::Verifier::new(aws, metrics.clone(), policy, allocation_ids, pace)
-                .with_routes(route_tables, me.eni);
         let c = cancel.clone();
         tasks.spawn(async move { ("verifier", verifier.run(asks_rx, events_tx, c).await) });
     }

@@ -535,9 +535,27 @@ impl Metrics {
                 }
             }
         }
-        // Few, and rarely any: rebuilt at each sync, absent when they agree.
-        self.instance_mismatch.reset();
-        for (name, known_to) in model.mismatches() {
+        // Present only while they disagree. The series that no longer
+        // hold are removed one by one (no reset: a scrape in between would
+        // see none, and restart the alert's `for`).
+        let now = model.mismatches();
+        let exported: Vec<(String, String)> = {
+            use prometheus::core::Collector;
+            self.instance_mismatch
+                .collect()
+                .iter()
+                .flat_map(|f| f.get_metric())
+                .map(|m| (label(m, "vrrp_instance"), label(m, "known_to")))
+                .collect()
+        };
+        for (name, known_to) in &exported {
+            if !now.iter().any(|(n, k)| n == name && k == known_to) {
+                let _ = self
+                    .instance_mismatch
+                    .remove_label_values(&[name.as_str(), known_to.as_str()]);
+            }
+        }
+        for (name, known_to) in now {
             self.instance_mismatch
                 .with_label_values(&[name, known_to])
                 .set(1);
@@ -704,13 +722,6 @@ impl Metrics {
         let mut out = vec![];
         for family in self.failover_latency.collect() {
             for m in family.get_metric() {
-                let label = |name: &str| {
-                    m.get_label()
-                        .iter()
-                        .find(|l| l.name() == name)
-                        .map(|l| l.value().to_owned())
-                        .unwrap_or_default()
-                };
                 let h = m.get_histogram();
                 let mut buckets: Vec<(f64, u64)> = h
                     .get_bucket()
@@ -719,8 +730,8 @@ impl Metrics {
                     .collect();
                 buckets.push((f64::INFINITY, h.get_sample_count()));
                 out.push(crate::landing::LatencySeries {
-                    vip: label("vip"),
-                    moved_by: label("moved_by"),
+                    vip: label(m, "vip"),
+                    moved_by: label(m, "moved_by"),
                     buckets,
                 });
             }
@@ -744,6 +755,14 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// The value of label `name` of a gathered series, or "".
+fn label(m: &prometheus::proto::Metric, name: &str) -> String {
+    m.get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map_or(String::new(), |l| l.value().to_owned())
 }
 
 fn reg<M: prometheus::core::Collector + Clone + 'static>(

@@ -168,16 +168,45 @@ pub fn private_ips_of(
     interfaces: &[aws_sdk_ec2::types::NetworkInterface],
 ) -> Result<Vec<IpAddr>, CloudError> {
     const OP: &str = "DescribeNetworkInterfaces";
-    let Some(ni) = interfaces
-        .iter()
-        .find(|n| n.network_interface_id() == Some(eni))
-    else {
-        return Err(bad_answer(OP, format!("{eni} is not in the answer")));
-    };
-    ni.private_ip_addresses()
+    interface_of(eni, interfaces)?
+        .private_ip_addresses()
         .iter()
         .filter_map(|p| ip(OP, p.private_ip_address()).transpose())
         .collect()
+}
+
+/// `eni` in a DescribeNetworkInterfaces answer.
+fn interface_of<'a>(
+    eni: &str,
+    interfaces: &'a [aws_sdk_ec2::types::NetworkInterface],
+) -> Result<&'a aws_sdk_ec2::types::NetworkInterface, CloudError> {
+    interfaces
+        .iter()
+        .find(|n| n.network_interface_id() == Some(eni))
+        .ok_or_else(|| {
+            bad_answer(
+                "DescribeNetworkInterfaces",
+                format!("{eni} is not in the answer"),
+            )
+        })
+}
+
+impl Aws {
+    /// One DescribeNetworkInterfaces for `eni`.
+    async fn describe_interface(
+        &self,
+        eni: &str,
+    ) -> Result<
+        aws_sdk_ec2::operation::describe_network_interfaces::DescribeNetworkInterfacesOutput,
+        CloudError,
+    > {
+        self.client
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .await
+            .map_err(|e| error("DescribeNetworkInterfaces", e))
+    }
 }
 
 impl Cloud for Aws {
@@ -197,14 +226,7 @@ impl Cloud for Aws {
     }
 
     async fn private_ips(&self, eni: &str) -> Result<Vec<IpAddr>, CloudError> {
-        const OP: &str = "DescribeNetworkInterfaces";
-        let out = self
-            .client
-            .describe_network_interfaces()
-            .network_interface_ids(eni)
-            .send()
-            .await
-            .map_err(|e| error(OP, e))?;
+        let out = self.describe_interface(eni).await?;
         private_ips_of(eni, out.network_interfaces())
     }
 
@@ -302,20 +324,9 @@ impl Cloud for Aws {
     }
 
     async fn source_dest_check(&self, eni: &str) -> Result<bool, CloudError> {
-        const OP: &str = "DescribeNetworkInterfaces";
-        let out = self
-            .client
-            .describe_network_interfaces()
-            .network_interface_ids(eni)
-            .send()
-            .await
-            .map_err(|e| error(OP, e))?;
-        out.network_interfaces()
-            .iter()
-            .find(|n| n.network_interface_id() == Some(eni))
-            .ok_or_else(|| bad_answer(OP, format!("{eni} is not in the answer")))
-            // EC2 reports it for every ENI; absent, it is on (the default).
-            .map(|n| n.source_dest_check().unwrap_or(true))
+        let out = self.describe_interface(eni).await?;
+        // EC2 reports it for every ENI; absent, it is on (the default).
+        interface_of(eni, out.network_interfaces()).map(|n| n.source_dest_check().unwrap_or(true))
     }
 
     async fn dry_run(&self, action: Action, t: &ClaimTarget) -> Result<DryRunAnswer, CloudError> {

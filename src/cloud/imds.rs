@@ -15,6 +15,16 @@ pub struct Identity {
     pub interface_id: String,
 }
 
+impl Identity {
+    /// This node, as claims and views name it.
+    pub fn me(&self) -> crate::cloud::Me {
+        crate::cloud::Me {
+            instance_id: self.instance_id.clone(),
+            eni: self.interface_id.clone(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("bad IMDS endpoint {endpoint:?}: {detail}")]

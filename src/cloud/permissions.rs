@@ -280,31 +280,17 @@ pub async fn check_cloud(
     );
     let metrics = Arc::new(Metrics::new("check", "check")?);
     let policy = CallPolicy::new(cloud.call_timeout);
-    let ids: Vec<String> = vips
-        .iter()
-        .filter_map(|v| v.target.allocation_id().map(str::to_owned))
-        .collect();
-    let tables: Vec<String> = vips
-        .iter()
-        .flat_map(|v| match &v.target {
-            VipTarget::Route { route_tables, .. } => route_tables.clone(),
-            _ => vec![],
-        })
-        .collect();
-    let me = Me {
-        instance_id: identity.instance_id.clone(),
-        eni: identity.interface_id.clone(),
-    };
+    let me = identity.me();
     // The verifier's own describe: one wrong allocation ID blinds no other.
     let pace = crate::cloud::verifier::Pace::of(cloud);
-    let mut verifier = crate::cloud::verifier::Verifier::new(
+    let mut verifier = crate::cloud::verifier::Verifier::for_vips(
         aws.clone(),
         metrics.clone(),
         policy.clone(),
-        ids,
+        vips,
         pace,
-    )
-    .with_routes(tables, me.eni.clone());
+        me.eni.clone(),
+    );
     let (addresses, unknown) = verifier.describe().await;
     let addresses = addresses.map(Seen::Addresses);
     let routes = if verifier.route_tables.is_empty() {

@@ -138,6 +138,30 @@ impl<C: Cloud> Verifier<C> {
         }
     }
 
+    /// The verifier of `vips`: their allocation IDs, their route tables,
+    /// and (with route VIPs) `eni`'s source/destination check.
+    pub fn for_vips(
+        cloud: Arc<C>,
+        metrics: Arc<Metrics>,
+        policy: CallPolicy,
+        vips: &[crate::config::VipConfig],
+        pace: Pace,
+        eni: String,
+    ) -> Self {
+        let ids = vips
+            .iter()
+            .filter_map(|v| v.target.allocation_id().map(str::to_owned))
+            .collect();
+        let tables = vips
+            .iter()
+            .flat_map(|v| match &v.target {
+                crate::core::target::VipTarget::Route { route_tables, .. } => route_tables.clone(),
+                _ => vec![],
+            })
+            .collect();
+        Self::new(cloud, metrics, policy, ids, pace).with_routes(tables, eni)
+    }
+
     /// Also watches `route_tables` (and `eni`'s source/destination check).
     pub fn with_routes(mut self, route_tables: Vec<String>, eni: String) -> Self {
         let mut seen = BTreeSet::new();
