@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LoadError, LogFormat};
+use crate::config::{Config, LoadError, LogFormat, WebFlags};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,6 +27,8 @@ pub enum Command {
         /// Overrides log.format from the config file.
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
+        #[command(flatten)]
+        web: WebFlags,
     },
     /// Parse and validate the config; print what was understood; then
     /// cross-check it with keepalived.conf (the notify FIFO, the instances,
@@ -39,6 +41,8 @@ pub enum Command {
         /// missing file is reported and not an error.
         #[arg(long, default_value = DEFAULT_KEEPALIVED_CONF)]
         keepalived_config: PathBuf,
+        #[command(flatten)]
+        web: WebFlags,
     },
     /// Ask the cloud, once, mutating nothing: this node's identity, where
     /// each VIP is, and (with DryRun) whether this node may make the calls
@@ -52,6 +56,15 @@ pub enum Command {
     Health {
         #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
         config: PathBuf,
+        #[command(flatten)]
+        web: WebFlags,
+    },
+    /// Read a password on stdin (one line) and print its bcrypt hash, for
+    /// basic_auth_users in the web config file.
+    HashPassword {
+        /// bcrypt's cost: each step doubles the work of every check.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
     },
     /// Print shell completions (bash, zsh, fish, ...) to stdout.
     #[command(hide = true)]
@@ -80,6 +93,8 @@ pub enum Command {
         /// The script and its arguments.
         #[arg(last = true, required = true)]
         command: Vec<std::ffi::OsString>,
+        #[command(flatten)]
+        web: WebFlags,
     },
 }
 
@@ -96,8 +111,9 @@ pub fn main() -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "vip-watchdog", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Health { config } => {
-            let config = match Config::load(&config) {
+        Command::HashPassword { cost } => hash_password(cost),
+        Command::Health { config, web } => {
+            let config = match Config::load_with(&config, &web) {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
@@ -105,7 +121,7 @@ pub fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            match runtime.block_on(crate::http::check_health(config.http.listen)) {
+            match runtime.block_on(crate::http::check_health(&config.http)) {
                 Ok(()) => {
                     println!("healthy");
                     ExitCode::SUCCESS
@@ -129,7 +145,8 @@ pub fn main() -> ExitCode {
         Command::CheckConfig {
             config,
             keepalived_config,
-        } => match Config::load(&config) {
+            web,
+        } => match Config::load_with(&config, &web) {
             Ok(c) => {
                 print!("{}", c.describe());
                 println!("{}: OK", config.display());
@@ -185,6 +202,7 @@ pub fn main() -> ExitCode {
             timeout,
             instance,
             command,
+            web,
         } => {
             let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
                 Ok(r) => r,
@@ -192,6 +210,7 @@ pub fn main() -> ExitCode {
             };
             let options = crate::notify::wrapper::Options {
                 config,
+                web,
                 timeout,
                 instance,
                 command,
@@ -201,8 +220,9 @@ pub fn main() -> ExitCode {
         Command::Run {
             config: path,
             log_format,
+            web,
         } => {
-            let mut config = match Config::load(&path) {
+            let mut config = match Config::load_with(&path, &web) {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
@@ -216,7 +236,7 @@ pub fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            let result = runtime.block_on(crate::reload::run_until_stopped(path, config));
+            let result = runtime.block_on(crate::reload::run_until_stopped(path, web, config));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -225,6 +245,30 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn hash_password(cost: u32) -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("vip-watchdog: cannot read the password on stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("vip-watchdog: an empty password: give one line on stdin");
+        return ExitCode::from(2);
+    }
+    match bcrypt::hash(password, cost) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vip-watchdog: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -38,21 +38,23 @@ fn chart(s: &LatencySeries) -> Markup {
         })
         .collect();
     let max = bars.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
-    let (w, h, bar) = (bars.len() as u64 * 34, 120u64, 28u64);
-    // Bar labels sit above each bar, within the drawing.
+    // Bars `step` apart; the count sits above its bar, in `top`, and the
+    // bucket's label below, in `bottom`.
+    let (step, bar, h, top, bottom) = (44u64, 34u64, 120u64, 14u64, 18u64);
+    let w = bars.len() as u64 * step;
     html! {
         figure {
-            figcaption { "VIP " (s.vip) ", moved by " (s.moved_by) ": " (prev) " failovers" }
-            svg xmlns="http://www.w3.org/2000/svg" width=(w) height=(h + 30) role="img" {
+            figcaption { "VIP " (s.vip) ", moved by " (s.moved_by) ": " (prev) (if prev == 1 { " failover" } else { " failovers" }) }
+            svg xmlns="http://www.w3.org/2000/svg" width=(w) height=(top + h + bottom) role="img" {
                 @for (i, (label, n)) in bars.iter().enumerate() {
                     @let height = (n * h / max).min(h);
-                    @let x = i as u64 * 34;
-                    rect x=(x) y=(h - height) width=(bar) height=(height) fill="#3b6ea8" {
+                    @let x = i as u64 * step;
+                    rect x=(x) y=(top + h - height) width=(bar) height=(height) fill="#3b6ea8" {
                         title { (label) ": " (n) }
                     }
-                    text x=(x) y=(h + 12) font-size="9" { (label) }
+                    text x=(x) y=(top + h + 13) font-size="10" { (label) }
                     @if *n > 0 {
-                        text x=(x) y=((h - height).max(10) - 2) font-size="9" { (n) }
+                        text x=(x) y=(top + h - height - 3) font-size="10" { (n) }
                     }
                 }
             }
@@ -67,7 +69,7 @@ pub fn render(status: &Status, latency: &[LatencySeries]) -> String {
             head {
                 meta charset="utf-8";
                 title { "vip-watchdog on " (status.node) }
-                style { "body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}.master{color:#070;font-weight:bold}.fault,.stop{color:#a00;font-weight:bold}figure{display:inline-block;margin:0 2em 1em 0}" }
+                style { "body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;max-width:100%}td.when{white-space:nowrap}td.what{font-family:monospace;font-size:.85em;overflow-wrap:anywhere}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}.master{color:#070;font-weight:bold}.fault,.stop{color:#a00;font-weight:bold}figure{display:inline-block;margin:0 2em 1em 0}" }
             }
             body {
                 h1 { "vip-watchdog on " (status.node) " (pair " (status.pair) ")" }
@@ -133,8 +135,8 @@ pub fn render(status: &Status, latency: &[LatencySeries]) -> String {
                     tr { th { "when" } th { "what" } }
                     @for d in status.decisions.iter().take(DECISIONS) {
                         tr {
-                            td { (d.at) }
-                            td { (serde_json::to_string(&d.change).unwrap_or_default()) }
+                            td class="when" { (d.at) }
+                            td class="what" { (serde_json::to_string(&d.change).unwrap_or_default()) }
                         }
                     }
                 }

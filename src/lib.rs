@@ -21,7 +21,8 @@
 //!                      damping store (see cloud/mod.rs)
 //! notify/             the notify wrapper and its report to the watchdog
 //! owner.rs             the one task that owns the model
-//! metrics.rs, status.rs, http.rs   what is exported; landing.rs the page at /
+//! metrics.rs, status.rs   what is exported; landing.rs the page at /
+//! http/                the server: routes, TLS and basic auth (web config file)
 //! systemd.rs           READY=1 and WATCHDOG=1 for a Type=notify unit
 //! ```
 //!
@@ -161,7 +162,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let listener = TcpListener::bind(http.listen)
         .await
         .with_context(|| format!("cannot listen on http.listen = {}", http.listen))?;
-    info!(address = %listener.local_addr()?, "http listening");
+    let web = http.web.clone();
+    info!(
+        address = %listener.local_addr()?,
+        tls = web.tls.is_some(),
+        basic_auth_users = web.users.len(),
+        "http listening"
+    );
 
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     for event in initial {
@@ -281,9 +288,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tasks.spawn(async move {
         (
             "http server",
-            http::serve(listener, status, m, tx, c)
-                .await
-                .map_err(Into::into),
+            http::serve(listener, status, m, tx, web, c).await,
         )
     });
 

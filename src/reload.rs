@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, WebFlags};
 
 /// Reloads by result; one counter for the process, registered in each
 /// run's metrics.
@@ -38,10 +38,14 @@ pub static RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Runs until SIGTERM or SIGINT (Ok) or a critical task fails (Err).
-pub async fn run_until_stopped(path: PathBuf, config: Config) -> anyhow::Result<()> {
+pub async fn run_until_stopped(
+    path: PathBuf,
+    flags: WebFlags,
+    config: Config,
+) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (tx, mut reloaded) = mpsc::channel::<Config>(1);
-    let signals = tokio::spawn(signals(shutdown.clone(), path, config.clone(), tx));
+    let signals = tokio::spawn(signals(shutdown.clone(), path, flags, config.clone(), tx));
     let mut config = config;
     let result = loop {
         let round = shutdown.child_token();
@@ -70,6 +74,7 @@ pub async fn run_until_stopped(path: PathBuf, config: Config) -> anyhow::Result<
 async fn signals(
     shutdown: CancellationToken,
     path: PathBuf,
+    flags: WebFlags,
     mut current: Config,
     reloaded: mpsc::Sender<Config>,
 ) {
@@ -92,7 +97,7 @@ async fn signals(
                 info!(signal = "SIGINT", "shutdown requested");
                 break;
             }
-            _ = hup.recv() => match Config::load(&path) {
+            _ = hup.recv() => match Config::load_with(&path, &flags) {
                 Err(e) => {
                     RELOADS.with_label_values(&["failed"]).inc();
                     error!(signal = "SIGHUP", path = %path.display(), error = %e, "config reload refused: the file is invalid; the running config is kept");

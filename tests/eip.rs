@@ -270,11 +270,46 @@ fn own_mode_moves_the_eip_without_a_notify_script() {
     for want in [
         "vip-watchdog on b (pair lab)",
         "<td class=\"master\">master</td>",
-        "VIP web, moved by watchdog: 1 failovers",
+        "VIP web, moved by watchdog: 1 failover<",
         "<svg",
         "href=\"/metrics\"",
     ] {
         assert!(page.contains(want), "{want} in {page}");
+    }
+    // The same page in a browser (headless Chromium): the DOM it built has
+    // the chart's bars and the links, and the screenshot is a full page.
+    // VIP_WATCHDOG_SCREENSHOT=docs/landing.png keeps it (scripts/screenshot.sh).
+    let url = format!("http://{}/", wb.address);
+    let shown = common::chromium(&lab.b.ns, &url, &lab.b.dir);
+    for want in [
+        "<svg",
+        "<rect",
+        "1 failover<",
+        "<a href=\"/metrics\">",
+        "<a href=\"/v1/status\">",
+        "<td class=\"master\">master</td>",
+    ] {
+        assert!(
+            shown.dom.contains(want),
+            "{want} in the rendered DOM: {}",
+            shown.dom
+        );
+    }
+    assert_eq!(
+        shown.png_size(),
+        (common::Rendered::WIDTH, common::Rendered::HEIGHT)
+    );
+    // A blank page compresses to a few hundred bytes; text, a table and
+    // a chart do not.
+    assert!(shown.png.len() > 20_000, "{} bytes", shown.png.len());
+    // Nothing runs off the right of the page (the decisions' JSON once did).
+    assert!(
+        shown.right_edge_is_clear(16),
+        "the page is wider than the window (see {})",
+        lab.b.dir.join("landing.png").display()
+    );
+    if let Some(keep) = std::env::var_os("VIP_WATCHDOG_SCREENSHOT") {
+        std::fs::write(&keep, &shown.png).expect("write the screenshot");
     }
     // Exporter conventions: the process collector's families, the build's
     // revision, and every operation x outcome of the call counter from 0.

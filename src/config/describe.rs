@@ -14,6 +14,23 @@ impl Config {
         let _ = writeln!(w, "node.name = {:?}", self.node.name);
         let _ = writeln!(w, "node.pair = {:?}", self.node.pair);
         let _ = writeln!(w, "http.listen = {}", self.http.listen);
+        let web = &self.http.web;
+        match &self.http.web_config_file {
+            None => writeln!(w, "http.web_config_file = (none: plain HTTP, no authentication)"),
+            Some(p) => writeln!(
+                w,
+                "http.web_config_file = {} (tls: {}, client certificates: {}, basic auth users: {})",
+                p.display(),
+                if web.tls.is_some() { "on" } else { "off" },
+                match web.tls.as_ref().map(|t| &t.client_auth) {
+                    Some(crate::http::web_config::ClientAuth::Require { .. }) => "required",
+                    Some(crate::http::web_config::ClientAuth::IfGiven { .. }) => "verified if given",
+                    _ => "not asked",
+                },
+                web.users.len(),
+            ),
+        }
+        .ok();
         let format = match self.log.format {
             LogFormat::Text => "text",
             LogFormat::Json => "json",

@@ -94,6 +94,23 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The exporter-toolkit web config file: TLS, basic auth, headers.
+    pub web_config_file: Option<PathBuf>,
+    /// What that file says, read at load; plain HTTP without one.
+    pub web: crate::http::web_config::WebConfig,
+}
+
+/// The exporter flags, which override `http.listen` and
+/// `http.web_config_file` (kept across SIGHUP reloads).
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+pub struct WebFlags {
+    /// Overrides http.listen.
+    #[arg(long = "web.listen-address", value_name = "ADDR:PORT")]
+    pub listen_address: Option<SocketAddr>,
+    /// Overrides http.web_config_file: the exporter-toolkit web config
+    /// (tls_server_config, basic_auth_users, http_server_config.headers).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -275,18 +292,36 @@ pub enum LoadError {
     },
     #[error("{path}: invalid configuration:\n{errors}")]
     Invalid { path: PathBuf, errors: ConfigErrors },
+    #[error("the web config file: {0}")]
+    Web(#[from] crate::http::web_config::WebConfigError),
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, LoadError> {
+        Config::load_with(path, &WebFlags::default())
+    }
+
+    /// Loads the config file, applies the exporter flags, and reads the web
+    /// config file it names.
+    pub fn load_with(path: &Path, flags: &WebFlags) -> Result<Config, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text).map_err(|errors| LoadError::Invalid {
+        let mut config = Config::parse(&text).map_err(|errors| LoadError::Invalid {
             path: path.to_owned(),
             errors,
-        })
+        })?;
+        if let Some(listen) = flags.listen_address {
+            config.http.listen = listen;
+        }
+        if let Some(file) = &flags.config_file {
+            config.http.web_config_file = Some(file.clone());
+        }
+        if let Some(file) = &config.http.web_config_file {
+            config.http.web = crate::http::web_config::WebConfig::load(file)?;
+        }
+        Ok(config)
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {

@@ -173,12 +173,14 @@ pub(super) struct RawNode {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
     pub(super) listen: SocketAddr,
+    pub(super) web_config_file: Option<PathBuf>,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9842)),
+            web_config_file: None,
         }
     }
 }

@@ -37,6 +37,8 @@ impl Validator<'_> {
             node,
             http: HttpConfig {
                 listen: raw.http.listen,
+                web_config_file: raw.http.web_config_file,
+                web: Default::default(),
             },
             log: LogConfig {
                 format: raw.log.format,

@@ -11,7 +11,6 @@
 //! script, as Keepalived would have.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -58,9 +57,9 @@ pub fn environment(
     env
 }
 
-/// Where the watchdog listening on `listen` takes reports.
-pub fn report_url(listen: SocketAddr) -> String {
-    crate::http::local_url(listen, "/v1/notify")
+/// Where the watchdog of `http` takes reports.
+pub fn report_url(http: &crate::config::HttpConfig) -> String {
+    crate::http::local_url(http.listen, http.web.tls.is_some(), "/v1/notify")
 }
 
 /// The wrapper's exit status for a run: the script's own, 124 at the
@@ -192,12 +191,13 @@ async fn forward<R: AsyncRead + Unpin>(pipe: Option<R>) -> String {
 }
 
 /// Tells the watchdog; an error says why it did not hear.
-pub async fn report(url: &str, report: &Report) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .timeout(REPORT_TIMEOUT)
-        .no_proxy()
-        .build()
-        .map_err(|e| crate::error_chain(&e))?;
+pub async fn report(
+    url: &str,
+    web: &crate::http::web_config::WebConfig,
+    report: &Report,
+) -> Result<(), String> {
+    let client =
+        crate::http::tls::local_client(web, REPORT_TIMEOUT).map_err(|e| crate::error_chain(&e))?;
     let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
     let resp = client
         .post(url)
@@ -218,6 +218,7 @@ pub async fn report(url: &str, report: &Report) -> Result<(), String> {
 /// The options of `vip-watchdog notify`.
 pub struct Options {
     pub config: PathBuf,
+    pub web: crate::config::WebFlags,
     pub timeout: Duration,
     pub instance: Option<String>,
     pub command: Vec<OsString>,
@@ -233,7 +234,7 @@ fn home() -> PathBuf {
 
 /// The whole of `vip-watchdog notify`; returns the exit status.
 pub async fn main(o: Options) -> u8 {
-    let config = match Config::load(&o.config) {
+    let config = match Config::load_with(&o.config, &o.web) {
         Ok(c) => Some(c),
         Err(e) => {
             eprintln!(
@@ -257,8 +258,8 @@ pub async fn main(o: Options) -> u8 {
             duration_ms: run.duration.as_millis() as u64,
             output: run.output,
         };
-        let url = report_url(c.http.listen);
-        if let Err(e) = report(&url, &r).await {
+        let url = report_url(&c.http);
+        if let Err(e) = report(&url, &c.http.web, &r).await {
             eprintln!(
                 "vip-watchdog notify: the watchdog did not take the report at {url}: {e} (the script ran: {})",
                 run.outcome.as_str()
@@ -281,7 +282,12 @@ mod tests {
             ("10.0.0.5:80", "http://10.0.0.5:80/v1/notify"),
         ];
         for (listen, want) in rows {
-            assert_eq!(report_url(listen.parse().unwrap()), want);
+            let http = crate::config::HttpConfig {
+                listen: listen.parse().unwrap(),
+                web_config_file: None,
+                web: Default::default(),
+            };
+            assert_eq!(report_url(&http), want);
         }
     }
 

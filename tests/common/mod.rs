@@ -39,6 +39,98 @@ pub fn repo() -> PathBuf {
 }
 
 /// Fails with a clear message when the lab cannot be built here.
+/// What headless Chromium (Debian's package) made of a page.
+pub struct Rendered {
+    /// The DOM after rendering (`--dump-dom`).
+    pub dom: String,
+    /// A PNG screenshot, `WIDTH` x `HEIGHT`.
+    pub png: Vec<u8>,
+}
+
+impl Rendered {
+    pub const WIDTH: u32 = 1000;
+    pub const HEIGHT: u32 = 1100;
+
+    /// Whether the rightmost `columns` of the screenshot are all the
+    /// background (the top-left pixel's colour): nothing ran off the page.
+    pub fn right_edge_is_clear(&self, columns: u32) -> bool {
+        let decoder = png::Decoder::new(std::io::Cursor::new(&self.png));
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).expect("a frame");
+        let px = info.color_type.samples();
+        let at = |x: u32, y: u32| {
+            let i = (y as usize * info.line_size) + x as usize * px;
+            &buf[i..i + px]
+        };
+        let background = at(0, 0).to_vec();
+        (info.width - columns..info.width)
+            .all(|x| (0..info.height).all(|y| at(x, y) == background.as_slice()))
+    }
+
+    /// The PNG's width and height, from its IHDR chunk.
+    pub fn png_size(&self) -> (u32, u32) {
+        assert_eq!(&self.png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+        let be = |i: usize| u32::from_be_bytes(self.png[i..i + 4].try_into().unwrap());
+        (be(16), be(20))
+    }
+}
+
+/// Opens `url` in headless Chromium inside namespace `ns`, with a profile
+/// in `dir`: the DOM it rendered and a screenshot.
+pub fn chromium(ns: &str, url: &str, dir: &Path) -> Rendered {
+    require_tools(&["chromium"]);
+    let profile = dir.join("chromium-profile");
+    let shot = dir.join("landing.png");
+    let base = |cmd: &mut Command| {
+        cmd.args([
+            "timeout",
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()));
+    };
+    let mut dump = in_ns(ns);
+    base(&mut dump);
+    let dom = run(dump.args(["--dump-dom", url]));
+    let mut screenshot = in_ns(ns);
+    base(&mut screenshot);
+    run(screenshot
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!(
+            "--window-size={},{}",
+            Rendered::WIDTH,
+            Rendered::HEIGHT
+        ))
+        .arg(url));
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    Rendered { dom, png }
+}
+
+/// Fails with a clear message naming each of `tools` not on PATH.
+pub fn require_tools(tools: &[&str]) {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "this test needs {}; run ./scripts/test.sh as root on Debian 12, which installs them",
+        missing.join(", ")
+    );
+}
+
 pub fn require_prerequisites() {
     let mut missing = vec![];
     if !nix::unistd::Uid::effective().is_root() {
@@ -486,6 +578,8 @@ pub struct Node {
     pub cloud_toml: String,
     /// The watchdog's http.listen.
     pub listen: String,
+    /// `--web.config.file`, when set.
+    pub web_config: Option<PathBuf>,
     /// The watchdog's keepalived.process_check_interval and probe.interval:
     /// quicker than the defaults, unless a benchmark wants those.
     pub intervals: (&'static str, &'static str),
@@ -852,10 +946,13 @@ impl Node {
                 "--",
             ]);
         }
-        let mut child = cmd
-            .arg(watchdog_bin())
+        cmd.arg(watchdog_bin())
             .args(["run", "--config"])
-            .arg(&config)
+            .arg(&config);
+        if let Some(web) = &self.web_config {
+            cmd.arg("--web.config.file").arg(web);
+        }
+        let mut child = cmd
             .env_remove("RUST_LOG")
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_ENDPOINT_URL")
@@ -932,6 +1029,39 @@ impl Prometheus {
         let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{param}: {e}: {out}"));
         assert_eq!(v["status"], "success", "{param}: {v}");
         v["data"].clone()
+    }
+
+    /// The active targets, as `/api/v1/targets` gives them.
+    pub fn targets(&self) -> Vec<Value> {
+        let out = run(in_ns(&self.ns).args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "http://127.0.0.1:9090/api/v1/targets?state=active",
+        ]));
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("targets: {e}: {out}"));
+        v["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Returns once `n` targets have each been scraped at least once.
+    /// Polls the targets API (bounded: every 200 ms until `timeout`).
+    pub fn wait_scraped(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.targets();
+            if t.len() == n && t.iter().all(|t| t["health"] != "unknown") {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not all {n} targets were scraped within {timeout:?}: {t:?}"
+            );
+            std::thread::park_timeout(Duration::from_millis(200));
+        }
     }
 
     /// An instant query; returns `data.result`.
@@ -1116,6 +1246,7 @@ impl Lab {
             postgres: false,
             cloud_toml: String::new(),
             listen: "127.0.0.1:0".into(),
+            web_config: None,
             intervals: ("100ms", "200ms"),
         };
         let lab = Lab {
@@ -1682,6 +1813,13 @@ vips = ["{SECOND_VIP}"]
     /// starting them) with the repo's alert rules evaluated every second, and
     /// sending its alerts to a receiver whose notifications the test awaits.
     pub fn start_prometheus(&mut self) -> Prometheus {
+        self.start_prometheus_scraping("  - job_name: vip-watchdog\n    static_configs:\n      - targets: ['10.213.1.1:9842', '10.213.2.1:9842']\n  - job_name: label-clash\n    static_configs:\n      - targets: ['10.213.1.1:9842']\n        labels:\n          node: from-the-target\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: vip_watchdog_build_info\n        action: keep\n")
+    }
+
+    /// Prometheus in the cloud namespace, which reaches both nodes
+    /// (10.213.1.1 and 10.213.2.1), with the alert rules, scraping every
+    /// second with `scrape_configs` (YAML list items, indented 2).
+    pub fn start_prometheus_scraping(&mut self, scrape_configs: &str) -> Prometheus {
         let python = venv_python();
         let ns = self.cloud().ns.clone();
         let root = repo();
@@ -1691,7 +1829,7 @@ vips = ["{SECOND_VIP}"]
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    runbook_base: https://runbook.lab/vip-watchdog\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:9093']\nscrape_configs:\n  - job_name: vip-watchdog\n    static_configs:\n      - targets: ['10.213.1.1:9842', '10.213.2.1:9842']\n  - job_name: label-clash\n    static_configs:\n      - targets: ['10.213.1.1:9842']\n        labels:\n          node: from-the-target\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: vip_watchdog_build_info\n        action: keep\n",
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    runbook_base: https://runbook.lab/vip-watchdog\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:9093']\nscrape_configs:\n{scrape_configs}",
                 root.join("alerts/vip-watchdog.rules.yml").display()
             ),
         )

@@ -3,6 +3,17 @@
 //! read the published snapshot and the metrics; they never touch the model.
 //! A notify report becomes an event for the owner, like a FIFO line; it is
 //! taken from loopback peers only (the notify wrapper runs on this host).
+//!
+//! ```text
+//! mod.rs         routes, handlers, serve (plain or TLS)
+//! web_config.rs  the exporter-toolkit web config file, read and checked
+//! tls.rs         rustls: the server's config, this host's own client
+//! auth.rs        basic auth (bcrypt) and extra response headers
+//! ```
+
+pub mod auth;
+pub mod tls;
+pub mod web_config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,25 +37,23 @@ use crate::status::Status;
 
 /// The URL of `path` on a watchdog listening on `listen`, asked from this
 /// host: a wildcard address is asked on loopback.
-pub fn local_url(listen: SocketAddr, path: &str) -> String {
+pub fn local_url(listen: SocketAddr, tls: bool, path: &str) -> String {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let ip = match listen.ip() {
         IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}{path}", SocketAddr::new(ip, listen.port()))
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}{path}", SocketAddr::new(ip, listen.port()))
 }
 
-/// `vip-watchdog health`: whether the watchdog listening on `listen`
-/// answers `/healthz` with 200 (a container's HEALTHCHECK).
-pub async fn check_health(listen: SocketAddr) -> Result<(), String> {
-    let url = local_url(listen, "/healthz");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()
-        .map_err(|e| crate::error_chain(&e))?;
+/// `vip-watchdog health`: whether the watchdog of `http` answers
+/// `/healthz` with 200 (a container's HEALTHCHECK).
+pub async fn check_health(http: &crate::config::HttpConfig) -> Result<(), String> {
+    let url = local_url(http.listen, http.web.tls.is_some(), "/healthz");
+    let client =
+        tls::local_client(&http.web, Duration::from_secs(2)).map_err(|e| crate::error_chain(&e))?;
     let resp = client
         .get(&url)
         .send()
@@ -73,7 +82,9 @@ pub fn router(
     status: watch::Receiver<Status>,
     metrics: Arc<Metrics>,
     events: mpsc::Sender<Event>,
+    web: &web_config::WebConfig,
 ) -> Router {
+    let users: auth::Users = Arc::new(web.users.clone());
     Router::new()
         .route("/", get(landing_handler))
         .route("/metrics", get(metrics_handler))
@@ -88,6 +99,14 @@ pub fn router(
             metrics,
             events,
         })
+        .layer(axum::middleware::from_fn_with_state(
+            users,
+            auth::basic_auth,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(web.clone()),
+            auth::add_headers,
+        ))
 }
 
 async fn notify_handler(
@@ -157,15 +176,55 @@ async fn status_handler(State(s): State<AppState>) -> Json<Status> {
     Json(s.status.borrow().clone())
 }
 
+/// Serves until `cancel`: plain HTTP, or TLS when the web config has
+/// `tls_server_config`.
 pub async fn serve(
     listener: TcpListener,
     status: watch::Receiver<Status>,
     metrics: Arc<Metrics>,
     events: mpsc::Sender<Event>,
+    web: web_config::WebConfig,
     cancel: CancellationToken,
-) -> std::io::Result<()> {
-    let app = router(status, metrics, events).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+) -> anyhow::Result<()> {
+    let tls = web.rustls().map_err(anyhow::Error::msg)?;
+    let app =
+        router(status, metrics, events, &web).into_make_service_with_connect_info::<SocketAddr>();
+    let Some(tls) = tls else {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await?;
+        return Ok(());
+    };
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        cancel.cancelled().await;
+        h.graceful_shutdown(Some(Duration::from_secs(1)));
+    });
+    axum_server::from_tcp_rustls(
+        listener.into_std()?,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .handle(handle)
+    .serve(app)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_urls_ask_loopback_over_the_listeners_scheme() {
+        let rows = [
+            ("0.0.0.0:9842", false, "http://127.0.0.1:9842/healthz"),
+            ("0.0.0.0:9842", true, "https://127.0.0.1:9842/healthz"),
+            ("[::]:9842", true, "https://[::1]:9842/healthz"),
+            ("10.0.0.5:80", false, "http://10.0.0.5:80/healthz"),
+        ];
+        for (listen, tls, want) in rows {
+            assert_eq!(local_url(listen.parse().unwrap(), tls, "/healthz"), want);
+        }
+    }
 }
