@@ -5,7 +5,7 @@
 //!     BENCH_SMOKE=1 cargo test --bench failover    # 1 round each (in the test suite)
 //!     BENCH_ROUNDS=N cargo bench --bench failover
 //!
-//! Two labs run side by side (each: a Keepalived pair with HAProxy in
+//! Three labs run side by side (each: a Keepalived pair with HAProxy in
 //! network namespaces, moto's EC2 server patched by tests/moto/launch.py, an
 //! IMDSv2 stub per node), and rounds alternate between them:
 //!
@@ -13,17 +13,19 @@
 //!   the seed article's script (IMDSv2 with curl, then the AWS CLI's
 //!   describe-instances, assign-private-ip-addresses, associate-address).
 //! - (B) vip-watchdog in `own` mode, `min_master_age = "1s"` (its minimum),
-//!   `max_claims = 1000` (the benchmark fails over every few seconds, which
-//!   the default damping of 3 claims per 10 minutes would hold back), no
-//!   notify script.
+//!   no notify script.
+//! - (C) vip-watchdog in `own` mode with the peer channel (`[peer]`), at the
+//!   shipped defaults (`min_master_age` 3 s, heartbeat 1 s, max_age 3 s):
+//!   the new MASTER claims as soon as its peer says it is not MASTER
+//!   (rule 11), no notify script.
 //!
 //! Faults on the MASTER (node a): HAProxy stopped; Keepalived SIGTERM;
 //! Keepalived crashed (SIGKILL of its VRRP process, then of the parent).
 //! An observer in the cloud namespace polls DescribeAddresses every 10 ms;
 //! the latency is from the fault to the observer seeing the EIP on node b.
 //! After each round the fault is undone and the pair (and the EIP) goes back
-//! to node a before the next one. (B) is broken into phases from the
-//! watchdog's own log: Keepalived's detection (fault -> MASTER line read),
+//! to node a before the next one. (B) and (C) are broken into phases from
+//! the watchdog's own log: Keepalived's detection (fault -> MASTER line read),
 //! the watchdog's reaction (-> claim sent; includes min_master_age), the
 //! cloud calls (-> associate accepted), and confirmation (-> observer).
 //! It reports; it asserts no timing.
@@ -38,6 +40,13 @@ use std::time::{Duration, SystemTime};
 use common::Lab;
 use nix::sys::signal::Signal;
 use support::{Observer, STEP, Watch, kill_keepalived_in, secs, since, stats, ts};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Setup {
+    Script,
+    Own,
+    OwnPeer,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Fault {
@@ -79,17 +88,24 @@ struct Phases {
     reaction: Vec<Duration>,
     calls: Vec<Duration>,
     confirmation: Vec<Duration>,
+    /// From Keepalived's detection (the MASTER line) to the observer.
+    after_detection: Vec<Duration>,
 }
 
 impl Pair {
-    fn new(name: &'static str, watchdog: bool) -> Pair {
+    fn new(name: &'static str, setup: Setup) -> Pair {
         let mut lab = Lab::new();
         lab.add_cloud();
-        // Changed from the shipped 3 s (docs/benchmarks.md says why): the
-        // wait is a fixed cost added to every own-mode round.
-        lab.vip_overrides.push(("min_master_age", "\"1s\"".into()));
-        let watch_fifos = if watchdog {
+        if setup == Setup::Own {
+            // Changed from the shipped 3 s (docs/benchmarks.md says why):
+            // the wait is a fixed cost added to every own-mode round.
+            lab.vip_overrides.push(("min_master_age", "\"1s\"".into()));
+        }
+        let watch_fifos = if setup != Setup::Script {
             lab.set_vip("own", false);
+            if setup == Setup::OwnPeer {
+                lab.add_peer_channel(true);
+            }
             None
         } else {
             lab.set_notify("a", Some("baseline"));
@@ -177,6 +193,7 @@ impl Pair {
             phases.reaction.push(since(claim, master));
             phases.calls.push(since(accepted, claim));
             phases.confirmation.push(since(moved, accepted));
+            phases.after_detection.push(since(moved, master));
         }
         // Back to node a, settled, before the next round.
         self.restore(fault);
@@ -190,20 +207,18 @@ impl Pair {
 fn main() {
     common::require_prerequisites();
     let rounds = support::rounds(1, 20);
-    let mut a = Pair::new("A: notify script + AWS CLI", false);
-    let mut b = Pair::new("B: vip-watchdog, own mode", true);
+    let mut a = Pair::new("A: notify script + AWS CLI", Setup::Script);
+    let mut b = Pair::new("B: own mode, min_master_age 1s", Setup::Own);
+    let mut c = Pair::new("C: own mode + peer channel, defaults", Setup::OwnPeer);
     let mut results: BTreeMap<(Fault, &'static str), Vec<Duration>> = BTreeMap::new();
-    let mut phases: BTreeMap<Fault, Phases> = BTreeMap::new();
+    let mut phases: BTreeMap<(Fault, &'static str), Phases> = BTreeMap::new();
     for round in 0..rounds {
         for fault in Fault::ALL {
-            // Alternate which setup goes first, so drift hits both alike.
-            let order: [&mut Pair; 2] = if round % 2 == 0 {
-                [&mut a, &mut b]
-            } else {
-                [&mut b, &mut a]
-            };
+            // Rotate which setup goes first, so drift hits all alike.
+            let mut order: [&mut Pair; 3] = [&mut a, &mut b, &mut c];
+            order.rotate_left(round % 3);
             for pair in order {
-                let latency = pair.round(fault, phases.entry(fault).or_default());
+                let latency = pair.round(fault, phases.entry((fault, pair.name)).or_default());
                 eprintln!(
                     "round {round} {:<28} {:<28} {}",
                     fault.name(),
@@ -229,32 +244,40 @@ fn main() {
             secs(max)
         );
     }
-    println!();
-    println!("B: the watchdog's failover-latency sample against the outside observer, per fault:");
-    for fault in Fault::ALL {
+    for w in [&b, &c] {
+        println!();
         println!(
-            "  {}: {}",
-            fault.name(),
-            support::error_summary(&phases[&fault].errors, 50.0)
+            "{}: the watchdog's failover-latency sample against the outside observer, per fault:",
+            w.name
         );
-    }
-    println!();
-    println!(
-        "| fault | median A / median B | B: Keepalived detection | B: watchdog reaction (incl. min_master_age 1 s) | B: cloud calls | B: confirmation |"
-    );
-    println!("|---|---|---|---|---|---|");
-    for fault in Fault::ALL {
-        let ma = stats(&results[&(fault, a.name)]).0;
-        let mb = stats(&results[&(fault, b.name)]).0;
-        let p = &phases[&fault];
+        for fault in Fault::ALL {
+            println!(
+                "  {}: {}",
+                fault.name(),
+                support::error_summary(&phases[&(fault, w.name)].errors, 50.0)
+            );
+        }
+        println!();
         println!(
-            "| {} | {:.1}x | {} | {} | {} | {} |",
-            fault.name(),
-            ma.as_secs_f64() / mb.as_secs_f64(),
-            secs(stats(&p.detection).0),
-            secs(stats(&p.reaction).0),
-            secs(stats(&p.calls).0),
-            secs(stats(&p.confirmation).0)
+            "| {} | median A / median | p95 A / p95 | Keepalived detection | watchdog reaction | cloud calls | confirmation | detection to EIP, p95 |",
+            w.name
         );
+        println!("|---|---|---|---|---|---|---|---|");
+        for fault in Fault::ALL {
+            let (ma, pa, _) = stats(&results[&(fault, a.name)]);
+            let (mw, pw, _) = stats(&results[&(fault, w.name)]);
+            let p = &phases[&(fault, w.name)];
+            println!(
+                "| {} | {:.1}x | {:.1}x | {} | {} | {} | {} | {} |",
+                fault.name(),
+                ma.as_secs_f64() / mw.as_secs_f64(),
+                pa.as_secs_f64() / pw.as_secs_f64(),
+                secs(stats(&p.detection).0),
+                secs(stats(&p.reaction).0),
+                secs(stats(&p.calls).0),
+                secs(stats(&p.confirmation).0),
+                secs(stats(&p.after_detection).1)
+            );
+        }
     }
 }

@@ -103,7 +103,7 @@ fill() { # fill TEMPLATE NODE PRIORITY ADDR PEER CLOUD_TOML
     t=${t//@PRIORITY@/$3}; t=${t//@ADDR@/$4}; t=${t//@PEER@/$5}; t=${t//@VIP@/$vip}
     t=${t//@LISTEN@/127.0.0.1:9842}; t=${t//@LOG_FORMAT@/text}; t=${t//@JSON_DUMP@/true}
     t=${t//@PROCESS_CHECK@/100ms}; t=${t//@PROBE_INTERVAL@/200ms}
-    t=${t//@NOTIFY@/}; t=${t//@EXTRA_VIPS@/}; t=${t//@EXTRA_INSTANCES@/}; t=${t//@CLOUD@/$6}
+    t=${t//@NOTIFY@/}; t=${t//@EXTRA_VIPS@/}; t=${t//@EXTRA_INSTANCES@/}; t=${t//@CLOUD@/$6}; t=${t//@PEER_CHANNEL@/}
     t=${t//@CHECK@//usr/bin/curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/health}
     t=${t//@CHECK_WEIGHT@/}; t=${t//@PROBE@/kind = \"http\"$'\n'url = \"http://127.0.0.1:8080/health\"}
     printf '%s\n' "$t"

@@ -56,6 +56,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod owner;
+pub mod peer;
 pub mod probe;
 pub mod reload;
 pub mod status;
@@ -106,6 +107,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         probe,
         cloud,
         vips,
+        peer,
     } = config;
     let started = SystemTime::now();
     let metrics = Arc::new(Metrics::new(&node.pair, &node.name).context("registering metrics")?);
@@ -175,6 +177,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tx.try_send(event).context("queueing start-up events")?;
     }
     let model = Model::new(keepalived.instances.iter().map(|i| i.name.as_str()));
+    let keepalived_names: Vec<String> = keepalived
+        .instances
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
     let (publish, status) = watch::channel(Status::build(
         &model, &node.name, &node.pair, started, started,
     ));
@@ -187,10 +194,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         started,
         cloud: None,
         wake: None,
+        peer: peer.as_ref().map(|p| owner::PeerLink {
+            address: p.address.to_string(),
+            max_age: p.max_age,
+            fresh: false,
+        }),
     };
 
     let cancel = shutdown.child_token();
     let mut tasks = Tasks::new();
+    let mut peer_eni: Option<String> = None;
     let mut cloud_rx = None;
     if let Some((cloud, id, aws)) = cloud {
         let (claims_tx, claims_rx) = mpsc::channel(16);
@@ -227,13 +240,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             generation: generation_tx,
             damping: damping_tx,
         };
-        owner.cloud = Some(cloud::side::CloudSide::new(
-            vips,
-            me.clone(),
-            links,
-            metrics.clone(),
-            damping,
-        ));
+        let side = cloud::side::CloudSide::new(vips, me.clone(), links, metrics.clone(), damping);
+        owner.cloud = Some(match &peer {
+            Some(p) => side.with_peer(&node.name, p.max_age),
+            None => side,
+        });
+        peer_eni = Some(me.eni.clone());
         cloud_rx = Some(events_rx);
         let exec = cloud::executor::Executor {
             cloud: aws.clone(),
@@ -284,6 +296,38 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tasks.spawn(async move { ("probe", probe::run(probe, t, m, c).await) });
     let (s, c) = (status.clone(), cancel.clone());
     tasks.spawn(async move { ("systemd notify", systemd::run(s, c).await) });
+    if let Some(p) = peer {
+        let listener = TcpListener::bind(p.listen)
+            .await
+            .with_context(|| format!("cannot listen on peer.listen = {}", p.listen))?;
+        info!(listen = %p.listen, peer = %p.address, heartbeat_ms = p.heartbeat.as_millis() as u64, max_age_ms = p.max_age.as_millis() as u64, "peer channel");
+        let instances: Vec<&str> = keepalived_names.iter().map(String::as_str).collect();
+        metrics.peer_init(&p.address.to_string(), &instances);
+        let options = crate::peer::receiver::Options {
+            secret: p.secret.0.clone(),
+            replay_window: p.replay_window,
+            pair: node.pair.clone(),
+            node: node.name.clone(),
+        };
+        let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());
+        tasks.spawn(async move {
+            (
+                "peer receiver",
+                crate::peer::receiver::serve(listener, options, m, t, c)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+        let sender = crate::peer::sender::Sender {
+            address: p.address,
+            secret: p.secret.0,
+            heartbeat: p.heartbeat,
+            eni: peer_eni,
+            metrics: metrics.clone(),
+        };
+        let (s, c) = (status.clone(), cancel.clone());
+        tasks.spawn(async move { ("peer sender", sender.run(s, c).await) });
+    }
     let (m, c) = (metrics, cancel.clone());
     tasks.spawn(async move {
         (

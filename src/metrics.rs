@@ -67,6 +67,11 @@ pub struct Metrics {
     route_state: IntGaugeVec,
     instance_mismatch: IntGaugeVec,
     source_dest_check: IntGaugeVec,
+    peer_messages: IntCounterVec,
+    peer_sends: IntCounterVec,
+    peer_up: IntGaugeVec,
+    peer_last_report: prometheus::GaugeVec,
+    split_brain: IntGaugeVec,
 }
 
 /// Failover latency buckets, from the benchmarks (docs/benchmarks.md). The
@@ -443,6 +448,56 @@ impl Metrics {
                     &["vip"],
                 )?,
             )?,
+            peer_messages: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "peer_messages_total",
+                        "Messages from the peer's watchdog, by result: accepted, or refused as malformed, unauthenticated, stale, replayed, out_of_order or foreign (another pair's or this node's own).",
+                    ),
+                    &["result"],
+                )?,
+            )?,
+            peer_sends: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "peer_sends_total",
+                        "Reports sent to the peer's watchdog, by outcome: ok (it took it), failed (no answer, or refused).",
+                    ),
+                    &["outcome"],
+                )?,
+            )?,
+            peer_up: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "peer_up",
+                        "1 while an authenticated report from the peer's watchdog is younger than peer.max_age; 0 otherwise (silent, unreachable, or refused). Present only with a [peer].",
+                    ),
+                    &["peer"],
+                )?,
+            )?,
+            peer_last_report: reg(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "peer_last_report_timestamp_seconds",
+                        "When the last authenticated report from the peer's watchdog arrived (Unix time). Present once one did.",
+                    ),
+                    &["peer"],
+                )?,
+            )?,
+            split_brain: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "peer_split_brain",
+                        "1 while this node and its peer (by the peer's fresh report) are both MASTER of the instance; rule 10 settles who keeps the VIP. Present only with a [peer].",
+                    ),
+                    &["vrrp_instance"],
+                )?,
+            )?,
             registry,
             process,
         };
@@ -468,6 +523,49 @@ impl Metrics {
             m.fifo_names_dropped.with_label_values(&[k]);
         }
         Ok(m)
+    }
+
+    /// The peer channel's series, when a peer is configured at `address`.
+    pub fn peer_init(&self, address: &str, instances: &[&str]) {
+        self.peer_messages.with_label_values(&["accepted"]);
+        for l in crate::peer::message::Refused::LABELS {
+            self.peer_messages.with_label_values(&[l]);
+        }
+        for o in ["ok", "failed"] {
+            self.peer_sends.with_label_values(&[o]);
+        }
+        self.peer_up.with_label_values(&[address]).set(0);
+        for i in instances {
+            self.split_brain.with_label_values(&[i]).set(0);
+        }
+    }
+
+    /// One message from the peer: `accepted` or a refusal's label.
+    pub fn peer_message(&self, result: &str) {
+        self.peer_messages.with_label_values(&[result]).inc();
+    }
+
+    pub fn peer_sent(&self, ok: bool) {
+        self.peer_sends
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    /// The peer's freshness and split brain, at every owner turn.
+    pub fn sync_peer(&self, address: &str, model: &Model, fresh: bool) {
+        self.peer_up
+            .with_label_values(&[address])
+            .set(i64::from(fresh));
+        if let Some(p) = &model.peer {
+            self.peer_last_report
+                .with_label_values(&[address])
+                .set(epoch(p.at_wall));
+        }
+        for name in model.instances.keys() {
+            if let Ok(g) = self.split_brain.get_metric_with_label_values(&[name]) {
+                g.set(i64::from(model.split_brain.contains(name)));
+            }
+        }
     }
 
     /// Counters that follow from one change.

@@ -36,6 +36,17 @@ pub struct Owner {
     pub cloud: Option<CloudSide>,
     /// When a verdict may change by itself (a grace or back-off ends).
     pub wake: Option<Mono>,
+    /// The peer channel, when configured.
+    pub peer: Option<PeerLink>,
+}
+
+/// What the owner needs of the peer channel.
+pub struct PeerLink {
+    /// The peer's address, the metrics' `peer` label.
+    pub address: String,
+    pub max_age: Duration,
+    /// Whether the last report was fresh at the last turn.
+    pub fresh: bool,
 }
 
 /// Whether a change may change a verdict: claims made before it are
@@ -48,6 +59,8 @@ fn matters(c: &Change) -> bool {
             | Change::Probe { .. }
             | Change::Keepalived { .. }
             | Change::HostAddresses { .. }
+            | Change::Peer { .. }
+            | Change::SplitBrain { .. }
     )
 }
 
@@ -56,7 +69,10 @@ fn matters(c: &Change) -> bool {
 fn hints(c: &Change) -> bool {
     matches!(
         c,
-        Change::Vrrp { .. } | Change::Learned { .. } | Change::OtherMasterSeen { .. }
+        Change::Vrrp { .. }
+            | Change::Learned { .. }
+            | Change::OtherMasterSeen { .. }
+            | Change::Peer { .. }
     )
 }
 
@@ -109,8 +125,42 @@ impl Owner {
         self.publish_now(now);
     }
 
+    /// The peer's freshness and split brain, before the verdicts.
+    fn follow_peer(&mut self, now: Stamp) {
+        let Some(link) = &mut self.peer else {
+            return;
+        };
+        let fresh = self
+            .model
+            .peer
+            .as_ref()
+            .is_some_and(|p| now.mono.since(p.at) < link.max_age);
+        if fresh != link.fresh {
+            link.fresh = fresh;
+            if fresh {
+                info!(peer = %link.address, "the peer's watchdog reports: rules 10 and 11 use what it says");
+            } else {
+                warn!(peer = %link.address, max_age_ms = link.max_age.as_millis() as u64, "no fresh report from the peer's watchdog: the rules apply as without a peer (min_master_age, grace, damping)");
+            }
+        }
+        let changes = self
+            .model
+            .follow_split_brain(now.mono, link.max_age, &self.node);
+        if let Some(c) = &mut self.cloud
+            && !changes.is_empty()
+        {
+            c.bump();
+        }
+        for change in changes {
+            log_change(&change);
+            self.model.record(change, now.wall);
+        }
+        self.metrics.sync_peer(&link.address, &self.model, fresh);
+    }
+
     /// Decides for every VIP.
     fn step(&mut self, now: Stamp) {
+        self.follow_peer(now);
         if let Some(c) = &mut self.cloud {
             let (changes, wake) = c.step(now, &self.model);
             for change in changes {
@@ -124,6 +174,15 @@ impl Owner {
         let mut status = Status::build(&self.model, &self.node, &self.pair, self.started, now.wall);
         if let Some(c) = &self.cloud {
             status.vips = c.view(now, &self.model);
+        }
+        if let Some(link) = &self.peer {
+            let known = self.model.peer.as_ref();
+            status.peer = Some(crate::status::PeerStatus {
+                address: link.address.clone(),
+                fresh: known.is_some_and(|p| now.mono.since(p.at) < link.max_age),
+                last_report_at: known.map(|p| crate::status::rfc3339(p.at_wall)),
+                report: known.map(|p| p.report.clone()),
+            });
         }
         self.publish.send_replace(status);
     }
@@ -268,10 +327,39 @@ pub fn log_change(change: &Change) {
             let instance = instance.as_deref().unwrap_or("(every instance)");
             if outcome.failed() {
                 warn!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run failed: the watchdog heals without waiting for the rest of grace")
+            } else if *outcome == crate::notify::report::Outcome::Skipped {
+                info!(vrrp_instance = %instance, outcome = outcome.as_str(), why = %output, "a notify script run was skipped: the peer is a healthy MASTER holding the VIP")
             } else {
                 info!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run succeeded: asking the cloud at once")
             }
         }
+        Change::Peer { node, summary } => info!(
+            peer = %node,
+            summary = %summary,
+            "the peer's watchdog reports a change"
+        ),
+        Change::SplitBrain {
+            instance,
+            on: true,
+            mine,
+            peers,
+        } => warn!(
+            vrrp_instance = %instance,
+            this_node = %mine,
+            peer = %peers,
+            "split brain: this node and its peer are both MASTER; the incumbent keeps the VIP (rule 10), see the runbook"
+        ),
+        Change::SplitBrain {
+            instance,
+            on: false,
+            mine,
+            peers,
+        } => info!(
+            vrrp_instance = %instance,
+            this_node = %mine,
+            peer = %peers,
+            "split brain over: one MASTER again"
+        ),
         // Logged by the cloud side where they happen.
         Change::VipSeen { .. } | Change::VipVerdict { .. } | Change::ClaimDone { .. } => {}
     }

@@ -26,8 +26,21 @@ pub struct Status {
     pub probe: ProbeView,
     /// The VIPs this node reconciles: the cloud's view and the verdict.
     pub vips: Vec<VipView>,
+    /// The peer's watchdog, with a `[peer]`.
+    pub peer: Option<PeerStatus>,
     /// The latest first.
     pub decisions: Vec<DecisionView>,
+}
+
+/// What this node knows of its peer's watchdog.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    pub address: String,
+    /// The last report is younger than `peer.max_age`.
+    pub fresh: bool,
+    pub last_report_at: Option<String>,
+    /// The last report, when one came.
+    pub report: Option<crate::core::peer::Report>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -194,6 +207,7 @@ impl Status {
                 since: model.probe.since.map(rfc3339),
             },
             vips: vec![],
+            peer: None,
             decisions: model
                 .decisions
                 .iter()

@@ -18,7 +18,9 @@ use crate::cloud::verifier::Ask;
 use crate::cloud::{Action, Me, Seen, view_of};
 use crate::config::VipConfig;
 use crate::core::clock::{Mono, Stamp};
-use crate::core::decide::{ClaimOutcome, Damping, Holder, NodeView, Observed, Rules, Verdict};
+use crate::core::decide::{
+    ClaimOutcome, Damping, Holder, NodeView, Observed, PeerView, Rules, Verdict,
+};
 use crate::core::model::{Change, Model, VrrpState};
 use crate::core::target::{RouteState, RouteView};
 use crate::metrics::Metrics;
@@ -50,6 +52,11 @@ pub struct CloudSide {
     routes: BTreeMap<String, Vec<RouteView>>,
     /// Whether this node's ENI has its source/destination check on.
     source_dest_check: Option<bool>,
+    /// With a peer channel: how long a peer report is knowledge
+    /// (rules 10 and 11); `None` without one.
+    peer_max_age: Option<std::time::Duration>,
+    /// This node's name, for rule 10's tie-break.
+    node: String,
 }
 
 fn verdict_why(v: &Verdict, now: Stamp) -> String {
@@ -96,7 +103,16 @@ impl CloudSide {
             unknown: BTreeSet::new(),
             routes: BTreeMap::new(),
             source_dest_check: None,
+            peer_max_age: None,
+            node: String::new(),
         }
+    }
+
+    /// Rules 10 and 11 use the peer's reports, younger than `max_age`.
+    pub fn with_peer(mut self, node: &str, max_age: std::time::Duration) -> Self {
+        self.node = node.to_owned();
+        self.peer_max_age = Some(max_age);
+        self
     }
 
     /// A change that matters to verdicts: claims in flight made before it
@@ -130,9 +146,9 @@ impl CloudSide {
                 continue;
             }
             if outcome.failed() {
-                let node = Self::node_view(vip, model);
+                let node = self.node_view(vip, model, at);
                 self.rules.notify_failed(&vip.name, at, &node);
-            } else {
+            } else if outcome == crate::notify::report::Outcome::Succeeded {
                 confirm = true;
             }
         }
@@ -141,10 +157,20 @@ impl CloudSide {
         }
     }
 
-    fn node_view(vip: &VipConfig, model: &Model) -> NodeView {
+    fn node_view(&self, vip: &VipConfig, model: &Model, now: Mono) -> NodeView {
         let inst = model.instances.get(&vip.vrrp_instance);
         let vrrp = inst.map_or(VrrpState::Unknown, |i| i.state);
+        let peer = match (&model.peer, self.peer_max_age) {
+            (Some(p), Some(max_age)) => p.view(
+                &vip.vrrp_instance,
+                now,
+                max_age,
+                (inst.and_then(|i| i.priority), &self.node),
+            ),
+            _ => PeerView::Unknown,
+        };
         NodeView {
+            peer,
             vrrp,
             since: inst.and_then(|i| i.since_mono),
             seen_begin: inst.is_some_and(|i| i.announced),
@@ -272,7 +298,7 @@ impl CloudSide {
                         .vips
                         .get(&vip.name)
                         .and_then(|s| s.holder.clone());
-                    let node = Self::node_view(vip, model);
+                    let node = self.node_view(vip, model, now.mono);
                     let observed = self.rules.observe_cloud(
                         &vip.name,
                         h.clone(),
@@ -406,7 +432,7 @@ impl CloudSide {
         let mut wake: Option<Mono> = None;
         let mut refresh = false;
         for vip in &self.vips {
-            let node = Self::node_view(vip, model);
+            let node = self.node_view(vip, model, now.mono);
             let verdict = self.rules.decide(&vip.name, now.mono, &node, &vip.policy);
             let changed = self
                 .last
@@ -513,7 +539,7 @@ impl CloudSide {
             .map(|v| {
                 let st = self.rules.vips.get(&v.name);
                 let last = self.last.get(&v.name);
-                let node = Self::node_view(v, model);
+                let node = self.node_view(v, model, now.mono);
                 VipView {
                     name: v.name.clone(),
                     kind: v.target.kind(),

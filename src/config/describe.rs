@@ -171,6 +171,21 @@ impl Config {
                 d(&p.backoff_max)
             );
         }
+        match &self.peer {
+            None => writeln!(w, "peer = (none: no channel to the other watchdog)"),
+            Some(p) => writeln!(
+                w,
+                "peer: listen {}, address {}, secret_file {} ({} bytes), heartbeat {}, max_age {}, replay_window {}",
+                p.listen,
+                p.address,
+                p.secret_file.display(),
+                p.secret.0.len(),
+                d(&p.heartbeat),
+                d(&p.max_age),
+                d(&p.replay_window)
+            ),
+        }
+        .ok();
         out
     }
 }

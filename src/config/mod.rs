@@ -37,7 +37,40 @@ pub struct Config {
     /// Present when there are VIPs to reconcile.
     pub cloud: Option<CloudConfig>,
     pub vips: Vec<VipConfig>,
+    /// The channel to the other watchdog of the pair, when configured.
+    pub peer: Option<PeerConfig>,
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerConfig {
+    /// Where this watchdog takes its peer's reports.
+    pub listen: SocketAddr,
+    /// Where the peer takes this watchdog's reports.
+    pub address: SocketAddr,
+    pub secret_file: PathBuf,
+    /// The shared secret, read at load (empty until then).
+    pub secret: Secret,
+    /// A report is pushed on every change and at least this often.
+    pub heartbeat: Duration,
+    /// A report older than this is no knowledge of the peer.
+    pub max_age: Duration,
+    /// A message whose timestamp is further than this from this host's
+    /// clock is refused as stale; nonces are remembered this long.
+    pub replay_window: Duration,
+}
+
+/// Bytes that are never printed.
+#[derive(Clone, PartialEq, Default)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes, redacted)", self.0.len())
+    }
+}
+
+/// The shortest shared secret taken.
+pub const MIN_SECRET: usize = 32;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudConfig {
@@ -294,6 +327,8 @@ pub enum LoadError {
     Invalid { path: PathBuf, errors: ConfigErrors },
     #[error("the web config file: {0}")]
     Web(#[from] crate::http::web_config::WebConfigError),
+    #[error("peer.secret_file: {0}")]
+    PeerSecret(String),
 }
 
 impl Config {
@@ -321,6 +356,9 @@ impl Config {
         if let Some(file) = &config.http.web_config_file {
             config.http.web = crate::http::web_config::WebConfig::load(file)?;
         }
+        if let Some(peer) = &mut config.peer {
+            peer.secret = read_secret(&peer.secret_file).map_err(LoadError::PeerSecret)?;
+        }
         Ok(config)
     }
 
@@ -345,6 +383,31 @@ impl Config {
             Err(ConfigErrors(v.errors))
         }
     }
+}
+
+/// The shared secret: the file's bytes without a trailing newline; at
+/// least `MIN_SECRET` of them; a file others may read is refused.
+fn read_secret(path: &Path) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        return Err(format!(
+            "{}: readable by every user; chmod 0640 (or 0600) it",
+            path.display()
+        ));
+    }
+    let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.len() < MIN_SECRET {
+        return Err(format!(
+            "{}: {} bytes; a shared secret has at least {MIN_SECRET} (e.g. `openssl rand -base64 48`)",
+            path.display(),
+            bytes.len()
+        ));
+    }
+    Ok(Secret(bytes))
 }
 
 /// 1-based line of a byte offset.
@@ -406,6 +469,61 @@ address = "127.0.0.1:80"
     }
 
     /// Each bad input names its key (and line, where there is one).
+    #[test]
+    fn the_peer_table_is_checked_and_its_secret_read_and_never_shown() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let peer = |extra: &str| {
+            format!(
+                "{MINIMAL}\n[peer]\nlisten = \"10.0.0.1:9843\"\naddress = \"10.0.0.2:9843\"\nsecret_file = \"/k\"\n{extra}"
+            )
+        };
+        let c = Config::parse(&peer("")).expect("a valid [peer]");
+        let p = c.peer.expect("peer");
+        assert_eq!(
+            (p.heartbeat, p.max_age, p.replay_window),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(3),
+                Duration::from_secs(30)
+            ),
+            "the shipped defaults"
+        );
+        for (extra, key) in [
+            ("max_age = \"1s\"\n", "peer.max_age"),
+            ("heartbeat = \"50ms\"\n", "peer.heartbeat"),
+            ("replay_window = \"1h\"\n", "peer.replay_window"),
+        ] {
+            let e = Config::parse(&peer(extra)).unwrap_err();
+            assert!(e.0.iter().any(|e| e.key == key), "{extra}: {e}");
+        }
+        let same = peer("").replace("10.0.0.2:9843", "10.0.0.1:9843");
+        let e = Config::parse(&same).unwrap_err();
+        assert!(e.to_string().contains("peer.address"), "{e}");
+
+        let dir = std::env::temp_dir().join(format!("vw-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("peer.key");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&key, text).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let good = "x".repeat(MIN_SECRET);
+        write(&format!("{good}\n"), 0o600);
+        let s = read_secret(&key).expect("a good secret");
+        assert_eq!(s.0.len(), MIN_SECRET, "the newline is not part of it");
+        assert!(!format!("{s:?}").contains('x'), "never shown: {s:?}");
+        write("short\n", 0o600);
+        assert!(read_secret(&key).unwrap_err().contains("at least 32"));
+        write(&good, 0o644);
+        assert!(
+            read_secret(&key)
+                .unwrap_err()
+                .contains("readable by every user")
+        );
+        assert!(read_secret(&dir.join("missing")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn each_error_names_the_key_and_line() {
         // (what, the file, expected key, expected line, words the message has)

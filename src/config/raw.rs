@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     pub(super) keepalived: Spanned<RawKeepalived>,
     pub(super) probe: Spanned<RawProbe>,
     pub(super) cloud: Option<Spanned<RawCloud>>,
+    pub(super) peer: Option<Spanned<RawPeer>>,
     #[serde(default, rename = "vip")]
     pub(super) vips: Vec<Spanned<RawVip>>,
 }
@@ -60,6 +61,32 @@ pub(super) struct RawCloud {
     pub(super) permission_check: bool,
     #[serde(default = "default_permission_check_interval")]
     pub(super) permission_check_interval: Spanned<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPeer {
+    pub(super) listen: Spanned<SocketAddr>,
+    pub(super) address: Spanned<SocketAddr>,
+    pub(super) secret_file: Spanned<PathBuf>,
+    #[serde(default = "default_peer_heartbeat")]
+    pub(super) heartbeat: Spanned<Dur>,
+    #[serde(default = "default_peer_max_age")]
+    pub(super) max_age: Spanned<Dur>,
+    #[serde(default = "default_peer_replay_window")]
+    pub(super) replay_window: Spanned<Dur>,
+}
+
+fn default_peer_heartbeat() -> Spanned<Dur> {
+    dur(Duration::from_secs(1))
+}
+
+fn default_peer_max_age() -> Spanned<Dur> {
+    dur(Duration::from_secs(3))
+}
+
+fn default_peer_replay_window() -> Spanned<Dur> {
+    dur(Duration::from_secs(30))
 }
 
 pub(super) fn yes() -> bool {

@@ -31,9 +31,11 @@ impl Validator<'_> {
         let probe = self.probe(raw.probe);
         let cloud = raw.cloud.map(|c| self.cloud(c));
         let vips = self.vips(raw.vips, &keepalived, cloud.as_ref());
+        let peer = raw.peer.map(|p| self.peer(p));
         Config {
             cloud,
             vips,
+            peer,
             node,
             http: HttpConfig {
                 listen: raw.http.listen,
@@ -174,6 +176,50 @@ impl Validator<'_> {
                 self.err(key, &v, format!("{:?} is not an http(s) URL", v.get_ref()));
                 None
             }
+        }
+    }
+
+    fn peer(&mut self, raw: Spanned<RawPeer>) -> PeerConfig {
+        let raw = raw.into_inner();
+        let heartbeat = raw.heartbeat.get_ref().0;
+        if heartbeat < Duration::from_millis(100) || heartbeat > Duration::from_secs(10) {
+            self.err(
+                "peer.heartbeat",
+                &raw.heartbeat,
+                "must be from 100ms to 10s",
+            );
+        }
+        let max_age = raw.max_age.get_ref().0;
+        if max_age < heartbeat * 2 {
+            self.err(
+                "peer.max_age",
+                &raw.max_age,
+                "must be at least twice peer.heartbeat: one lost heartbeat must not make the peer unknown",
+            );
+        }
+        let replay_window = raw.replay_window.get_ref().0;
+        if replay_window < Duration::from_secs(1) || replay_window > Duration::from_secs(300) {
+            self.err(
+                "peer.replay_window",
+                &raw.replay_window,
+                "must be from 1s to 5m",
+            );
+        }
+        if raw.listen.get_ref() == raw.address.get_ref() {
+            self.err(
+                "peer.address",
+                &raw.address,
+                "is peer.listen: the peer is the other node's watchdog",
+            );
+        }
+        PeerConfig {
+            listen: raw.listen.into_inner(),
+            address: raw.address.into_inner(),
+            secret_file: raw.secret_file.into_inner(),
+            secret: Secret::default(),
+            heartbeat,
+            max_age,
+            replay_window,
         }
     }
 

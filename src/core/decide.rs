@@ -35,6 +35,23 @@
 //!    first backs off exponentially (`backoff_base` doubling up to
 //!    `backoff_max`) until the mastership ends.
 //!
+//! Two rules use what the peer's watchdog says (the peer channel). Each
+//! needs a fresh, authenticated report; without one (no channel, a silent
+//! peer) rules 1-9 apply unchanged. They are checked where they refine
+//! rule 4, after rule 3:
+//!
+//! 10. Split brain is settled, not fought: while the peer says it is a
+//!     healthy MASTER of the instance too, this node does not claim when the
+//!     cloud shows the VIP on the peer's ENI (the incumbent keeps it), nor
+//!     when neither holds it and the peer wins the tie (higher priority,
+//!     then the smaller node name).
+//! 11. The fast path: rule 4's wait is skipped when the peer says it is not
+//!     MASTER of the instance (BACKUP, FAULT, STOP, or its Keepalived down).
+//!     Every other rule holds, so a peer that lies can only bring forward a
+//!     claim rule 4 would allow `min_master_age` later, or (rule 10) hold
+//!     one back while its report is fresh; it never causes a move away
+//!     from a healthy MASTER that the cloud shows holding the VIP.
+//!
 //! And one measure, not a rule: the failover latency, one sample per
 //! mastership this process saw begin (a MASTER line it read), from that
 //! line's arrival to the first view, asked for after it, that shows the VIP
@@ -183,6 +200,38 @@ impl Verdict {
     }
 }
 
+/// What a fresh, authenticated report of the peer says of the VIP's
+/// instance (rules 10 and 11).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum PeerView {
+    /// No fresh report (no channel, a silent peer): rules 1-9 unchanged.
+    #[default]
+    Unknown,
+    /// The peer is not MASTER of the instance: BACKUP, FAULT, STOP, or its
+    /// Keepalived is down.
+    NotMaster,
+    /// The peer is MASTER of the instance too.
+    Master {
+        /// Its Keepalived runs and its probe is up.
+        healthy: bool,
+        /// The peer's ENI: where the cloud shows the VIP when the peer holds it.
+        eni: Option<String>,
+        /// This node wins the tie (`wins_tie`).
+        wins_tie: bool,
+    },
+}
+
+/// Rule 10's tie-break between two healthy MASTERs of which neither holds
+/// the VIP: the higher priority, then the smaller node name. `None`: the
+/// priority is not known (it never is higher).
+pub fn wins_tie(mine: (Option<u8>, &str), peers: (Option<u8>, &str)) -> bool {
+    match mine.0.cmp(&peers.0) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => mine.1 < peers.1,
+    }
+}
+
 /// What the owner knows about the VIP's VRRP instance and the node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
@@ -197,6 +246,8 @@ pub struct NodeView {
     pub probe: Health,
     /// The private IP is configured on an interface of this host.
     pub os_has_private_ip: bool,
+    /// What the peer says of the instance.
+    pub peer: PeerView,
 }
 
 /// How a claim ended.
@@ -477,9 +528,33 @@ impl Rules {
             Holder::Elsewhere { .. } if m.held => HealReason::Stolen,
             Holder::Elsewhere { .. } => HealReason::Elsewhere,
         };
-        // Rule 4.
+        // Rule 10.
+        // A hold, not a wait: the owner decides again every second, and
+        // when the peer's report goes stale the rules apply as without it.
+        if let PeerView::Master {
+            healthy: true,
+            eni,
+            wins_tie,
+        } = &node.peer
+        {
+            let on_peer = matches!(
+                &holder,
+                Holder::Elsewhere { network_interface_id: Some(e), .. } if Some(e) == eni.as_ref()
+            );
+            if on_peer {
+                return hold(
+                    "split brain: the peer is a healthy MASTER too and the cloud shows the VIP on it: the incumbent keeps it",
+                );
+            }
+            if !wins_tie {
+                return hold(
+                    "split brain: the peer is a healthy MASTER too, neither holds the VIP, and the peer wins the tie (priority, then name)",
+                );
+            }
+        }
+        // Rule 4, unless rule 11.
         let age = now.since(m.began);
-        if age < policy.min_master_age {
+        if age < policy.min_master_age && node.peer != PeerView::NotMaster {
             return Verdict::Wait {
                 until: m.began + policy.min_master_age,
                 why: format!(
@@ -600,6 +675,16 @@ mod tests {
             keepalived_running: true,
             probe: Health::Up,
             os_has_private_ip: true,
+            peer: PeerView::Unknown,
+        }
+    }
+
+    /// The peer says it is a healthy MASTER too, with `eni-peer`.
+    fn peer_master(wins_tie: bool) -> PeerView {
+        PeerView::Master {
+            healthy: true,
+            eni: Some("eni-peer".into()),
+            wins_tie,
         }
     }
 
@@ -801,6 +886,150 @@ mod tests {
                 10_000,
                 "claim missed",
             ),
+            (
+                "rule 10: split brain, the cloud shows the VIP on the peer: the incumbent keeps it",
+                Own,
+                with(|n| n.peer = peer_master(true)),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "hold",
+            ),
+            (
+                "rule 10: split brain, on the peer, in heal mode too",
+                Heal,
+                with(|n| n.peer = peer_master(true)),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "hold",
+            ),
+            (
+                "rule 10: split brain, neither holds it, the peer wins the tie",
+                Own,
+                with(|n| n.peer = peer_master(false)),
+                nowhere(9_000),
+                10_000,
+                "hold",
+            ),
+            (
+                "rule 10: split brain, neither holds it, this node wins the tie",
+                Own,
+                with(|n| n.peer = peer_master(true)),
+                nowhere(9_000),
+                10_000,
+                "claim missed",
+            ),
+            (
+                "rule 10: split brain, this node wins the tie, still after min_master_age",
+                Own,
+                with(|n| n.peer = peer_master(true)),
+                nowhere(100),
+                500,
+                "wait",
+            ),
+            (
+                "rule 10: split brain, on a third ENI: the tie decides",
+                Own,
+                with(|n| n.peer = peer_master(true)),
+                Some((
+                    Holder::Elsewhere {
+                        network_interface_id: Some("eni-third".into()),
+                        private_ip: None,
+                    },
+                    9_000,
+                )),
+                10_000,
+                "claim elsewhere",
+            ),
+            (
+                "rule 10: an unhealthy MASTER peer holds nothing back",
+                Own,
+                with(|n| {
+                    n.peer = PeerView::Master {
+                        healthy: false,
+                        eni: Some("eni-peer".into()),
+                        wins_tie: false,
+                    }
+                }),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "claim elsewhere",
+            ),
+            (
+                "rule 11: the peer is not MASTER: claim before min_master_age",
+                Own,
+                with(|n| n.peer = PeerView::NotMaster),
+                Some((elsewhere(), 100)),
+                500,
+                "claim elsewhere",
+            ),
+            (
+                "rule 11: a silent peer: rule 4 waits as before",
+                Own,
+                master(),
+                Some((elsewhere(), 100)),
+                500,
+                "wait",
+            ),
+            (
+                "rule 11: an unhealthy MASTER peer: no fast path",
+                Own,
+                with(|n| {
+                    n.peer = PeerView::Master {
+                        healthy: false,
+                        eni: Some("eni-peer".into()),
+                        wins_tie: true,
+                    }
+                }),
+                Some((elsewhere(), 100)),
+                500,
+                "wait",
+            ),
+            (
+                "rule 11: heal mode still leaves the notify script its grace",
+                Heal,
+                with(|n| n.peer = PeerView::NotMaster),
+                Some((elsewhere(), 100)),
+                500,
+                "wait",
+            ),
+            (
+                "rule 11: rule 2 still holds: a backup never claims",
+                Own,
+                with(|n| {
+                    n.vrrp = VrrpState::Backup;
+                    n.peer = PeerView::NotMaster;
+                }),
+                nowhere(100),
+                500,
+                "hold",
+            ),
+            (
+                "rule 11: rule 2 still holds: probe down",
+                Own,
+                with(|n| {
+                    n.probe = Health::Down;
+                    n.peer = PeerView::NotMaster;
+                }),
+                nowhere(100),
+                500,
+                "hold",
+            ),
+            (
+                "rule 11: rule 7 still holds: a view from before the MASTER line",
+                Own,
+                with(|n| n.peer = PeerView::NotMaster),
+                nowhere(0),
+                500,
+                "claim missed",
+            ),
+            (
+                "rule 11: rule 3 still holds: converged",
+                Own,
+                with(|n| n.peer = PeerView::NotMaster),
+                Some((Holder::Here, 100)),
+                500,
+                "hold",
+            ),
         ];
         for (rule, mode, node, holder, now, want) in cases {
             let mut r = Rules::new(["vip"]);
@@ -809,6 +1038,22 @@ mod tests {
             }
             let got = r.decide("vip", t(now), &node, &policy(mode));
             assert_eq!(kind(&got), want, "{rule}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn rule_10_tie_break_is_priority_then_name() {
+        let rows = [
+            ((Some(150), "b"), (Some(100), "a"), true),
+            ((Some(100), "a"), (Some(150), "b"), false),
+            ((Some(100), "a"), (Some(100), "b"), true),
+            ((Some(100), "b"), (Some(100), "a"), false),
+            ((None, "a"), (Some(1), "b"), false),
+            ((Some(1), "b"), (None, "a"), true),
+        ];
+        for (mine, peers, want) in rows {
+            assert_eq!(wins_tie(mine, peers), want, "{mine:?} vs {peers:?}");
+            assert_eq!(wins_tie(peers, mine), !want, "exactly one wins");
         }
     }
 

@@ -4,4 +4,5 @@ pub mod clock;
 pub mod decide;
 pub mod holder;
 pub mod model;
+pub mod peer;
 pub mod target;

@@ -23,7 +23,7 @@ pub const DECISION_HISTORY: usize = 32;
 pub const MAX_NEW_NAMES: usize = 64;
 
 /// A VRRP instance's state as far as the watchdog knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VrrpState {
     /// No source has reported it (yet), or the report could not be trusted.
@@ -93,7 +93,7 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// Not enough probe results yet to reach `rise` or `fall`.
@@ -206,7 +206,13 @@ pub enum Event {
     NotifyRun(crate::notify::report::Report),
     /// The instances Keepalived's JSON dump listed at start-up.
     KeepalivedListed(BTreeSet<String>),
+    /// An authenticated report from the peer's watchdog.
+    Peer(crate::core::peer::Report),
 }
+
+/// A peer report after this long a silence is logged even when it says
+/// nothing new.
+pub const PEER_SILENCE_LOGGED: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What `observe` changed; also the history shown as "decisions".
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -294,6 +300,20 @@ pub enum Change {
         instance: String,
         known_to: &'static str,
     },
+    /// What the peer reports changed (its Keepalived, probe or an
+    /// instance's state), or it was heard first: not every heartbeat.
+    Peer {
+        node: String,
+        summary: String,
+    },
+    /// This node and the peer are both MASTER of `instance` (`on`), or no
+    /// longer (`!on`): one change per episode each way.
+    SplitBrain {
+        instance: String,
+        on: bool,
+        mine: String,
+        peers: String,
+    },
     /// A notify script ran (as the notify wrapper reported).
     NotifyRun {
         instance: Option<String>,
@@ -330,6 +350,12 @@ pub struct Model {
     /// The instances Keepalived's JSON dump listed, when one was read.
     #[serde(skip)]
     listed: Option<BTreeSet<String>>,
+    /// The peer's last report, and when it arrived.
+    #[serde(skip)]
+    pub peer: Option<crate::core::peer::PeerKnown>,
+    /// The instances in split brain now (rule 10's condition).
+    #[serde(skip)]
+    pub split_brain: BTreeSet<String>,
 }
 
 impl Model {
@@ -366,7 +392,61 @@ impl Model {
             names_dropped: BTreeMap::new(),
             configured,
             listed: None,
+            peer: None,
+            split_brain: BTreeSet::new(),
         }
+    }
+
+    /// Rule 10's condition per configured instance at `now`: this node
+    /// MASTER by evidence, and a fresh report says the peer is MASTER too.
+    /// Returns a change for each instance that entered or left it.
+    pub fn follow_split_brain(
+        &mut self,
+        now: Mono,
+        max_age: std::time::Duration,
+        node: &str,
+    ) -> Vec<Change> {
+        let mut out = vec![];
+        for (name, inst) in &self.instances {
+            if !self.configured.contains(name) {
+                continue;
+            }
+            let peer = self.peer.as_ref().map(|p| {
+                (
+                    p.view(name, now, max_age, (inst.priority, node)),
+                    p.summary(),
+                )
+            });
+            let on = inst.state == VrrpState::Master
+                && matches!(
+                    peer,
+                    Some((crate::core::decide::PeerView::Master { .. }, _))
+                );
+            if on != self.split_brain.contains(name) {
+                if on {
+                    self.split_brain.insert(name.clone());
+                } else {
+                    self.split_brain.remove(name);
+                }
+                out.push(Change::SplitBrain {
+                    instance: name.clone(),
+                    on,
+                    mine: format!(
+                        "{name} {} (priority {}), keepalived {}, probe {}",
+                        inst.state,
+                        inst.priority.map_or("unknown".into(), |p| p.to_string()),
+                        match self.keepalived.running {
+                            Some(true) => "running",
+                            Some(false) => "down",
+                            None => "unknown",
+                        },
+                        self.probe.health.as_str()
+                    ),
+                    peers: peer.map_or_else(|| "silent".into(), |(_, s)| s),
+                });
+            }
+        }
+        out
     }
 
     /// Instances Keepalived and the config disagree on: (name, "keepalived")
@@ -518,6 +598,24 @@ impl Model {
                     .collect();
                 self.listed = Some(names);
                 changes
+            }
+            Event::Peer(report) => {
+                let known = crate::core::peer::PeerKnown {
+                    report,
+                    at: now.mono,
+                    at_wall: now.wall,
+                };
+                let summary = known.summary();
+                let changed = self.peer.as_ref().is_none_or(|p| {
+                    p.summary() != summary || now.mono.since(p.at) >= PEER_SILENCE_LOGGED
+                });
+                let node = known.report.node.clone();
+                self.peer = Some(known);
+                if changed {
+                    vec![Change::Peer { node, summary }]
+                } else {
+                    vec![]
+                }
             }
             Event::NotifyRun(r) => vec![Change::NotifyRun {
                 instance: r.instance,

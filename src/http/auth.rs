@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::web_config::WebConfig;
 
-/// Paths open without a user.
-pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/v1/notify"];
+/// Paths open without a user (the notify ones: loopback only).
+pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/v1/notify", "/v1/notify/gate"];
 
 pub type Users = Arc<BTreeMap<String, String>>;
 

@@ -94,6 +94,7 @@ pub fn router(
             "/v1/notify",
             post(notify_handler).layer(DefaultBodyLimit::max(MAX_REPORT)),
         )
+        .route("/v1/notify/gate", get(gate_handler))
         .with_state(AppState {
             status,
             metrics,
@@ -137,6 +138,25 @@ async fn notify_handler(
         )
             .into_response(),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct GateQuery {
+    instance: Option<String>,
+}
+
+/// Whether the notify wrapper should run its script now (notify/gate.rs);
+/// loopback only, like the reports.
+async fn gate_handler(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Query(q): axum::extract::Query<GateQuery>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return (StatusCode::FORBIDDEN, "loopback only\n").into_response();
+    }
+    let status = s.status.borrow().clone();
+    Json(crate::notify::gate::decide(&status, q.instance.as_deref())).into_response()
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> Response {

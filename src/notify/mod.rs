@@ -11,5 +11,6 @@
 //! notify script's `grace` at once; a run that succeeded asks the cloud at
 //! once, so that the failover-latency sample ends when the cloud changed.
 
+pub mod gate;
 pub mod report;
 pub mod wrapper;

@@ -22,14 +22,18 @@ pub enum Outcome {
     TimedOut,
     /// It could not be started (not found, not executable).
     NotStarted,
+    /// Not run: the local watchdog said the peer is a healthy MASTER that
+    /// the cloud shows holding the VIP (running it would steal the VIP).
+    Skipped,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 5] = [
         Self::Succeeded,
         Self::Failed,
         Self::TimedOut,
         Self::NotStarted,
+        Self::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,13 +42,15 @@ impl Outcome {
             Self::Failed => "failed",
             Self::TimedOut => "timed_out",
             Self::NotStarted => "not_started",
+            Self::Skipped => "skipped",
         }
     }
 
-    /// Whether the script may not have moved the VIP: the watchdog heals
-    /// without waiting for the rest of `grace`.
+    /// Whether the script ran and may not have moved the VIP: the watchdog
+    /// heals without waiting for the rest of `grace`. A skipped run did
+    /// not fail: nothing was tried.
     pub fn failed(self) -> bool {
-        self != Self::Succeeded
+        matches!(self, Self::Failed | Self::TimedOut | Self::NotStarted)
     }
 }
 

@@ -24,6 +24,9 @@ use crate::notify::report::{Outcome, Report, tail};
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long the report to the watchdog may take.
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the watchdog may take to say whether to run the script; after
+/// it, the script runs (as without a watchdog).
+pub const GATE_TIMEOUT: Duration = Duration::from_millis(300);
 /// After the script ends, how long its output pipes may stay open (held by
 /// a process that left its group).
 const DRAIN: Duration = Duration::from_millis(200);
@@ -215,6 +218,43 @@ pub async fn report(
     }
 }
 
+/// Asks the watchdog whether to run the script (notify/gate.rs); `None`
+/// when it does not answer in time, or not clearly.
+pub async fn ask_gate(
+    http: &crate::config::HttpConfig,
+    instance: Option<&str>,
+) -> Result<crate::notify::gate::Gate, String> {
+    let client = crate::http::tls::local_client(&http.web, GATE_TIMEOUT)
+        .map_err(|e| crate::error_chain(&e))?;
+    let mut url = crate::http::local_url(http.listen, http.web.tls.is_some(), "/v1/notify/gate");
+    if let Some(i) = instance {
+        url = format!("{url}?instance={}", urlencode(i));
+    }
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    if !resp.status().is_success() {
+        return Err(format!("{}", resp.status()));
+    }
+    let body = resp.bytes().await.map_err(|e| crate::error_chain(&e))?;
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// Percent-encodes a query value (instance names are printable ASCII).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The options of `vip-watchdog notify`.
 pub struct Options {
     pub config: PathBuf,
@@ -243,6 +283,31 @@ pub async fn main(o: Options) -> u8 {
             None
         }
     };
+    if let Some(c) = &config {
+        match ask_gate(&c.http, o.instance.as_deref()).await {
+            Ok(g) if !g.run => {
+                eprintln!("vip-watchdog notify: not running the script: {}", g.why);
+                let r = Report {
+                    instance: o.instance.clone(),
+                    outcome: Outcome::Skipped,
+                    exit_code: None,
+                    duration_ms: 0,
+                    output: g.why,
+                };
+                let url = report_url(&c.http);
+                if let Err(e) = report(&url, &c.http.web, &r).await {
+                    eprintln!(
+                        "vip-watchdog notify: the watchdog did not take the report at {url}: {e}"
+                    );
+                }
+                return 0;
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "vip-watchdog notify: the watchdog did not say whether to run ({e}): running the script"
+            ),
+        }
+    }
     let env = environment(
         config.as_ref().and_then(|c| c.cloud.as_ref()),
         &home(),

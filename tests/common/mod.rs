@@ -433,11 +433,16 @@ impl Drop for Watchdog {
 /// Every metric that alerts/ and dashboards/ name exists in `exposition`
 /// (a live /metrics), so that a rename cannot silently break them.
 /// Metrics that an EIP lab's exposition lacks by design, each shown
-/// elsewhere: the route VIP's (tests/deployments.rs reads them from a route
-/// lab's /metrics), the instance mismatch, absent while Keepalived and the
+/// elsewhere: the peer channel's (tests/peer.rs), the route VIP's
+/// (tests/deployments.rs reads them from a route lab's /metrics), the instance mismatch, absent while Keepalived and the
 /// config agree, and LVS servers', absent without LVS (the metrics unit
 /// tests).
-pub const ABSENT_IN_AN_EIP_LAB: [&str; 4] = [
+pub const ABSENT_IN_AN_EIP_LAB: [&str; 9] = [
+    "vip_watchdog_peer_up",
+    "vip_watchdog_peer_last_report_timestamp_seconds",
+    "vip_watchdog_peer_messages_total",
+    "vip_watchdog_peer_sends_total",
+    "vip_watchdog_peer_split_brain",
     "vip_watchdog_vip_route_state",
     "vip_watchdog_eni_source_dest_check",
     "vip_watchdog_vrrp_instance_mismatch",
@@ -576,6 +581,8 @@ pub struct Node {
     pub postgres: bool,
     /// The watchdog's [cloud] and [[vip]] tables, or nothing.
     pub cloud_toml: String,
+    /// The watchdog's [peer] table, or nothing.
+    pub peer_toml: String,
     /// The watchdog's http.listen.
     pub listen: String,
     /// `--web.config.file`, when set.
@@ -629,6 +636,7 @@ impl Node {
             ("@CHECK_WEIGHT@", self.check_weight.as_str()),
             ("@PROBE@", self.probe.as_str()),
             ("@CLOUD@", self.cloud_toml.as_str()),
+            ("@PEER_CHANNEL@", self.peer_toml.as_str()),
         ];
         for (k, v) in common.iter().chain(extra) {
             text = text.replace(k, v);
@@ -753,6 +761,22 @@ impl Node {
     }
 
     /// Drops (or stops dropping) incoming VRRP in this node's namespace.
+    /// Drops the peer channel (TCP to port 9843) coming into this node.
+    pub fn block_peer(&self, on: bool) {
+        let nft = |rule: &str| {
+            run(in_ns(&self.ns).args(["nft"]).arg(rule));
+        };
+        if on {
+            nft("add table inet vwpeer");
+            nft(
+                "add chain inet vwpeer input { type filter hook input priority 0; policy accept; }",
+            );
+            nft("add rule inet vwpeer input tcp dport 9843 drop");
+        } else {
+            nft("delete table inet vwpeer");
+        }
+    }
+
     pub fn block_vrrp(&self, on: bool) {
         let nft = |rule: &str| {
             run(in_ns(&self.ns).args(["nft"]).arg(rule));
@@ -1245,6 +1269,7 @@ impl Lab {
             probe: "kind = \"http\"\nurl = \"http://127.0.0.1:8080/health\"".into(),
             postgres: false,
             cloud_toml: String::new(),
+            peer_toml: String::new(),
             listen: "127.0.0.1:0".into(),
             web_config: None,
             intervals: ("100ms", "200ms"),
@@ -1302,6 +1327,30 @@ impl Lab {
             "a" => &mut self.a,
             "b" => &mut self.b,
             _ => panic!("no node {name:?} in the lab"),
+        }
+    }
+
+    /// The peer channel between the two watchdogs, on the VRRP link's
+    /// addresses (port 9843), at the shipped heartbeat, max_age and replay
+    /// window; `same_secret: false` gives b a secret of its own.
+    pub fn add_peer_channel(&mut self, same_secret: bool) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let addrs = [self.a.addr.clone(), self.b.addr.clone()];
+        for (i, n) in [&mut self.a, &mut self.b].into_iter().enumerate() {
+            let secret = n.dir.join("peer.key");
+            let text = if same_secret || i == 0 {
+                "the lab's shared secret, well over 32 bytes long\n"
+            } else {
+                "another secret entirely, also over 32 bytes long\n"
+            };
+            std::fs::write(&secret, text).unwrap();
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+            n.peer_toml = format!(
+                "[peer]\nlisten = \"{}:9843\"\naddress = \"{}:9843\"\nsecret_file = \"{}\"\n",
+                addrs[i],
+                addrs[1 - i],
+                secret.display()
+            );
         }
     }
 

@@ -1,0 +1,254 @@
+//! The peer's watchdog as this node knows it: the report it pushes over
+//! the peer channel (`crate::peer`), and what that report says of one VRRP
+//! instance for the rules (`PeerView`, rules 10 and 11 of `decide`).
+//! Pure data.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::clock::Mono;
+use crate::core::decide::PeerView;
+use crate::core::model::{Health, VrrpState};
+
+/// What one watchdog tells its peer: pushed on every change and as a
+/// heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub node: String,
+    pub pair: String,
+    /// Random per process start; `seq` counts up within it.
+    pub boot_id: String,
+    pub seq: u64,
+    /// `None`: not known yet.
+    pub keepalived_running: Option<bool>,
+    pub probe: Health,
+    pub instances: Vec<InstanceReport>,
+    pub vips: Vec<VipReport>,
+    /// This node's ENI, when it has a cloud side: the receiver compares it
+    /// with where its own view of the cloud puts each VIP.
+    pub eni: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceReport {
+    pub name: String,
+    pub state: VrrpState,
+    pub priority: Option<u8>,
+    /// When it entered the state (RFC 3339), when known.
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipReport {
+    pub name: String,
+    /// The sender's view: "here", "elsewhere", "nowhere", ... or none yet.
+    pub cloud: Option<String>,
+    pub claim_in_flight: bool,
+}
+
+impl Report {
+    pub fn instance(&self, name: &str) -> Option<&InstanceReport> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+}
+
+/// The peer's last authenticated report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerKnown {
+    pub report: crate::peer::message::Report,
+    pub at: Mono,
+    pub at_wall: SystemTime,
+}
+
+impl PeerKnown {
+    /// Its Keepalived, probe and instance states, in a few words.
+    pub fn summary(&self) -> String {
+        let r = &self.report;
+        let keepalived = match r.keepalived_running {
+            Some(true) => "running",
+            Some(false) => "down",
+            None => "unknown",
+        };
+        let states: Vec<String> = r
+            .instances
+            .iter()
+            .map(|i| format!("{} {}", i.name, i.state))
+            .collect();
+        format!(
+            "keepalived {keepalived}, probe {}, {}",
+            r.probe.as_str(),
+            states.join(", ")
+        )
+    }
+
+    /// What it says of `instance` for the rules, while younger than
+    /// `max_age` at `now`; `mine` is this node's (priority, name).
+    pub fn view(
+        &self,
+        instance: &str,
+        now: Mono,
+        max_age: std::time::Duration,
+        mine: (Option<u8>, &str),
+    ) -> PeerView {
+        if now.since(self.at) >= max_age {
+            return PeerView::Unknown;
+        }
+        let r = &self.report;
+        if r.keepalived_running == Some(false) {
+            return PeerView::NotMaster;
+        }
+        match r.instance(instance) {
+            Some(i) if i.state == VrrpState::Master => PeerView::Master {
+                healthy: r.keepalived_running == Some(true) && r.probe == Health::Up,
+                eni: r.eni.clone(),
+                wins_tie: crate::core::decide::wins_tie(mine, (i.priority, r.node.as_str())),
+            },
+            Some(i)
+                if matches!(
+                    i.state,
+                    VrrpState::Backup | VrrpState::Fault | VrrpState::Stop
+                ) =>
+            {
+                PeerView::NotMaster
+            }
+            // Unknown to the peer, or not reported: nothing known.
+            _ => PeerView::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn t(ms: u64) -> Mono {
+        Mono::from_millis(1_000_000 + ms)
+    }
+
+    fn known(keepalived: Option<bool>, probe: Health, state: VrrpState, prio: u8) -> PeerKnown {
+        PeerKnown {
+            report: Report {
+                node: "b".into(),
+                pair: "edge".into(),
+                boot_id: "boot".into(),
+                seq: 1,
+                keepalived_running: keepalived,
+                probe,
+                instances: vec![InstanceReport {
+                    name: "VI_1".into(),
+                    state,
+                    priority: Some(prio),
+                    since: None,
+                }],
+                vips: vec![],
+                eni: Some("eni-b".into()),
+            },
+            at: t(0),
+            at_wall: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// (case, report, instance asked, now in ms, expected)
+    #[test]
+    fn what_a_report_says_of_an_instance() {
+        use Health::*;
+        use VrrpState::*;
+        let max_age = Duration::from_secs(3);
+        let master = |healthy, wins_tie| PeerView::Master {
+            healthy,
+            eni: Some("eni-b".into()),
+            wins_tie,
+        };
+        let rows = [
+            (
+                "backup, fresh",
+                known(Some(true), Up, Backup, 100),
+                "VI_1",
+                100,
+                PeerView::NotMaster,
+            ),
+            (
+                "fault",
+                known(Some(true), Down, Fault, 100),
+                "VI_1",
+                100,
+                PeerView::NotMaster,
+            ),
+            (
+                "stop",
+                known(Some(true), Up, Stop, 100),
+                "VI_1",
+                100,
+                PeerView::NotMaster,
+            ),
+            (
+                "keepalived down",
+                known(Some(false), Up, Master, 100),
+                "VI_1",
+                100,
+                PeerView::NotMaster,
+            ),
+            (
+                "healthy master, lower priority",
+                known(Some(true), Up, Master, 100),
+                "VI_1",
+                100,
+                master(true, true),
+            ),
+            (
+                "healthy master, higher priority",
+                known(Some(true), Up, Master, 200),
+                "VI_1",
+                100,
+                master(true, false),
+            ),
+            (
+                "master, probe down",
+                known(Some(true), Down, Master, 100),
+                "VI_1",
+                100,
+                master(false, true),
+            ),
+            (
+                "master, keepalived unknown",
+                known(None, Up, Master, 100),
+                "VI_1",
+                100,
+                master(false, true),
+            ),
+            (
+                "stale at max_age",
+                known(Some(true), Up, Backup, 100),
+                "VI_1",
+                3_000,
+                PeerView::Unknown,
+            ),
+            (
+                "an instance it does not report",
+                known(Some(true), Up, Backup, 100),
+                "VI_2",
+                100,
+                PeerView::Unknown,
+            ),
+            (
+                "its state unknown",
+                known(Some(true), Up, VrrpState::Unknown, 100),
+                "VI_1",
+                100,
+                PeerView::Unknown,
+            ),
+        ];
+        for (case, k, instance, now, want) in rows {
+            assert_eq!(
+                k.view(instance, t(now), max_age, (Some(150), "a")),
+                want,
+                "{case}"
+            );
+        }
+    }
+}

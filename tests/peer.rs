@@ -1,0 +1,312 @@
+//! The peer channel on real parts: a Keepalived pair with HAProxy, the
+//! patched EC2 emulator (moves counted there), and the two watchdogs in
+//! `own` mode at the shipped defaults (min_master_age 3 s, peer heartbeat
+//! 1 s, max_age 3 s), talking over `[peer]` on the VRRP link's addresses.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{FAILOVER, Lab, SETTLE, Watchdog, metric};
+
+/// How long VRRP stays blocked in the split-brain test.
+const SPLIT_FOR: Duration = Duration::from_secs(60);
+
+fn pair(lab: &mut Lab, same_secret: bool) -> (Watchdog, Watchdog) {
+    lab.add_cloud();
+    lab.set_vip("own", false);
+    lab.set_notify("a", None);
+    lab.set_notify("b", None);
+    lab.add_peer_channel(same_secret);
+    lab.start_pair()
+}
+
+fn peer_up(w: &Watchdog) -> Option<f64> {
+    let m = w.metrics();
+    m.lines()
+        .find(|l| l.starts_with("vip_watchdog_peer_up{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn refused(w: &Watchdog, result: &str) -> f64 {
+    metric(
+        &w.metrics(),
+        "vip_watchdog_peer_messages_total",
+        &[("result", result)],
+    )
+    .unwrap_or(0.0)
+}
+
+fn split_brain(w: &Watchdog) -> Option<f64> {
+    metric(
+        &w.metrics(),
+        "vip_watchdog_peer_split_brain",
+        &[("vrrp_instance", "VI_1")],
+    )
+}
+
+/// Rule 11: HAProxy stops on a, a's Keepalived goes FAULT, and a's
+/// watchdog says so; b claims as soon as its own rules hold, before
+/// min_master_age (without a peer it waits for it: tests/eip.rs).
+#[test]
+fn a_new_master_claims_at_once_when_its_peer_says_it_is_not_master() {
+    let mut lab = Lab::new();
+    let (wa, wb) = pair(&mut lab, true);
+    wb.wait_status("b hears a", SETTLE, |_| peer_up(&wb) == Some(1.0));
+    assert_eq!(peer_up(&wa), Some(1.0), "a hears b");
+    let observer = lab.start_observer(60);
+    assert_eq!(
+        common::next_move(&observer, FAILOVER).1,
+        lab.eni("a"),
+        "where it starts"
+    );
+    wa.forget_past();
+    wb.forget_past();
+    let fault = SystemTime::now();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let arrived = wb.wait_for("b sees the EIP here", FAILOVER, |e| {
+        e["message"] == "the cloud shows the VIP on this node, the MASTER"
+    });
+    let (moved_at, to) = common::next_move(&observer, FAILOVER);
+    assert_eq!(to, lab.eni("b"));
+    let latency = arrived["latency_ms"].as_u64().expect("latency");
+    let outside = (moved_at
+        - fault
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64())
+        * 1000.0;
+    eprintln!(
+        "fast path: MASTER line to EIP here {latency} ms (watchdog); fault to EIP moved {outside:.0} ms (observer)"
+    );
+    assert!(
+        latency < 3_000,
+        "claimed before min_master_age (3 s), on a's report: {arrived}"
+    );
+    assert_eq!(arrived["moved_by"], "watchdog", "{arrived}");
+    assert_eq!(lab.eip_on(), "b");
+    assert_eq!(lab.calls_by("watchdog", "a"), 0, "a, in FAULT, never acts");
+    // The peer channel's families, in the README and used by the alerts.
+    let m = wb.metrics();
+    for family in [
+        "vip_watchdog_peer_up",
+        "vip_watchdog_peer_messages_total",
+        "vip_watchdog_peer_split_brain",
+    ] {
+        assert!(m.contains(&format!("# TYPE {family} ")), "{family}");
+    }
+    common::promtool_check_metrics(&m);
+    common::readme_lists_exactly(&m);
+    common::alerts_and_dashboards_use_only(&m);
+}
+
+/// Rule 10: VRRP blocked both ways for SPLIT_FOR with the channel open.
+/// b becomes MASTER too; a, the incumbent the cloud shows, keeps the EIP,
+/// and b does not claim. Both export the split brain while it lasts and
+/// log it once; the emulator sees no move.
+#[test]
+fn a_split_brain_with_the_channel_open_moves_nothing() {
+    let mut lab = Lab::new();
+    let (wa, wb) = pair(&mut lab, true);
+    wb.wait_status("b hears a", SETTLE, |_| peer_up(&wb) == Some(1.0));
+    lab.reset_api_calls();
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.block_vrrp(true);
+    lab.b.block_vrrp(true);
+    wb.wait_state("master", FAILOVER);
+    let verdict = wb.wait_for("b's split-brain verdict", FAILOVER, |e| {
+        e["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("the incumbent keeps it"))
+    });
+    eprintln!("b: {verdict}");
+    for w in [&wa, &wb] {
+        w.wait_status("split brain on both sides", FAILOVER, |_| {
+            split_brain(w) == Some(1.0)
+        });
+    }
+    // Held for SPLIT_FOR, far past b's min_master_age: polled, bounded.
+    let since = std::time::Instant::now();
+    wb.wait_status("the split brain to last", SPLIT_FOR + SETTLE, |s| {
+        since.elapsed() >= SPLIT_FOR && s["instances"][0]["state"] == "master"
+    });
+    assert_eq!(lab.eip_on(), "a", "the incumbent kept it");
+    lab.a.block_vrrp(false);
+    lab.b.block_vrrp(false);
+    wb.wait_state("backup", FAILOVER);
+    for w in [&wa, &wb] {
+        w.wait_status("no split brain", FAILOVER, |_| split_brain(w) == Some(0.0));
+        let log = w.log_text();
+        let episodes = log
+            .lines()
+            .filter(|l| l.contains("split brain: this node and its peer are both MASTER"))
+            .count();
+        assert_eq!(episodes, 1, "one line per episode: {log}");
+        assert!(log.contains("split brain over"), "{log}");
+    }
+    assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
+    assert_eq!(lab.calls_by("watchdog", "b"), 0, "{}", lab.mutating_calls());
+    assert_eq!(lab.eip_on(), "a");
+}
+
+/// A peer with another secret: every message refused as unauthenticated
+/// and counted, the peer never fresh, and the rules as without a peer: b
+/// waits min_master_age after a's failure.
+#[test]
+fn a_wrong_key_is_refused_counted_and_changes_nothing() {
+    let mut lab = Lab::new();
+    let (wa, wb) = pair(&mut lab, false);
+    for w in [&wa, &wb] {
+        w.wait_status("refusals counted", SETTLE, |_| {
+            refused(w, "unauthenticated") >= 2.0
+        });
+        assert_eq!(peer_up(w), Some(0.0));
+        assert_eq!(refused(w, "accepted"), 0.0);
+    }
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let arrived = wb.wait_for("b sees the EIP here", FAILOVER, |e| {
+        e["message"] == "the cloud shows the VIP on this node, the MASTER"
+    });
+    let latency = arrived["latency_ms"].as_u64().expect("latency");
+    assert!(latency >= 3_000, "rule 4 as without a peer: {arrived}");
+    assert_eq!(lab.eip_on(), "b");
+}
+
+/// Replayed and stale messages, sent by hand with the right key.
+#[test]
+fn replayed_and_stale_messages_are_refused() {
+    use vip_watchdog::peer::message;
+    let mut lab = Lab::new();
+    let (wa, _wb) = pair(&mut lab, true);
+    wa.wait_status("a hears b", SETTLE, |_| peer_up(&wa) == Some(1.0));
+    let key = std::fs::read(lab.a.dir.join("peer.key")).unwrap();
+    let key = &key[..key.len() - 1];
+    let report = serde_json::json!({
+        "node": "b", "pair": "lab", "boot_id": "by-hand", "seq": 1,
+        "keepalived_running": true, "probe": "up",
+        "instances": [{"name": "VI_1", "state": "backup", "priority": 100, "since": null}],
+        "vips": [], "eni": null
+    })
+    .to_string();
+    let post = |ts: u64, nonce: &str| -> String {
+        let sig = message::sign(key, ts, nonce, report.as_bytes());
+        let out = common::in_ns(&lab.b.ns)
+            .args([
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "-w",
+                " %{http_code}",
+                "-X",
+                "POST",
+            ])
+            .args(["-H", &format!("{}: {ts}", message::TIMESTAMP)])
+            .args(["-H", &format!("{}: {nonce}", message::NONCE)])
+            .args(["-H", &format!("{}: {sig}", message::SIGNATURE)])
+            .args(["--data-binary", &report])
+            .arg(format!("http://{}:9843{}", lab.a.addr, message::PATH))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let before = refused(&wa, "accepted");
+    assert!(post(now, "hand-1").ends_with("202"), "the first is taken");
+    assert!(post(now, "hand-1").contains("replayed"), "the same again");
+    assert!(
+        post(now - 60_000, "hand-2").contains("stale"),
+        "a minute old"
+    );
+    let tampered = message::sign(
+        b"not the key at all, but 32 bytes",
+        now,
+        "hand-3",
+        report.as_bytes(),
+    );
+    let out = common::in_ns(&lab.b.ns)
+        .args(["curl", "-sS", "--max-time", "5", "-X", "POST"])
+        .args(["-H", &format!("{}: {now}", message::TIMESTAMP)])
+        .args(["-H", &format!("{}: hand-3", message::NONCE)])
+        .args(["-H", &format!("{}: {tampered}", message::SIGNATURE)])
+        .args(["--data-binary", &report])
+        .arg(format!("http://{}:9843{}", lab.a.addr, message::PATH))
+        .output()
+        .expect("curl");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unauthenticated"));
+    assert!(refused(&wa, "accepted") > before);
+    for r in ["replayed", "stale", "unauthenticated"] {
+        assert!(refused(&wa, r) >= 1.0, "{r} counted");
+    }
+    assert_eq!(lab.eip_on(), "a", "nothing moved");
+}
+
+/// Heal mode with the wrapped notify script: in a split brain the wrapper
+/// on b asks its watchdog, which says the peer is a healthy MASTER the
+/// cloud shows holding the EIP: the run is skipped and counted, nothing
+/// moves. With b's watchdog stopped, the next split brain runs the script
+/// as before (and it moves the EIP, as a notify script does).
+#[test]
+fn in_heal_mode_the_wrapper_skips_the_steal_and_runs_without_its_watchdog() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_vip("heal", false);
+    lab.set_notify_wrapped("a", None, "ok");
+    lab.set_notify_wrapped("b", None, "ok");
+    lab.add_peer_channel(true);
+    let (wa, wb) = lab.start_pair();
+    wb.wait_status("b hears a, and sees the EIP on a", SETTLE, |s| {
+        s["peer"]["fresh"] == true && s["vips"][0]["cloud"]["where"] == "elsewhere"
+    });
+    wb.forget_past();
+    lab.a.block_vrrp(true);
+    lab.b.block_vrrp(true);
+    wb.wait_state("master", FAILOVER);
+    let skipped = wb.wait_for("the wrapper's skip", FAILOVER, |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("a notify script run was skipped"))
+    });
+    eprintln!("b: {skipped}");
+    assert_eq!(
+        metric(
+            &wb.metrics(),
+            "vip_watchdog_notify_runs_total",
+            &[("outcome", "skipped")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(lab.eip_on(), "a", "no steal");
+    lab.a.block_vrrp(false);
+    lab.b.block_vrrp(false);
+    wb.wait_state("backup", FAILOVER);
+    assert_eq!(lab.eip_on(), "a");
+    assert_eq!(
+        lab.calls_by("watchdog", "a") + lab.calls_by("watchdog", "b"),
+        0
+    );
+
+    // Without b's watchdog the wrapper gets no answer and runs the script.
+    wb.stop();
+    let observer = lab.start_observer(60);
+    assert_eq!(
+        common::next_move(&observer, FAILOVER).1,
+        lab.eni("a"),
+        "where it starts"
+    );
+    lab.a.block_vrrp(true);
+    lab.b.block_vrrp(true);
+    let (_, to) = common::next_move(&observer, FAILOVER);
+    assert_eq!(to, lab.eni("b"), "the script ran as it always did");
+    lab.a.block_vrrp(false);
+    lab.b.block_vrrp(false);
+    drop(wa);
+}
