@@ -15,7 +15,9 @@
 //! - (B) vip-watchdog in `own` mode, `min_master_age = "1s"` (its minimum),
 //!   no notify script.
 //! - (C) vip-watchdog in `own` mode with the peer channel (`[peer]`), at the
-//!   shipped defaults (`min_master_age` 3 s, heartbeat 1 s, max_age 3 s):
+//!   shipped defaults (`min_master_age` 3 s, heartbeat 1 s, max_age 3 s,
+//!   process check 250 ms, probe interval 1 s; the lab template's probe
+//!   timeout 150 ms and rise/fall 1, which no failover here waits for):
 //!   the new MASTER claims as soon as its peer says it is not MASTER
 //!   (rule 11), no notify script.
 //!
@@ -105,6 +107,11 @@ impl Pair {
             lab.set_vip("own", false);
             if setup == Setup::OwnPeer {
                 lab.add_peer_channel(true);
+                // The shipped process-check and probe intervals (the lab's
+                // are quicker): the process watch is on the path of a crash.
+                for n in lab.nodes_mut() {
+                    n.intervals = ("250ms", "1s");
+                }
             }
             None
         } else {

@@ -69,10 +69,7 @@ fn matters(c: &Change) -> bool {
 fn hints(c: &Change) -> bool {
     matches!(
         c,
-        Change::Vrrp { .. }
-            | Change::Learned { .. }
-            | Change::OtherMasterSeen { .. }
-            | Change::Peer { .. }
+        Change::Vrrp { .. } | Change::Learned { .. } | Change::OtherMasterSeen { .. }
     )
 }
 

@@ -81,6 +81,9 @@ fn a_new_master_claims_at_once_when_its_peer_says_it_is_not_master() {
     eprintln!(
         "fast path: MASTER line to EIP here {latency} ms (watchdog); fault to EIP moved {outside:.0} ms (observer)"
     );
+    if std::env::var_os("VIP_WATCHDOG_SHOW_LOG").is_some() {
+        eprintln!("{}", wb.log_text());
+    }
     assert!(
         latency < 3_000,
         "claimed before min_master_age (3 s), on a's report: {arrived}"
@@ -309,4 +312,130 @@ fn in_heal_mode_the_wrapper_skips_the_steal_and_runs_without_its_watchdog() {
     lab.a.block_vrrp(false);
     lab.b.block_vrrp(false);
     drop(wa);
+}
+
+/// keepalived #2231 with the channel: b boots deaf to VRRP and is MASTER
+/// for a while, with min_master_age at its minimum (1 s), while a is a
+/// healthy MASTER that the cloud shows holding the EIP and says so. b's
+/// watchdog holds (rule 10): no call, no move. Its twin without a peer
+/// (tests/eip.rs) has the EIP stolen by a notify script and taken back.
+#[test]
+fn a_backup_that_boots_master_for_a_moment_moves_nothing() {
+    let mut lab = Lab::new();
+    // The smallest min_master_age the config takes: the rule that would
+    // otherwise catch a brief MASTER is at its weakest.
+    lab.vip_overrides.push(("min_master_age", "\"1s\"".into()));
+    let (wa, wb) = pair(&mut lab, true);
+    boot_b_deaf(&mut lab, &wb);
+    assert_eq!(lab.eip_on(), "a");
+    let calls = lab.mutating_calls();
+    assert_eq!(lab.calls_by("watchdog", "a"), 0, "{calls}");
+    assert_eq!(lab.calls_by("watchdog", "b"), 0, "{calls}");
+    assert_eq!(wa.instance()["state"], "master", "a never left MASTER");
+}
+
+/// The same brief MASTER at boot in heal mode, with the notify script run
+/// through the wrapper: the wrapper asks b's watchdog, the run is skipped,
+/// and nothing at all moves the EIP.
+#[test]
+fn in_heal_mode_a_brief_master_at_boot_runs_no_script() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.vip_overrides.push(("min_master_age", "\"1s\"".into()));
+    lab.set_vip("heal", false);
+    lab.set_notify_wrapped("a", None, "ok");
+    lab.set_notify_wrapped("b", None, "ok");
+    lab.add_peer_channel(true);
+    let (_wa, wb) = lab.start_pair();
+    boot_b_deaf(&mut lab, &wb);
+    assert!(
+        wb.log_text().contains("a notify script run was skipped"),
+        "{}",
+        wb.log_text()
+    );
+    assert_eq!(lab.eip_on(), "a");
+    let calls = lab.mutating_calls();
+    assert_eq!(
+        calls.as_object().map_or(0, |c| c
+            .values()
+            .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+            .count()),
+        0,
+        "no mutating call by anyone: {calls}"
+    );
+}
+
+/// b's Keepalived restarted deaf to VRRP: MASTER for 3 s (past the 1 s
+/// min_master_age) while a is a healthy MASTER holding the EIP; then VRRP
+/// again and b BACKUP. Returns once b is BACKUP again.
+fn boot_b_deaf(lab: &mut Lab, wb: &Watchdog) {
+    wb.wait_status("b hears a, and sees the EIP on a", SETTLE, |s| {
+        s["peer"]["fresh"] == true && s["vips"][0]["cloud"]["where"] == "elsewhere"
+    });
+    lab.reset_api_calls();
+    lab.b.signal_keepalived(nix::sys::signal::Signal::SIGTERM);
+    wb.wait_state("stop", FAILOVER);
+    lab.b.reap_keepalived();
+    lab.b.block_vrrp(true);
+    wb.forget_past();
+    lab.b.start_keepalived();
+    wb.wait_state("master", SETTLE);
+    wb.wait_for("b holds on a's report", FAILOVER, |e| {
+        e["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("the incumbent keeps it"))
+    });
+    let since = std::time::Instant::now();
+    wb.wait_status("b MASTER for 3 s", FAILOVER, |s| {
+        since.elapsed() >= Duration::from_secs(3) && s["instances"][0]["state"] == "master"
+    });
+    lab.b.block_vrrp(false);
+    wb.wait_state("backup", FAILOVER);
+}
+
+/// VRRP and the channel both blocked for SPLIT_FOR: each watchdog's peer
+/// goes silent, and the rules apply as without a peer: the EIP may move,
+/// but only as damping allows (per node: the first take-back of a
+/// mastership is free, then at most max_claims (3) counted claims per
+/// claim_window, with back-off), and the peer_up gauge says the peer is
+/// silent.
+#[test]
+fn a_split_brain_with_the_channel_blocked_too_moves_within_the_damping_bound() {
+    let mut lab = Lab::new();
+    let (wa, wb) = pair(&mut lab, true);
+    wb.wait_status("b hears a", SETTLE, |_| peer_up(&wb) == Some(1.0));
+    let observer = lab.start_observer(SPLIT_FOR.as_secs() as u32 + 120);
+    assert_eq!(common::next_move(&observer, FAILOVER).1, lab.eni("a"));
+    for n in [&lab.a, &lab.b] {
+        n.block_vrrp(true);
+        n.block_peer(true);
+    }
+    wb.wait_state("master", FAILOVER);
+    for w in [&wa, &wb] {
+        w.wait_status("the peer silent", FAILOVER, |_| peer_up(w) == Some(0.0));
+    }
+    let since = std::time::Instant::now();
+    wb.wait_status("the cut to last", SPLIT_FOR + SETTLE, |_| {
+        since.elapsed() >= SPLIT_FOR
+    });
+    for n in [&lab.a, &lab.b] {
+        n.block_vrrp(false);
+        n.block_peer(false);
+    }
+    wb.wait_state("backup", FAILOVER);
+    let mut moves = vec![];
+    while let Ok(line) = observer.recv_timeout(Duration::from_millis(10)) {
+        moves.push(line);
+    }
+    eprintln!("moves during the cut: {moves:?}");
+    // Per node: one free take-back (rule 8) plus max_claims counted ones.
+    let bound = 2 * (1 + 3);
+    assert!(
+        moves.len() <= bound,
+        "{} moves > {bound}: {moves:?}",
+        moves.len()
+    );
+    for w in [&wa, &wb] {
+        w.wait_status("the peer back", FAILOVER, |_| peer_up(w) == Some(1.0));
+    }
 }

@@ -430,7 +430,7 @@ impl CloudSide {
     pub fn step(&mut self, now: Stamp, model: &Model) -> (Vec<Change>, Option<Mono>) {
         let mut out = vec![];
         let mut wake: Option<Mono> = None;
-        let mut refresh = false;
+        let mut refresh: Option<Ask> = None;
         for vip in &self.vips {
             let node = self.node_view(vip, model, now.mono);
             let verdict = self.rules.decide(&vip.name, now.mono, &node, &vip.policy);
@@ -466,7 +466,13 @@ impl CloudSide {
                     info!(vip = %vip.name, reason = reason.as_str(), "dry run: would claim the VIP for this node");
                 }
                 Verdict::Refresh { .. } => {
-                    refresh = true;
+                    // Rule 11's claim waits only for this describe: asked
+                    // at once, past the gap (the verifier allows one such
+                    // a gap), when the verdict is new.
+                    let fast = changed && node.peer == PeerView::NotMaster;
+                    if fast || refresh.is_none() {
+                        refresh = Some(if fast { Ask::Confirm } else { Ask::Now });
+                    }
                     if changed {
                         info!(vip = %vip.name, why = %why, "asking the cloud before acting");
                     }
@@ -509,8 +515,8 @@ impl CloudSide {
             }
             self.last.insert(vip.name.clone(), verdict);
         }
-        if refresh {
-            let _ = self.links.asks.try_send(Ask::Now);
+        if let Some(ask) = refresh {
+            let _ = self.links.asks.try_send(ask);
         }
         if let Some(tx) = &self.links.damping {
             // Compared in place: a copy is made only when damping changed,

@@ -434,9 +434,9 @@ impl Drop for Watchdog {
 /// (a live /metrics), so that a rename cannot silently break them.
 /// Metrics that an EIP lab's exposition lacks by design, each shown
 /// elsewhere: the peer channel's (tests/peer.rs), the route VIP's
-/// (tests/deployments.rs reads them from a route lab's /metrics), the instance mismatch, absent while Keepalived and the
-/// config agree, and LVS servers', absent without LVS (the metrics unit
-/// tests).
+/// (tests/deployments.rs reads them from a route lab's /metrics), the
+/// instance mismatch, absent while Keepalived and the config agree, and
+/// LVS servers', absent without LVS (the metrics unit tests).
 pub const ABSENT_IN_AN_EIP_LAB: [&str; 9] = [
     "vip_watchdog_peer_up",
     "vip_watchdog_peer_last_report_timestamp_seconds",
