@@ -48,24 +48,27 @@ pub fn local_url(listen: SocketAddr, tls: bool, path: &str) -> String {
     format!("{scheme}://{}{path}", SocketAddr::new(ip, listen.port()))
 }
 
+/// Sends `request`; Ok for a 2xx answer, otherwise why, in words: the
+/// error's chain, or the status and the answer's body.
+pub async fn expect_success(request: reqwest::RequestBuilder) -> Result<(), String> {
+    let resp = request.send().await.map_err(|e| crate::error_chain(&e))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = resp.text().await.unwrap_or_default();
+    Err(format!("{status}: {}", body.trim()))
+}
+
 /// `vip-watchdog health`: whether the watchdog of `http` answers
 /// `/healthz` with 200 (a container's HEALTHCHECK).
 pub async fn check_health(http: &crate::config::HttpConfig) -> Result<(), String> {
     let url = local_url(http.listen, http.web.tls.is_some(), "/healthz");
     let client =
         tls::local_client(&http.web, Duration::from_secs(2)).map_err(|e| crate::error_chain(&e))?;
-    let resp = client
-        .get(&url)
-        .send()
+    expect_success(client.get(&url))
         .await
-        .map_err(|e| format!("{url}: {}", crate::error_chain(&e)))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("{url}: {status}: {}", body.trim()))
-    }
+        .map_err(|e| format!("{url}: {e}"))
 }
 
 /// `/healthz` fails when the owner task has not published for this long.

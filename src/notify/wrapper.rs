@@ -202,20 +202,13 @@ pub async fn report(
     let client =
         crate::http::tls::local_client(web, REPORT_TIMEOUT).map_err(|e| crate::error_chain(&e))?;
     let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
-    let resp = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| crate::error_chain(&e))?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        Err(format!("{status}: {}", body.trim()))
-    }
+    crate::http::expect_success(
+        client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body),
+    )
+    .await
 }
 
 /// Asks the watchdog whether to run the script (notify/gate.rs); `None`

@@ -127,22 +127,15 @@ impl Sender {
             .map_or(0, |d| d.as_millis() as u64);
         let nonce = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let sig = message::sign(&self.secret, ts, &nonce, &body);
-        let resp = client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(message::TIMESTAMP, ts.to_string())
-            .header(message::NONCE, &nonce)
-            .header(message::SIGNATURE, sig)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| crate::error_chain(&e))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            Err(format!("{status}: {}", text.trim()))
-        }
+        crate::http::expect_success(
+            client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(message::TIMESTAMP, ts.to_string())
+                .header(message::NONCE, &nonce)
+                .header(message::SIGNATURE, sig)
+                .body(body),
+        )
+        .await
     }
 }

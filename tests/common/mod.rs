@@ -438,15 +438,15 @@ impl Drop for Watchdog {
 /// instance mismatch, absent while Keepalived and the config agree, and
 /// LVS servers', absent without LVS (the metrics unit tests).
 pub const ABSENT_IN_AN_EIP_LAB: [&str; 9] = [
+    "vip_watchdog_vip_route_state",
+    "vip_watchdog_eni_source_dest_check",
+    "vip_watchdog_vrrp_instance_mismatch",
+    "vip_watchdog_lvs_up",
     "vip_watchdog_peer_up",
     "vip_watchdog_peer_last_report_timestamp_seconds",
     "vip_watchdog_peer_messages_total",
     "vip_watchdog_peer_sends_total",
     "vip_watchdog_peer_split_brain",
-    "vip_watchdog_vip_route_state",
-    "vip_watchdog_eni_source_dest_check",
-    "vip_watchdog_vrrp_instance_mismatch",
-    "vip_watchdog_lvs_up",
 ];
 
 pub fn alerts_and_dashboards_use_only(exposition: &str) {
