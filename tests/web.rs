@@ -17,16 +17,7 @@ use serde_json::Value;
 const PASSWORD: &str = "s3cret-scrape";
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run(Command::new("openssl").args(args).current_dir(dir));
 }
 
 /// A CA (`{ca}.crt`, `{ca}.key`) in `dir`.
@@ -306,18 +297,13 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_mutual_tls_and_is_refused_wit
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
     // This host's own `health` reaches its TLS listener on loopback.
-    let out = in_ns(&lab.a.ns)
-        .arg(watchdog_bin())
-        .args(["health", "--config"])
-        .arg(&config_a)
-        .arg("--web.config.file")
-        .arg(&web_a)
-        .output()
-        .expect("health runs");
-    assert!(
-        out.status.success(),
-        "vip-watchdog health over TLS: {}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run(
+        in_ns(&lab.a.ns)
+            .arg(watchdog_bin())
+            .args(["health", "--config"])
+            .arg(&config_a)
+            .arg("--web.config.file")
+            .arg(&web_a),
     );
     drop((wa, wb));
 }

@@ -164,7 +164,9 @@ pub fn require_prerequisites() {
     );
 }
 
-fn run(cmd: &mut Command) -> String {
+/// Runs `cmd` to its end; its stdout, failing with its stderr unless it
+/// exits 0.
+pub fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
