@@ -251,19 +251,27 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_mutual_tls_and_is_refused_wit
     for job in ["tls-basic-auth", "mtls"] {
         assert_eq!(target(job)["health"], "up", "{job}: {}", target(job));
     }
-    for (job, error) in [
-        ("tls-no-auth", "401"),
-        ("tls-wrong-password", "401"),
-        ("plain-http", ""),
-        ("mtls-no-client-cert", "certificate"),
-        ("mtls-other-ca", ""),
+    // Under TLS 1.3 the server checks the client's certificate after the
+    // client has finished its handshake, so a client without one may be
+    // writing its request when the server's alert and close arrive: Go
+    // then reports the alert ("certificate required") or the closed
+    // socket ("broken pipe", "connection reset"), as the race falls. The
+    // job beside it, same target and same CA with a certificate, is up,
+    // so the certificate is the one difference.
+    let cert_refused: &[&str] = &["certificate", "broken pipe", "connection reset"];
+    for (job, errors) in [
+        ("tls-no-auth", &["401"][..]),
+        ("tls-wrong-password", &["401"][..]),
+        ("plain-http", &[""][..]),
+        ("mtls-no-client-cert", cert_refused),
+        ("mtls-other-ca", &[""][..]),
     ] {
         let t = target(job);
         assert_eq!(t["health"], "down", "{job} was not refused: {t}");
         let last = t["lastError"].as_str().unwrap_or_default();
         assert!(
-            last.contains(error),
-            "{job}: {last:?} does not say {error:?}"
+            errors.iter().any(|e| last.contains(e)),
+            "{job}: {last:?} says none of {errors:?}"
         );
     }
     // What was scraped over TLS is the watchdog's exposition.
