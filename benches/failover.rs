@@ -40,37 +40,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use common::Lab;
-use nix::sys::signal::Signal;
-use support::{Observer, STEP, Watch, kill_keepalived_in, secs, since, stats, ts};
+use support::{Fault, Observer, STEP, Watch, secs, since, stats, ts};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Setup {
     Script,
     Own,
     OwnPeer,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Fault {
-    HaproxyStopped,
-    KeepalivedSigterm,
-    KeepalivedCrash,
-}
-
-impl Fault {
-    const ALL: [Fault; 3] = [
-        Self::HaproxyStopped,
-        Self::KeepalivedSigterm,
-        Self::KeepalivedCrash,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::HaproxyStopped => "HAProxy stopped",
-            Self::KeepalivedSigterm => "Keepalived SIGTERM",
-            Self::KeepalivedCrash => "Keepalived crash (SIGKILL)",
-        }
-    }
 }
 
 struct Pair {
@@ -147,36 +123,11 @@ impl Pair {
         self.observer.wait(self.name, eni)
     }
 
-    fn inject(&mut self, fault: Fault) {
-        let a = &mut self.lab.a;
-        match fault {
-            Fault::HaproxyStopped => a.kill_haproxy(),
-            Fault::KeepalivedSigterm => a.signal_keepalived(Signal::SIGTERM),
-            Fault::KeepalivedCrash => {
-                let vrrp = nix::unistd::Pid::from_raw(a.vrrp_pid());
-                nix::sys::signal::kill(vrrp, Signal::SIGKILL).expect("kill the VRRP process");
-                a.signal_keepalived(Signal::SIGKILL);
-            }
-        }
-    }
-
-    fn restore(&mut self, fault: Fault) {
-        let a = &mut self.lab.a;
-        match fault {
-            Fault::HaproxyStopped => a.start_haproxy(),
-            Fault::KeepalivedSigterm | Fault::KeepalivedCrash => {
-                a.reap_keepalived();
-                kill_keepalived_in(&a.ns);
-                a.start_keepalived();
-            }
-        }
-    }
-
     /// One failover; returns its latency, and (B) its phases.
     fn round(&mut self, fault: Fault, phases: &mut Phases) -> Duration {
         self.watch.forget_past();
         let t0 = SystemTime::now();
-        self.inject(fault);
+        fault.inject(&mut self.lab.a);
         let eni_b = self.eni_b.clone();
         let moved = self.wait_eip(&eni_b);
         if let Some(wb) = self.watch.watchdog("b") {
@@ -203,7 +154,7 @@ impl Pair {
             phases.after_detection.push(since(moved, master));
         }
         // Back to node a, settled, before the next round.
-        self.restore(fault);
+        fault.restore(&mut self.lab.a);
         let eni_a = self.eni_a.clone();
         self.wait_eip(&eni_a);
         self.watch.settled_on_a();

@@ -100,7 +100,7 @@ fill() { # fill TEMPLATE NODE PRIORITY ADDR PEER CLOUD_TOML
     local t
     t=$(<"$1")
     t=${t//@NAME@/$2}; t=${t//@FIFO@/$dir/$2/run/keepalived.fifo}; t=${t//@DIR@/$dir/$2}
-    t=${t//@PRIORITY@/$3}; t=${t//@ADDR@/$4}; t=${t//@PEER@/$5}; t=${t//@VIP@/$vip}
+    t=${t//@PRIORITY@/$3}; t=${t//@ADDR@/$4}; t=${t//@PEER@/$5}; t=${t//@VIP@/$vip}; t=${t//@VIP_ADDRESS@/$vip/32 dev eth0}
     t=${t//@LISTEN@/127.0.0.1:9842}; t=${t//@LOG_FORMAT@/text}; t=${t//@JSON_DUMP@/true}
     t=${t//@PROCESS_CHECK@/100ms}; t=${t//@PROBE_INTERVAL@/200ms}
     t=${t//@NOTIFY@/}; t=${t//@EXTRA_VIPS@/}; t=${t//@EXTRA_INSTANCES@/}; t=${t//@CLOUD@/$6}; t=${t//@PEER_CHANNEL@/}
@@ -133,7 +133,7 @@ start_node() { # start_node NODE PRIORITY ADDR PEER LINK_NUMBER
     instance=$(json "d[\"nodes\"][\"$n\"][\"instance_id\"]")
     fill lab/keepalived.conf.in "$1" "$2" "$3" "$4" "" > "$d/keepalived.conf"
     fill lab/watchdog.toml.in "$1" "$2" "$3" "$4" "$(cloud_toml "$5")" > "$d/watchdog.toml"
-    cp lab/haproxy.cfg "$d/haproxy.cfg"
+    fill lab/haproxy.cfg "$1" "$2" "$3" "$4" "" > "$d/haproxy.cfg"
     in_ns "$n" "$py" "$lab_py" imds 127.0.0.1 8081 "http://10.213.$5.2:5000" "$instance" > "$d/imds.log" 2>&1 &
     for _ in $(seq 100); do grep -q ready "$d/imds.log" 2>/dev/null && break; sleep 0.1; done
     # The watchdog first: it creates the FIFO that Keepalived will write to.

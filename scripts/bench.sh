@@ -16,7 +16,7 @@ ensure_rust
 ensure_venv
 export VIP_WATCHDOG_VENV="$VENV"
 
-all=(fifo_to_metric failover healing footprint load fuzz)
+all=(fifo_to_metric failover outage healing footprint load fuzz)
 benches=("$@")
 [ ${#benches[@]} -gt 0 ] || benches=("${all[@]}")
 for b in "${benches[@]}"; do

@@ -234,11 +234,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             });
             tx
         });
+        let addresses = vips.iter().any(|v| v.address.is_some()).then(|| {
+            let (tx, rx) = mpsc::channel(8);
+            let (t, c) = (events_tx.clone(), cancel.clone());
+            tasks.spawn(async move { ("addresses", host::address::run(rx, t, c).await) });
+            tx
+        });
         let links = cloud::side::Links {
             claims: claims_tx,
             asks: asks_tx,
             generation: generation_tx,
             damping: damping_tx,
+            addresses,
         };
         let side = cloud::side::CloudSide::new(vips, me.clone(), links, metrics.clone(), damping);
         owner.cloud = Some(match &peer {

@@ -55,6 +55,7 @@ pub struct Metrics {
     heals: IntCounterVec,
     claims_damped: IntCounterVec,
     claims_undone: IntCounterVec,
+    address_changes: IntCounterVec,
     cloud_calls: IntCounterVec,
     cloud_call_duration: HistogramVec,
     failover_latency: HistogramVec,
@@ -312,6 +313,16 @@ impl Metrics {
                         "Times a due claim was held back by max_claims or back-off.",
                     ),
                     &["vip"],
+                )?,
+            )?,
+            address_changes: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "address_changes_total",
+                        "Changes of a manage_address VIP's private IP on this host (add, remove), by outcome (ok, error).",
+                    ),
+                    &["vip", "change", "outcome"],
                 )?,
             )?,
             claims_undone: reg(
@@ -744,6 +755,22 @@ impl Metrics {
 
     pub fn claim_damped(&self, vip: &str) {
         self.claims_damped.with_label_values(&[vip]).inc();
+    }
+
+    /// The counters of a `manage_address` VIP, at 0.
+    pub fn address_init(&self, vip: &str) {
+        for c in crate::core::address::Change::ALL {
+            for outcome in ["ok", "error"] {
+                self.address_changes
+                    .with_label_values(&[vip, c.as_str(), outcome]);
+            }
+        }
+    }
+
+    pub fn address_changed(&self, vip: &str, change: crate::core::address::Change, ok: bool) {
+        self.address_changes
+            .with_label_values(&[vip, change.as_str(), if ok { "ok" } else { "error" }])
+            .inc();
     }
 
     pub fn claim_undone(&self, vip: &str) {

@@ -9,10 +9,60 @@ use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use crate::common::Watchdog;
+use crate::common::{Node, Watchdog};
 
 /// The most any one step of a round may take before the benchmark fails.
 pub const STEP: Duration = Duration::from_secs(60);
+
+/// The faults a failover benchmark injects on the MASTER.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Fault {
+    HaproxyStopped,
+    KeepalivedSigterm,
+    KeepalivedCrash,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 3] = [
+        Self::HaproxyStopped,
+        Self::KeepalivedSigterm,
+        Self::KeepalivedCrash,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HaproxyStopped => "HAProxy stopped",
+            Self::KeepalivedSigterm => "Keepalived SIGTERM",
+            Self::KeepalivedCrash => "Keepalived crash (SIGKILL)",
+        }
+    }
+
+    /// HAProxy killed; Keepalived stopped (SIGTERM, as `systemctl stop`);
+    /// Keepalived crashed (SIGKILL of its VRRP process, then of the parent).
+    pub fn inject(self, node: &mut Node) {
+        match self {
+            Self::HaproxyStopped => node.kill_haproxy(),
+            Self::KeepalivedSigterm => node.signal_keepalived(Signal::SIGTERM),
+            Self::KeepalivedCrash => {
+                let vrrp = nix::unistd::Pid::from_raw(node.vrrp_pid());
+                nix::sys::signal::kill(vrrp, Signal::SIGKILL).expect("kill the VRRP process");
+                node.signal_keepalived(Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Undoes the fault.
+    pub fn restore(self, node: &mut Node) {
+        match self {
+            Self::HaproxyStopped => node.start_haproxy(),
+            Self::KeepalivedSigterm | Self::KeepalivedCrash => {
+                node.reap_keepalived();
+                kill_keepalived_in(&node.ns);
+                node.start_keepalived();
+            }
+        }
+    }
+}
 
 /// The lab's observer (`Lab::start_observer`): which ENI holds the EIP.
 pub struct Observer {

@@ -41,6 +41,13 @@ pub enum CloudEvent {
         outcome: ClaimOutcome,
         detail: String,
     },
+    /// A change of a `manage_address` VIP's private IP on this host ended
+    /// (`error`: why it failed).
+    AddressDone {
+        vip: String,
+        change: crate::core::address::Change,
+        error: Option<String>,
+    },
     /// Whether this node may make `action` for these VIPs, as a `DryRun`
     /// call or a real call showed. (DescribeAddresses is learnt from
     /// `Observed`.)

@@ -17,12 +17,14 @@ use crate::cloud::messages::{Claim, CloudEvent, Evidence};
 use crate::cloud::verifier::Ask;
 use crate::cloud::{Action, Me, Seen, view_of};
 use crate::config::VipConfig;
+use crate::core::address::{AddressState, AddressVerdict, AddressView};
 use crate::core::clock::{Mono, Stamp};
 use crate::core::decide::{
     ClaimOutcome, Damping, Holder, NodeView, Observed, PeerView, Rules, Verdict,
 };
 use crate::core::model::{Change, Model, VrrpState};
 use crate::core::target::{RouteState, RouteView};
+use crate::host::address::AddressJob;
 use crate::metrics::Metrics;
 use crate::status::{MastershipView, PermissionView, VipView, rfc3339};
 
@@ -33,6 +35,8 @@ pub struct Links {
     pub generation: watch::Sender<u64>,
     /// Damping, for the task that writes it to the state directory.
     pub damping: Option<watch::Sender<BTreeMap<String, Damping>>>,
+    /// The host's address task, when a VIP has `manage_address = true`.
+    pub addresses: Option<mpsc::Sender<AddressJob>>,
 }
 
 pub struct CloudSide {
@@ -57,6 +61,8 @@ pub struct CloudSide {
     peer_max_age: Option<std::time::Duration>,
     /// This node's name, for rule 10's tie-break.
     node: String,
+    /// The address rules' state of each `manage_address` VIP.
+    addresses: BTreeMap<String, AddressState>,
 }
 
 fn verdict_why(v: &Verdict, now: Stamp) -> String {
@@ -91,6 +97,14 @@ impl CloudSide {
         for v in &vips {
             metrics.vip_init(&v.name);
         }
+        let addresses = vips
+            .iter()
+            .filter(|v| v.address.is_some())
+            .map(|v| {
+                metrics.address_init(&v.name);
+                (v.name.clone(), AddressState::default())
+            })
+            .collect();
         Self {
             vips,
             me,
@@ -105,6 +119,7 @@ impl CloudSide {
             source_dest_check: None,
             peer_max_age: None,
             node: String::new(),
+            addresses,
         }
     }
 
@@ -254,6 +269,20 @@ impl CloudSide {
             self.permission(&vips, action, allowed, detail, Evidence::Call, sent.wall);
         }
         match event {
+            CloudEvent::AddressDone { vip, change, error } => {
+                if let Some(st) = self.addresses.get_mut(&vip) {
+                    st.finished(error.is_none());
+                }
+                self.metrics.address_changed(&vip, change, error.is_none());
+                match error {
+                    None => {
+                        info!(vip = %vip, change = change.as_str(), "private IP changed on this host")
+                    }
+                    Some(e) => {
+                        error!(vip = %vip, change = change.as_str(), error = %e, "cannot change the private IP on this host")
+                    }
+                }
+            }
             CloudEvent::Observed { result: Err(e), .. } => {
                 warn!(operation = e.operation, kind = e.kind.as_str(), error = %e, "cannot read the cloud's view; no action without it");
             }
@@ -515,6 +544,7 @@ impl CloudSide {
             }
             self.last.insert(vip.name.clone(), verdict);
         }
+        self.step_addresses(now, model, &mut refresh, &mut wake);
         if let Some(ask) = refresh {
             let _ = self.links.asks.try_send(ask);
         }
@@ -537,6 +567,69 @@ impl CloudSide {
             });
         }
         (out, wake)
+    }
+
+    /// The address rules (`core::address`) for each `manage_address` VIP:
+    /// hands adds and removals to the host's address task.
+    fn step_addresses(
+        &mut self,
+        now: Stamp,
+        model: &Model,
+        refresh: &mut Option<Ask>,
+        wake: &mut Option<Mono>,
+    ) {
+        let Some(tx) = &self.links.addresses else {
+            return;
+        };
+        for vip in &self.vips {
+            let (Some(managed), Some(st)) = (&vip.address, self.addresses.get_mut(&vip.name))
+            else {
+                continue;
+            };
+            let inst = model.instances.get(&vip.vrrp_instance);
+            let holder = self
+                .rules
+                .vips
+                .get(&vip.name)
+                .and_then(|s| s.holder.as_ref());
+            let view = AddressView {
+                keepalived: model.keepalived.running,
+                vrrp: inst.map_or(VrrpState::Unknown, |i| i.state),
+                probe: model.probe.health,
+                on_host: model
+                    .host_addresses
+                    .as_ref()
+                    .is_some_and(|a| a.contains(&managed.ip)),
+                holder,
+            };
+            match st.decide(now.mono, &view, managed.hold) {
+                AddressVerdict::Act { change, why } => {
+                    let job = AddressJob {
+                        vip: vip.name.clone(),
+                        change,
+                        ip: managed.ip,
+                        interface: managed.interface.clone(),
+                    };
+                    match tx.try_send(job) {
+                        Ok(()) => {
+                            st.sent(change, now.mono);
+                            info!(vip = %vip.name, change = change.as_str(), address = %managed.ip, interface = %managed.interface, why, "changing the private IP on this host");
+                        }
+                        Err(e) => {
+                            error!(vip = %vip.name, error = %e, "cannot hand the address change to its task")
+                        }
+                    }
+                }
+                AddressVerdict::Keep { refresh: r, .. } => {
+                    if r && refresh.is_none() {
+                        *refresh = Some(Ask::Now);
+                    }
+                    if let Some(w) = st.wake(managed.hold) {
+                        *wake = Some(wake.map_or(w, |x| x.min(w)));
+                    }
+                }
+            }
+        }
     }
 
     pub fn view(&self, now: Stamp, model: &Model) -> Vec<VipView> {
@@ -654,6 +747,7 @@ mod tests {
                 },
                 vrrp_instance: "VI_1".into(),
                 policy: policy.clone(),
+                address: None,
             })
             .to_vec();
         let (claims_tx, claims) = mpsc::channel(4);
@@ -664,6 +758,7 @@ mod tests {
             asks: asks_tx,
             generation: gen_tx,
             damping: None,
+            addresses: None,
         };
         let metrics = std::sync::Arc::new(Metrics::new("p", "n").unwrap());
         let side = CloudSide::new(

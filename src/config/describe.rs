@@ -170,6 +170,15 @@ impl Config {
                 d(&p.backoff_base),
                 d(&p.backoff_max)
             );
+            if let Some(a) = &v.address {
+                let _ = writeln!(
+                    w,
+                    "  manage_address: this watchdog adds {} to {} on a healthy MASTER before it claims, and removes it once the cloud shows the VIP elsewhere (at most {} after this node stops being MASTER); needs CAP_NET_ADMIN",
+                    a.ip,
+                    a.interface,
+                    d(&a.hold)
+                );
+            }
         }
         match &self.peer {
             None => writeln!(w, "peer = (none: no channel to the other watchdog)"),

@@ -114,6 +114,21 @@ pub struct VipConfig {
     pub target: crate::core::target::VipTarget,
     pub vrrp_instance: String,
     pub policy: crate::core::decide::VipPolicy,
+    /// `manage_address = true`: the private IP this watchdog adds and
+    /// removes (make before break); `None`: Keepalived (or the operator)
+    /// owns it.
+    pub address: Option<ManagedAddress>,
+}
+
+/// A private IP the watchdog carries on this host (`manage_address`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedAddress {
+    pub ip: std::net::IpAddr,
+    /// The interface it is added to, as a /32 (IPv4) or /128 (IPv6).
+    pub interface: String,
+    /// How long a node that is no longer MASTER keeps serving on it while
+    /// the cloud still shows the VIP here.
+    pub hold: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -762,6 +777,24 @@ address = "127.0.0.1:80"
         assert_eq!(v.policy.grace, Duration::from_secs(10));
         assert_eq!(v.policy.max_claims, 3);
         assert!(!v.policy.dry_run);
+        assert_eq!(v.address, None, "Keepalived owns the address by default");
+        let c = Config::parse(&with_vip("manage_address = true\ninterface = \"eth0\"\n"))
+            .expect("valid");
+        assert_eq!(
+            c.vips[0].address,
+            Some(ManagedAddress {
+                ip: "10.0.0.100".parse().unwrap(),
+                interface: "eth0".into(),
+                hold: Duration::from_secs(30),
+            })
+        );
+        let c = Config::parse(&with_route("manage_address = true\ninterface = \"eth1\"\n"))
+            .expect("valid");
+        assert_eq!(
+            c.vips[0].address.as_ref().map(|a| a.ip),
+            Some("192.168.100.10".parse().unwrap())
+        );
+        let c = Config::parse(&with_vip("")).expect("valid");
         let cloud = c.cloud.expect("cloud");
         assert_eq!(cloud.verify_interval, Duration::from_secs(30));
         assert_eq!(cloud.region.as_deref(), Some("eu-west-1"));
@@ -863,6 +896,50 @@ address = "127.0.0.1:80"
                 "vip.allocation_id",
                 Some(21),
                 "is not a key of kind = \"route\"",
+            ),
+            (
+                "manage_address without an interface",
+                with_vip("manage_address = true\n"),
+                "vip.interface",
+                Some(16),
+                "needs the interface",
+            ),
+            (
+                "manage_address on an EIP by instance",
+                with_vip("manage_address = true\ninterface = \"eth0\"\nassociate = \"instance\"\n")
+                    .replace("private_ip = \"10.0.0.100\"\n", ""),
+                "vip.manage_address",
+                Some(20),
+                "needs a private IP this host carries",
+            ),
+            (
+                "manage_address on a route to a network",
+                with_route("manage_address = true\ninterface = \"eth0\"\n")
+                    .replace("192.168.100.10/32", "192.168.100.0/24"),
+                "vip.manage_address",
+                Some(21),
+                "single-address destination",
+            ),
+            (
+                "interface without manage_address",
+                with_vip("interface = \"eth0\"\n"),
+                "vip.interface",
+                Some(21),
+                "only with manage_address = true",
+            ),
+            (
+                "not an interface name",
+                with_vip("manage_address = true\ninterface = \"eth0 eth1\"\n"),
+                "vip.interface",
+                Some(22),
+                "not an interface name",
+            ),
+            (
+                "address_hold below a second",
+                with_vip("manage_address = true\ninterface = \"eth0\"\naddress_hold = \"100ms\"\n"),
+                "vip.address_hold",
+                Some(23),
+                "at least 1s",
             ),
             (
                 "backoff max below base",

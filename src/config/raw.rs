@@ -165,6 +165,13 @@ pub(super) struct RawVip {
     pub(super) backoff_base: Spanned<Dur>,
     #[serde(default = "default_backoff_max")]
     pub(super) backoff_max: Spanned<Dur>,
+    /// Make before break: the watchdog adds the private IP (instead of
+    /// Keepalived) and removes it only once the cloud shows the VIP
+    /// elsewhere.
+    pub(super) manage_address: Option<Spanned<bool>>,
+    pub(super) interface: Option<Spanned<String>>,
+    #[serde(default = "default_address_hold")]
+    pub(super) address_hold: Spanned<Dur>,
 }
 
 pub(super) fn default_mode() -> RawMode {
@@ -175,6 +182,9 @@ pub(super) fn default_grace() -> Spanned<Dur> {
 }
 pub(super) fn default_min_master_age() -> Spanned<Dur> {
     dur(Duration::from_secs(3))
+}
+pub(super) fn default_address_hold() -> Spanned<Dur> {
+    dur(Duration::from_secs(30))
 }
 pub(super) fn default_max_claims() -> NonZeroU32 {
     NonZeroU32::new(3).expect("3 is not zero")

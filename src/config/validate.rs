@@ -421,6 +421,64 @@ impl Validator<'_> {
         }
     }
 
+    /// `manage_address` and its keys; `None` when off (or after an error,
+    /// each named).
+    fn managed_address(
+        &mut self,
+        v: &RawVip,
+        target: &VipTarget,
+        table: &Spanned<()>,
+    ) -> Option<crate::config::ManagedAddress> {
+        let hold = v.address_hold.get_ref().0;
+        if hold < Duration::from_secs(1) {
+            self.err(
+                "vip.address_hold",
+                &v.address_hold,
+                "must be at least 1s: the old MASTER keeps serving on the private IP until the cloud shows the VIP elsewhere, and a describe takes about that",
+            );
+        }
+        let Some(manage) = v.manage_address.as_ref().filter(|m| *m.get_ref()) else {
+            if let Some(i) = &v.interface {
+                self.err(
+                    "vip.interface",
+                    i,
+                    "is used only with manage_address = true (Keepalived's virtual_ipaddress names the interface otherwise)",
+                );
+            }
+            return None;
+        };
+        let Some(ip) = target.host_address() else {
+            self.err(
+                "vip.manage_address",
+                manage,
+                "needs a private IP this host carries: kind = \"eip\" with private_ip, or kind = \"route\" with a single-address destination (/32, /128)",
+            );
+            return None;
+        };
+        let Some(interface) = &v.interface else {
+            self.err(
+                "vip.interface",
+                table,
+                "missing: manage_address = true needs the interface to add the private IP to (e.g. \"eth0\")",
+            );
+            return None;
+        };
+        let name = interface.get_ref();
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+            self.err(
+                "vip.interface",
+                interface,
+                format!("{name:?} is not an interface name (1 to 15 characters, no '/' or space)"),
+            );
+            return None;
+        }
+        Some(crate::config::ManagedAddress {
+            ip,
+            interface: name.clone(),
+            hold,
+        })
+    }
+
     fn vips(
         &mut self,
         raw: Vec<Spanned<RawVip>>,
@@ -466,6 +524,7 @@ impl Validator<'_> {
                 );
             }
             let Some(target) = target else { continue };
+            let address = self.managed_address(&v, &target, &table);
             let name = match v.name {
                 Some(n) => {
                     self.label("vip.name", &n);
@@ -505,6 +564,7 @@ impl Validator<'_> {
                     backoff_max: max,
                     dry_run: cloud.is_some_and(|c| c.dry_run),
                 },
+                address,
             });
         }
         out

@@ -1,5 +1,6 @@
 //! The pure core: no tokio, no I/O, the clock passed in.
 
+pub mod address;
 pub mod clock;
 pub mod decide;
 pub mod holder;

@@ -320,6 +320,15 @@ pub fn cross_check(config: &Config, k: &Keepalived) -> (Vec<String>, Vec<String>
             .at
             .as_ref()
             .map_or(String::new(), |a| format!(" ({a})"));
+        if let Some(m) = &v.address {
+            if inst.addresses.contains(&m.ip) {
+                problems.push(format!(
+                    "vip {:?}: private IP {} is in vrrp_instance {}'s virtual_ipaddress{at}, but manage_address = true: Keepalived would remove it the moment it stops, before the VIP is elsewhere; take it out of virtual_ipaddress",
+                    v.name, m.ip, v.vrrp_instance
+                ));
+            }
+            continue;
+        }
         match &v.target {
             VipTarget::EipOnEni { private_ip, .. } if !inst.addresses.contains(private_ip) => {
                 problems.push(format!(

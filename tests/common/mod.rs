@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -569,6 +571,10 @@ pub struct Node {
     pub haproxy: Option<Child>,
     /// keepalived.conf's notify_master line, or nothing.
     pub notify: String,
+    /// The private IP's line of virtual_ipaddress (Keepalived adds it on
+    /// the MASTER), or a comment (`Lab::set_manage_address`, a notify
+    /// script that adds it).
+    pub vip_address: String,
     /// More lines of keepalived.conf's virtual_ipaddress block.
     pub extra_vips: String,
     /// More vrrp_instance blocks of keepalived.conf.
@@ -631,6 +637,7 @@ impl Node {
             ("@ADDR@", self.addr.as_str()),
             ("@PEER@", self.peer.as_str()),
             ("@VIP@", VIP),
+            ("@VIP_ADDRESS@", self.vip_address.as_str()),
             ("@NOTIFY@", self.notify.as_str()),
             ("@EXTRA_VIPS@", self.extra_vips.as_str()),
             ("@EXTRA_INSTANCES@", self.extra_instances.as_str()),
@@ -1263,6 +1270,7 @@ impl Lab {
             keepalived: None,
             haproxy: None,
             notify: String::new(),
+            vip_address: format!("{VIP}/32 dev eth0"),
             extra_vips: String::new(),
             extra_instances: String::new(),
             check: "/usr/bin/curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/health"
@@ -1353,6 +1361,23 @@ impl Lab {
                 addrs[1 - i],
                 secret.display()
             );
+        }
+    }
+
+    /// The private IP out of Keepalived's hands: each watchdog adds it to
+    /// eth0 as a healthy MASTER and removes it once the cloud shows the
+    /// VIP elsewhere (`manage_address = true`). Call before `set_vip`.
+    pub fn set_manage_address(&mut self) {
+        self.vip_overrides.push(("manage_address", "true".into()));
+        self.vip_overrides.push(("interface", "\"eth0\"".into()));
+        self.set_vip_address_unmanaged("vip-watchdog adds and removes it (manage_address)");
+    }
+
+    /// Keepalived's virtual_ipaddress without the private IP, `because`.
+    pub fn set_vip_address_unmanaged(&mut self, because: &str) {
+        for n in self.nodes_mut() {
+            n.vip_address = format!("# {VIP}: {because}");
+            n.write_configs();
         }
     }
 
@@ -1979,6 +2004,18 @@ mode = "{mode}"
         for n in self.nodes_mut() {
             n.start_keepalived();
         }
+    }
+
+    /// A client in the cloud namespace asking, every 10 ms, the node that
+    /// holds the EIP on the private IP (`client::Client`), for
+    /// `max` at most; the observer's lines are passed on to the receiver.
+    pub fn start_client(&mut self, max: Duration) -> (client::Client, Receiver<String>) {
+        let observer = self.start_observer(max.as_secs() as u32 + 60);
+        let gateways = vec![
+            (self.eni("a"), "10.213.1.1".to_owned()),
+            (self.eni("b"), "10.213.2.1".to_owned()),
+        ];
+        client::Client::start(&self.cloud().ns, observer, gateways, max)
     }
 
     /// Keepalived's own log lines, for a failure message.

@@ -17,6 +17,9 @@ if [ $# -ge 7 ]; then
         exit 1
     fi
 fi
+# As the seed does: make sure this node carries the private IP (never
+# removed; a no-op when Keepalived's virtual_ipaddress already put it there).
+ip addr add "$VIP/32" dev eth0 2>/dev/null || true
 export HOME=/tmp AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=eu-west-1
 TOKEN=$(curl -s -X PUT "$IMDS/latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 60")
 IID=$(curl -s -H "X-aws-ec2-metadata-token: $TOKEN" "$IMDS/latest/meta-data/instance-id")

@@ -7,6 +7,8 @@
 //! cannot be listed, the owner gets an empty set (no private IP is on the
 //! host: nothing is claimed) and a warning is logged once.
 
+pub mod address;
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;

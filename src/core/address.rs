@@ -1,0 +1,499 @@
+//! The address rules (`manage_address = true`): when this node adds the
+//! VIP's private IP to its interface, and when it removes it. Make before
+//! break: the node that will claim carries the address before it claims,
+//! and the node that served keeps serving on it until the cloud sends the
+//! traffic elsewhere. With Keepalived's `virtual_ipaddress` instead, a
+//! Keepalived stop removes the address at once, and clients fail until the
+//! VIP lands on the peer.
+//!
+//! Pure: `AddressState::decide(now, view, hold)` returns what to do; the
+//! cloud side hands an add or a removal to the host's address task and
+//! reports its end with `finished`. The rules, in order:
+//!
+//! A1. Never act while Keepalived's process or the instance's VRRP state
+//!     is not known (at start-up, before the first check).
+//! A2. One change at a time: nothing while one is in flight, which it is
+//!     until the host's addresses show it done (or it failed; or, done by
+//!     the kernel's word, the listing does not show it within `SETTLE`).
+//! A3. Make: a healthy MASTER (claim rule 2: MASTER, Keepalived runs, the
+//!     probe is up) carries the address; it is added when absent. Claim
+//!     rule 6 waits for it, so the address is up before the VIP is claimed.
+//! A4. A MASTER whose Keepalived runs keeps the address, healthy or not:
+//!     the cloud may still send it the traffic.
+//! A5. Break: a node that is not MASTER (BACKUP, FAULT, STOP, or its
+//!     Keepalived is down) removes the address once the cloud's view shows
+//!     the VIP elsewhere, nowhere, or on another private IP.
+//! A6. Until then it keeps serving on it, asking the cloud again, for at
+//!     most `address_hold` after it stopped being MASTER; then it removes
+//!     it whatever the cloud shows (a view that cannot be had, a peer that
+//!     never claims: a node that is not MASTER does not keep the address
+//!     for ever).
+//!
+//! The rules never add the address on a node that is not a healthy
+//! MASTER, so they never draw traffic to an unhealthy node; and a removal
+//! never comes before the cloud showed the VIP elsewhere, but for A6's
+//! bound.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::core::clock::Mono;
+use crate::core::decide::Holder;
+use crate::core::model::{Health, VrrpState};
+
+/// A change to this host's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Add,
+    Remove,
+}
+
+impl Change {
+    pub const ALL: [Change; 2] = [Self::Add, Self::Remove];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Remove => "remove",
+        }
+    }
+}
+
+/// What the address rules see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressView<'a> {
+    /// Keepalived's process runs; `None` before the first check.
+    pub keepalived: Option<bool>,
+    pub vrrp: VrrpState,
+    pub probe: Health,
+    /// The address is on this host.
+    pub on_host: bool,
+    /// The cloud's last view of the VIP; `None` before the first.
+    pub holder: Option<&'a Holder>,
+}
+
+/// The verdict of the address rules.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddressVerdict {
+    /// Add or remove the address now.
+    Act { change: Change, why: &'static str },
+    /// Keep it as it is; `refresh`: ask the cloud again (A6).
+    Keep { why: &'static str, refresh: bool },
+}
+
+/// How long a change the kernel said it made may take to show in the
+/// host's addresses before the rules decide again (A2).
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// A change handed over and not yet seen through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InFlight {
+    pub change: Change,
+    pub at: Mono,
+    /// The address task reported it done.
+    pub done: bool,
+}
+
+/// What the address rules remember of one VIP.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AddressState {
+    /// Since when this node is not MASTER while it carries the address.
+    pub released_at: Option<Mono>,
+    pub in_flight: Option<InFlight>,
+}
+
+impl AddressState {
+    pub fn decide(&mut self, now: Mono, v: &AddressView, hold: Duration) -> AddressVerdict {
+        let keep = |why| AddressVerdict::Keep {
+            why,
+            refresh: false,
+        };
+        let act = |change, why| AddressVerdict::Act { change, why };
+        // Rule A1.
+        let Some(running) = v.keepalived else {
+            return keep("Keepalived's process is not checked yet");
+        };
+        if running && v.vrrp == VrrpState::Unknown {
+            return keep("the VRRP state is not known yet");
+        }
+        // Rule A2.
+        if let Some(f) = self.in_flight {
+            let shown = match f.change {
+                Change::Add => v.on_host,
+                Change::Remove => !v.on_host,
+            };
+            if f.done && (shown || now.since(f.at) >= SETTLE) {
+                self.in_flight = None;
+            } else {
+                return keep("a change of the address is in flight");
+            }
+        }
+        let master = running && v.vrrp == VrrpState::Master;
+        if master {
+            self.released_at = None;
+            // Rule A3.
+            if !v.on_host && v.probe == Health::Up {
+                return act(
+                    Change::Add,
+                    "a healthy MASTER carries the private IP before it claims the VIP",
+                );
+            }
+            // Rule A4.
+            return keep(if v.on_host {
+                "MASTER: it serves on the private IP"
+            } else {
+                "MASTER, but the local probe is not up: the private IP is not added"
+            });
+        }
+        if !v.on_host {
+            self.released_at = None;
+            return keep("not MASTER, and the private IP is not on this host");
+        }
+        let since = *self.released_at.get_or_insert(now);
+        // Rule A5.
+        if let Some(h) = v.holder.filter(|h| **h != Holder::Here) {
+            return act(
+                Change::Remove,
+                match h {
+                    Holder::Nowhere => "not MASTER, and the cloud shows the VIP nowhere",
+                    Holder::HereOtherIp { .. } => {
+                        "not MASTER, and the cloud shows the VIP on another private IP"
+                    }
+                    _ => "not MASTER, and the cloud shows the VIP elsewhere: break after make",
+                },
+            );
+        }
+        // Rule A6.
+        if now.since(since) >= hold {
+            return act(
+                Change::Remove,
+                "not MASTER for address_hold, and the cloud still shows the VIP here",
+            );
+        }
+        AddressVerdict::Keep {
+            why: "not MASTER: serving on the private IP until the cloud shows the VIP elsewhere",
+            refresh: v.holder.is_some(),
+        }
+    }
+
+    /// The change handed over at `at`.
+    pub fn sent(&mut self, change: Change, at: Mono) {
+        self.in_flight = Some(InFlight {
+            change,
+            at,
+            done: false,
+        });
+    }
+
+    /// The change in flight ended: done (then it is in flight until the
+    /// host's addresses show it), or failed (the rules decide again).
+    pub fn finished(&mut self, ok: bool) {
+        match (&mut self.in_flight, ok) {
+            (Some(f), true) => f.done = true,
+            _ => self.in_flight = None,
+        }
+    }
+
+    /// When A6's bound ends, while one runs: the owner wakes then.
+    pub fn wake(&self, hold: Duration) -> Option<Mono> {
+        self.released_at.map(|r| r + hold)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOLD: Duration = Duration::from_secs(30);
+
+    fn ms(n: u64) -> Mono {
+        Mono::from_millis(n)
+    }
+
+    fn elsewhere() -> Holder {
+        Holder::Elsewhere {
+            network_interface_id: Some("eni-peer".into()),
+            private_ip: None,
+        }
+    }
+
+    struct Row {
+        name: &'static str,
+        keepalived: Option<bool>,
+        vrrp: VrrpState,
+        probe: Health,
+        on_host: bool,
+        holder: Option<Holder>,
+        /// Milliseconds since the node stopped being MASTER, if it did.
+        released_ms_ago: Option<u64>,
+        in_flight: bool,
+        want: Option<Change>,
+        refresh: bool,
+    }
+
+    fn row(name: &'static str) -> Row {
+        Row {
+            name,
+            keepalived: Some(true),
+            vrrp: VrrpState::Master,
+            probe: Health::Up,
+            on_host: false,
+            holder: Some(elsewhere()),
+            released_ms_ago: None,
+            in_flight: false,
+            want: None,
+            refresh: false,
+        }
+    }
+
+    #[test]
+    fn the_address_rules_table() {
+        let now = ms(100_000);
+        let rows = [
+            Row {
+                keepalived: None,
+                ..row("rule A1: Keepalived not checked yet: nothing, not even an add")
+            },
+            Row {
+                vrrp: VrrpState::Unknown,
+                ..row("rule A1: the VRRP state is not known: nothing")
+            },
+            Row {
+                vrrp: VrrpState::Unknown,
+                on_host: true,
+                ..row("rule A1: not known, address present: not removed")
+            },
+            Row {
+                in_flight: true,
+                ..row("rule A2: a change in flight: nothing")
+            },
+            Row {
+                want: Some(Change::Add),
+                ..row("rule A3: healthy MASTER without the address: add")
+            },
+            Row {
+                holder: None,
+                want: Some(Change::Add),
+                ..row("rule A3: before the cloud's first view too (claim rule 6 waits for it)")
+            },
+            Row {
+                holder: Some(Holder::Here),
+                want: Some(Change::Add),
+                ..row("rule A3: the cloud sends it here but the address is gone: add")
+            },
+            Row {
+                probe: Health::Down,
+                ..row("rule A3: an unhealthy MASTER does not add it")
+            },
+            Row {
+                probe: Health::Unknown,
+                ..row("rule A3: a MASTER whose probe is not known does not add it")
+            },
+            Row {
+                on_host: true,
+                holder: Some(Holder::Here),
+                ..row("rule A4: MASTER with the address: keep")
+            },
+            Row {
+                on_host: true,
+                probe: Health::Down,
+                ..row(
+                    "rule A4: unhealthy MASTER with the address: keep, even with the VIP elsewhere",
+                )
+            },
+            Row {
+                vrrp: VrrpState::Backup,
+                on_host: true,
+                want: Some(Change::Remove),
+                ..row("rule A5: BACKUP, the cloud shows the VIP elsewhere: remove")
+            },
+            Row {
+                vrrp: VrrpState::Fault,
+                on_host: true,
+                holder: Some(Holder::Nowhere),
+                want: Some(Change::Remove),
+                ..row("rule A5: FAULT, the cloud shows the VIP nowhere: remove")
+            },
+            Row {
+                vrrp: VrrpState::Backup,
+                on_host: true,
+                holder: Some(Holder::HereOtherIp {
+                    private_ip: Some("10.0.0.9".parse().unwrap()),
+                }),
+                want: Some(Change::Remove),
+                ..row("rule A5: BACKUP, the VIP on another private IP of this ENI: remove")
+            },
+            Row {
+                keepalived: Some(false),
+                on_host: true,
+                want: Some(Change::Remove),
+                ..row("rule A5: Keepalived down (its last state MASTER), VIP elsewhere: remove")
+            },
+            Row {
+                keepalived: Some(false),
+                vrrp: VrrpState::Unknown,
+                on_host: true,
+                holder: Some(Holder::Here),
+                refresh: true,
+                ..row(
+                    "rule A6: Keepalived down, the cloud still shows it here: keep serving, ask again",
+                )
+            },
+            Row {
+                vrrp: VrrpState::Backup,
+                on_host: true,
+                holder: Some(Holder::Here),
+                released_ms_ago: Some(29_999),
+                refresh: true,
+                ..row("rule A6: BACKUP, still here, within address_hold: keep, ask again")
+            },
+            Row {
+                vrrp: VrrpState::Stop,
+                on_host: true,
+                holder: None,
+                ..row("rule A6: STOP, no view yet: keep (the first view is on its way)")
+            },
+            Row {
+                vrrp: VrrpState::Backup,
+                on_host: true,
+                holder: Some(Holder::Here),
+                released_ms_ago: Some(30_000),
+                want: Some(Change::Remove),
+                ..row("rule A6: BACKUP for address_hold, still here: remove")
+            },
+            Row {
+                vrrp: VrrpState::Backup,
+                ..row("BACKUP without the address: nothing")
+            },
+        ];
+        for r in rows {
+            let mut st = AddressState {
+                released_at: r
+                    .released_ms_ago
+                    .map(|a| now.before(Duration::from_millis(a))),
+                in_flight: r.in_flight.then_some(InFlight {
+                    change: Change::Add,
+                    at: now,
+                    done: false,
+                }),
+            };
+            let v = AddressView {
+                keepalived: r.keepalived,
+                vrrp: r.vrrp,
+                probe: r.probe,
+                on_host: r.on_host,
+                holder: r.holder.as_ref(),
+            };
+            let got = st.decide(now, &v, HOLD);
+            match (&got, r.want) {
+                (AddressVerdict::Act { change, .. }, Some(w)) => {
+                    assert_eq!(*change, w, "{}: {got:?}", r.name)
+                }
+                (AddressVerdict::Keep { refresh, .. }, None) => {
+                    assert_eq!(*refresh, r.refresh, "{}: {got:?}", r.name)
+                }
+                _ => panic!("{}: got {got:?}, want {:?}", r.name, r.want),
+            }
+        }
+    }
+
+    #[test]
+    fn the_bound_counts_from_when_the_node_stopped_being_master() {
+        let mut st = AddressState::default();
+        let here = Holder::Here;
+        let view = |vrrp, on_host| AddressView {
+            keepalived: Some(true),
+            vrrp,
+            probe: Health::Up,
+            on_host,
+            holder: Some(&here),
+        };
+        assert!(matches!(
+            st.decide(ms(1_000), &view(VrrpState::Master, true), HOLD),
+            AddressVerdict::Keep { refresh: false, .. }
+        ));
+        assert_eq!(st.wake(HOLD), None);
+        // BACKUP at 2 s: kept until 32 s, not 31 s.
+        assert!(matches!(
+            st.decide(ms(2_000), &view(VrrpState::Backup, true), HOLD),
+            AddressVerdict::Keep { refresh: true, .. }
+        ));
+        assert_eq!(st.wake(HOLD), Some(ms(32_000)));
+        assert!(matches!(
+            st.decide(ms(31_999), &view(VrrpState::Backup, true), HOLD),
+            AddressVerdict::Keep { .. }
+        ));
+        assert!(matches!(
+            st.decide(ms(32_000), &view(VrrpState::Backup, true), HOLD),
+            AddressVerdict::Act {
+                change: Change::Remove,
+                ..
+            }
+        ));
+        // MASTER again: the bound is forgotten.
+        st.sent(Change::Remove, ms(32_000));
+        st.finished(false);
+        st.decide(ms(33_000), &view(VrrpState::Master, true), HOLD);
+        assert_eq!(st.wake(HOLD), None);
+    }
+
+    #[test]
+    fn one_change_at_a_time() {
+        let mut st = AddressState::default();
+        let v = AddressView {
+            keepalived: Some(true),
+            vrrp: VrrpState::Master,
+            probe: Health::Up,
+            on_host: false,
+            holder: None,
+        };
+        assert!(matches!(
+            st.decide(ms(1), &v, HOLD),
+            AddressVerdict::Act {
+                change: Change::Add,
+                ..
+            }
+        ));
+        st.sent(Change::Add, ms(1));
+        assert!(matches!(
+            st.decide(ms(2), &v, HOLD),
+            AddressVerdict::Keep { .. }
+        ));
+        // Done by the kernel's word, not yet in the host's addresses: still
+        // in flight (no second add).
+        st.finished(true);
+        assert!(matches!(
+            st.decide(ms(3), &v, HOLD),
+            AddressVerdict::Keep { .. }
+        ));
+        let shown = AddressView {
+            on_host: true,
+            ..v.clone()
+        };
+        assert!(matches!(
+            st.decide(ms(4), &shown, HOLD),
+            AddressVerdict::Keep { .. }
+        ));
+        assert_eq!(st.in_flight, None, "seen through");
+        // Done but never shown: decided again after SETTLE.
+        st.sent(Change::Add, ms(10));
+        st.finished(true);
+        assert!(matches!(
+            st.decide((ms(10) + SETTLE).before(Duration::from_millis(1)), &v, HOLD),
+            AddressVerdict::Keep { .. }
+        ));
+        assert!(matches!(
+            st.decide(ms(10) + SETTLE, &v, HOLD),
+            AddressVerdict::Act { .. }
+        ));
+        // Failed: decided again at once.
+        st.sent(Change::Add, ms(20_000));
+        st.finished(false);
+        assert!(matches!(
+            st.decide(ms(20_001), &v, HOLD),
+            AddressVerdict::Act { .. }
+        ));
+    }
+}

@@ -1,0 +1,158 @@
+//! `manage_address = true` on real parts: a Keepalived pair whose
+//! virtual_ipaddress leaves the private IP to the watchdogs, HAProxy
+//! serving on it, the patched EC2 emulator, the two watchdogs in `own` mode
+//! with the peer channel at the shipped defaults, and a client outside the
+//! pair (`common::client`) asking the node the emulator says holds the EIP,
+//! on the private IP, every 10 ms. The client-visible outage of each fault
+//! kind, against the notify script and Keepalived managing the IP, is
+//! measured by benches/outage.rs.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::client::{Request, outage};
+use common::{FAILOVER, Lab, SETTLE, Watchdog, metric};
+use nix::sys::signal::Signal;
+
+fn ts(event: &serde_json::Value) -> SystemTime {
+    let t = event["timestamp"].as_str().expect("a timestamp");
+    SystemTime::UNIX_EPOCH + Duration::from_secs_f64(common::unix(t))
+}
+
+fn changes(w: &Watchdog, change: &str, outcome: &str) -> f64 {
+    metric(
+        &w.metrics(),
+        "vip_watchdog_address_changes_total",
+        &[("change", change), ("outcome", outcome)],
+    )
+    .unwrap_or(-1.0)
+}
+
+/// Keepalived stopped on the MASTER (SIGTERM, as `systemctl stop` and a
+/// maintenance do): b adds the private IP before it claims, a keeps
+/// serving on it until its own describe shows the EIP on b, and the client
+/// loses no request.
+#[test]
+fn a_graceful_stop_loses_no_request_with_manage_address() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_manage_address();
+    lab.set_vip("own", false);
+    lab.set_notify("a", None);
+    lab.set_notify("b", None);
+    lab.add_peer_channel(true);
+    let (client, observer) = lab.start_client(Duration::from_secs(600));
+    let (wa, wb) = lab.start_pair();
+    wa.wait_for("a adds the private IP", SETTLE, |e| {
+        e["message"] == "private IP changed on this host" && e["change"] == "add"
+    });
+    let start = SystemTime::now();
+    client.wait_served("a", start, SETTLE);
+    assert!(lab.a.has_vip(), "a, the MASTER, carries the private IP");
+    assert!(!lab.b.has_vip(), "b, the BACKUP, does not");
+    assert_eq!(
+        common::next_move(&observer, FAILOVER).1,
+        lab.eni("a"),
+        "where it starts"
+    );
+    wa.forget_past();
+    wb.forget_past();
+
+    let fault = SystemTime::now();
+    lab.a.signal_keepalived(Signal::SIGTERM);
+    let (_, to) = common::next_move(&observer, FAILOVER);
+    assert_eq!(to, lab.eni("b"), "the EIP moves to b");
+    let served_b = client.wait_served("b", fault, FAILOVER);
+    let added = wb.wait_for("b adds the private IP", FAILOVER, |e| {
+        e["message"] == "changing the private IP on this host" && e["change"] == "add"
+    });
+    let claimed = wb.wait_for("b claims", FAILOVER, |e| {
+        e["message"] == "claiming the VIP for this node"
+    });
+    assert!(
+        ts(&added) <= ts(&claimed),
+        "make before break: b adds the private IP before it claims: {added} {claimed}"
+    );
+    let removed = wa.wait_for("a removes the private IP", FAILOVER, |e| {
+        e["message"] == "changing the private IP on this host" && e["change"] == "remove"
+    });
+    assert!(
+        ts(&removed) > ts(&claimed),
+        "a removes the private IP only after b's claim: {removed} {claimed}"
+    );
+    assert!(
+        removed["why"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("elsewhere"),
+        "on the cloud's word, not the bound: {removed}"
+    );
+    wa.wait_for("a's removal done", FAILOVER, |e| {
+        e["message"] == "private IP changed on this host" && e["change"] == "remove"
+    });
+    assert!(!lab.a.has_vip(), "a no longer carries it");
+    assert!(lab.b.has_vip(), "b does");
+    // Some more requests on b, then what the client felt.
+    let after = client.wait_served("b", served_b + Duration::from_millis(200), SETTLE);
+    let requests: Vec<Request> = client.since(fault);
+    let felt = outage(&requests);
+    let served = |n: &str| {
+        requests
+            .iter()
+            .filter(|r| r.served_by.as_deref() == Some(n))
+            .count()
+    };
+    eprintln!(
+        "Keepalived SIGTERM with manage_address: {} requests until {:?} after the fault, {} served by a, {} by b, {} lost, outage {:?}",
+        requests.len(),
+        after.duration_since(fault).unwrap_or_default(),
+        served("a"),
+        served("b"),
+        felt.lost,
+        felt.outage
+    );
+    assert!(
+        served("a") > 0 && served("b") > 0,
+        "both served: {requests:?}"
+    );
+    assert_eq!(
+        felt.lost,
+        0,
+        "a graceful stop loses no request: {:?}",
+        requests
+            .iter()
+            .filter(|r| r.served_by.is_none())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(changes(&wa, "add", "ok"), 1.0);
+    assert_eq!(changes(&wa, "remove", "ok"), 1.0);
+    assert_eq!(changes(&wb, "add", "ok"), 1.0);
+    assert_eq!(changes(&wb, "remove", "error"), 0.0);
+    let m = wb.metrics();
+    common::promtool_check_metrics(&m);
+    common::readme_lists_exactly(&m);
+}
+
+/// The outage arithmetic the benchmark reports.
+#[test]
+fn outage_spans_from_the_last_answer_to_the_next() {
+    let t = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+    let r = |ms, ok: bool| Request {
+        at: t(ms),
+        served_by: ok.then(|| "a".to_owned()),
+    };
+    assert_eq!(outage(&[r(0, true), r(10, true)]).lost, 0);
+    assert_eq!(outage(&[r(0, true), r(10, true)]).outage, Duration::ZERO);
+    let o = outage(&[
+        r(0, true),
+        r(10, false),
+        r(20, false),
+        r(30, true),
+        r(40, false),
+        r(50, true),
+    ]);
+    assert_eq!((o.lost, o.outage), (3, Duration::from_millis(30 + 20)));
+    let o = outage(&[r(0, true), r(10, false), r(20, false)]);
+    assert_eq!((o.lost, o.outage), (2, Duration::from_millis(20)));
+}
