@@ -12,10 +12,11 @@
 //! keepalived/process.rs  watches Keepalived's processes via pid files + /proc
 //! keepalived/startup.rs  present state at start-up: JSON dump, addresses
 //! probe/               local probe task: http / tcp / exec with rise/fall
-//! host.rs              this host's addresses, as events
+//! host/                this host's addresses, as events; the task that adds
+//!                      and removes a managed private IP (rtnetlink)
 //! core/                pure: clock types, model (what is known, its source
 //!                      and time), holder (where the cloud says a VIP is),
-//!                      decide (the claim rules)
+//!                      decide (the claim rules), address (manage_address)
 //! cloud/               everything cloud: the trait and aws-sdk-ec2, the owner's
 //!                      cloud side, executor, verifier, permission checker,
 //!                      damping store (see cloud/mod.rs)

@@ -130,8 +130,75 @@ fn a_graceful_stop_loses_no_request_with_manage_address() {
     assert_eq!(changes(&wb, "add", "ok"), 1.0);
     assert_eq!(changes(&wb, "remove", "error"), 0.0);
     let m = wb.metrics();
+    assert!(
+        m.contains("# TYPE vip_watchdog_address_changes_total counter"),
+        "the family the alert PrivateIpChangeFailing uses"
+    );
     common::promtool_check_metrics(&m);
     common::readme_lists_exactly(&m);
+    common::alerts_and_dashboards_use_only(&m);
+}
+
+/// A new MASTER that cannot add the private IP (here: its `interface`
+/// does not exist; without CAP_NET_ADMIN the kernel refuses the same way)
+/// never claims: claim rule 6 holds, the failure is logged with what was
+/// wrong and counted, and the add is tried again after a pause (rule A2),
+/// not at every turn. The EIP stays where it was.
+#[test]
+fn a_master_that_cannot_add_the_private_ip_never_claims() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_manage_address();
+    lab.set_vip("own", false);
+    lab.set_notify("a", None);
+    lab.set_notify("b", None);
+    lab.b.cloud_toml = lab
+        .b
+        .cloud_toml
+        .replace("interface = \"eth0\"", "interface = \"eth9\"");
+    assert!(lab.b.cloud_toml.contains("eth9"), "{}", lab.b.cloud_toml);
+    let (wa, wb) = lab.start_pair();
+    wa.wait_for("a adds the private IP", SETTLE, |e| {
+        e["message"] == "private IP changed on this host" && e["change"] == "add"
+    });
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let failed = |what| {
+        wb.wait_for(what, FAILOVER, |e| {
+            e["message"] == "cannot change the private IP on this host"
+        })
+    };
+    let first = failed("b's add fails");
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no interface named \"eth9\""),
+        "names what was wrong: {first}"
+    );
+    let second = failed("b tries again");
+    let pause = ts(&second).duration_since(ts(&first)).unwrap_or_default();
+    assert!(
+        pause >= Duration::from_secs(4),
+        "tried again after a pause, not at every turn: {pause:?}"
+    );
+    // By the second try b has been MASTER for over min_master_age (3 s):
+    // it would have claimed by now, but for the private IP.
+    let verdict = wb.status()["vips"][0].clone();
+    assert_eq!(verdict["verdict"], "hold", "{verdict}");
+    assert!(
+        verdict["why"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("private IP is not on this host"),
+        "{verdict}"
+    );
+    assert_eq!(lab.calls_by("watchdog", "b"), 0, "b made no mutating call");
+    assert_eq!(lab.eip_on(), "a", "the EIP stays where it was");
+    assert!(!lab.b.has_vip());
+    assert!(changes(&wb, "add", "error") >= 2.0);
+    assert_eq!(changes(&wb, "add", "ok"), 0.0);
 }
 
 /// The outage arithmetic the benchmark reports.

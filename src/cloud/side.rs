@@ -271,7 +271,7 @@ impl CloudSide {
         match event {
             CloudEvent::AddressDone { vip, change, error } => {
                 if let Some(st) = self.addresses.get_mut(&vip) {
-                    st.finished(error.is_none());
+                    st.finished(error.is_none(), now.mono);
                 }
                 self.metrics.address_changed(&vip, change, error.is_none());
                 match error {
@@ -624,10 +624,10 @@ impl CloudSide {
                     if r && refresh.is_none() {
                         *refresh = Some(Ask::Now);
                     }
-                    if let Some(w) = st.wake(managed.hold) {
-                        *wake = Some(wake.map_or(w, |x| x.min(w)));
-                    }
                 }
+            }
+            if let Some(w) = st.wake(managed.hold) {
+                *wake = Some(wake.map_or(w, |x| x.min(w)));
             }
         }
     }

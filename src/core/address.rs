@@ -15,6 +15,8 @@
 //! A2. One change at a time: nothing while one is in flight, which it is
 //!     until the host's addresses show it done (or it failed; or, done by
 //!     the kernel's word, the listing does not show it within `SETTLE`).
+//!     After a failed change (no CAP_NET_ADMIN, no such interface) the
+//!     next waits `RETRY`: an error a turn would flood the log.
 //! A3. Make: a healthy MASTER (claim rule 2: MASTER, Keepalived runs, the
 //!     probe is up) carries the address; it is added when absent. Claim
 //!     rule 6 waits for it, so the address is up before the VIP is claimed.
@@ -87,6 +89,9 @@ pub enum AddressVerdict {
 /// host's addresses before the rules decide again (A2).
 pub const SETTLE: Duration = Duration::from_secs(2);
 
+/// How long after a failed change the rules try again (A2).
+pub const RETRY: Duration = Duration::from_secs(5);
+
 /// A change handed over and not yet seen through.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InFlight {
@@ -102,6 +107,8 @@ pub struct AddressState {
     /// Since when this node is not MASTER while it carries the address.
     pub released_at: Option<Mono>,
     pub in_flight: Option<InFlight>,
+    /// When the last change failed, until `RETRY` later.
+    pub failed_at: Option<Mono>,
 }
 
 impl AddressState {
@@ -129,6 +136,12 @@ impl AddressState {
             } else {
                 return keep("a change of the address is in flight");
             }
+        }
+        if let Some(f) = self.failed_at {
+            if now.since(f) < RETRY {
+                return keep("the last change of the address failed: trying again after a pause");
+            }
+            self.failed_at = None;
         }
         let master = running && v.vrrp == VrrpState::Master;
         if master {
@@ -189,16 +202,28 @@ impl AddressState {
 
     /// The change in flight ended: done (then it is in flight until the
     /// host's addresses show it), or failed (the rules decide again).
-    pub fn finished(&mut self, ok: bool) {
+    pub fn finished(&mut self, ok: bool, at: Mono) {
         match (&mut self.in_flight, ok) {
             (Some(f), true) => f.done = true,
-            _ => self.in_flight = None,
+            _ => {
+                self.in_flight = None;
+                self.failed_at = Some(at);
+            }
         }
     }
 
-    /// When A6's bound ends, while one runs: the owner wakes then.
+    /// When a verdict may change by itself (A6's bound ends, a failed
+    /// change may be tried again, a done one stops waiting for the
+    /// listing): the owner wakes then.
     pub fn wake(&self, hold: Duration) -> Option<Mono> {
-        self.released_at.map(|r| r + hold)
+        [
+            self.released_at.map(|r| r + hold),
+            self.failed_at.map(|f| f + RETRY),
+            self.in_flight.filter(|f| f.done).map(|f| f.at + SETTLE),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -229,6 +254,8 @@ mod tests {
         /// Milliseconds since the node stopped being MASTER, if it did.
         released_ms_ago: Option<u64>,
         in_flight: bool,
+        /// Milliseconds since the last change failed, if one did.
+        failed_ms_ago: Option<u64>,
         want: Option<Change>,
         refresh: bool,
     }
@@ -243,6 +270,7 @@ mod tests {
             holder: Some(elsewhere()),
             released_ms_ago: None,
             in_flight: false,
+            failed_ms_ago: None,
             want: None,
             refresh: false,
         }
@@ -268,6 +296,15 @@ mod tests {
             Row {
                 in_flight: true,
                 ..row("rule A2: a change in flight: nothing")
+            },
+            Row {
+                failed_ms_ago: Some(4_999),
+                ..row("rule A2: the last change failed under RETRY ago: nothing yet")
+            },
+            Row {
+                failed_ms_ago: Some(5_000),
+                want: Some(Change::Add),
+                ..row("rule A2: the last change failed RETRY ago: try again")
             },
             Row {
                 want: Some(Change::Add),
@@ -378,6 +415,9 @@ mod tests {
                     at: now,
                     done: false,
                 }),
+                failed_at: r
+                    .failed_ms_ago
+                    .map(|a| now.before(Duration::from_millis(a))),
             };
             let v = AddressView {
                 keepalived: r.keepalived,
@@ -432,10 +472,17 @@ mod tests {
                 ..
             }
         ));
-        // MASTER again: the bound is forgotten.
+        // Removed, then MASTER again: the bound is forgotten, and the
+        // address is added back.
         st.sent(Change::Remove, ms(32_000));
-        st.finished(false);
-        st.decide(ms(33_000), &view(VrrpState::Master, true), HOLD);
+        st.finished(true, ms(32_001));
+        assert!(matches!(
+            st.decide(ms(33_000), &view(VrrpState::Master, false), HOLD),
+            AddressVerdict::Act {
+                change: Change::Add,
+                ..
+            }
+        ));
         assert_eq!(st.wake(HOLD), None);
     }
 
@@ -463,7 +510,7 @@ mod tests {
         ));
         // Done by the kernel's word, not yet in the host's addresses: still
         // in flight (no second add).
-        st.finished(true);
+        st.finished(true, ms(2));
         assert!(matches!(
             st.decide(ms(3), &v, HOLD),
             AddressVerdict::Keep { .. }
@@ -479,7 +526,7 @@ mod tests {
         assert_eq!(st.in_flight, None, "seen through");
         // Done but never shown: decided again after SETTLE.
         st.sent(Change::Add, ms(10));
-        st.finished(true);
+        st.finished(true, ms(11));
         assert!(matches!(
             st.decide((ms(10) + SETTLE).before(Duration::from_millis(1)), &v, HOLD),
             AddressVerdict::Keep { .. }
@@ -488,11 +535,17 @@ mod tests {
             st.decide(ms(10) + SETTLE, &v, HOLD),
             AddressVerdict::Act { .. }
         ));
-        // Failed: decided again at once.
+        // Failed: decided again after RETRY, and the owner wakes then.
         st.sent(Change::Add, ms(20_000));
-        st.finished(false);
+        st.finished(false, ms(20_100));
+        assert_eq!(st.in_flight, None);
         assert!(matches!(
-            st.decide(ms(20_001), &v, HOLD),
+            st.decide(ms(20_200), &v, HOLD),
+            AddressVerdict::Keep { .. }
+        ));
+        assert_eq!(st.wake(HOLD), Some(ms(20_100) + RETRY));
+        assert!(matches!(
+            st.decide(ms(20_100) + RETRY, &v, HOLD),
             AddressVerdict::Act { .. }
         ));
     }

@@ -490,4 +490,43 @@ mod tests {
             assert!(e.contains(want), "{e} lacks {want}");
         }
     }
+    #[test]
+    fn a_managed_private_ip_must_be_left_out_of_virtual_ipaddress() {
+        let config = |extra: &str| {
+            crate::config::Config::parse(&format!(
+                "[node]\nname = \"a\"\npair = \"p\"\n[probe]\nkind = \"tcp\"\naddress = \"127.0.0.1:80\"\n[keepalived]\nfifo = \"/run/w/k.fifo\"\n[[keepalived.instance]]\nname = \"VI_1\"\n[cloud]\nregion = \"eu-west-1\"\n[[vip]]\nkind = \"eip\"\nname = \"web\"\nallocation_id = \"eipalloc-1\"\nprivate_ip = \"10.0.0.100\"\nvrrp_instance = \"VI_1\"\n{extra}"
+            ))
+            .expect("valid")
+        };
+        let conf = |addresses: &str| {
+            let text = format!(
+                "global_defs {{\n  vrrp_notify_fifo /run/w/k.fifo\n}}\nvrrp_instance VI_1 {{\n  virtual_ipaddress {{\n{addresses}  }}\n}}\n"
+            );
+            Keepalived::from_items(&parse(&[("/k.conf", text.as_str())]).expect("parses"))
+        };
+        let managed = config("manage_address = true\ninterface = \"eth0\"\n");
+        let listed = conf("    10.0.0.100/32 dev eth0\n");
+        let left_out = conf("    10.0.0.7/32 dev eth0\n");
+        // (config, keepalived.conf, the problem expected, if any)
+        let rows = [
+            (&managed, &listed, Some("manage_address = true")),
+            (&managed, &left_out, None),
+            (&config(""), &listed, None),
+            (
+                &config(""),
+                &left_out,
+                Some("is not in vrrp_instance VI_1's virtual_ipaddress"),
+            ),
+        ];
+        for (i, (c, k, want)) in rows.into_iter().enumerate() {
+            let (problems, _) = cross_check(c, k);
+            match want {
+                Some(w) => assert!(
+                    problems.len() == 1 && problems[0].contains(w),
+                    "row {i}: {problems:?} lacks {w:?}"
+                ),
+                None => assert!(problems.is_empty(), "row {i}: {problems:?}"),
+            }
+        }
+    }
 }

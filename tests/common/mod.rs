@@ -437,11 +437,13 @@ impl Drop for Watchdog {
 /// Every metric that alerts/ and dashboards/ name exists in `exposition`
 /// (a live /metrics), so that a rename cannot silently break them.
 /// Metrics that an EIP lab's exposition lacks by design, each shown
-/// elsewhere: the peer channel's (tests/peer.rs), the route VIP's
+/// elsewhere: manage_address's (tests/make_before_break.rs), the peer
+/// channel's (tests/peer.rs), the route VIP's
 /// (tests/deployments.rs reads them from a route lab's /metrics), the
 /// instance mismatch, absent while Keepalived and the config agree, and
 /// LVS servers', absent without LVS (the metrics unit tests).
-pub const ABSENT_IN_AN_EIP_LAB: [&str; 9] = [
+pub const ABSENT_IN_AN_EIP_LAB: [&str; 10] = [
+    "vip_watchdog_address_changes_total",
     "vip_watchdog_vip_route_state",
     "vip_watchdog_eni_source_dest_check",
     "vip_watchdog_vrrp_instance_mismatch",
