@@ -68,13 +68,7 @@ impl Pair {
             Some((lab.a.read_fifo(), lab.b.read_fifo()))
         };
         let observer = Observer::new(lab.start_observer(3 * 3600));
-        let watch = match fifos {
-            Some((a, b)) => Watch::Fifo { a, b },
-            None => Watch::Watchdogs {
-                a: Box::new(lab.a.start_watchdog(true)),
-                b: Box::new(lab.b.start_watchdog(true)),
-            },
-        };
+        let watch = Watch::start(&lab, fifos);
         lab.start_services();
         let (eni_a, eni_b) = (lab.eni("a"), lab.eni("b"));
         let mut pair = Pair {

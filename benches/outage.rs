@@ -91,13 +91,7 @@ impl Pair {
             }
         };
         let (client, observer) = lab.start_client(Duration::from_secs(4 * 3600));
-        let watch = match watch_fifos {
-            Some((a, b)) => Watch::Fifo { a, b },
-            None => Watch::Watchdogs {
-                a: Box::new(lab.a.start_watchdog(true)),
-                b: Box::new(lab.b.start_watchdog(true)),
-            },
-        };
+        let watch = Watch::start(&lab, watch_fifos);
         lab.start_services();
         let (eni_a, eni_b) = (lab.eni("a"), lab.eni("b"));
         let mut pair = Pair {

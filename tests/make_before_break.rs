@@ -29,19 +29,29 @@ fn changes(w: &Watchdog, change: &str, outcome: &str) -> f64 {
     .unwrap_or(-1.0)
 }
 
-/// Keepalived stopped on the MASTER (SIGTERM, as `systemctl stop` and a
-/// maintenance do): b adds the private IP before it claims, a keeps
-/// serving on it until its own describe shows the EIP on b, and the client
-/// loses no request.
-#[test]
-fn a_graceful_stop_loses_no_request_with_manage_address() {
+/// A pair in `own` mode whose private IP the watchdogs carry
+/// (`manage_address = true` on eth0), no notify scripts; `peer`: with the
+/// channel.
+fn managed_lab(peer: bool) -> Lab {
     let mut lab = Lab::new();
     lab.add_cloud();
     lab.set_manage_address();
     lab.set_vip("own", false);
     lab.set_notify("a", None);
     lab.set_notify("b", None);
-    lab.add_peer_channel(true);
+    if peer {
+        lab.add_peer_channel(true);
+    }
+    lab
+}
+
+/// Keepalived stopped on the MASTER (SIGTERM, as `systemctl stop` and a
+/// maintenance do): b adds the private IP before it claims, a keeps
+/// serving on it until its own describe shows the EIP on b, and the client
+/// loses no request.
+#[test]
+fn a_graceful_stop_loses_no_request_with_manage_address() {
+    let mut lab = managed_lab(true);
     let (client, observer) = lab.start_client(Duration::from_secs(600));
     let (wa, wb) = lab.start_pair();
     wa.wait_for("a adds the private IP", SETTLE, |e| {
@@ -146,12 +156,7 @@ fn a_graceful_stop_loses_no_request_with_manage_address() {
 /// not at every turn. The EIP stays where it was.
 #[test]
 fn a_master_that_cannot_add_the_private_ip_never_claims() {
-    let mut lab = Lab::new();
-    lab.add_cloud();
-    lab.set_manage_address();
-    lab.set_vip("own", false);
-    lab.set_notify("a", None);
-    lab.set_notify("b", None);
+    let mut lab = managed_lab(false);
     lab.b.cloud_toml = lab
         .b
         .cloud_toml

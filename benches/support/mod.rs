@@ -103,6 +103,12 @@ impl Observer {
     }
 }
 
+/// Node a's and node b's FIFO lines (`Node::read_fifo`).
+pub type FifoPair = (
+    Receiver<(SystemTime, String)>,
+    Receiver<(SystemTime, String)>,
+);
+
 /// How a benchmark follows the pair's VRRP state: from Keepalived's notify
 /// FIFOs, read by the benchmark itself (a setup with no watchdog), or from
 /// the watchdogs' logs.
@@ -118,6 +124,18 @@ pub enum Watch {
 }
 
 impl Watch {
+    /// `fifos` (a setup with no watchdog: the FIFO readers, made before
+    /// Keepalived starts), or else both nodes' watchdogs, started now.
+    pub fn start(lab: &crate::common::Lab, fifos: Option<FifoPair>) -> Watch {
+        match fifos {
+            Some((a, b)) => Watch::Fifo { a, b },
+            None => Watch::Watchdogs {
+                a: Box::new(lab.a.start_watchdog(true)),
+                b: Box::new(lab.b.start_watchdog(true)),
+            },
+        }
+    }
+
     /// Drops what was seen so far (call it right before a fault).
     pub fn forget_past(&self) {
         match self {
