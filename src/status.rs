@@ -126,6 +126,22 @@ pub struct VipView {
     pub backoff_until: Option<String>,
     /// The actions a claim needs, as far as the cloud has answered.
     pub permissions: Vec<PermissionView>,
+    /// With `manage_address = true`: what the address rules last said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<AddressStatus>,
+}
+
+/// `/v1/status` for a `manage_address` VIP's private IP.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AddressStatus {
+    pub interface: String,
+    /// The address rules' last reason (`core::address`).
+    pub why: &'static str,
+    /// A change handed to the address task and not yet seen through.
+    pub in_flight: Option<crate::core::address::Change>,
+    /// While this node is not MASTER and still carries it: when
+    /// `address_hold` ends.
+    pub hold_until: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -103,6 +103,14 @@ fn a_graceful_stop_loses_no_request_with_manage_address() {
     });
     assert!(!lab.a.has_vip(), "a no longer carries it");
     assert!(lab.b.has_vip(), "b does");
+    let address = |w: &Watchdog| w.status()["vips"][0]["address"].clone();
+    assert_eq!(
+        address(&wb)["why"],
+        "MASTER: it serves on the private IP",
+        "{}",
+        address(&wb)
+    );
+    assert_eq!(address(&wb)["interface"], "eth0");
     // Some more requests on b, then what the client felt.
     let after = client.wait_served("b", served_b + Duration::from_millis(200), SETTLE);
     let requests: Vec<Request> = client.since(fault);

@@ -61,8 +61,9 @@ pub struct CloudSide {
     peer_max_age: Option<std::time::Duration>,
     /// This node's name, for rule 10's tie-break.
     node: String,
-    /// The address rules' state of each `manage_address` VIP.
-    addresses: BTreeMap<String, AddressState>,
+    /// The address rules' state of each `manage_address` VIP, and their
+    /// last reason.
+    addresses: BTreeMap<String, (AddressState, &'static str)>,
 }
 
 fn verdict_why(v: &Verdict, now: Stamp) -> String {
@@ -102,7 +103,7 @@ impl CloudSide {
             .filter(|v| v.address.is_some())
             .map(|v| {
                 metrics.address_init(&v.name);
-                (v.name.clone(), AddressState::default())
+                (v.name.clone(), (AddressState::default(), ""))
             })
             .collect();
         Self {
@@ -270,7 +271,7 @@ impl CloudSide {
         }
         match event {
             CloudEvent::AddressDone { vip, change, error } => {
-                if let Some(st) = self.addresses.get_mut(&vip) {
+                if let Some((st, _)) = self.addresses.get_mut(&vip) {
                     st.finished(error.is_none(), now.mono);
                 }
                 self.metrics.address_changed(&vip, change, error.is_none());
@@ -582,7 +583,8 @@ impl CloudSide {
             return;
         };
         for vip in &self.vips {
-            let (Some(managed), Some(st)) = (&vip.address, self.addresses.get_mut(&vip.name))
+            let (Some(managed), Some((st, last_why))) =
+                (&vip.address, self.addresses.get_mut(&vip.name))
             else {
                 continue;
             };
@@ -602,7 +604,11 @@ impl CloudSide {
                     .is_some_and(|a| a.contains(&managed.ip)),
                 holder,
             };
-            match st.decide(now.mono, &view, managed.hold) {
+            let verdict = st.decide(now.mono, &view, managed.hold);
+            *last_why = match &verdict {
+                AddressVerdict::Act { why, .. } | AddressVerdict::Keep { why, .. } => *why,
+            };
+            match verdict {
                 AddressVerdict::Act { change, why } => {
                     let job = AddressJob {
                         vip: vip.name.clone(),
@@ -694,6 +700,14 @@ impl CloudSide {
                         .filter(|((vip, _), _)| *vip == v.name)
                         .map(|(_, p)| p.clone())
                         .collect(),
+                    address: v.address.as_ref().zip(self.addresses.get(&v.name)).map(
+                        |(m, (st, why))| crate::status::AddressStatus {
+                            interface: m.interface.clone(),
+                            why,
+                            in_flight: st.in_flight.map(|f| f.change),
+                            hold_until: st.released_at.map(|r| rfc3339(now.wall_of(r + m.hold))),
+                        },
+                    ),
                 }
             })
             .collect()

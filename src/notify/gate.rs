@@ -108,6 +108,7 @@ mod tests {
             fights: 0,
             backoff_until: None,
             permissions: vec![],
+            address: None,
         }
     }
 
