@@ -183,6 +183,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .iter()
         .map(|i| i.name.clone())
         .collect();
+    let mut release_names = keepalived_names.clone();
+    for v in &vips {
+        if !release_names.contains(&v.vrrp_instance) {
+            release_names.push(v.vrrp_instance.clone());
+        }
+    }
     let (publish, status) = watch::channel(Status::build(
         &model, &node.name, &node.pair, started, started,
     ));
@@ -200,6 +206,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             max_age: p.max_age,
             fresh: false,
         }),
+        release: None,
     };
 
     let cancel = shutdown.child_token();
@@ -284,8 +291,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (t, c) = (tx.clone(), cancel.clone());
     let host_interval = keepalived.process_check_interval;
     tasks.spawn(async move { ("host addresses", host::run(host_interval, t, c).await) });
-    let c = cancel.clone();
-    tasks.spawn(async move { ("owner", owner.run(rx, cloud_rx, c).await) });
     let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());
     tasks.spawn(async move {
         (
@@ -293,6 +298,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             fifo::run(fifo, t, m, c).await.map_err(Into::into),
         )
     });
+    if let Some(conf) = keepalived.release_on_crash.clone() {
+        metrics.release_init(&release_names);
+        let (orders_tx, orders_rx) = mpsc::channel(16);
+        owner.release = Some(orders_tx);
+        let (k, t, c) = (keepalived.clone(), tx.clone(), cancel.clone());
+        tasks.spawn(async move {
+            (
+                "release",
+                crate::keepalived::release::run(k, conf, release_names, orders_rx, t, c).await,
+            )
+        });
+    }
+    let c = cancel.clone();
+    tasks.spawn(async move { ("owner", owner.run(rx, cloud_rx, c).await) });
     let (t, c) = (tx.clone(), cancel.clone());
     tasks.spawn(async move {
         (

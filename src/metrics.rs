@@ -65,6 +65,7 @@ pub struct Metrics {
     claims_dropped: IntCounterVec,
     notify_runs: IntCounterVec,
     notify_run_duration: Histogram,
+    vrrp_releases: IntCounterVec,
     route_state: IntGaugeVec,
     instance_mismatch: IntGaugeVec,
     source_dest_check: IntGaugeVec,
@@ -399,6 +400,16 @@ impl Metrics {
                     &["eni"],
                 )?,
             )?,
+            vrrp_releases: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "vrrp_releases_total",
+                        "Keepalived crashed while MASTER: its priority-0 advert sent on its behalf (keepalived.release_on_crash), by outcome (sent, failed).",
+                    ),
+                    &["vrrp_instance", "outcome"],
+                )?,
+            )?,
             notify_runs: reg(
                 r,
                 IntCounterVec::new(
@@ -537,6 +548,15 @@ impl Metrics {
     }
 
     /// The peer channel's series, when a peer is configured at `address`.
+    /// The release counters at 0 for every instance it may release.
+    pub fn release_init(&self, instances: &[String]) {
+        for i in instances {
+            for o in ["sent", "failed"] {
+                self.vrrp_releases.with_label_values(&[i.as_str(), o]);
+            }
+        }
+    }
+
     pub fn peer_init(&self, address: &str, instances: &[&str]) {
         self.peer_messages.with_label_values(&["accepted"]);
         for l in crate::peer::message::Refused::LABELS {
@@ -594,6 +614,14 @@ impl Metrics {
             }
             Change::NameDropped { kind, .. } => {
                 self.fifo_names_dropped.with_label_values(&[kind]).inc();
+            }
+            Change::Released {
+                instance, error, ..
+            } => {
+                let outcome = if error.is_some() { "failed" } else { "sent" };
+                self.vrrp_releases
+                    .with_label_values(&[instance.as_str(), outcome])
+                    .inc();
             }
             Change::NotifyRun {
                 outcome,

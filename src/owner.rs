@@ -38,6 +38,8 @@ pub struct Owner {
     pub wake: Option<Mono>,
     /// The peer channel, when configured.
     pub peer: Option<PeerLink>,
+    /// Where release orders go (`core::release`), when `release_on_crash`.
+    pub release: Option<mpsc::Sender<String>>,
 }
 
 /// What the owner needs of the peer channel.
@@ -78,10 +80,10 @@ impl Owner {
     /// `BATCH`), then decides and publishes once: a flood of FIFO lines
     /// costs one decision and one snapshot per batch, not per line.
     fn apply(&mut self, first: Event, queued: &mut mpsc::Receiver<Event>) {
-        let mut changes = self.model.observe(first, crate::clock::now());
+        let mut changes = self.observe(first);
         for _ in 1..BATCH {
             match queued.try_recv() {
-                Ok(event) => changes.extend(self.model.observe(event, crate::clock::now())),
+                Ok(event) => changes.extend(self.observe(event)),
                 Err(_) => break,
             }
         }
@@ -109,6 +111,21 @@ impl Owner {
         self.metrics.sync(&self.model);
         self.step(now);
         self.publish_now(now);
+    }
+
+    /// Applies one event; a crashed MASTER's release is decided on the
+    /// model before it (`core::release`) and handed to the release task.
+    fn observe(&mut self, event: Event) -> Vec<Change> {
+        let release = crate::core::release::to_release(&event, &self.model, self.release.is_some());
+        let changes = self.model.observe(event, crate::clock::now());
+        if let Some(tx) = &self.release {
+            for instance in release {
+                if let Err(e) = tx.try_send(instance) {
+                    warn!(error = %e, "a release order was dropped: the release task is busy or gone");
+                }
+            }
+        }
+        changes
     }
 
     fn apply_cloud(&mut self, event: CloudEvent) {
@@ -356,6 +373,22 @@ pub fn log_change(change: &Change) {
             this_node = %mine,
             peer = %peers,
             "split brain over: one MASTER again"
+        ),
+        Change::Released {
+            instance,
+            sent: Some(sent),
+            ..
+        } => info!(
+            vrrp_instance = %instance,
+            advert = %sent,
+            "keepalived crashed while MASTER: sent its priority-0 advert on its behalf, so the peer takes over after its skew time as at a graceful stop"
+        ),
+        Change::Released {
+            instance, error, ..
+        } => warn!(
+            vrrp_instance = %instance,
+            error = error.as_deref().unwrap_or_default(),
+            "keepalived crashed while MASTER: its priority-0 advert was not sent; the peer takes over once Keepalived's detection ends"
         ),
         // Logged by the cloud side where they happen.
         Change::VipSeen { .. } | Change::VipVerdict { .. } | Change::ClaimDone { .. } => {}

@@ -383,6 +383,17 @@ fn a_stopped_keepalived_on_the_master_is_down_and_claims_nothing() {
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
     assert_eq!(wa.status()["keepalived"]["running"], false);
+    // A stopped Keepalived may resume as MASTER: it is not released
+    // (release rule R2), and b took over on Keepalived's own detection.
+    assert_eq!(
+        metric(
+            &wa.metrics(),
+            "vip_watchdog_vrrp_releases_total",
+            &[("vrrp_instance", "VI_1"), ("outcome", "sent")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(lab.b.keepalived_stat("pri_zero_rcvd"), 0);
     // Resumed, the same Keepalived writes no line for the MASTER state it
     // kept: a's watchdog learns it again, its age counting from the resume,
     // and a (the higher priority) takes the EIP back after min_master_age.

@@ -172,6 +172,21 @@ fn sigterm_to_keepalived_on_the_master_is_seen_on_both_nodes() {
     lab.a.reap_keepalived();
     let status = wa.status();
     assert_eq!(status["keepalived"]["running"], false, "{status}");
+    // Keepalived sent its own priority-0 advert; the watchdog sent none
+    // (the instance was STOP, not MASTER, when the process went).
+    assert_eq!(
+        metric(
+            &wa.metrics(),
+            "vip_watchdog_vrrp_releases_total",
+            &[("vrrp_instance", "VI_1"), ("outcome", "sent")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        lab.b.keepalived_stat("pri_zero_rcvd"),
+        1,
+        "Keepalived's own"
+    );
 }
 
 #[test]
@@ -217,6 +232,32 @@ fn crashed_keepalived_on_the_master_is_noticed_although_its_vip_stays() {
         lab.a.has_vip(),
         "a crashed keepalived leaves its VIP on the interface"
     );
+    // release_on_crash (on by default): a's watchdog sent the priority-0
+    // advert the crashed Keepalived could not, and b's Keepalived accepted
+    // it (it counts a priority-0 advert only after checking its version,
+    // VRID, interval, authentication and address list).
+    let released = wa.wait_for("a's release", FAILOVER, |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("keepalived crashed while MASTER"))
+    });
+    assert_eq!(
+        released["advert"],
+        format!(
+            "VRRPv2 VRID 51 on eth0 to {} from {}",
+            lab.b.addr, lab.a.addr
+        ),
+        "{released}"
+    );
+    let sent = |outcome| {
+        metric(
+            &wa.metrics(),
+            "vip_watchdog_vrrp_releases_total",
+            &[("vrrp_instance", "VI_1"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!((sent("sent"), sent("failed")), (Some(1.0), Some(0.0)));
+    assert_eq!(lab.b.keepalived_stat("pri_zero_rcvd"), 1);
 }
 
 #[test]

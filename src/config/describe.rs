@@ -51,6 +51,15 @@ impl Config {
             "keepalived.process_check_interval = {}",
             d(&k.process_check_interval)
         );
+        match &k.release_on_crash {
+            Some(conf) => writeln!(
+                w,
+                "keepalived.release_on_crash = true (adverts from {})",
+                conf.display()
+            ),
+            None => writeln!(w, "keepalived.release_on_crash = false"),
+        }
+        .ok();
         match &k.json_dump {
             None => {
                 let _ = writeln!(w, "keepalived.json_dump = false");

@@ -188,6 +188,10 @@ pub struct KeepalivedConfig {
     pub process_check_interval: Duration,
     /// Read the present state at start-up from Keepalived's JSON dump.
     pub json_dump: Option<JsonDumpConfig>,
+    /// When on (the default): keepalived.conf, from which the priority-0
+    /// advert of a Keepalived that crashed while MASTER is built and sent on
+    /// its behalf (`core::release`).
+    pub release_on_crash: Option<PathBuf>,
     pub instances: Vec<InstanceConfig>,
 }
 

@@ -264,6 +264,9 @@ pub(super) fn default_true() -> bool {
 pub(super) fn default_json_file() -> Spanned<PathBuf> {
     Spanned::new(0..0, "/tmp/keepalived.json".into())
 }
+pub(super) fn default_keepalived_conf() -> Spanned<PathBuf> {
+    Spanned::new(0..0, "/etc/keepalived/keepalived.conf".into())
+}
 pub(super) fn default_binary() -> PathBuf {
     "keepalived".into()
 }
@@ -294,6 +297,10 @@ pub(super) struct RawKeepalived {
     pub(super) binary: PathBuf,
     #[serde(default = "default_json_timeout")]
     pub(super) json_timeout: Spanned<Dur>,
+    #[serde(default = "default_true")]
+    pub(super) release_on_crash: bool,
+    #[serde(default = "default_keepalived_conf")]
+    pub(super) config_file: Spanned<PathBuf>,
     #[serde(default, rename = "instance")]
     pub(super) instances: Vec<Spanned<RawInstance>>,
 }

@@ -135,6 +135,12 @@ impl Validator<'_> {
         } else {
             None
         };
+        let release_on_crash = if raw.release_on_crash {
+            self.absolute("keepalived.config_file", &raw.config_file);
+            Some(raw.config_file.into_inner())
+        } else {
+            None
+        };
         let mut instances: Vec<InstanceConfig> = vec![];
         for inst in raw.instances {
             let inst = inst.into_inner();
@@ -164,6 +170,7 @@ impl Validator<'_> {
             process_name: raw.process_name,
             process_check_interval: every,
             json_dump,
+            release_on_crash,
             instances,
         }
     }

@@ -6,4 +6,5 @@ pub mod decide;
 pub mod holder;
 pub mod model;
 pub mod peer;
+pub mod release;
 pub mod target;

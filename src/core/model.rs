@@ -193,10 +193,13 @@ pub enum Event {
     },
     /// Keepalived (or its VRRP process) is gone. When a new process already
     /// replaced it, `replaced_at` is that process's start: evidence that
-    /// arrived after it comes from the new process and is kept.
+    /// arrived after it comes from the new process and is kept. `exited`:
+    /// no Keepalived process is left at all (not paused, no main process to
+    /// respawn its VRRP process).
     KeepalivedGone {
         reason: String,
         replaced_at: Option<SystemTime>,
+        exited: bool,
     },
     /// The local probe crossed its rise or fall threshold.
     Probe { health: Health, detail: String },
@@ -208,6 +211,12 @@ pub enum Event {
     KeepalivedListed(BTreeSet<String>),
     /// An authenticated report from the peer's watchdog.
     Peer(crate::core::peer::Report),
+    /// A crashed MASTER's priority-0 advert was sent on its behalf (what
+    /// went where), or could not be (why).
+    Released {
+        instance: String,
+        outcome: Result<String, String>,
+    },
 }
 
 /// A peer report after this long a silence is logged even when it says
@@ -314,6 +323,16 @@ pub enum Change {
         mine: String,
         peers: String,
     },
+    /// Keepalived crashed while MASTER of `instance`: its priority-0
+    /// advert was sent on its behalf (`sent`: what went where) or not
+    /// (`error`).
+    Released {
+        instance: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sent: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A notify script ran (as the notify wrapper reported).
     NotifyRun {
         instance: Option<String>,
@@ -356,6 +375,11 @@ pub struct Model {
     /// The instances in split brain now (rule 10's condition).
     #[serde(skip)]
     pub split_brain: BTreeSet<String>,
+    /// The instances that were MASTER when Keepalived's VRRP process went
+    /// while its main process stayed (it may respawn it, or be gone next):
+    /// `core::release` releases them if no Keepalived is left after all.
+    #[serde(skip)]
+    pub lost_masters: BTreeSet<String>,
 }
 
 impl Model {
@@ -394,6 +418,7 @@ impl Model {
             listed: None,
             peer: None,
             split_brain: BTreeSet::new(),
+            lost_masters: BTreeSet::new(),
         }
     }
 
@@ -550,6 +575,7 @@ impl Model {
                 started,
             } => {
                 let was = self.keepalived.running;
+                self.lost_masters.clear();
                 self.keepalived = KeepalivedStatus {
                     running: Some(true),
                     pid: Some(pid),
@@ -572,7 +598,8 @@ impl Model {
             Event::KeepalivedGone {
                 reason,
                 replaced_at,
-            } => self.on_gone(reason, replaced_at, now),
+                exited,
+            } => self.on_gone(reason, replaced_at, exited, now),
             Event::HostAddresses(now_listed) => {
                 let before = self
                     .host_addresses
@@ -616,6 +643,17 @@ impl Model {
                 } else {
                     vec![]
                 }
+            }
+            Event::Released { instance, outcome } => {
+                let (sent, error) = match outcome {
+                    Ok(s) => (Some(s), None),
+                    Err(e) => (None, Some(e)),
+                };
+                vec![Change::Released {
+                    instance,
+                    sent,
+                    error,
+                }]
             }
             Event::NotifyRun(r) => vec![Change::NotifyRun {
                 instance: r.instance,
@@ -790,6 +828,7 @@ impl Model {
         &mut self,
         reason: String,
         replaced_at: Option<SystemTime>,
+        exited: bool,
         now: Stamp,
     ) -> Vec<Change> {
         let was = self.keepalived.running;
@@ -814,6 +853,9 @@ impl Model {
                 continue;
             }
             let from = inst.state;
+            if from == VrrpState::Master && replaced_at.is_none() && !exited {
+                self.lost_masters.insert(name.clone());
+            }
             inst.state = VrrpState::Stop;
             inst.since = Some(now.wall);
             inst.since_mono = Some(now.mono);
@@ -832,6 +874,9 @@ impl Model {
         }
         for state in self.groups.values_mut() {
             *state = VrrpState::Stop;
+        }
+        if exited || replaced_at.is_some() {
+            self.lost_masters.clear();
         }
         changes
     }
@@ -895,6 +940,7 @@ mod tests {
         Event::KeepalivedGone {
             reason: "keepalived pid 42 exited".into(),
             replaced_at: replaced_at.map(t),
+            exited: replaced_at.is_none(),
         }
     }
 

@@ -30,10 +30,13 @@ pub enum Observation {
         vrrp: Option<Proc>,
     },
     /// `paused` is the main process's pid when it exists but is stopped or
-    /// frozen: it may be resumed as it was.
+    /// frozen: it may be resumed as it was. `exited`: no Keepalived process
+    /// exists at all (not paused, and no main process left to respawn its
+    /// VRRP process).
     Gone {
         reason: String,
         paused: Option<i32>,
+        exited: bool,
     },
 }
 
@@ -193,6 +196,7 @@ pub fn observe(config: &KeepalivedConfig) -> Observation {
             return Observation::Gone {
                 reason: format!("keepalived is not running: {e}"),
                 paused: paused(&e),
+                exited: paused(&e).is_none(),
             };
         }
     };
@@ -207,6 +211,7 @@ pub fn observe(config: &KeepalivedConfig) -> Observation {
                         main.pid
                     ),
                     paused: paused(&e).map(|_| main.pid),
+                    exited: false,
                 };
             }
         },
@@ -223,14 +228,18 @@ pub fn diff(prev: Option<&Observation>, now: &Observation) -> Vec<Event> {
     };
     match (prev, now) {
         (Some(p), n) if p == n => vec![],
-        (_, Observation::Gone { reason, .. }) => {
-            // A repeated Gone with another wording changes nothing.
-            if matches!(prev, Some(Observation::Gone { .. })) {
+        (_, Observation::Gone { reason, exited, .. }) => {
+            // A repeated Gone with another wording changes nothing, unless
+            // the main process that outlived its VRRP process is gone now.
+            if let Some(Observation::Gone { exited: was, .. }) = prev
+                && (*was || !*exited)
+            {
                 return vec![];
             }
             vec![Event::KeepalivedGone {
                 reason: reason.clone(),
                 replaced_at: None,
+                exited: *exited,
             }]
         }
         (
@@ -263,6 +272,7 @@ pub fn diff(prev: Option<&Observation>, now: &Observation) -> Vec<Event> {
                 events.push(Event::KeepalivedGone {
                     reason,
                     replaced_at: Some(replaced_at),
+                    exited: false,
                 });
             }
             events.push(running(main, vrrp));
@@ -345,6 +355,16 @@ mod tests {
         Observation::Gone {
             reason: "keepalived is not running".into(),
             paused: None,
+            exited: true,
+        }
+    }
+
+    /// The main process runs; its VRRP process does not.
+    fn child_gone() -> Observation {
+        Observation::Gone {
+            reason: "keepalived pid 1 runs but its VRRP process does not".into(),
+            paused: None,
+            exited: false,
         }
     }
 
@@ -409,6 +429,7 @@ mod tests {
         let paused = |pid| Observation::Gone {
             reason: "stopped".into(),
             paused: Some(pid),
+            exited: false,
         };
         let rows = [
             (paused(1), running(p(1, 10), Some(p(2, 11))), true),
@@ -436,10 +457,12 @@ mod tests {
 
     #[test]
     fn diff_table() {
-        let gone_event = |replaced_at: Option<u64>| Event::KeepalivedGone {
+        let gone_as = |replaced_at: Option<u64>, exited| Event::KeepalivedGone {
             reason: String::new(),
             replaced_at: replaced_at.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+            exited,
         };
+        let gone_event = |replaced_at: Option<u64>| gone_as(replaced_at, replaced_at.is_none());
         let run_event = |pid, vrrp_pid, started: u64| Event::KeepalivedRunning {
             pid,
             vrrp_pid,
@@ -466,7 +489,26 @@ mod tests {
                 Observation::Gone {
                     reason: "other words".into(),
                     paused: None,
+                    exited: true,
                 },
+                vec![],
+            ),
+            (
+                "the VRRP process crashed, the main one runs",
+                Some(running(p(1, 10), Some(p(2, 11)))),
+                child_gone(),
+                vec![gone_as(None, false)],
+            ),
+            (
+                "then the main process is gone too: no Keepalived left",
+                Some(child_gone()),
+                gone(),
+                vec![gone_event(None)],
+            ),
+            (
+                "gone, then the main process's pid seen again is not news",
+                Some(gone()),
+                child_gone(),
                 vec![],
             ),
             (
@@ -504,9 +546,14 @@ mod tests {
             let got: Vec<Event> = diff(prev.as_ref(), &now)
                 .into_iter()
                 .map(|e| match e {
-                    Event::KeepalivedGone { replaced_at, .. } => Event::KeepalivedGone {
+                    Event::KeepalivedGone {
+                        replaced_at,
+                        exited,
+                        ..
+                    } => Event::KeepalivedGone {
                         reason: String::new(),
                         replaced_at,
+                        exited,
                     },
                     other => other,
                 })

@@ -384,6 +384,7 @@ mod tests {
             process_name: "keepalived".into(),
             process_check_interval: Duration::from_millis(250),
             json_dump: None,
+            release_on_crash: None,
             instances: vec![
                 InstanceConfig {
                     name: "all".into(),

@@ -723,6 +723,40 @@ impl Node {
             .expect("a pid")
     }
 
+    /// Keepalived's own JSON dump (`data` and `stats` per instance), asked
+    /// for with its JSON signal as the watchdog asks at start-up.
+    pub fn keepalived_dump(&self) -> Value {
+        use vip_watchdog::keepalived::{process, startup};
+        let cfg = vip_watchdog::config::JsonDumpConfig {
+            file: self.dir.join("keepalived.json"),
+            signal: None,
+            binary: "keepalived".into(),
+            timeout: Duration::from_secs(10),
+        };
+        let main = process::inspect(self.keepalived_pid(), "keepalived")
+            .unwrap_or_else(|e| panic!("{}: keepalived: {e}", self.name));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(startup::request_json_dump(&cfg, &main))
+            .unwrap_or_else(|e| panic!("{}: keepalived's JSON dump: {e}", self.name));
+        let text = std::fs::read_to_string(&cfg.file).expect("the dump just read");
+        serde_json::from_str(&text).expect("the dump is JSON")
+    }
+
+    /// One of Keepalived's own counters for VI_1 (its JSON dump's `stats`).
+    pub fn keepalived_stat(&self, name: &str) -> u64 {
+        let dump = self.keepalived_dump();
+        dump.as_array()
+            .and_then(|list| {
+                list.iter()
+                    .find(|i| i["data"]["iname"] == "VI_1")
+                    .and_then(|i| i["stats"][name].as_u64())
+            })
+            .unwrap_or_else(|| panic!("{}: no stats.{name} for VI_1 in {dump}", self.name))
+    }
+
     pub fn signal_keepalived(&self, sig: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.keepalived_pid());
         nix::sys::signal::kill(pid, sig).expect("keepalived can be signalled");
