@@ -361,6 +361,47 @@ pub fn cross_check(config: &Config, k: &Keepalived) -> (Vec<String>, Vec<String>
     (problems, notes)
 }
 
+/// With `release_on_crash`, what a crash while MASTER of each instance the
+/// config names would send, or why nothing could be.
+fn release_notes(config: &Config, path: &Path, items: &[Item]) -> Vec<String> {
+    let Some(conf) = &config.keepalived.release_on_crash else {
+        return vec![];
+    };
+    let mut names: Vec<&str> = config
+        .keepalived
+        .instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    for v in &config.vips {
+        if !names.contains(&v.vrrp_instance.as_str()) {
+            names.push(&v.vrrp_instance);
+        }
+    }
+    let mut notes = vec![];
+    if conf != path {
+        notes.push(format!(
+            "release_on_crash reads {} (keepalived.config_file); checked here: {}",
+            conf.display(),
+            path.display()
+        ));
+    }
+    for name in names {
+        notes.push(
+            match crate::keepalived::vrrp::Advert::from_items(items, name) {
+                Ok(a) => format!(
+                    "release_on_crash: if Keepalived crashes while MASTER of {name:?}, the watchdog sends its priority-0 advert: {}",
+                    a.describe()
+                ),
+                Err(e) => format!(
+                    "release_on_crash cannot release {name:?} ({e}): a crash while MASTER fails over on Keepalived's own detection"
+                ),
+            },
+        );
+    }
+    notes
+}
+
 /// `check-config`'s report on keepalived.conf at `path`: the lines to
 /// print, and whether they agree.
 pub fn report(config: &Config, path: &Path) -> (String, bool) {
@@ -372,7 +413,8 @@ pub fn report(config: &Config, path: &Path) -> (String, bool) {
         }
         Ok(items) => {
             let k = Keepalived::from_items(&items);
-            let (problems, notes) = cross_check(config, &k);
+            let (problems, mut notes) = cross_check(config, &k);
+            notes.extend(release_notes(config, path, &items));
             for p in &problems {
                 let _ = writeln!(out, "keepalived.conf: MISMATCH: {p}");
             }
