@@ -21,6 +21,12 @@
 //!   the new MASTER claims as soon as its peer says it is not MASTER
 //!   (rule 11), no notify script.
 //!
+//! In (B) and (C), `keepalived.release_on_crash` is on (the shipped
+//! default): when the MASTER's Keepalived crashes, its watchdog sends the
+//! priority-0 advert Keepalived could not, so the peer's Keepalived takes
+//! over after its skew time. (A) has no watchdog, so its crash waits out
+//! Keepalived's detection.
+//!
 //! Faults on the MASTER (node a): HAProxy stopped; Keepalived SIGTERM;
 //! Keepalived crashed (SIGKILL of its VRRP process, then of the parent).
 //! An observer in the cloud namespace polls DescribeAddresses every 10 ms;
