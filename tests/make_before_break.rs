@@ -236,3 +236,74 @@ fn outage_spans_from_the_last_answer_to_the_next() {
     let o = outage(&[r(0, true), r(10, false), r(20, false)]);
     assert_eq!((o.lost, o.outage), (2, Duration::from_millis(20)));
 }
+
+/// The address task removes the managed IP whatever prefix it carries (an
+/// operator may have added it as /24 by hand): a removal that left it
+/// would be asked again at every turn. In a network namespace of its own,
+/// on one end of a veth pair.
+#[test]
+fn removal_takes_the_address_whatever_its_prefix() {
+    use vip_watchdog::cloud::messages::CloudEvent;
+    use vip_watchdog::core::address::Change;
+    use vip_watchdog::host::address::{AddressJob, run};
+    common::require_tools(&["ip"]);
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let ns = Ns(format!("vwt-addr-{}", std::process::id()));
+    let ip = |args: &[&str]| common::run(std::process::Command::new("ip").args(args));
+    ip(&["netns", "add", &ns.0]);
+    ip(&[
+        "-n", &ns.0, "link", "add", "dummy0", "type", "veth", "peer", "name", "dummy1",
+    ]);
+    ip(&["-n", &ns.0, "link", "set", "dummy0", "up"]);
+    ip(&["-n", &ns.0, "addr", "add", "10.9.9.9/24", "dev", "dummy0"]);
+    let listed = || ip(&["-n", &ns.0, "-o", "addr", "show", "dev", "dummy0"]);
+    assert!(listed().contains("10.9.9.9/24"), "{}", listed());
+
+    let path = format!("/var/run/netns/{}", ns.0);
+    let event = std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("the namespace's file");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let (jobs, rx) = tokio::sync::mpsc::channel(1);
+            let (done, mut events) = tokio::sync::mpsc::channel(1);
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let task = tokio::spawn(run(rx, done, cancel.clone()));
+            jobs.send(AddressJob {
+                vip: "web".into(),
+                change: Change::Remove,
+                ip: "10.9.9.9".parse().unwrap(),
+                interface: "dummy0".into(),
+            })
+            .await
+            .expect("the task takes the job");
+            let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+                .await
+                .expect("the task answers within 30 s");
+            cancel.cancel();
+            let _ = task.await;
+            event
+        })
+    })
+    .join()
+    .expect("the namespace thread");
+    match event {
+        Some(CloudEvent::AddressDone {
+            change: Change::Remove,
+            error: None,
+            ..
+        }) => {}
+        other => panic!("the removal: {other:?}"),
+    }
+    assert!(!listed().contains("10.9.9.9"), "{}", listed());
+}

@@ -72,20 +72,25 @@ async fn apply(handle: &rtnetlink::Handle, job: &AddressJob) -> Result<(), Addre
             .await
             .map_err(refused),
         Change::Remove => {
-            let message = match job.ip {
-                IpAddr::V4(ip) => rtnetlink::AddressMessageBuilder::<std::net::Ipv4Addr>::new()
-                    .index(index)
-                    .address(ip, prefix)
-                    .build(),
-                IpAddr::V6(ip) => rtnetlink::AddressMessageBuilder::<std::net::Ipv6Addr>::new()
-                    .index(index)
-                    .address(ip, prefix)
-                    .build(),
-            };
-            match handle.address().del(message).execute().await {
-                Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -EADDRNOTAVAIL => Ok(()),
-                r => r.map_err(refused),
+            // Whatever prefix it carries (ours is a host prefix; one added
+            // by hand may not be): the address is the watchdog's to manage.
+            let mut found = handle
+                .address()
+                .get()
+                .set_link_index_filter(index)
+                .set_address_filter(job.ip)
+                .execute();
+            let mut held = vec![];
+            while let Some(message) = found.try_next().await.map_err(refused)? {
+                held.push(message);
             }
+            for message in held {
+                match handle.address().del(message).execute().await {
+                    Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -EADDRNOTAVAIL => {}
+                    r => r.map_err(refused)?,
+                }
+            }
+            Ok(())
         }
     }
 }
