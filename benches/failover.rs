@@ -120,7 +120,15 @@ impl Pair {
     }
 
     fn wait_eip(&mut self, eni: &str) -> SystemTime {
-        self.observer.wait(self.name, eni)
+        match self.observer.wait_for(eni, STEP) {
+            Some(t) => t,
+            None => panic!(
+                "{}: the EIP did not reach {eni} within {STEP:?}\n{}\n{}",
+                self.name,
+                self.watch.tails(80),
+                self.lab.keepalived_logs()
+            ),
+        }
     }
 
     /// One failover; returns its latency, and (B) its phases.

@@ -527,3 +527,49 @@ fn describes_that_lag_the_truth_cost_no_second_claim() {
     });
     assert_eq!(heals(&wb), 1.0);
 }
+
+/// Keepalived crashes on the MASTER (SIGKILL of its VRRP process, then of
+/// the parent): a's watchdog sends the priority-0 advert Keepalived could
+/// not (release_on_crash), b takes over and claims. Keepalived started
+/// again on a is followed as before: a (the higher priority) is MASTER
+/// again and takes the EIP back.
+#[test]
+fn a_crashed_master_is_released_and_a_restarted_keepalived_is_followed() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    let (wa, wb) = start(&mut lab, "own");
+    wa.forget_past();
+    wb.forget_past();
+    kill(Pid::from_raw(lab.a.vrrp_pid()), Signal::SIGKILL).unwrap();
+    lab.a.signal_keepalived(Signal::SIGKILL);
+    lab.a.reap_keepalived();
+    wa.wait_for("a's release", FAILOVER, |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("keepalived crashed while MASTER: sent"))
+    });
+    wb.wait_state("master", FAILOVER);
+    wb.wait_for("b's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
+    assert_eq!(lab.eip_on(), "b");
+    assert_eq!(lab.b.keepalived_stat("pri_zero_rcvd"), 1);
+
+    wa.forget_past();
+    lab.a.start_keepalived();
+    wa.wait_state("master", FAILOVER);
+    wa.wait_for("a's claim converged", HEAL, |e| {
+        e["message"] == "claim converged"
+    });
+    assert_eq!(lab.eip_on(), "a");
+    assert_eq!(
+        count(
+            &wa,
+            "vip_watchdog_vrrp_releases_total",
+            &[("vrrp_instance", "VI_1"), ("outcome", "sent")]
+        ),
+        1.0
+    );
+}

@@ -171,6 +171,23 @@ impl Watch {
     }
 
     /// Node `node`'s watchdog, in the setup that has them.
+    /// The last `n` log lines of each watchdog, for a failed step.
+    pub fn tails(&self, n: usize) -> String {
+        let Watch::Watchdogs { a, b } = self else {
+            return String::new();
+        };
+        let tail = |w: &Watchdog| {
+            let text = w.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        format!(
+            "--- watchdog a ---\n{}\n--- watchdog b ---\n{}",
+            tail(a),
+            tail(b)
+        )
+    }
+
     pub fn watchdog(&self, node: &str) -> Option<&Watchdog> {
         match (self, node) {
             (Watch::Fifo { .. }, _) => None,

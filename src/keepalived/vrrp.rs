@@ -90,7 +90,7 @@ fn first<'a>(item: &'a Item) -> Option<&'a str> {
 fn bad(key: &'static str, item: &Item, why: &'static str) -> AdvertError {
     AdvertError::Bad {
         key,
-        value: item.words[1..].join(" "),
+        value: item.words.get(1..).unwrap_or_default().join(" "),
         why,
         at: item.at.clone(),
     }
@@ -133,7 +133,7 @@ impl Advert {
         let mut version = 2u8;
         let mut group = MULTICAST_V4;
         for g in &globals {
-            match g.words[0].as_str() {
+            match g.words.first().map(String::as_str).unwrap_or_default() {
                 "vrrp_version" => version = parse_version(g)?,
                 "vrrp_mcast_group4" => group = ipv4("vrrp_mcast_group4", g, first(g))?,
                 _ => {}
@@ -148,7 +148,7 @@ impl Advert {
         let mut auth: Option<(String, Option<String>, At)> = None;
         for item in inst.block.as_deref().unwrap_or_default() {
             let lines = item.block.as_deref().unwrap_or_default();
-            match item.words[0].as_str() {
+            match item.words.first().map(String::as_str).unwrap_or_default() {
                 "interface" => {
                     interface = Some(
                         first(item)
@@ -198,7 +198,7 @@ impl Advert {
                     let mut kind = None;
                     let mut pass = None;
                     for l in lines {
-                        match l.words[0].as_str() {
+                        match l.words.first().map(String::as_str).unwrap_or_default() {
                             "auth_type" => kind = first(l).map(str::to_owned),
                             "auth_pass" => pass = first(l).map(str::to_owned),
                             _ => {}
@@ -542,6 +542,14 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_brace_on_a_line_of_its_own_is_no_panic() {
+        let text = LAB.replace(" virtual_ipaddress {\n", " virtual_ipaddress\n {\n");
+        // The block then belongs to an item without words: not read.
+        let a = Advert::from_items(&items(&text), "VI_1").unwrap();
+        assert!(a.addresses.is_empty(), "{a:?}");
     }
 
     #[test]
