@@ -692,6 +692,26 @@ impl Node {
     }
 
     pub fn start_keepalived(&mut self) {
+        // A crash leaves pid files behind, and its VRRP process may still
+        // be a zombie waiting for init to reap it: Keepalived would then
+        // say "daemon is already running" and exit. Dead is dead.
+        for file in [
+            self.pid_file(),
+            self.vrrp_pid_file(),
+            self.dir.join("keepalived_checkers.pid"),
+        ] {
+            let pid = std::fs::read_to_string(&file).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+            let dead = match stat {
+                Err(_) => true,
+                Ok(s) => s
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            };
+            if dead {
+                let _ = std::fs::remove_file(&file);
+            }
+        }
         let log = std::fs::File::create(self.dir.join("keepalived.log")).unwrap();
         let child = in_ns(&self.ns)
             .args(["keepalived", "--dont-fork", "--vrrp", "--log-console", "-f"])
