@@ -32,7 +32,10 @@
 //! An observer in the cloud namespace polls DescribeAddresses every 10 ms;
 //! the latency is from the fault to the observer seeing the EIP on node b.
 //! After each round the fault is undone and the pair (and the EIP) goes back
-//! to node a before the next one. (B) and (C) are broken into phases from
+//! to node a before the next one; the next fault comes a fraction of a
+//! second after that (the same fractions for every setup, spread over the
+//! second: see `offset`), so that faults fall evenly over Keepalived's 1 s
+//! check and advert timers in every lab. (B) and (C) are broken into phases from
 //! the watchdog's own log: Keepalived's detection (fault -> MASTER line read),
 //! the watchdog's reaction (-> claim sent; includes min_master_age), the
 //! cloud calls (-> associate accepted), and confirmation (-> observer).
@@ -131,9 +134,13 @@ impl Pair {
         }
     }
 
-    /// One failover; returns its latency, and (B) its phases.
-    fn round(&mut self, fault: Fault, phases: &mut Phases) -> Duration {
+    /// One failover, `offset` after the pair settled; returns its latency,
+    /// and (B, C) its phases.
+    fn round(&mut self, fault: Fault, offset: Duration, phases: &mut Phases) -> Duration {
         self.watch.forget_past();
+        // Not a wait for anything: it places the fault at a chosen point of
+        // Keepalived's 1 s check and advert timers (see `offset`).
+        std::thread::sleep(offset);
         let t0 = SystemTime::now();
         fault.inject(&mut self.lab.a);
         let eni_b = self.eni_b.clone();
@@ -170,6 +177,18 @@ impl Pair {
     }
 }
 
+/// Where in Keepalived's 1 s timers round `round`'s fault falls, the same
+/// for every setup: a round takes nearly the same time each time, so
+/// without it a lab injects its faults at nearly the same phase of its
+/// `vrrp_script` check every round, and the detection of HAProxy stopped
+/// (0 to 1 s of it) would differ between labs by where each happened to
+/// lock (0.86 s median in one run, 1.38 s in another). The golden-ratio
+/// sequence spreads 20 rounds evenly over the second.
+fn offset(round: usize) -> Duration {
+    let golden = 0.618_033_988_75_f64;
+    Duration::from_secs_f64((round as f64 * golden).fract())
+}
+
 fn main() {
     common::require_prerequisites();
     let rounds = support::rounds(1, 20);
@@ -184,7 +203,11 @@ fn main() {
             let mut order: [&mut Pair; 3] = [&mut a, &mut b, &mut c];
             order.rotate_left(round % 3);
             for pair in order {
-                let latency = pair.round(fault, phases.entry((fault, pair.name)).or_default());
+                let latency = pair.round(
+                    fault,
+                    offset(round),
+                    phases.entry((fault, pair.name)).or_default(),
+                );
                 eprintln!(
                     "round {round} {:<28} {:<28} {}",
                     fault.name(),
