@@ -110,10 +110,21 @@ mod tests {
         }
     }
 
+    /// (name, enabled, event, VI_1's state before it, how it was known,
+    /// the instances released)
+    type Case = (
+        &'static str,
+        bool,
+        Event,
+        Option<VrrpState>,
+        &'static str,
+        &'static [&'static str],
+    );
+
     #[test]
     fn release_rules_table() {
         use VrrpState::*;
-        let cases: Vec<(&str, bool, Event, Option<VrrpState>, &str, &[&str])> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "R1 off: nothing",
                 false,

@@ -83,7 +83,7 @@ pub enum AdvertError {
     Unsupported { what: String, at: At },
 }
 
-fn first<'a>(item: &'a Item) -> Option<&'a str> {
+fn first(item: &Item) -> Option<&str> {
     item.words.get(1).map(String::as_str)
 }
 
@@ -124,11 +124,10 @@ impl Advert {
             .collect();
         let inst = items
             .iter()
-            .filter(|i| {
+            .rfind(|i| {
                 i.words.first().map(String::as_str) == Some("vrrp_instance")
                     && first(i) == Some(instance)
             })
-            .next_back()
             .ok_or_else(|| AdvertError::NoInstance(instance.into()))?;
         let mut version = 2u8;
         let mut group = MULTICAST_V4;
