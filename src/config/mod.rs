@@ -468,6 +468,10 @@ address = "127.0.0.1:80"
             c.keepalived.process_check_interval,
             Duration::from_millis(250)
         );
+        assert_eq!(
+            c.keepalived.release_on_crash,
+            Some(PathBuf::from("/etc/keepalived/keepalived.conf"))
+        );
         assert!(c.keepalived.json_dump.is_some());
         assert_eq!(c.probe.interval, Duration::from_secs(1));
         assert_eq!(c.probe.timeout, Duration::from_millis(500));
@@ -714,6 +718,16 @@ address = "127.0.0.1:80"
                 "keepalived.process_check_interval",
                 Some(9),
                 "10ms to 10s",
+            ),
+            (
+                "keepalived.conf path not absolute",
+                MINIMAL.replace(
+                    "[probe]",
+                    "config_file = \"keepalived.conf\"\n[probe]",
+                ),
+                "keepalived.config_file",
+                Some(9),
+                "absolute path",
             ),
             (
                 "bad log level",
@@ -1013,5 +1027,20 @@ address = "127.0.0.1:80"
         let c = Config::parse(&text).expect("valid");
         assert_eq!(c.keepalived.vrrp_pid_file, None);
         assert_eq!(c.keepalived.json_dump, None);
+    }
+
+    #[test]
+    fn release_on_crash_can_be_turned_off() {
+        let text = MINIMAL.replace(
+            "[probe]",
+            "release_on_crash = false
+[probe]",
+        );
+        let c = Config::parse(&text).expect("valid");
+        assert_eq!(c.keepalived.release_on_crash, None);
+        assert!(
+            c.describe()
+                .contains("keepalived.release_on_crash = false\n")
+        );
     }
 }
