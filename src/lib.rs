@@ -100,6 +100,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` is cancelled or a critical task fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let release_names = config.vrrp_instances();
     let Config {
         node,
         http,
@@ -183,12 +184,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .iter()
         .map(|i| i.name.clone())
         .collect();
-    let mut release_names = keepalived_names.clone();
-    for v in &vips {
-        if !release_names.contains(&v.vrrp_instance) {
-            release_names.push(v.vrrp_instance.clone());
-        }
-    }
     let (publish, status) = watch::channel(Status::build(
         &model, &node.name, &node.pair, started, started,
     ));

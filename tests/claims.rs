@@ -385,14 +385,7 @@ fn a_stopped_keepalived_on_the_master_is_down_and_claims_nothing() {
     assert_eq!(wa.status()["keepalived"]["running"], false);
     // A stopped Keepalived may resume as MASTER: it is not released
     // (release rule R2), and b took over on Keepalived's own detection.
-    assert_eq!(
-        metric(
-            &wa.metrics(),
-            "vip_watchdog_vrrp_releases_total",
-            &[("vrrp_instance", "VI_1"), ("outcome", "sent")]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(wa.releases("sent"), Some(0.0));
     assert_eq!(lab.b.keepalived_stat("pri_zero_rcvd"), 0);
     // Resumed, the same Keepalived writes no line for the MASTER state it
     // kept: a's watchdog learns it again, its age counting from the resume,
@@ -564,12 +557,5 @@ fn a_crashed_master_is_released_and_a_restarted_keepalived_is_followed() {
         e["message"] == "claim converged"
     });
     assert_eq!(lab.eip_on(), "a");
-    assert_eq!(
-        count(
-            &wa,
-            "vip_watchdog_vrrp_releases_total",
-            &[("vrrp_instance", "VI_1"), ("outcome", "sent")]
-        ),
-        1.0
-    );
+    assert_eq!(wa.releases("sent"), Some(1.0));
 }

@@ -174,14 +174,7 @@ fn sigterm_to_keepalived_on_the_master_is_seen_on_both_nodes() {
     assert_eq!(status["keepalived"]["running"], false, "{status}");
     // Keepalived sent its own priority-0 advert; the watchdog sent none
     // (the instance was STOP, not MASTER, when the process went).
-    assert_eq!(
-        metric(
-            &wa.metrics(),
-            "vip_watchdog_vrrp_releases_total",
-            &[("vrrp_instance", "VI_1"), ("outcome", "sent")]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(wa.releases("sent"), Some(0.0));
     assert_eq!(
         lab.b.keepalived_stat("pri_zero_rcvd"),
         1,
@@ -249,14 +242,10 @@ fn crashed_keepalived_on_the_master_is_noticed_although_its_vip_stays() {
         ),
         "{released}"
     );
-    let sent = |outcome| {
-        metric(
-            &wa.metrics(),
-            "vip_watchdog_vrrp_releases_total",
-            &[("vrrp_instance", "VI_1"), ("outcome", outcome)],
-        )
-    };
-    assert_eq!((sent("sent"), sent("failed")), (Some(1.0), Some(0.0)));
+    assert_eq!(
+        (wa.releases("sent"), wa.releases("failed")),
+        (Some(1.0), Some(0.0))
+    );
     assert_eq!(lab.b.keepalived_stat("pri_zero_rcvd"), 1);
 }
 

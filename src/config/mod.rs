@@ -351,6 +351,23 @@ pub enum LoadError {
 }
 
 impl Config {
+    /// Every VRRP instance the config names: `[[keepalived.instance]]`
+    /// first, then each `[[vip]]`'s instance not listed there, in order.
+    pub fn vrrp_instances(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .keepalived
+            .instances
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        for v in &self.vips {
+            if !names.contains(&v.vrrp_instance) {
+                names.push(v.vrrp_instance.clone());
+            }
+        }
+        names
+    }
+
     pub fn load(path: &Path) -> Result<Config, LoadError> {
         Config::load_with(path, &WebFlags::default())
     }

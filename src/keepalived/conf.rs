@@ -367,17 +367,6 @@ fn release_notes(config: &Config, path: &Path, items: &[Item]) -> Vec<String> {
     let Some(conf) = &config.keepalived.release_on_crash else {
         return vec![];
     };
-    let mut names: Vec<&str> = config
-        .keepalived
-        .instances
-        .iter()
-        .map(|i| i.name.as_str())
-        .collect();
-    for v in &config.vips {
-        if !names.contains(&v.vrrp_instance.as_str()) {
-            names.push(&v.vrrp_instance);
-        }
-    }
     let mut notes = vec![];
     if conf != path {
         notes.push(format!(
@@ -386,9 +375,9 @@ fn release_notes(config: &Config, path: &Path, items: &[Item]) -> Vec<String> {
             path.display()
         ));
     }
-    for name in names {
+    for name in config.vrrp_instances() {
         notes.push(
-            match crate::keepalived::vrrp::Advert::from_items(items, name) {
+            match crate::keepalived::vrrp::Advert::from_items(items, &name) {
                 Ok(a) => format!(
                     "release_on_crash: if Keepalived crashes while MASTER of {name:?}, the watchdog sends its priority-0 advert: {}",
                     a.describe()

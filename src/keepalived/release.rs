@@ -134,8 +134,15 @@ fn announce(conf: &std::path::Path, instances: &[String]) {
         warn!(error = %e, "release_on_crash is on but cannot work: a crashed MASTER's peer will wait out Keepalived's detection");
         return;
     }
+    let items = match crate::keepalived::conf::read(conf) {
+        Ok(items) => items,
+        Err(e) => {
+            warn!(error = %e, "release_on_crash cannot read keepalived.conf: a crashed MASTER's peer will wait out Keepalived's detection");
+            return;
+        }
+    };
     for name in instances {
-        match advert(conf, name) {
+        match Advert::from_items(&items, name) {
             Ok(a) => {
                 info!(vrrp_instance = %name, advert = %a.describe(), "release_on_crash: if Keepalived crashes while MASTER, its priority-0 advert is sent on its behalf")
             }

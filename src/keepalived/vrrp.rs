@@ -138,6 +138,13 @@ impl Advert {
                 _ => {}
             }
         }
+        // A block of one address a line (its first word).
+        let list = |key, lines: &[Item]| -> Result<Vec<Ipv4Addr>, AdvertError> {
+            lines
+                .iter()
+                .map(|l| ipv4(key, l, l.words.first().map(String::as_str)))
+                .collect()
+        };
         let mut interface = None;
         let mut vrid = None;
         let mut advert_int: Option<(f64, &Item)> = None;
@@ -175,24 +182,8 @@ impl Advert {
                 "mcast_src_ip" if source.is_none() => {
                     source = Some(ipv4("mcast_src_ip", item, first(item))?)
                 }
-                "unicast_peer" => {
-                    for l in lines {
-                        peers.push(ipv4(
-                            "unicast_peer",
-                            l,
-                            l.words.first().map(String::as_str),
-                        )?);
-                    }
-                }
-                "virtual_ipaddress" => {
-                    for l in lines {
-                        addresses.push(ipv4(
-                            "virtual_ipaddress",
-                            l,
-                            l.words.first().map(String::as_str),
-                        )?);
-                    }
-                }
+                "unicast_peer" => peers.extend(list("unicast_peer", lines)?),
+                "virtual_ipaddress" => addresses.extend(list("virtual_ipaddress", lines)?),
                 "authentication" => {
                     let mut kind = None;
                     let mut pass = None;

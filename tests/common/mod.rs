@@ -380,6 +380,15 @@ impl Watchdog {
         ev
     }
 
+    /// `vip_watchdog_vrrp_releases_total` for VI_1 and `outcome`.
+    pub fn releases(&self, outcome: &str) -> Option<f64> {
+        metric(
+            &self.metrics(),
+            "vip_watchdog_vrrp_releases_total",
+            &[("vrrp_instance", "VI_1"), ("outcome", outcome)],
+        )
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
