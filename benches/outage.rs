@@ -109,11 +109,12 @@ impl Pair {
         if setup == Setup::Script {
             // The seed's script adds the private IP on its first run; a,
             // MASTER from the start with the EIP already on it, gets it
-            // here as it would at its first failover.
+            // here as it would at its first failover (`replace`: a's own
+            // first run at start-up may have added it already).
             common::run(common::in_ns(&pair.lab.a.ns).args([
                 "ip",
                 "addr",
-                "add",
+                "replace",
                 &format!("{}/32", common::VIP),
                 "dev",
                 "eth0",
