@@ -77,6 +77,15 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     // alert that says the notify scripts are not doing their job fires.
     wa.forget_past();
     wb.forget_past();
+    // b may have healed during the split brain already, and
+    // VipHealsHappening may fire on that: the failover's heal is told
+    // apart by the count Prometheus scrapes.
+    let heals_before: f64 = wb
+        .metrics()
+        .lines()
+        .filter_map(|l| l.strip_prefix("vip_watchdog_heals_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
     lab.a.kill_haproxy();
     wb.wait_state("master", FAILOVER);
     wb.wait_for("b's claim converged", Duration::from_secs(40), |e| {
@@ -91,6 +100,18 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     assert_eq!(
         heal["annotations"]["runbook_url"], "https://runbook.lab/vip-watchdog#viphealshappening",
         "{heal}"
+    );
+    prom.wait_query(
+        "Prometheus scrapes b's heal of the failover",
+        &format!(r#"sum(vip_watchdog_heals_total{{node="b"}}) > {heals_before}"#),
+        ALERT,
+    );
+    // The failover's latency sample on b, scraped twice at least: the
+    // dashboard's latency panels read `increase` over it, which needs two.
+    prom.wait_query(
+        "Prometheus scrapes b's failover-latency sample twice",
+        r#"count_over_time(vip_watchdog_failover_latency_seconds_count{node="b"}[1h]) >= 2"#,
+        ALERT,
     );
     // No MASTER was ever missing long enough, and the MASTER's probe never
     // failed while it was MASTER for 30 s: those stay silent.

@@ -1168,6 +1168,23 @@ impl Prometheus {
         data["result"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Polls an instant query (every 200 ms, bounded by `timeout`) until it
+    /// returns a series; returns `data.result`.
+    pub fn wait_query(&self, what: &str, promql: &str, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let result = self.query(promql);
+            if !result.is_empty() {
+                return result;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {promql} returned no series within {timeout:?}"
+            );
+            std::thread::park_timeout(Duration::from_millis(200));
+        }
+    }
+
     /// Values of `label` on the series that `matcher` selects.
     pub fn label_values(&self, label: &str, matcher: &str) -> Vec<String> {
         let data = self.api_get(
