@@ -34,7 +34,7 @@
 //! After each round the fault is undone and the pair (and the EIP) goes back
 //! to node a before the next one; the next fault comes a fraction of a
 //! second after that (the same fractions for every setup, spread over the
-//! second: see `offset`), so that faults fall evenly over Keepalived's 1 s
+//! second: see `support::fault_offset`), so that faults fall evenly over Keepalived's 1 s
 //! check and advert timers in every lab. (B) and (C) are broken into phases from
 //! the watchdog's own log: Keepalived's detection (fault -> MASTER line read),
 //! the watchdog's reaction (-> claim sent; includes min_master_age), the
@@ -139,7 +139,7 @@ impl Pair {
     fn round(&mut self, fault: Fault, offset: Duration, phases: &mut Phases) -> Duration {
         self.watch.forget_past();
         // Not a wait for anything: it places the fault at a chosen point of
-        // Keepalived's 1 s check and advert timers (see `offset`).
+        // Keepalived's 1 s check and advert timers (see `support::fault_offset`).
         std::thread::sleep(offset);
         let t0 = SystemTime::now();
         fault.inject(&mut self.lab.a);
@@ -177,18 +177,6 @@ impl Pair {
     }
 }
 
-/// Where in Keepalived's 1 s timers round `round`'s fault falls, the same
-/// for every setup: a round takes nearly the same time each time, so
-/// without it a lab injects its faults at nearly the same phase of its
-/// `vrrp_script` check every round, and the detection of HAProxy stopped
-/// (0 to 1 s of it) would differ between labs by where each happened to
-/// lock (0.86 s median in one run, 1.38 s in another). The golden-ratio
-/// sequence spreads 20 rounds evenly over the second.
-fn offset(round: usize) -> Duration {
-    let golden = 0.618_033_988_75_f64;
-    Duration::from_secs_f64((round as f64 * golden).fract())
-}
-
 fn main() {
     common::require_prerequisites();
     let rounds = support::rounds(1, 20);
@@ -205,7 +193,7 @@ fn main() {
             for pair in order {
                 let latency = pair.round(
                     fault,
-                    offset(round),
+                    support::fault_offset(round),
                     phases.entry((fault, pair.name)).or_default(),
                 );
                 eprintln!(

@@ -28,8 +28,10 @@
 //! graceful stop, as `systemctl stop` in a maintenance); Keepalived crashed
 //! (SIGKILL). Beside the outage: the fault to the EIP on b (the observer),
 //! and Keepalived's detection (the fault to b's MASTER line), which the
-//! outage of HAProxy stopped is compared with. It reports; it asserts no
-//! timing.
+//! outage of HAProxy stopped is compared with. Each round's fault falls a
+//! golden-ratio fraction of a second after the pair settled (as in
+//! `benches/failover.rs`, see `support::fault_offset`), the same in every
+//! lab. It reports; it asserts no timing.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -125,8 +127,12 @@ impl Pair {
         pair
     }
 
-    fn round(&mut self, fault: Fault) -> Felt {
+    fn round(&mut self, fault: Fault, offset: Duration) -> Felt {
         self.watch.forget_past();
+        // Not a wait for anything: it places the fault at a chosen point of
+        // Keepalived's 1 s check and advert timers (see
+        // `support::fault_offset`).
+        std::thread::sleep(offset);
         let t0 = SystemTime::now();
         fault.inject(&mut self.lab.a);
         let eni_b = self.eni_b.clone();
@@ -170,7 +176,7 @@ fn main() {
             let mut order: Vec<&mut Pair> = pairs.iter_mut().collect();
             order.rotate_left(round % 3);
             for pair in order {
-                let f = pair.round(fault);
+                let f = pair.round(fault, support::fault_offset(round));
                 eprintln!(
                     "round {round} {:<28} {:<34} lost {:>3}, outage {}, fault to EIP {}, detection {}",
                     fault.name(),

@@ -290,6 +290,18 @@ pub fn kill_keepalived_in(ns: &str) {
     }
 }
 
+/// Where in Keepalived's 1 s timers round `round`'s fault falls, the same
+/// for every setup: a round takes nearly the same time each time, so
+/// without it a lab injects its faults at nearly the same phase of its
+/// `vrrp_script` check every round, and the detection of HAProxy stopped
+/// (0 to 1 s of it) would differ between labs by where each happened to
+/// lock (0.86 s median in one run, 1.38 s in another). The golden-ratio
+/// sequence spreads 20 rounds evenly over the second.
+pub fn fault_offset(round: usize) -> Duration {
+    let golden = 0.618_033_988_75_f64;
+    Duration::from_secs_f64((round as f64 * golden).fract())
+}
+
 /// Median, p95 and max.
 pub fn stats(v: &[Duration]) -> (Duration, Duration, Duration) {
     let mut s = v.to_vec();

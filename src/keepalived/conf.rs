@@ -1,9 +1,11 @@
-//! keepalived.conf, read for `check-config`: the notify FIFO, each
-//! vrrp_instance's virtual addresses and routes, following `include`.
+//! keepalived.conf, read for `check-config` and `release_on_crash`: the
+//! notify FIFO, each vrrp_instance's virtual addresses and routes (and
+//! `keepalived/vrrp.rs` the advert's fields), following `include`.
 //! Parsing is pure (text in, blocks out); only `read` touches files.
 //!
 //! Keepalived's syntax: one keyword and its arguments a line, `{ ... }`
-//! opens a block, `#` and `!` start comments, `"..."` quotes, and
+//! opens a block (on the keyword's line or at the start of a later one),
+//! `#` and `!` start comments, `"..."` quotes, and
 //! `include PATTERN` (a glob, relative to the including file's directory)
 //! splices other files in at any level.
 
@@ -160,8 +162,15 @@ fn splice(
                 block: None,
                 at: at.clone(),
             };
-            if !item.words.is_empty() || opens {
-                stack.last_mut().expect("a level").0.push(item);
+            let level = &mut stack.last_mut().expect("a level").0;
+            // A `{` that starts its line opens the block of the keyword
+            // before it (Keepalived reads `vrrp_instance VI_1` then `{` on
+            // the next line as one block, blank lines between or not).
+            let continues = item.words.is_empty()
+                && opens
+                && level.last().is_some_and(|last| last.block.is_none());
+            if !continues && (!item.words.is_empty() || opens) {
+                level.push(item);
             }
             ws = rest;
             if opens {
@@ -497,6 +506,37 @@ mod tests {
             vi.at.as_ref().map(|a| a.to_string()).as_deref(),
             Some("/k/conf.d/a.conf:1")
         );
+    }
+
+    /// Keepalived takes a `{` at the start of a later line as the block of
+    /// the keyword before it (checked with `keepalived -t`: an invalid
+    /// address in such a block is reported, so it was read as one).
+    #[test]
+    fn a_brace_on_its_own_line_opens_the_keyword_before_it() {
+        let text = "global_defs\n{\n  vrrp_notify_fifo /run/w/k.fifo\n}\nvrrp_instance VI_1\n\n  {\n  virtual_ipaddress\n  { 10.0.0.100/32\n    10.0.0.101\n  }\n  virtual_routes\n  {\n    src 10.0.0.1 192.168.100.10/32 dev eth0\n  }\n}\n";
+        let k = Keepalived::from_items(&parse(&[("/k.conf", text)]).expect("parses"));
+        assert_eq!(
+            k.fifo.as_ref().map(|f| f.0.clone()),
+            Some(PathBuf::from("/run/w/k.fifo"))
+        );
+        let vi = &k.instances["VI_1"];
+        assert_eq!(
+            vi.addresses,
+            [
+                "10.0.0.100".parse::<IpAddr>().unwrap(),
+                "10.0.0.101".parse().unwrap()
+            ]
+        );
+        assert_eq!(vi.routes, ["192.168.100.10/32"]);
+        assert_eq!(
+            vi.at.as_ref().map(|a| a.to_string()).as_deref(),
+            Some("/k.conf:5")
+        );
+        // A block after a block keeps its own (nameless) item: nothing to
+        // attach it to.
+        let items = parse(&[("/k.conf", "a {\n}\n{\n  b\n}\n")]).expect("parses");
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert!(items[1].words.is_empty() && items[1].block.is_some());
     }
 
     #[test]

@@ -535,11 +535,13 @@ mod tests {
     }
 
     #[test]
-    fn a_brace_on_a_line_of_its_own_is_no_panic() {
+    fn a_brace_on_a_line_of_its_own_is_read_as_keepalived_reads_it() {
         let text = LAB.replace(" virtual_ipaddress {\n", " virtual_ipaddress\n {\n");
-        // The block then belongs to an item without words: not read.
+        // The block is virtual_ipaddress's, as for Keepalived: the advert
+        // lists the same addresses as with the brace on the keyword's line.
         let a = Advert::from_items(&items(&text), "VI_1").unwrap();
-        assert!(a.addresses.is_empty(), "{a:?}");
+        assert_eq!(a, Advert::from_items(&items(LAB), "VI_1").unwrap());
+        assert_eq!(a.addresses.len(), 2, "{a:?}");
     }
 
     #[test]
