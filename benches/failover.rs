@@ -34,11 +34,12 @@
 //! After each round the fault is undone and the pair (and the EIP) goes back
 //! to node a before the next one; the next fault comes a fraction of a
 //! second after that (the same fractions for every setup, spread over the
-//! second: see `support::fault_offset`), so that faults fall evenly over Keepalived's 1 s
-//! check and advert timers in every lab. (B) and (C) are broken into phases from
-//! the watchdog's own log: Keepalived's detection (fault -> MASTER line read),
-//! the watchdog's reaction (-> claim sent; includes min_master_age), the
-//! cloud calls (-> associate accepted), and confirmation (-> observer).
+//! second: see `support::fault_offset`), so that faults fall evenly over
+//! Keepalived's 1 s check and advert timers in every lab. (B) and (C) are
+//! broken into phases from the watchdog's own log: Keepalived's detection
+//! (fault -> MASTER line read), the watchdog's reaction (-> claim sent;
+//! includes min_master_age), the cloud calls (-> associate accepted), and
+//! confirmation (-> observer).
 //! It reports; it asserts no timing.
 
 #[path = "../tests/common/mod.rs"]
@@ -139,7 +140,8 @@ impl Pair {
     fn round(&mut self, fault: Fault, offset: Duration, phases: &mut Phases) -> Duration {
         self.watch.forget_past();
         // Not a wait for anything: it places the fault at a chosen point of
-        // Keepalived's 1 s check and advert timers (see `support::fault_offset`).
+        // Keepalived's 1 s check and advert timers (see
+        // `support::fault_offset`).
         std::thread::sleep(offset);
         let t0 = SystemTime::now();
         fault.inject(&mut self.lab.a);
