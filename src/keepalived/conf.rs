@@ -475,6 +475,25 @@ mod tests {
         )
     }
 
+    /// What both layouts below say: the FIFO, and VI_1 (opened at `at`)
+    /// with two addresses and one route.
+    fn expect_fifo_and_vi_1(k: &Keepalived, at: &str) {
+        assert_eq!(
+            k.fifo.as_ref().map(|f| f.0.clone()),
+            Some(PathBuf::from("/run/w/k.fifo"))
+        );
+        let vi = &k.instances["VI_1"];
+        assert_eq!(
+            vi.addresses,
+            [
+                "10.0.0.100".parse::<IpAddr>().unwrap(),
+                "10.0.0.101".parse().unwrap()
+            ]
+        );
+        assert_eq!(vi.routes, ["192.168.100.10/32"]);
+        assert_eq!(vi.at.as_ref().map(|a| a.to_string()).as_deref(), Some(at));
+    }
+
     #[test]
     fn blocks_comments_quotes_and_includes() {
         let items = parse(&[
@@ -489,23 +508,7 @@ mod tests {
         ])
         .expect("parses");
         let k = Keepalived::from_items(&items);
-        assert_eq!(
-            k.fifo.as_ref().map(|f| f.0.clone()),
-            Some(PathBuf::from("/run/w/k.fifo"))
-        );
-        let vi = &k.instances["VI_1"];
-        assert_eq!(
-            vi.addresses,
-            [
-                "10.0.0.100".parse::<IpAddr>().unwrap(),
-                "10.0.0.101".parse().unwrap()
-            ]
-        );
-        assert_eq!(vi.routes, ["192.168.100.10/32"]);
-        assert_eq!(
-            vi.at.as_ref().map(|a| a.to_string()).as_deref(),
-            Some("/k/conf.d/a.conf:1")
-        );
+        expect_fifo_and_vi_1(&k, "/k/conf.d/a.conf:1");
     }
 
     /// Keepalived takes a `{` at the start of a later line as the block of
@@ -515,23 +518,7 @@ mod tests {
     fn a_brace_on_its_own_line_opens_the_keyword_before_it() {
         let text = "global_defs\n{\n  vrrp_notify_fifo /run/w/k.fifo\n}\nvrrp_instance VI_1\n\n  {\n  virtual_ipaddress\n  { 10.0.0.100/32\n    10.0.0.101\n  }\n  virtual_routes\n  {\n    src 10.0.0.1 192.168.100.10/32 dev eth0\n  }\n}\n";
         let k = Keepalived::from_items(&parse(&[("/k.conf", text)]).expect("parses"));
-        assert_eq!(
-            k.fifo.as_ref().map(|f| f.0.clone()),
-            Some(PathBuf::from("/run/w/k.fifo"))
-        );
-        let vi = &k.instances["VI_1"];
-        assert_eq!(
-            vi.addresses,
-            [
-                "10.0.0.100".parse::<IpAddr>().unwrap(),
-                "10.0.0.101".parse().unwrap()
-            ]
-        );
-        assert_eq!(vi.routes, ["192.168.100.10/32"]);
-        assert_eq!(
-            vi.at.as_ref().map(|a| a.to_string()).as_deref(),
-            Some("/k.conf:5")
-        );
+        expect_fifo_and_vi_1(&k, "/k.conf:5");
         // A block after a block keeps its own (nameless) item: nothing to
         // attach it to.
         let items = parse(&[("/k.conf", "a {\n}\n{\n  b\n}\n")]).expect("parses");
