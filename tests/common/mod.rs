@@ -1146,20 +1146,13 @@ impl Prometheus {
     }
 
     /// Returns once `n` targets have each been scraped at least once.
-    /// Polls the targets API (bounded: every 200 ms until `timeout`).
     pub fn wait_scraped(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let t = self.targets();
-            if t.len() == n && t.iter().all(|t| t["health"] != "unknown") {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not all {n} targets were scraped within {timeout:?}: {t:?}"
-            );
-            std::thread::park_timeout(Duration::from_millis(200));
-        }
+        poll_api(
+            &format!("all {n} targets scraped"),
+            timeout,
+            || self.targets(),
+            |t| t.len() == n && t.iter().all(|t| t["health"] != "unknown"),
+        )
     }
 
     /// An instant query; returns `data.result`.
@@ -1168,21 +1161,14 @@ impl Prometheus {
         data["result"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Polls an instant query (every 200 ms, bounded by `timeout`) until it
-    /// returns a series; returns `data.result`.
+    /// Returns an instant query's `data.result` once it has a series.
     pub fn wait_query(&self, what: &str, promql: &str, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let result = self.query(promql);
-            if !result.is_empty() {
-                return result;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {promql} returned no series within {timeout:?}"
-            );
-            std::thread::park_timeout(Duration::from_millis(200));
-        }
+        poll_api(
+            &format!("{what} ({promql} returning a series)"),
+            timeout,
+            || self.query(promql),
+            |result| !result.is_empty(),
+        )
     }
 
     /// Values of `label` on the series that `matcher` selects.
@@ -1245,6 +1231,28 @@ impl Prometheus {
                 ),
             }
         }
+    }
+}
+
+/// Polls Prometheus's API with `fetch` (bounded: every 200 ms until
+/// `timeout`) until `done` holds; returns that answer.
+fn poll_api<T: std::fmt::Debug>(
+    what: &str,
+    timeout: Duration,
+    fetch: impl Fn() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = fetch();
+        if done(&answer) {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} within {timeout:?}; last answer: {answer:?}"
+        );
+        std::thread::park_timeout(Duration::from_millis(200));
     }
 }
 
