@@ -67,3 +67,31 @@ ensure_container_base() {
 
 # Builds outside the clone so that later runs on this machine are incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vip-watchdog-target}"
+
+# A booted Debian 12 host for tests/stock_pair.rs: systemd as PID 1 and
+# Debian's keepalived and haproxy packages with their units untouched. Made
+# once from a debootstrap'd rootfs (about a minute) and reused; each test
+# run installs the .deb built from the tree into fresh containers of it.
+BOOTED_IMAGE=localhost/vip-watchdog-booted:12
+ensure_booted_image() {
+    install_packages podman runc debootstrap
+    podman --storage-driver vfs image exists "$BOOTED_IMAGE" && return 0
+    echo "== making the booted Debian 12 image (systemd, keepalived, haproxy)"
+    local root=/var/tmp/vip-watchdog-booted/rootfs
+    rm -rf "$root"
+    mkdir -p "$root"
+    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    # No service starts inside the chroot while packages install.
+    printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+    chmod 755 "$root/usr/sbin/policy-rc.d"
+    chroot "$root" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -qq --no-install-recommends \
+        systemd systemd-sysv dbus keepalived haproxy iproute2 procps curl >/dev/null
+    rm -f "$root/usr/sbin/policy-rc.d"
+    chroot "$root" apt-get clean
+    rm -rf "$root"/var/lib/apt/lists/*
+    tar -C "$root" -c . | podman --storage-driver vfs import \
+        --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$BOOTED_IMAGE" >/dev/null
+    rm -rf "$root"
+}

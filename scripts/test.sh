@@ -11,6 +11,7 @@ ensure_rust
 ensure_venv
 export VIP_WATCHDOG_VENV="$VENV"
 ensure_container_base
+ensure_booted_image
 # cargo-deb for tests/package.rs (about 3 min the first time).
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
 

@@ -7,11 +7,20 @@ use crate::core::clock::{Mono, Stamp};
 
 static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
 
-/// This moment on both clocks; the monotonic one counts from the first call.
+/// How far before the first call the monotonic clock's origin lies: a time
+/// from before this process (a saved damping entry, Keepalived's
+/// `last_transition`) keeps its real age up to this far back instead of
+/// being capped at the process start.
+pub const BEFORE_START: std::time::Duration = std::time::Duration::from_secs(400 * 86_400);
+
+/// This moment on both clocks; the monotonic one counts from
+/// `BEFORE_START` before the first call.
 pub fn now() -> Stamp {
     let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
     Stamp {
-        mono: Mono::from_duration(tokio::time::Instant::now().duration_since(origin)),
+        mono: Mono::from_duration(
+            BEFORE_START + tokio::time::Instant::now().duration_since(origin),
+        ),
         wall: std::time::SystemTime::now(),
     }
 }

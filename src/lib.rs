@@ -99,7 +99,11 @@ const EVENT_QUEUE: usize = 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` is cancelled or a critical task fails.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let release_names = config.vrrp_instances();
     let Config {
         node,
@@ -112,7 +116,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         peer,
     } = config;
     let started = SystemTime::now();
-    let metrics = Arc::new(Metrics::new(&node.pair, &node.name).context("registering metrics")?);
     info!(
         version = crate::metrics::VERSION,
         node = %node.name,
@@ -133,7 +136,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     // Keepalived's processes, then its present state from a source that reports it.
-    let observed = process::observe(&keepalived);
+    let observed = process::observe(&keepalived, None);
     let mut initial = process::diff(None, &observed);
     if let process::Observation::Running { main, .. } = &observed {
         let (events, failure) = startup::learn(&keepalived, main).await;

@@ -29,6 +29,8 @@ pub const VERSION: &str = concat!(
 
 pub struct Metrics {
     registry: Registry,
+    /// The constant labels: (pair, node).
+    labels: (String, String),
     /// `process_*`, unprefixed as every exporter has them, with the same
     /// `pair` and `node` labels.
     process: Registry,
@@ -66,6 +68,7 @@ pub struct Metrics {
     notify_runs: IntCounterVec,
     notify_run_duration: Histogram,
     vrrp_releases: IntCounterVec,
+    process_check_errors: IntCounter,
     route_state: IntGaugeVec,
     instance_mismatch: IntGaugeVec,
     source_dest_check: IntGaugeVec,
@@ -85,13 +88,18 @@ pub const FAILOVER_BUCKETS: [f64; 16] = [
     0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.5, 10.0, 12.5, 15.0, 30.0, 60.0,
 ];
 
-fn epoch(t: SystemTime) -> f64 {
+pub fn epoch(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
 
 impl Metrics {
+    /// The constant labels every series carries: (pair, node).
+    pub fn labels(&self) -> (&str, &str) {
+        (&self.labels.0, &self.labels.1)
+    }
+
     pub fn new(pair: &str, node: &str) -> Result<Self, prometheus::Error> {
         let labels = HashMap::from([
             ("pair".to_owned(), pair.to_owned()),
@@ -99,6 +107,8 @@ impl Metrics {
         ]);
         let registry = Registry::new_custom(Some("vip_watchdog".into()), Some(labels.clone()))?;
         registry.register(Box::new(crate::reload::RELOADS.clone()))?;
+        registry.register(Box::new(crate::reload::LAST_RELOAD_OK.clone()))?;
+        registry.register(Box::new(crate::reload::LAST_RELOAD_AT.clone()))?;
         let process = Registry::new_custom(None, Some(labels))?;
         process.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -400,6 +410,13 @@ impl Metrics {
                     &["eni"],
                 )?,
             )?,
+            process_check_errors: reg(
+                r,
+                IntCounter::new(
+                    "keepalived_process_check_errors_total",
+                    "Looks at Keepalived's processes that failed without evidence either way (a pid file or /proc that could not be read); the state was kept as it was.",
+                )?,
+            )?,
             vrrp_releases: reg(
                 r,
                 IntCounterVec::new(
@@ -521,6 +538,7 @@ impl Metrics {
                 )?,
             )?,
             registry,
+            labels: (pair.to_owned(), node.to_owned()),
             process,
         };
         // Every label value a counter can take exists from the start, so that
@@ -612,6 +630,7 @@ impl Metrics {
                     .with_label_values(&[instance.as_str()])
                     .inc();
             }
+            Change::ProcessCheckFailed { .. } => self.process_check_errors.inc(),
             Change::NameDropped { kind, .. } => {
                 self.fifo_names_dropped.with_label_values(&[kind]).inc();
             }

@@ -301,6 +301,13 @@ pub fn log_change(change: &Change) {
             running: false,
             detail,
         } => warn!(detail = %detail, "keepalived is gone"),
+        Change::ProcessCheckFailed {
+            reason,
+            first: true,
+        } => {
+            warn!(reason = %reason, "cannot look at keepalived's processes: its state is kept as it was until a look succeeds")
+        }
+        Change::ProcessCheckFailed { first: false, .. } => {}
         Change::Probe { from, to, detail } => info!(
             from = from.as_str(),
             to = to.as_str(),

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, Opts};
+use prometheus::{Gauge, IntCounterVec, IntGauge, Opts};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -37,6 +37,53 @@ pub static RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     c
 });
 
+/// 1 when the last SIGHUP reload was applied or found the file unchanged,
+/// 0 when the file was refused; 1 at start (the config it started with was
+/// valid). Node exporter's and Prometheus's own name for it.
+pub static LAST_RELOAD_OK: LazyLock<IntGauge> = LazyLock::new(|| {
+    let g = IntGauge::new(
+        "config_last_reload_successful",
+        "1 when the last config reload (SIGHUP) succeeded or the process started with a valid config; 0 when the file was refused and the running config kept.",
+    )
+    .expect("a valid metric");
+    g.set(1);
+    g
+});
+
+/// When the config was last loaded successfully (start or reload).
+pub static LAST_RELOAD_AT: LazyLock<Gauge> = LazyLock::new(|| {
+    let g = Gauge::new(
+        "config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful config load: the start, or a SIGHUP reload applied or unchanged.",
+    )
+    .expect("a valid metric");
+    g.set(crate::metrics::epoch(std::time::SystemTime::now()));
+    g
+});
+
+fn reload_ok(ok: bool) {
+    LAST_RELOAD_OK.set(i64::from(ok));
+    if ok {
+        LAST_RELOAD_AT.set(crate::metrics::epoch(std::time::SystemTime::now()));
+    }
+}
+
+/// The metrics of this process: one registry for its whole life, so that a
+/// reload keeps every counter. Built anew only when the reload changed
+/// `node.name` or `node.pair`, every series' constant labels.
+fn metrics_for(
+    config: &Config,
+    old: Option<std::sync::Arc<crate::metrics::Metrics>>,
+) -> anyhow::Result<std::sync::Arc<crate::metrics::Metrics>> {
+    match old {
+        Some(m) if m.labels() == (config.node.pair.as_str(), config.node.name.as_str()) => Ok(m),
+        _ => Ok(std::sync::Arc::new(
+            crate::metrics::Metrics::new(&config.node.pair, &config.node.name)
+                .map_err(|e| anyhow::anyhow!("registering metrics: {e}"))?,
+        )),
+    }
+}
+
 /// Runs until SIGTERM or SIGINT (Ok) or a critical task fails (Err).
 pub async fn run_until_stopped(
     path: PathBuf,
@@ -47,9 +94,17 @@ pub async fn run_until_stopped(
     let (tx, mut reloaded) = mpsc::channel::<Config>(1);
     let signals = tokio::spawn(signals(shutdown.clone(), path, flags, config.clone(), tx));
     let mut config = config;
+    LazyLock::force(&LAST_RELOAD_OK);
+    LazyLock::force(&LAST_RELOAD_AT);
+    let mut metrics = None;
     let result = loop {
         let round = shutdown.child_token();
-        let run = crate::run(config.clone(), round.clone());
+        let m = match metrics_for(&config, metrics.take()) {
+            Ok(m) => m,
+            Err(e) => break Err(e),
+        };
+        metrics = Some(m.clone());
+        let run = crate::run(config.clone(), m, round.clone());
         tokio::pin!(run);
         tokio::select! {
             r = &mut run => break r,
@@ -63,6 +118,7 @@ pub async fn run_until_stopped(
                 }
                 config = new;
                 RELOADS.with_label_values(&["applied"]).inc();
+                reload_ok(true);
                 info!("config reloaded and applied");
             }
         }
@@ -100,10 +156,12 @@ async fn signals(
             _ = hup.recv() => match Config::load_with(&path, &flags) {
                 Err(e) => {
                     RELOADS.with_label_values(&["failed"]).inc();
+                    reload_ok(false);
                     error!(signal = "SIGHUP", path = %path.display(), error = %e, "config reload refused: the file is invalid; the running config is kept");
                 }
                 Ok(new) if new == current => {
                     RELOADS.with_label_values(&["unchanged"]).inc();
+                    reload_ok(true);
                     info!(signal = "SIGHUP", path = %path.display(), "config reload: unchanged");
                 }
                 Ok(new) => {

@@ -4,10 +4,14 @@
 //! One JSON file in the state directory (`cloud.state_dir`, systemd's
 //! `StateDirectory=vip-watchdog` by default), written whole to a temporary
 //! file and renamed over the old one, so a crash leaves the old file or the
-//! new, never half of one. Times are written on the wall clock (the only
-//! one that survives a restart) and read back as ages: a time in the future
-//! (the clock stepped back since) counts as now, so a step never shortens a
-//! back-off by being read. A missing file is a first start; an unreadable
+//! new, never half of one. Times are written twice: on the boot clock
+//! (`CLOCK_BOOTTIME`, with the kernel's boot id), which no wall-clock step
+//! moves, and on the wall clock, the only one that survives a reboot. They
+//! are read back as ages: within the same boot from the boot clock, so an
+//! entry keeps its real age across a restart and a clock step and a restart
+//! never lengthens damping; after a reboot from the wall clock, where a time
+//! in the future (the clock stepped back since) counts as now, so a step
+//! never shortens a back-off by being read. A missing file is a first start; an unreadable
 //! or corrupt one is one error line and the default (no damping), so a bad
 //! file never stops a failover.
 
@@ -17,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::clock::Stamp;
+use crate::core::clock::{Mono, Stamp};
 use crate::core::decide::Damping;
 
 pub const FILE: &str = "damping.json";
@@ -26,6 +30,9 @@ pub const FILE: &str = "damping.json";
 #[serde(deny_unknown_fields)]
 struct File {
     version: u32,
+    /// The kernel's boot id when the `*_boot` times were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot_id: Option<String>,
     vips: BTreeMap<String, Entry>,
 }
 
@@ -38,6 +45,57 @@ struct Entry {
     backoff_until: Option<f64>,
     #[serde(default)]
     fights: u32,
+    /// The same times on the boot clock (seconds since boot).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    counted_boot: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backoff_until_boot: Option<f64>,
+}
+
+/// This boot and the boot clock's reading, taken with a `Stamp`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Boot {
+    pub id: String,
+    pub now: Duration,
+}
+
+impl Boot {
+    /// The kernel's boot id and `CLOCK_BOOTTIME`, or `None` when either
+    /// cannot be read (then the wall clock alone is used).
+    pub fn read() -> Option<Boot> {
+        let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+        Some(Boot {
+            id: id.trim().to_owned(),
+            now: Duration::new(
+                u64::try_from(t.tv_sec()).ok()?,
+                u32::try_from(t.tv_nsec()).ok()?,
+            ),
+        })
+    }
+
+    /// The boot-clock time of `m`, seen from `now`.
+    fn of(&self, now: Stamp, m: Mono) -> f64 {
+        if m >= now.mono {
+            (self.now + m.since(now.mono)).as_secs_f64()
+        } else {
+            self.now.saturating_sub(now.mono.since(m)).as_secs_f64()
+        }
+    }
+
+    /// The monotonic time of boot-clock time `t`, seen from `now`; a time
+    /// past the boot clock's now counts as now.
+    fn mono(&self, now: Stamp, t: f64) -> Mono {
+        let t = if t.is_finite() && t > 0.0 {
+            Duration::from_secs_f64(t.min(1e11))
+        } else {
+            Duration::ZERO
+        };
+        match self.now.checked_sub(t) {
+            Some(ago) => now.mono.before(ago),
+            None => now.mono + (t - self.now),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +151,11 @@ impl Store {
 
     /// The damping of each VIP as saved, seen from `now`; empty for a first
     /// start.
-    pub fn load(&mut self, now: Stamp) -> Result<BTreeMap<String, Damping>, StoreError> {
+    pub fn load(
+        &mut self,
+        now: Stamp,
+        boot: Option<&Boot>,
+    ) -> Result<BTreeMap<String, Damping>, StoreError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -115,10 +177,31 @@ impl Store {
             });
         }
         self.last = Some(text);
+        // The same boot: the boot clock gives each time its real age.
+        let same_boot = boot.filter(|b| file.boot_id.as_deref() == Some(b.id.as_str()));
         Ok(file
             .vips
             .into_iter()
             .map(|(vip, e)| {
+                if let Some(b) = same_boot
+                    && e.counted_boot.len() == e.counted.len()
+                    && e.backoff_until.is_some() == e.backoff_until_boot.is_some()
+                {
+                    let d = Damping {
+                        counted: e
+                            .counted_boot
+                            .iter()
+                            .map(|t| {
+                                // Never after now: an age is never invented.
+                                let m = b.mono(now, *t);
+                                if m > now.mono { now.mono } else { m }
+                            })
+                            .collect(),
+                        fights: e.fights,
+                        backoff_until: e.backoff_until_boot.map(|t| b.mono(now, t)),
+                    };
+                    return (vip, d);
+                }
                 let d = Damping {
                     counted: e
                         .counted
@@ -145,17 +228,31 @@ impl Store {
     pub fn save<'a>(
         &mut self,
         now: Stamp,
+        boot: Option<&Boot>,
         vips: impl IntoIterator<Item = (&'a String, &'a Damping)>,
     ) -> Result<bool, StoreError> {
+        // Whole milliseconds: the boot and monotonic clocks drift apart by
+        // nanoseconds between saves, which must not rewrite the file.
+        let ms = |t: f64| (t * 1000.0).round() / 1000.0;
         let file = File {
             version: 1,
+            boot_id: boot.map(|b| b.id.clone()),
             vips: vips
                 .into_iter()
                 .map(|(vip, d)| {
                     let e = Entry {
-                        counted: d.counted.iter().map(|m| secs(now.wall_of(*m))).collect(),
-                        backoff_until: d.backoff_until.map(|m| secs(now.wall_of(m))),
+                        counted: d
+                            .counted
+                            .iter()
+                            .map(|m| ms(secs(now.wall_of(*m))))
+                            .collect(),
+                        backoff_until: d.backoff_until.map(|m| ms(secs(now.wall_of(m)))),
                         fights: d.fights,
+                        counted_boot: boot
+                            .map(|b| d.counted.iter().map(|m| ms(b.of(now, *m))).collect())
+                            .unwrap_or_default(),
+                        backoff_until_boot: boot
+                            .and_then(|b| d.backoff_until.map(|m| ms(b.of(now, m)))),
                     };
                     (vip.clone(), e)
                 })
@@ -195,7 +292,7 @@ pub fn load(dir: Option<&Path>) -> (Option<Store>, BTreeMap<String, Damping>) {
         return (None, BTreeMap::new());
     };
     let mut store = Store::new(dir);
-    match store.load(crate::clock::now()) {
+    match store.load(crate::clock::now(), Boot::read().as_ref()) {
         Ok(d) => {
             if !d.is_empty() {
                 tracing::info!(path = %store.path().display(), "damping carried over from before the restart");
@@ -222,7 +319,7 @@ pub async fn run(
             changed = rx.changed() => if changed.is_err() { return Ok(()) },
         }
         let damping = rx.borrow_and_update().clone();
-        match store.save(crate::clock::now(), damping.iter()) {
+        match store.save(crate::clock::now(), Boot::read().as_ref(), damping.iter()) {
             Ok(_) => failing = false,
             Err(e) => {
                 if !failing {
@@ -237,7 +334,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::clock::Mono;
 
     fn stamp(mono_s: u64, wall_s: u64) -> Stamp {
         Stamp {
@@ -266,49 +362,88 @@ mod tests {
         }
     }
 
+    fn boot(id: &str, secs: u64) -> Boot {
+        Boot {
+            id: id.into(),
+            now: Duration::from_secs(secs),
+        }
+    }
+
     /// Saved by one process, read by the next (its monotonic clock starts
-    /// anew), with the wall clock moved on, stepped forward or stepped back.
+    /// anew), with the wall clock moved on, stepped forward or stepped back,
+    /// in the same boot and after a reboot. Each entry keeps its real age:
+    /// a restart never lengthens damping (it once re-armed a whole window
+    /// from the restart, as an age was capped at the process start).
     #[test]
     fn damping_survives_a_restart_as_ages() {
         let d = dir("restart");
         let vip = "web".to_owned();
+        // Two claims 100 s and 50 s before the save, a back-off ending 30 s
+        // after it.
         let saved = damping(&[900, 950], Some(1_030));
         let mut store = Store::new(&d);
-        // First process: mono 1000 s at wall 1_000_000.
+        // First process: mono 1000 s at wall 1_000_000, 5000 s after boot.
+        let at_save = stamp(1_000, 1_000_000);
         assert!(
             store
-                .save(stamp(1_000, 1_000_000), [(&vip, &saved)])
+                .save(at_save, Some(&boot("b1", 5_000)), [(&vip, &saved)])
                 .unwrap()
         );
         assert!(
             !store
-                .save(stamp(1_001, 1_000_001), [(&vip, &saved)])
+                .save(
+                    stamp(1_001, 1_000_001),
+                    Some(&boot("b1", 5_001)),
+                    [(&vip, &saved)]
+                )
                 .unwrap(),
             "unchanged: not rewritten"
         );
-        // (case, the next process's now, counted as monos, back-off end)
+        // The next process's monotonic clock reads 100_000 s (its origin
+        // lies far before its start, crate::clock::BEFORE_START).
+        let next = |wall: u64| stamp(100_000, wall);
+        let real_ages = (vec![100_000 - 110, 100_000 - 60], Some(100_000 + 20));
+        // (case, the next process's now, its boot, counted as monos, back-off end)
         let rows = [
             (
-                "restarted 10 s later",
-                stamp(5, 1_000_010),
-                vec![0, 0],
-                Some(25),
+                "same boot, restarted 10 s later",
+                next(1_000_010),
+                Some(boot("b1", 5_010)),
+                real_ages.clone(),
             ),
             (
-                "restarted at once",
-                stamp(100, 1_000_000),
-                vec![0, 50],
-                Some(130),
+                "same boot, wall clock stepped back an hour",
+                next(996_410),
+                Some(boot("b1", 5_010)),
+                real_ages.clone(),
             ),
             (
-                "clock stepped back an hour",
-                stamp(100, 996_400),
-                vec![100, 100],
-                Some(3_730),
+                "same boot, wall clock stepped forward a day",
+                next(1_086_410),
+                Some(boot("b1", 5_010)),
+                real_ages.clone(),
+            ),
+            (
+                "rebooted, 10 s later by the wall clock",
+                next(1_000_010),
+                Some(boot("b2", 30)),
+                real_ages.clone(),
+            ),
+            (
+                "no boot clock: the wall clock",
+                next(1_000_010),
+                None,
+                real_ages.clone(),
+            ),
+            (
+                "rebooted, wall clock stepped back an hour: never shortened",
+                next(996_410),
+                Some(boot("b2", 30)),
+                (vec![100_000, 100_000], Some(100_000 + 3_620)),
             ),
         ];
-        for (case, now, counted, backoff) in rows {
-            let got = Store::new(&d).load(now).unwrap();
+        for (case, now, b, (counted, backoff)) in rows {
+            let got = Store::new(&d).load(now, b.as_ref()).unwrap();
             assert_eq!(got.get("web"), Some(&damping(&counted, backoff)), "{case}");
         }
         std::fs::remove_dir_all(&d).unwrap();
@@ -318,7 +453,7 @@ mod tests {
     fn a_missing_file_is_a_first_start_a_corrupt_one_an_error_naming_it() {
         let d = dir("corrupt");
         let mut store = Store::new(&d);
-        assert_eq!(store.load(stamp(1, 1)).unwrap(), BTreeMap::new());
+        assert_eq!(store.load(stamp(1, 1), None).unwrap(), BTreeMap::new());
         std::fs::create_dir_all(&d).unwrap();
         for (text, want) in [
             ("{not json", "is not a damping state file"),
@@ -329,7 +464,10 @@ mod tests {
             ),
         ] {
             std::fs::write(d.join(FILE), text).unwrap();
-            let e = Store::new(&d).load(stamp(1, 1)).unwrap_err().to_string();
+            let e = Store::new(&d)
+                .load(stamp(1, 1), None)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want) && e.contains("damping.json"), "{e}");
         }
         std::fs::remove_dir_all(&d).unwrap();

@@ -40,9 +40,13 @@ impl Config {
         let k = &self.keepalived;
         let _ = writeln!(w, "keepalived.fifo = {}", k.fifo.display());
         let _ = writeln!(w, "keepalived.pid_file = {}", k.pid_file.display());
-        match &k.vrrp_pid_file {
-            Some(p) => writeln!(w, "keepalived.vrrp_pid_file = {}", p.display()),
-            None => writeln!(w, "keepalived.vrrp_pid_file = (not watched)"),
+        match &k.vrrp_process {
+            VrrpProcess::PidFile(p) => writeln!(w, "keepalived.vrrp_pid_file = {}", p.display()),
+            VrrpProcess::Child => writeln!(
+                w,
+                "keepalived.vrrp_pid_file = (unset: the VRRP process is found as the main process's child)"
+            ),
+            VrrpProcess::Off => writeln!(w, "keepalived.vrrp_pid_file = (not watched)"),
         }
         .ok();
         let _ = writeln!(w, "keepalived.process_name = {:?}", k.process_name);

@@ -181,8 +181,8 @@ pub struct KeepalivedConfig {
     pub fifo: PathBuf,
     /// Keepalived's main pid file (`-p`).
     pub pid_file: PathBuf,
-    /// Keepalived's VRRP process pid file (`-r`); watched when present.
-    pub vrrp_pid_file: Option<PathBuf>,
+    /// How Keepalived's VRRP process is found.
+    pub vrrp_process: VrrpProcess,
     /// The process name (`/proc/PID/comm`) that a pid must have to count.
     pub process_name: String,
     pub process_check_interval: Duration,
@@ -193,6 +193,19 @@ pub struct KeepalivedConfig {
     /// its behalf (`core::release`).
     pub release_on_crash: Option<PathBuf>,
     pub instances: Vec<InstanceConfig>,
+}
+
+/// How the process watch finds Keepalived's VRRP process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VrrpProcess {
+    /// The main process's child (the default): the one `vrrp.pid` beside
+    /// the main pid file names, else the only child, else the one named
+    /// `keepalived_vrrp`.
+    Child,
+    /// The pid file `keepalived.vrrp_pid_file` names (Keepalived's `-r`).
+    PidFile(PathBuf),
+    /// The main process only (`vrrp_pid_file = ""`).
+    Off,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -477,10 +490,9 @@ address = "127.0.0.1:80"
         let c = Config::parse(MINIMAL).expect("minimal config is valid");
         assert_eq!(c.http.listen, "127.0.0.1:9842".parse().unwrap());
         assert_eq!(c.keepalived.pid_file, PathBuf::from("/run/keepalived.pid"));
-        assert_eq!(
-            c.keepalived.vrrp_pid_file,
-            Some(PathBuf::from("/run/keepalived_vrrp.pid"))
-        );
+        // Keepalived 2.x's own default pid files: /run/keepalived.pid, and
+        // the VRRP process found as its child (no second path to get wrong).
+        assert_eq!(c.keepalived.vrrp_process, VrrpProcess::Child);
         assert_eq!(
             c.keepalived.process_check_interval,
             Duration::from_millis(250)
@@ -581,6 +593,13 @@ address = "127.0.0.1:80"
                 "",
                 Some(13),
                 "unknown field `extra`",
+            ),
+            (
+                "a process name past the kernel's 15 bytes never matches",
+                MINIMAL.replace("[probe]", "process_name = \"keepalived_vrrp_x\"\n[probe]"),
+                "keepalived.process_name",
+                Some(9),
+                "1 to 15 bytes",
             ),
             (
                 "bad duration",
@@ -1042,7 +1061,7 @@ address = "127.0.0.1:80"
             "vrrp_pid_file = \"\"\njson_dump = false\n[probe]",
         );
         let c = Config::parse(&text).expect("valid");
-        assert_eq!(c.keepalived.vrrp_pid_file, None);
+        assert_eq!(c.keepalived.vrrp_process, VrrpProcess::Off);
         assert_eq!(c.keepalived.json_dump, None);
     }
 

@@ -249,11 +249,8 @@ pub(super) fn default_fifo() -> Spanned<PathBuf> {
 pub(super) fn default_pid_file() -> Spanned<PathBuf> {
     Spanned::new(0..0, "/run/keepalived.pid".into())
 }
-pub(super) fn default_vrrp_pid_file() -> Option<Spanned<PathBuf>> {
-    Some(Spanned::new(0..0, "/run/keepalived_vrrp.pid".into()))
-}
-pub(super) fn default_process_name() -> String {
-    "keepalived".into()
+pub(super) fn default_process_name() -> Spanned<String> {
+    Spanned::new(0..0, "keepalived".into())
 }
 pub(super) fn default_check_interval() -> Spanned<Dur> {
     Spanned::new(0..0, Dur(Duration::from_millis(250)))
@@ -281,11 +278,11 @@ pub(super) struct RawKeepalived {
     pub(super) fifo: Spanned<PathBuf>,
     #[serde(default = "default_pid_file")]
     pub(super) pid_file: Spanned<PathBuf>,
-    /// `""` turns the VRRP process watch off.
-    #[serde(default = "default_vrrp_pid_file")]
+    /// Unset: the main process's child; `""`: the main process only.
+    #[serde(default)]
     pub(super) vrrp_pid_file: Option<Spanned<PathBuf>>,
     #[serde(default = "default_process_name")]
-    pub(super) process_name: String,
+    pub(super) process_name: Spanned<String>,
     #[serde(default = "default_check_interval")]
     pub(super) process_check_interval: Spanned<Dur>,
     #[serde(default = "default_true")]

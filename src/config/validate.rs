@@ -99,14 +99,26 @@ impl Validator<'_> {
         let raw = raw.into_inner();
         self.absolute("keepalived.fifo", &raw.fifo);
         self.absolute("keepalived.pid_file", &raw.pid_file);
-        let vrrp_pid_file = match raw.vrrp_pid_file {
-            Some(p) if p.get_ref().as_os_str().is_empty() => None,
+        let vrrp_process = match raw.vrrp_pid_file {
+            Some(p) if p.get_ref().as_os_str().is_empty() => VrrpProcess::Off,
             Some(p) => {
                 self.absolute("keepalived.vrrp_pid_file", &p);
-                Some(p.into_inner())
+                VrrpProcess::PidFile(p.into_inner())
             }
-            None => None,
+            None => VrrpProcess::Child,
         };
+        // The kernel keeps 15 bytes of a process name (/proc/PID/comm): a
+        // longer name would never match, and Keepalived never be seen.
+        if raw.process_name.get_ref().is_empty() || raw.process_name.get_ref().len() > 15 {
+            self.err(
+                "keepalived.process_name",
+                &raw.process_name,
+                format!(
+                    "{:?} can never match: a process name (/proc/PID/comm) is 1 to 15 bytes",
+                    raw.process_name.get_ref()
+                ),
+            );
+        }
         let every = raw.process_check_interval.get_ref().0;
         if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&every) {
             self.err(
@@ -166,8 +178,8 @@ impl Validator<'_> {
         KeepalivedConfig {
             fifo: raw.fifo.into_inner(),
             pid_file: raw.pid_file.into_inner(),
-            vrrp_pid_file,
-            process_name: raw.process_name,
+            vrrp_process,
+            process_name: raw.process_name.into_inner(),
             process_check_interval: every,
             json_dump,
             release_on_crash,

@@ -201,6 +201,9 @@ pub enum Event {
         replaced_at: Option<SystemTime>,
         exited: bool,
     },
+    /// A look at Keepalived's processes failed without evidence either way
+    /// (a pid file or `/proc` that could not be read): nothing changes.
+    KeepalivedUnknown { reason: String },
     /// The local probe crossed its rise or fall threshold.
     Probe { health: Health, detail: String },
     /// The addresses on this host's interfaces, as listed now.
@@ -266,6 +269,12 @@ pub enum Change {
     Keepalived {
         running: bool,
         detail: String,
+    },
+    /// A look at Keepalived's processes failed without evidence: counted;
+    /// `first` in an episode of such looks, which is logged.
+    ProcessCheckFailed {
+        reason: String,
+        first: bool,
     },
     Probe {
         from: Health,
@@ -380,6 +389,10 @@ pub struct Model {
     /// `core::release` releases them if no Keepalived is left after all.
     #[serde(skip)]
     pub lost_masters: BTreeSet<String>,
+    /// Whether the process watch's last look failed without evidence
+    /// (`Event::KeepalivedUnknown`): one log line per episode.
+    #[serde(skip)]
+    process_check_failing: bool,
 }
 
 impl Model {
@@ -419,6 +432,7 @@ impl Model {
             peer: None,
             split_brain: BTreeSet::new(),
             lost_masters: BTreeSet::new(),
+            process_check_failing: false,
         }
     }
 
@@ -575,6 +589,7 @@ impl Model {
                 started,
             } => {
                 let was = self.keepalived.running;
+                self.process_check_failing = false;
                 self.lost_masters.clear();
                 self.keepalived = KeepalivedStatus {
                     running: Some(true),
@@ -599,7 +614,15 @@ impl Model {
                 reason,
                 replaced_at,
                 exited,
-            } => self.on_gone(reason, replaced_at, exited, now),
+            } => {
+                self.process_check_failing = false;
+                self.on_gone(reason, replaced_at, exited, now)
+            }
+            Event::KeepalivedUnknown { reason } => {
+                let first = !self.process_check_failing;
+                self.process_check_failing = true;
+                vec![Change::ProcessCheckFailed { reason, first }]
+            }
             Event::HostAddresses(now_listed) => {
                 let before = self
                     .host_addresses

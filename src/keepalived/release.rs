@@ -27,7 +27,7 @@ use crate::keepalived::vrrp::{Advert, PROTOCOL, TTL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
-    #[error("a Keepalived process runs again ({0}): it speaks VRRP itself; nothing sent")]
+    #[error("a Keepalived process may run ({0}): it speaks VRRP itself; nothing sent")]
     Running(String),
     #[error("keepalived.conf: {0}")]
     Conf(#[from] crate::keepalived::conf::ConfError),
@@ -112,19 +112,29 @@ pub fn send(advert: &Advert) -> Result<String, ReleaseError> {
     Ok(format!("{} from {source}", advert.describe()))
 }
 
-/// One order: look again, build, send.
-fn release(
+/// Whether a look shows no Keepalived process at all.
+fn none_left(keepalived: &KeepalivedConfig) -> Result<(), ReleaseError> {
+    match observe(keepalived, None) {
+        Observation::Gone { exited: true, .. } => Ok(()),
+        Observation::Gone { reason, .. } | Observation::Unknown { reason } => {
+            Err(ReleaseError::Running(reason))
+        }
+        Observation::Running { main, .. } => {
+            Err(ReleaseError::Running(format!("pid {}", main.pid)))
+        }
+    }
+}
+
+/// One order: two looks a process check apart that both show no Keepalived
+/// left, then build and send.
+async fn release(
     keepalived: &KeepalivedConfig,
     conf: &std::path::Path,
     instance: &str,
 ) -> Result<String, ReleaseError> {
-    match observe(keepalived) {
-        Observation::Gone { exited: true, .. } => {}
-        Observation::Gone { reason, .. } => return Err(ReleaseError::Running(reason)),
-        Observation::Running { main, .. } => {
-            return Err(ReleaseError::Running(format!("pid {}", main.pid)));
-        }
-    }
+    none_left(keepalived)?;
+    tokio::time::sleep(keepalived.process_check_interval).await;
+    none_left(keepalived)?;
     send(&advert(conf, instance)?)
 }
 
@@ -172,7 +182,9 @@ pub async fn run(
                     None => return Ok(()),
                 },
             };
-            let outcome = release(&keepalived, &conf, &instance).map_err(|e| e.to_string());
+            let outcome = release(&keepalived, &conf, &instance)
+                .await
+                .map_err(|e| e.to_string());
             if events
                 .send(Event::Released { instance, outcome })
                 .await

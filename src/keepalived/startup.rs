@@ -5,10 +5,16 @@
 //!
 //! 1. Keepalived's JSON dump: the JSON signal (asked of `keepalived
 //!    --signum=JSON`) to the main process, which writes
-//!    `$TMPDIR/keepalived.json` without other side effects. The file is not
-//!    written atomically: it is removed first, then read until it parses.
-//!    Needs the right to signal Keepalived and to read the file (root, or
-//!    Keepalived's user).
+//!    `$TMPDIR/keepalived.json` without other side effects. The file is
+//!    never removed (it is Keepalived's: under the packaged unit `/tmp` is
+//!    read-only to the watchdog, and the sticky bit forbids removing root's
+//!    file anyway). Instead the file's identity (inode, change time, size)
+//!    is noted before the signal, and only a file with another identity
+//!    that parses is taken: Keepalived 2.2.7 renames a new file into place
+//!    and then writes it, later versions write and then rename, and both
+//!    give a new identity. Needs the right to signal Keepalived (root or
+//!    CAP_KILL) and to read the file (mode 0644 under Keepalived's default
+//!    umask).
 //! 2. Failing that, each configured instance's `vips` on the host's
 //!    interfaces (no privilege needed): all present with Keepalived running
 //!    means MASTER; absent means not MASTER, but BACKUP and FAULT cannot be
@@ -36,18 +42,13 @@ const POLL: Duration = Duration::from_millis(10);
 pub enum DumpError {
     #[error("cannot learn the JSON signal number from `{binary} --signum=JSON`: {detail}")]
     Signum { binary: PathBuf, detail: String },
-    #[error("cannot remove the old dump {path}: {source}")]
-    Remove {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error(
         "not permitted to signal keepalived pid {pid} (run as root or as keepalived's user, or set keepalived.json_dump = false)"
     )]
     NotPermitted { pid: i32 },
     #[error("cannot signal keepalived pid {pid}: {errno}")]
     Signal { pid: i32, errno: nix::Error },
-    #[error("no complete dump at {path} within {timeout:?}{last}")]
+    #[error("no complete dump newer than the signal at {path} within {timeout:?}{last}")]
     Timeout {
         path: PathBuf,
         timeout: Duration,
@@ -173,26 +174,22 @@ pub async fn request_json_dump(
     {
         tokio::time::sleep(wait).await;
     }
-    match std::fs::remove_file(&cfg.file) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(DumpError::Remove {
-                path: cfg.file.clone(),
-                source,
-            });
-        }
-    }
+    let before = identity(&cfg.file);
     send_signal(main.pid, signal)?;
     let deadline = tokio::time::Instant::now() + cfg.timeout;
-    let mut last: String;
+    let mut last = String::new();
     loop {
-        match std::fs::read_to_string(&cfg.file) {
-            Ok(text) => match parse_json_dump(&text) {
-                Ok(d) => return Ok(d),
+        let now = identity(&cfg.file);
+        if now.is_some() && now != before {
+            match std::fs::read_to_string(&cfg.file) {
+                Ok(text) => match parse_json_dump(&text) {
+                    Ok(d) => return Ok(d),
+                    Err(e) => last = format!("; last read: {e}"),
+                },
                 Err(e) => last = format!("; last read: {e}"),
-            },
-            Err(e) => last = format!("; last read: {e}"),
+            }
+        } else if now.is_some() {
+            last = "; the file there is the one from before the signal".into();
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(DumpError::Timeout {
@@ -203,6 +200,29 @@ pub async fn request_json_dump(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// What tells one dump file from the next: a new file renamed into place,
+/// or the same one written again, differs in one of these.
+#[derive(Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+    size: u64,
+}
+
+fn identity(path: &std::path::Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+        ctime: (m.ctime(), m.ctime_nsec()),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        size: m.size(),
+    })
 }
 
 /// Every address configured on this host's interfaces.
@@ -380,7 +400,7 @@ mod tests {
         let cfg = KeepalivedConfig {
             fifo: "/f".into(),
             pid_file: "/p".into(),
-            vrrp_pid_file: None,
+            vrrp_process: crate::config::VrrpProcess::Off,
             process_name: "keepalived".into(),
             process_check_interval: Duration::from_millis(250),
             json_dump: None,
@@ -435,5 +455,86 @@ mod tests {
     fn host_addresses_include_loopback() {
         let a = host_addresses().expect("getifaddrs works");
         assert!(a.contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+    }
+
+    /// A process standing in for Keepalived: on SIGUSR2 it runs `on_signal`
+    /// (a shell command); prints "ready" once its trap is set.
+    fn stand_in(on_signal: &str, env: &[(&str, &str)]) -> std::process::Child {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("trap '{on_signal}' USR2; echo ready; while :; do sleep 0.05; done"),
+            ])
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        child
+    }
+
+    /// The dump is Keepalived's file: never removed (the packaged unit
+    /// cannot, and must not), and only a dump written after the signal is
+    /// taken, never the one that was there before.
+    #[tokio::test]
+    async fn the_dump_is_never_removed_and_only_a_newer_one_is_taken() {
+        let dir = std::env::temp_dir().join(format!("vw-dump-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("keepalived.json");
+        let stale = r#"[{"data":{"iname":"VI_1","state":1,"effective_priority":100}}]"#;
+        let fresh = r#"[{"data":{"iname":"VI_1","state":2,"effective_priority":150}}]"#;
+        std::fs::write(&file, stale).unwrap();
+        let cfg = JsonDumpConfig {
+            file: file.clone(),
+            signal: Some(nix::libc::SIGUSR2),
+            binary: "keepalived".into(),
+            timeout: Duration::from_secs(5),
+        };
+        let f = file.display().to_string();
+        // Written as Keepalived 2.4 does: a new file renamed into place.
+        let mut writer = stand_in(
+            "printf %s \"$DUMP\" > \"$F.tmp\" && mv \"$F.tmp\" \"$F\"",
+            &[("DUMP", fresh), ("F", &f)],
+        );
+        let main = Proc {
+            pid: writer.id() as i32,
+            started: SystemTime::UNIX_EPOCH,
+        };
+        let got = request_json_dump(&cfg, &main).await.expect("the new dump");
+        assert_eq!(got[0].state, VrrpState::Master);
+        writer.kill().unwrap();
+        writer.wait().unwrap();
+
+        // A Keepalived that writes nothing: the old file is neither taken
+        // nor removed.
+        std::fs::write(&file, stale).unwrap();
+        let mut silent = stand_in(":", &[]);
+        let quick = JsonDumpConfig {
+            timeout: Duration::from_millis(300),
+            ..cfg
+        };
+        let main = Proc {
+            pid: silent.id() as i32,
+            started: SystemTime::UNIX_EPOCH,
+        };
+        let e = request_json_dump(&quick, &main)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("from before the signal"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            stale,
+            "never removed"
+        );
+        silent.kill().unwrap();
+        silent.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1281,7 +1281,7 @@ pub fn venv_python() -> PathBuf {
     python
 }
 
-fn moto_script(name: &str) -> String {
+pub fn moto_script(name: &str) -> String {
     repo().join("tests/moto").join(name).display().to_string()
 }
 
