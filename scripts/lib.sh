@@ -72,7 +72,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vip-watchdog-target}"
 # Debian's keepalived and haproxy packages with their units untouched. Made
 # once from a debootstrap'd rootfs (about a minute) and reused; each test
 # run installs the .deb built from the tree into fresh containers of it.
-BOOTED_IMAGE=localhost/vip-watchdog-booted:12
+BOOTED_IMAGE=localhost/vip-watchdog-booted:12-2
 ensure_booted_image() {
     install_packages podman runc debootstrap
     podman --storage-driver vfs image exists "$BOOTED_IMAGE" && return 0
@@ -87,7 +87,7 @@ ensure_booted_image() {
     chmod 755 "$root/usr/sbin/policy-rc.d"
     chroot "$root" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -qq --no-install-recommends \
-        systemd systemd-sysv dbus keepalived haproxy iproute2 procps curl >/dev/null
+        systemd systemd-sysv dbus keepalived haproxy iproute2 procps curl ca-certificates >/dev/null
     rm -f "$root/usr/sbin/policy-rc.d"
     chroot "$root" apt-get clean
     rm -rf "$root"/var/lib/apt/lists/*

@@ -4,7 +4,10 @@
 //! keepalived and haproxy packages and units untouched (no `-p`/`-r`, no
 //! TMPDIR), the `.deb` built from this tree installed with `dpkg -i`, the
 //! example config with only the site keys changed, and `systemctl enable
-//! --now vip-watchdog`. The EC2 emulator (moto, patched by
+//! --now vip-watchdog`. keepalived.conf (the site's file) has the two
+//! lines docs/operations.md asks for: the notify FIFO, and `umask 0133` so
+//! that the watchdog's user can read Keepalived's JSON dump (Keepalived's
+//! own default writes it 0600). The EC2 emulator (moto, patched by
 //! tests/moto/launch.py) runs on this host, on the test's own podman
 //! network's gateway address. The only addition to the packaged unit is a
 //! drop-in with the emulator's test credentials, as a host without an
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const IMAGE: &str = "localhost/vip-watchdog-booted:12";
+const IMAGE: &str = "localhost/vip-watchdog-booted:12-2";
 /// tests/moto/lab.py's VPC: node a is .11, node b .12, the VIP .100.
 const SUBNET: &str = "10.213.0.0/24";
 const GATEWAY: &str = "10.213.0.1";
@@ -213,7 +216,7 @@ fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
 
 fn keepalived_conf(name: &str, priority: u32, me: &str, peer: &str) -> String {
     format!(
-        "global_defs {{\n    router_id {name}\n    vrrp_notify_fifo /run/vip-watchdog/keepalived.fifo\n    script_user root\n    enable_script_security\n}}\n\
+        "global_defs {{\n    router_id {name}\n    vrrp_notify_fifo /run/vip-watchdog/keepalived.fifo\n    umask 0133\n    script_user root\n    enable_script_security\n}}\n\
          vrrp_script chk_haproxy {{\n    script \"/usr/bin/curl -sf --max-time 1 http://127.0.0.1:8080/health\"\n    interval 1\n    timeout 2\n    fall 1\n    rise 1\n}}\n\
          vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int 1\n    unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}\n    virtual_ipaddress {{\n        {VIP}/24\n    }}\n    track_script {{\n        chk_haproxy\n    }}\n}}\n"
     )
@@ -414,7 +417,13 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
         );
         pair.exec(host, &["systemctl", "daemon-reload"]);
         pair.exec(host, &["systemctl", "restart", "haproxy"]);
-        pair.exec(host, &["systemctl", "enable", "--now", "vip-watchdog"]);
+        let (started, text) =
+            pair.try_exec(host, &["systemctl", "enable", "--now", "vip-watchdog"]);
+        assert!(
+            started,
+            "{host}: vip-watchdog did not start: {text}\n{}",
+            pair.journal(host)
+        );
         pair.exec(host, &["systemctl", "restart", "keepalived"]);
     }
     // The unit as shipped: no pid arguments to Keepalived.
@@ -517,7 +526,15 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
         ),
         Some(1.0),
         "the crash was released: {}",
-        pair.journal("a")
+        pair.try_exec(
+            "a",
+            &[
+                "sh",
+                "-c",
+                "journalctl --no-pager -u vip-watchdog | tail -n 25"
+            ]
+        )
+        .1
     );
     assert_eq!(
         common::metric(

@@ -186,6 +186,11 @@ pub async fn request_json_dump(
                     Ok(d) => return Ok(d),
                     Err(e) => last = format!("; last read: {e}"),
                 },
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    last = format!(
+                        "; last read: {e} (Keepalived writes it 0600 by default: add `umask 0133` to keepalived.conf's global_defs)"
+                    )
+                }
                 Err(e) => last = format!("; last read: {e}"),
             }
         } else if now.is_some() {
