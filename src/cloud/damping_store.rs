@@ -63,10 +63,20 @@ impl Boot {
     /// The kernel's boot id and `CLOCK_BOOTTIME`, or `None` when either
     /// cannot be read (then the wall clock alone is used).
     pub fn read() -> Option<Boot> {
+        Self::at(&Self::read_id()?)
+    }
+
+    /// The kernel's boot id: the same for the whole life of a process.
+    pub fn read_id() -> Option<String> {
         let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        Some(id.trim().to_owned())
+    }
+
+    /// `CLOCK_BOOTTIME` now, in boot `id`.
+    pub fn at(id: &str) -> Option<Boot> {
         let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
         Some(Boot {
-            id: id.trim().to_owned(),
+            id: id.to_owned(),
             now: Duration::new(
                 u64::try_from(t.tv_sec()).ok()?,
                 u32::try_from(t.tv_nsec()).ok()?,
@@ -83,8 +93,8 @@ impl Boot {
         }
     }
 
-    /// The monotonic time of boot-clock time `t`, seen from `now`; a time
-    /// past the boot clock's now counts as now.
+    /// The monotonic time of boot-clock time `t`, seen from `now` (after
+    /// `now` for a time past the boot clock's now: a back-off's end).
     fn mono(&self, now: Stamp, t: f64) -> Mono {
         let t = if t.is_finite() && t > 0.0 {
             Duration::from_secs_f64(t.min(1e11))
@@ -313,13 +323,15 @@ pub async fn run(
     cancel: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let mut failing = false;
+    let boot_id = Boot::read_id();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             changed = rx.changed() => if changed.is_err() { return Ok(()) },
         }
         let damping = rx.borrow_and_update().clone();
-        match store.save(crate::clock::now(), Boot::read().as_ref(), damping.iter()) {
+        let boot = boot_id.as_deref().and_then(Boot::at);
+        match store.save(crate::clock::now(), boot.as_ref(), damping.iter()) {
             Ok(_) => failing = false,
             Err(e) => {
                 if !failing {

@@ -80,6 +80,8 @@ pub enum ProcError {
     UnreadableStat { pid: i32, error: String },
     #[error("process {0} is a zombie")]
     Zombie(i32),
+    #[error("keepalived pid {0} has no child process")]
+    NoVrrpChild(i32),
     #[error("process {pid} is {comm:?}, not {expected:?}")]
     NotThatProcess {
         pid: i32,
@@ -110,6 +112,7 @@ impl ProcError {
         match self {
             Self::NoPidFile(_)
             | Self::NoProcess(_)
+            | Self::NoVrrpChild(_)
             | Self::Zombie(_)
             | Self::NotThatProcess { .. } => Evidence::Dead,
             Self::Stopped { .. } | Self::Frozen(_) => Evidence::Paused,
@@ -408,7 +411,7 @@ pub fn observe(config: &KeepalivedConfig, last_main: Option<&Proc>) -> Observati
     let vrrp = match &config.vrrp_process {
         VrrpProcess::Off => Ok(None),
         VrrpProcess::Child => vrrp_child(config, &main)
-            .and_then(|child| child.map(Some).ok_or(ProcError::NoProcess(0))),
+            .and_then(|child| child.map(Some).ok_or(ProcError::NoVrrpChild(main.pid))),
         VrrpProcess::PidFile(path) => read_pid_file(path)
             .and_then(|pid| inspect(pid, name))
             .map(Some),
@@ -420,7 +423,7 @@ pub fn observe(config: &KeepalivedConfig, last_main: Option<&Proc>) -> Observati
         },
         Err(e) => {
             let what = match &e {
-                ProcError::NoProcess(0) => "it has no VRRP process".to_owned(),
+                ProcError::NoVrrpChild(_) => "it has no VRRP process".to_owned(),
                 e => format!("its VRRP process does not: {e}"),
             };
             Observation::Gone {
@@ -704,6 +707,7 @@ mod tests {
             (ProcError::NoPidFile("/run/k.pid".into()), Evidence::Dead),
             (ProcError::NoProcess(7), Evidence::Dead),
             (ProcError::Zombie(7), Evidence::Dead),
+            (ProcError::NoVrrpChild(7), Evidence::Dead),
             (
                 ProcError::NotThatProcess {
                     pid: 7,
