@@ -333,6 +333,7 @@ pub async fn run(
             replay_window: p.replay_window,
             pair: node.pair.clone(),
             node: node.name.clone(),
+            peer: p.address.ip(),
         };
         let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());
         tasks.spawn(async move {

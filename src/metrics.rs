@@ -77,6 +77,8 @@ pub struct Metrics {
     peer_up: IntGaugeVec,
     peer_last_report: prometheus::GaugeVec,
     split_brain: IntGaugeVec,
+    /// The listeners' connections (http/listener.rs).
+    pub connections: crate::http::listener::ConnectionMetrics,
 }
 
 /// Failover latency buckets, from the benchmarks (docs/benchmarks.md). The
@@ -132,6 +134,7 @@ impl Metrics {
             ])
             .set(1);
         let m = Metrics {
+            connections: crate::http::listener::ConnectionMetrics::register(r)?,
             vrrp_state: reg(
                 r,
                 IntGaugeVec::new(

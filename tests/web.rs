@@ -313,5 +313,39 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_mutual_tls_and_is_refused_wit
             .arg("--web.config.file")
             .arg(&web_a),
     );
+
+    // A renewed certificate is served from the next handshake on, with no
+    // reload and no restart: the new certificate alone first (it does not
+    // match the key on disk: the previous pair is still served), then its
+    // key.
+    let served = || {
+        let out = in_ns(&ns)
+            .args(["openssl", "s_client", "-connect", a, "-CAfile"])
+            .arg(&ca)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl s_client runs");
+        let text = String::from_utf8_lossy(&out.stdout).replace(' ', "");
+        text.lines()
+            .find_map(|l| l.strip_prefix("subject=CN="))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no subject in s_client's output: {text}"))
+    };
+    assert_eq!(served(), "a");
+    make_cert(&pki, "ca", "a-renewed", &server("10.213.1.1"));
+    std::fs::rename(pki.join("a-renewed.crt"), pki.join("a.crt")).unwrap();
+    assert_eq!(served(), "a", "a certificate without its key is not taken");
+    std::fs::rename(pki.join("a-renewed.key"), pki.join("a.key")).unwrap();
+    assert_eq!(served(), "a-renewed", "the renewed pair, without a reload");
+    let (status, _, body) = curl(&ns, &ca, &url("/metrics"), Some(&auth));
+    assert_eq!(status, 200, "scraped over the renewed certificate");
+    for result in ["applied", "unchanged", "failed"] {
+        let n = common::metric(
+            &body,
+            "vip_watchdog_config_reloads_total",
+            &[("result", result)],
+        );
+        assert_eq!(n, Some(0.0), "no reload ({result}) happened");
+    }
     drop((wa, wb));
 }

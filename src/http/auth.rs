@@ -5,24 +5,35 @@
 //! that tell nothing and that this host's own commands must reach:
 //! `/healthz` (a container's HEALTHCHECK, "ok" or how stale the owner is)
 //! and `POST /v1/notify` (the notify wrapper; loopback only, see mod.rs).
-//! A bcrypt check costs tens of milliseconds by design, so it runs on the
-//! blocking pool; an unknown user is checked against a fixed hash so that
-//! the answer takes as long as for a known one.
+//!
+//! A bcrypt check costs tens of milliseconds by design, so:
+//! - a password once verified is remembered (its SHA-256, one per user,
+//!   for as long as this web config is in force): Prometheus scraping every
+//!   15 s costs one bcrypt, not one per scrape;
+//! - at most `MAX_CHECKS` bcrypt checks run at once, on the blocking pool;
+//!   a request that would need another is answered 429 at once, so a flood
+//!   of wrong passwords costs two cores' worth at most, never a queue;
+//! - an unknown user is checked against a fixed hash, so that the answer
+//!   takes as long as for a known one.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use super::web_config::WebConfig;
 
 /// Paths open without a user (the notify ones: loopback only).
 pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/v1/notify", "/v1/notify/gate"];
 
-pub type Users = Arc<BTreeMap<String, String>>;
+/// bcrypt checks allowed to run at once.
+pub const MAX_CHECKS: usize = 2;
 
 /// A hash of a password nobody has, checked for unknown users.
 static DECOY: LazyLock<String> = LazyLock::new(|| {
@@ -57,7 +68,86 @@ pub fn allowed(users: &BTreeMap<String, String>, user: &str, password: &str) -> 
     }
 }
 
-pub async fn basic_auth(State(users): State<Users>, request: Request, next: Next) -> Response {
+/// What a check of credentials found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    Refused,
+    /// `MAX_CHECKS` bcrypt checks are running: asked again later (429).
+    Busy,
+}
+
+/// The web config's users, with the passwords verified so far.
+pub struct Users {
+    users: BTreeMap<String, String>,
+    /// User to the SHA-256 of the password last verified for it.
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+    checks: Arc<Semaphore>,
+    /// bcrypt checks run (for tests: a remembered password runs none).
+    pub bcrypt_runs: AtomicU64,
+}
+
+fn digest(password: &str) -> [u8; 32] {
+    Sha256::digest(password.as_bytes()).into()
+}
+
+/// Equal, in a time that does not depend on where they differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Users {
+    pub fn new(users: BTreeMap<String, String>) -> Users {
+        Users {
+            users,
+            verified: Mutex::new(HashMap::new()),
+            checks: Arc::new(Semaphore::new(MAX_CHECKS)),
+            bcrypt_runs: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    fn remembered(&self, user: &str, password: &str) -> bool {
+        let d = digest(password);
+        self.verified
+            .lock()
+            .map(|v| v.get(user).is_some_and(|known| same(known, &d)))
+            .unwrap_or(false)
+    }
+
+    /// Checks `user` with `password`: remembered, or by bcrypt when a
+    /// check is free.
+    pub async fn verify(self: &Arc<Self>, user: &str, password: &str) -> Verdict {
+        if self.remembered(user, password) {
+            return Verdict::Allowed;
+        }
+        let Ok(permit) = self.checks.clone().try_acquire_owned() else {
+            return Verdict::Busy;
+        };
+        let (me, u, p) = (self.clone(), user.to_owned(), password.to_owned());
+        let ok = tokio::task::spawn_blocking(move || {
+            me.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
+            let ok = allowed(&me.users, &u, &p);
+            drop(permit);
+            if ok && let Ok(mut v) = me.verified.lock() {
+                v.insert(u, digest(&p));
+            }
+            ok
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            Verdict::Allowed
+        } else {
+            Verdict::Refused
+        }
+    }
+}
+
+pub async fn basic_auth(State(users): State<Arc<Users>>, request: Request, next: Next) -> Response {
     if users.is_empty() || OPEN_PATHS.contains(&request.uri().path()) {
         return next.run(request).await;
     }
@@ -65,29 +155,29 @@ pub async fn basic_auth(State(users): State<Users>, request: Request, next: Next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(credentials);
-    let ok = match given {
-        Some((user, password)) => {
-            let users = users.clone();
-            let u = user.clone();
-            let ok = tokio::task::spawn_blocking(move || allowed(&users, &u, &password))
-                .await
-                .unwrap_or(false);
-            if !ok {
+    let verdict = match &given {
+        Some((user, password)) => users.verify(user, password).await,
+        None => Verdict::Refused,
+    };
+    match verdict {
+        Verdict::Allowed => next.run(request).await,
+        Verdict::Busy => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            "Too many password checks at once; ask again\n",
+        )
+            .into_response(),
+        Verdict::Refused => {
+            if let Some((user, _)) = &given {
                 tracing::debug!(user = %user, path = %request.uri().path(), "basic auth refused");
             }
-            ok
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"vip-watchdog\"")],
+                "Unauthorized\n",
+            )
+                .into_response()
         }
-        None => false,
-    };
-    if ok {
-        next.run(request).await
-    } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"vip-watchdog\"")],
-            "Unauthorized\n",
-        )
-            .into_response()
     }
 }
 
@@ -127,5 +217,41 @@ mod tests {
         assert!(allowed(&users, "prom", "s3cret"));
         assert!(!allowed(&users, "prom", "s3cret "));
         assert!(!allowed(&users, "other", "s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_verified_password_is_remembered_and_a_changed_one_is_not() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let users = Arc::new(Users::new(BTreeMap::from([("prom".to_owned(), hash)])));
+        let runs = || users.bcrypt_runs.load(Ordering::Relaxed);
+        assert_eq!(users.verify("prom", "s3cret").await, Verdict::Allowed);
+        assert_eq!(runs(), 1);
+        assert_eq!(users.verify("prom", "s3cret").await, Verdict::Allowed);
+        assert_eq!(runs(), 1, "the second check is remembered");
+        assert_eq!(users.verify("prom", "wrong").await, Verdict::Refused);
+        assert_eq!(users.verify("prom", "wrong").await, Verdict::Refused);
+        assert_eq!(runs(), 3, "a refusal is never remembered");
+        assert_eq!(users.verify("nobody", "s3cret").await, Verdict::Refused);
+        assert_eq!(users.verify("prom", "s3cret").await, Verdict::Allowed);
+        assert_eq!(runs(), 4);
+    }
+
+    #[tokio::test]
+    async fn beyond_two_bcrypt_checks_at_once_the_answer_is_busy() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let users = Arc::new(Users::new(BTreeMap::from([("prom".to_owned(), hash)])));
+        let held: Vec<_> = (0..MAX_CHECKS)
+            .map(|_| users.checks.clone().try_acquire_owned().unwrap())
+            .collect();
+        assert_eq!(users.verify("prom", "s3cret").await, Verdict::Busy);
+        assert_eq!(users.verify("nobody", "x").await, Verdict::Busy);
+        assert_eq!(users.bcrypt_runs.load(Ordering::Relaxed), 0);
+        drop(held);
+        assert_eq!(users.verify("prom", "s3cret").await, Verdict::Allowed);
+        // Remembered: no check needed even with every check taken.
+        let _held: Vec<_> = (0..MAX_CHECKS)
+            .map(|_| users.checks.clone().try_acquire_owned().unwrap())
+            .collect();
+        assert_eq!(users.verify("prom", "s3cret").await, Verdict::Allowed);
     }
 }

@@ -6,12 +6,14 @@
 //!
 //! ```text
 //! mod.rs         routes, handlers, serve (plain or TLS)
+//! listener.rs    the accept loop both listeners share: caps, timeouts
 //! web_config.rs  the exporter-toolkit web config file, read and checked
 //! tls.rs         rustls: the server's config, this host's own client
 //! auth.rs        basic auth (bcrypt) and extra response headers
 //! ```
 
 pub mod auth;
+pub mod listener;
 pub mod tls;
 pub mod web_config;
 
@@ -87,7 +89,7 @@ pub fn router(
     events: mpsc::Sender<Event>,
     web: &web_config::WebConfig,
 ) -> Router {
-    let users: auth::Users = Arc::new(web.users.clone());
+    let users = Arc::new(auth::Users::new(web.users.clone()));
     Router::new()
         .route("/", get(landing_handler))
         .route("/metrics", get(metrics_handler))
@@ -200,7 +202,7 @@ async fn status_handler(State(s): State<AppState>) -> Json<Status> {
 }
 
 /// Serves until `cancel`: plain HTTP, or TLS when the web config has
-/// `tls_server_config`.
+/// `tls_server_config`, under the listener's limits (listener.rs).
 pub async fn serve(
     listener: TcpListener,
     status: watch::Receiver<Status>,
@@ -209,28 +211,19 @@ pub async fn serve(
     web: web_config::WebConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let tls = web.rustls().map_err(anyhow::Error::msg)?;
-    let app =
-        router(status, metrics, events, &web).into_make_service_with_connect_info::<SocketAddr>();
-    let Some(tls) = tls else {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await?;
-        return Ok(());
+    let transport = match web.rustls().map_err(anyhow::Error::msg)? {
+        Some(tls) => listener::Transport::Tls(tokio_rustls::TlsAcceptor::from(tls)),
+        None => listener::Transport::Plain,
     };
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        cancel.cancelled().await;
-        h.graceful_shutdown(Some(Duration::from_secs(1)));
-    });
-    axum_server::from_tcp_rustls(
-        listener.into_std()?,
-        axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )
-    .handle(handle)
-    .serve(app)
-    .await?;
+    let connections = metrics.connections.clone();
+    let app = router(status, metrics, events, &web);
+    let settings = listener::Listener {
+        name: "http",
+        limits: listener::Limits::HTTP,
+        admit: listener::Admit::Any,
+        transport,
+    };
+    listener::serve(listener, app, settings, connections, cancel).await?;
     Ok(())
 }
 

@@ -1,13 +1,20 @@
 //! TLS for the HTTP server, with rustls (aws-lc-rs as the crypto provider),
 //! and the client this host's own commands use to reach the server.
+//!
+//! The certificate and key files are looked at again at every handshake
+//! (`FileCert`): a renewed pair is served from the next handshake on, with
+//! no reload and no task restarted, as the exporter-toolkit does.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 
 use super::web_config::{ClientAuth, TlsConfig, TlsVersion, WebConfig};
 
@@ -25,12 +32,93 @@ fn certificates(key: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, S
     Ok(certs)
 }
 
+/// A certificate chain and its key from PEM, checked to make a pair.
+fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
+    let chain = certificates("cert_file", cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| format!("tls_server_config.key_file: no PEM private key in it: {e}"))?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        format!("tls_server_config: the certificate and the key do not make a pair: {e}")
+    })
+}
+
+/// What identifies a file's version: (device, inode, mtime in ns, size).
+type Stamp = (u64, u64, i128, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+    Some((m.dev(), m.ino(), mtime, m.len()))
+}
+
+/// The server's certificate, from `cert_file` and `key_file` as they are
+/// at each handshake. A pair that cannot be read or does not match is
+/// logged once per change of the files, and the last good pair is served.
+#[derive(Debug)]
+pub struct FileCert {
+    /// None: the web config gave the PEM inline.
+    files: Option<(PathBuf, PathBuf)>,
+    provider: Arc<CryptoProvider>,
+    /// The files' stamps when last looked at, and the pair served.
+    current: Mutex<(Option<[Stamp; 2]>, Arc<CertifiedKey>)>,
+}
+
+impl FileCert {
+    fn new(t: &TlsConfig, provider: Arc<CryptoProvider>) -> Result<FileCert, String> {
+        let files = t.cert_file.clone().zip(t.key_file.clone());
+        let stamps = files
+            .as_ref()
+            .and_then(|(c, k)| Some([stamp(c)?, stamp(k)?]));
+        let key = certified_key(&t.cert_pem, &t.key_pem, &provider)?;
+        Ok(FileCert {
+            files,
+            provider,
+            current: Mutex::new((stamps, Arc::new(key))),
+        })
+    }
+
+    /// The pair to serve now.
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
+        let mut current = self.current.lock().ok()?;
+        let Some((cert, key)) = &self.files else {
+            return Some(current.1.clone());
+        };
+        let now = stamp(cert).zip(stamp(key)).map(|(c, k)| [c, k]);
+        if now.is_some() && now != current.0 {
+            current.0 = now;
+            let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            match read(cert)
+                .and_then(|c| Ok((c, read(key)?)))
+                .and_then(|(c, k)| certified_key(&c, &k, &self.provider))
+            {
+                Ok(pair) => {
+                    current.1 = Arc::new(pair);
+                    tracing::info!(cert_file = %cert.display(), "tls: the certificate changed on disk; serving the new one");
+                }
+                Err(e) => {
+                    tracing::warn!(cert_file = %cert.display(), error = %e, "tls: the certificate or key changed on disk but cannot be used; serving the previous pair");
+                }
+            }
+        }
+        Some(current.1.clone())
+    }
+}
+
+impl ResolvesServerCert for FileCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current()
+    }
+}
+
 /// The rustls server config for `t`; every error names the key whose file
 /// is wrong.
 pub fn server_config(t: &TlsConfig) -> Result<rustls::ServerConfig, String> {
-    let chain = certificates("cert_file", &t.cert_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(&t.key_pem)
-        .map_err(|e| format!("tls_server_config.key_file: no PEM private key in it: {e}"))?;
+    let cert = Arc::new(FileCert::new(t, provider())?);
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
         (TlsVersion::Tls12, &rustls::version::TLS12),
         (TlsVersion::Tls13, &rustls::version::TLS13),
@@ -62,10 +150,8 @@ pub fn server_config(t: &TlsConfig) -> Result<rustls::ServerConfig, String> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
-        format!("tls_server_config: the certificate and the key do not make a pair: {e}")
-    })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut config = builder.with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

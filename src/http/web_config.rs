@@ -15,8 +15,9 @@
 //!   prometheus: $2y$10$...         # bcrypt (`vip-watchdog hash-password`)
 //! ```
 //!
-//! Read once, at start and at each SIGHUP (a rotated certificate is taken
-//! on reload). Every key is checked: one this server does not honour (a Go
+//! Read once, at start and at each SIGHUP; the certificate and key files
+//! are also looked at again at each TLS handshake (tls.rs), so a renewed
+//! certificate needs no reload. Every key is checked: one this server does not honour (a Go
 //! cipher-suite list, `http2`) is an error naming it, never silently
 //! ignored. The certificate, key and CA are read and parsed here, so a bad
 //! file fails `check-config` and start-up, not the first scrape.
@@ -42,9 +43,14 @@ pub struct WebConfig {
 
 #[derive(Clone, PartialEq)]
 pub struct TlsConfig {
-    /// PEM: the server's certificate chain, and its private key.
+    /// PEM: the server's certificate chain, and its private key, as read
+    /// at load.
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
+    /// Where they were read (both None when given inline): looked at again
+    /// at each handshake (tls.rs, `FileCert`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
     pub client_auth: ClientAuth,
     pub min_version: TlsVersion,
     pub max_version: TlsVersion,
@@ -55,6 +61,8 @@ impl fmt::Debug for TlsConfig {
         f.debug_struct("TlsConfig")
             .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
             .field("key_pem", &format_args!("(redacted)"))
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
             .field("client_auth", &self.client_auth)
             .field("min_version", &self.min_version)
             .field("max_version", &self.max_version)
@@ -226,6 +234,8 @@ fn tls(raw: RawTls, dir: &Path) -> Result<TlsConfig, String> {
             )
         })
     };
+    let cert_file = raw.cert_file.as_ref().map(|f| dir.join(f));
+    let key_file = raw.key_file.as_ref().map(|f| dir.join(f));
     let cert_pem = match (raw.cert_file, raw.cert) {
         (Some(f), None) => read("cert_file", &f)?,
         (None, Some(inline)) => inline.into_bytes(),
@@ -291,6 +301,8 @@ fn tls(raw: RawTls, dir: &Path) -> Result<TlsConfig, String> {
     Ok(TlsConfig {
         cert_pem,
         key_pem,
+        cert_file,
+        key_file,
         client_auth,
         min_version,
         max_version,
@@ -405,6 +417,8 @@ mod tests {
         let t = TlsConfig {
             cert_pem: b"CERT".to_vec(),
             key_pem: b"SECRET KEY".to_vec(),
+            cert_file: None,
+            key_file: None,
             client_auth: ClientAuth::None,
             min_version: TlsVersion::Tls12,
             max_version: TlsVersion::Tls13,

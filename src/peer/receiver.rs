@@ -122,6 +122,9 @@ pub struct Options {
     pub replay_window: Duration,
     pub pair: String,
     pub node: String,
+    /// `peer.address`'s IP: connections from any other are closed before
+    /// a byte is read.
+    pub peer: std::net::IpAddr,
 }
 
 pub async fn serve(
@@ -139,12 +142,16 @@ pub async fn serve(
         node: o.node,
         logged: Default::default(),
     };
+    let connections = state.metrics.connections.clone();
     let app = Router::new()
         .route(message::PATH, post(take))
         .layer(DefaultBodyLimit::max(message::MAX_BODY))
-        .with_state(state)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+        .with_state(state);
+    let settings = crate::http::listener::Listener {
+        name: "peer",
+        limits: crate::http::listener::Limits::PEER,
+        admit: crate::http::listener::Admit::Only(o.peer),
+        transport: crate::http::listener::Transport::Plain,
+    };
+    crate::http::listener::serve(listener, app, settings, connections, cancel).await
 }

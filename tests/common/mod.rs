@@ -606,6 +606,8 @@ pub struct Node {
     pub listen: String,
     /// `--web.config.file`, when set.
     pub web_config: Option<PathBuf>,
+    /// The watchdog's file descriptor limit (prlimit), when set.
+    pub nofile: Option<u32>,
     /// The watchdog's keepalived.process_check_interval and probe.interval:
     /// quicker than the defaults, unless a benchmark wants those.
     pub intervals: (&'static str, &'static str),
@@ -1035,6 +1037,9 @@ impl Node {
     pub fn start_watchdog_as(&self, json_dump: bool, uid: Option<u32>) -> Watchdog {
         let config = self.watchdog_config(json_dump);
         let mut cmd = in_ns(&self.ns);
+        if let Some(n) = self.nofile {
+            cmd.args(["prlimit", &format!("--nofile={n}:{n}"), "--"]);
+        }
         if let Some(uid) = uid {
             cmd.args([
                 "setpriv",
@@ -1372,6 +1377,7 @@ impl Lab {
             peer_toml: String::new(),
             listen: "127.0.0.1:0".into(),
             web_config: None,
+            nofile: None,
             intervals: ("100ms", "200ms"),
         };
         let lab = Lab {
