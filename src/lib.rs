@@ -300,11 +300,16 @@ pub async fn run(
         metrics.release_init(&release_names);
         let (orders_tx, orders_rx) = mpsc::channel(16);
         owner.release = Some(orders_tx);
-        let (k, t, c) = (keepalived.clone(), tx.clone(), cancel.clone());
+        let (k, t, m, c) = (
+            keepalived.clone(),
+            tx.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        );
         tasks.spawn(async move {
             (
                 "release",
-                crate::keepalived::release::run(k, conf, release_names, orders_rx, t, c).await,
+                crate::keepalived::release::run(k, conf, release_names, orders_rx, t, m, c).await,
             )
         });
     }

@@ -79,6 +79,9 @@ pub struct Metrics {
     split_brain: IntGaugeVec,
     /// The listeners' connections (http/listener.rs).
     pub connections: crate::http::listener::ConnectionMetrics,
+    /// 1 while an instance's release advert is checked against the running
+    /// Keepalived (keepalived/release.rs sets it).
+    pub release_armed: IntGaugeVec,
 }
 
 /// Failover latency buckets, from the benchmarks (docs/benchmarks.md). The
@@ -135,6 +138,16 @@ impl Metrics {
             .set(1);
         let m = Metrics {
             connections: crate::http::listener::ConnectionMetrics::register(r)?,
+            release_armed: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vrrp_release_armed",
+                        "1 while the instance's priority-0 advert is checked against the running Keepalived (its -f, its JSON dump) and would be sent if it crashed while MASTER; 0 while not (the log says why).",
+                    ),
+                    &["vrrp_instance"],
+                )?,
+            )?,
             vrrp_state: reg(
                 r,
                 IntGaugeVec::new(
@@ -575,6 +588,7 @@ impl Metrics {
             for o in ["sent", "failed"] {
                 self.vrrp_releases.with_label_values(&[i.as_str(), o]);
             }
+            self.release_armed.with_label_values(&[i.as_str()]).set(0);
         }
     }
 

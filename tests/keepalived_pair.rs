@@ -343,3 +343,53 @@ fn an_unprivileged_watchdog_follows_keepalived() {
     wa.wait_state("fault", FAILOVER);
     wb.wait_state("master", FAILOVER);
 }
+
+fn armed(w: &common::Watchdog) -> Option<f64> {
+    metric(
+        &w.metrics(),
+        "vip_watchdog_vrrp_release_armed",
+        &[("vrrp_instance", "VI_1")],
+    )
+}
+
+/// keepalived.conf edited but Keepalived not reloaded (armed.rs, rule A4):
+/// the running Keepalived's dump no longer matches the file, so the
+/// release disarms, and a crash while MASTER sends no advert (b's
+/// Keepalived counts none) and says why; b still takes over on
+/// Keepalived's own detection.
+#[test]
+fn a_crash_after_an_edit_not_reloaded_sends_no_release() {
+    let mut lab = Lab::new();
+    let (wa, wb) = settled_pair(&mut lab);
+    wa.wait_status("a's release armed", SETTLE, |_| armed(&wa) == Some(1.0));
+
+    let conf = lab.a.dir.join("keepalived.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains("virtual_router_id 51"), "{text}");
+    std::fs::write(
+        &conf,
+        text.replace("virtual_router_id 51", "virtual_router_id 52"),
+    )
+    .unwrap();
+    wa.wait_status("a's release disarmed", SETTLE, |_| armed(&wa) == Some(0.0));
+
+    let vrrp = nix::unistd::Pid::from_raw(lab.a.vrrp_pid());
+    nix::sys::signal::kill(vrrp, Signal::SIGKILL).expect("kill the VRRP child");
+    lab.a.signal_keepalived(Signal::SIGKILL);
+    lab.a.reap_keepalived();
+    wb.wait_state("master", FAILOVER);
+    wa.wait_status("a's release refused", FAILOVER, |_| {
+        wa.releases("failed") == Some(1.0)
+    });
+    assert_eq!(wa.releases("sent"), Some(0.0));
+    assert_eq!(lab.b.keepalived_stat("pri_zero_rcvd"), 0);
+    let log = wa.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("keepalived crashed while MASTER")
+                && l.contains(
+                    "virtual_router_id: keepalived.conf has 52, the running Keepalived 51"
+                )),
+        "the refusal names the field: {log}"
+    );
+}

@@ -8,6 +8,7 @@
 //! host: nothing is claimed) and a warning is logged once.
 
 pub mod address;
+pub mod file;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

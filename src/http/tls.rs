@@ -16,6 +16,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
+use crate::host::file::{FileId, identity};
+
 use super::web_config::{ClientAuth, TlsConfig, TlsVersion, WebConfig};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -46,16 +48,6 @@ fn certified_key(
     })
 }
 
-/// What identifies a file's version: (device, inode, mtime in ns, size).
-type Stamp = (u64, u64, i128, u64);
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-    Some((m.dev(), m.ino(), mtime, m.len()))
-}
-
 /// The server's certificate, from `cert_file` and `key_file` as they are
 /// at each handshake. A pair that cannot be read or does not match is
 /// logged once per change of the files, and the last good pair is served.
@@ -65,7 +57,7 @@ pub struct FileCert {
     files: Option<(PathBuf, PathBuf)>,
     provider: Arc<CryptoProvider>,
     /// The files' stamps when last looked at, and the pair served.
-    current: Mutex<(Option<[Stamp; 2]>, Arc<CertifiedKey>)>,
+    current: Mutex<(Option<[FileId; 2]>, Arc<CertifiedKey>)>,
 }
 
 impl FileCert {
@@ -73,7 +65,7 @@ impl FileCert {
         let files = t.cert_file.clone().zip(t.key_file.clone());
         let stamps = files
             .as_ref()
-            .and_then(|(c, k)| Some([stamp(c)?, stamp(k)?]));
+            .and_then(|(c, k)| Some([identity(c)?, identity(k)?]));
         let key = certified_key(&t.cert_pem, &t.key_pem, &provider)?;
         Ok(FileCert {
             files,
@@ -88,7 +80,7 @@ impl FileCert {
         let Some((cert, key)) = &self.files else {
             return Some(current.1.clone());
         };
-        let now = stamp(cert).zip(stamp(key)).map(|(c, k)| [c, k]);
+        let now = identity(cert).zip(identity(key)).map(|(c, k)| [c, k]);
         if now.is_some() && now != current.0 {
             current.0 = now;
             let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));

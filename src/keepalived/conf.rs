@@ -184,16 +184,38 @@ fn splice(
 
 /// Reads keepalived.conf from disk, following includes (glob patterns).
 pub fn read(path: &Path) -> Result<Vec<Item>, ConfError> {
+    read_noting(path, &mut |_| {})
+}
+
+/// `read`, and what must not change for the items to stay true: every file
+/// read, and the directory of each glob include (a file added there).
+pub fn read_with_files(path: &Path) -> Result<(Vec<Item>, Vec<PathBuf>), ConfError> {
+    let mut files = std::collections::BTreeSet::new();
+    let items = read_noting(path, &mut |p| {
+        files.insert(p.to_owned());
+    })?;
+    Ok((items, files.into_iter().collect()))
+}
+
+fn read_noting(path: &Path, note: &mut dyn FnMut(&Path)) -> Result<Vec<Item>, ConfError> {
+    let note = std::cell::RefCell::new(note);
     parse_with(
         path,
-        &|p| std::fs::read_to_string(p).map_err(|e| e.to_string()),
+        &|p| {
+            (note.borrow_mut())(p);
+            std::fs::read_to_string(p).map_err(|e| e.to_string())
+        },
         &|pattern| {
+            let globbed = pattern.contains(['*', '?', '[']);
+            if globbed && let Some(dir) = Path::new(pattern).parent() {
+                (note.borrow_mut())(dir);
+            }
             let mut out = vec![];
             for entry in glob::glob(pattern).map_err(|e| e.to_string())? {
                 out.push(entry.map_err(|e| e.to_string())?);
             }
             out.sort();
-            if out.is_empty() && !pattern.contains(['*', '?', '[']) {
+            if out.is_empty() && !globbed {
                 return Err("no such file".into());
             }
             Ok(out)
@@ -384,11 +406,17 @@ fn release_notes(config: &Config, path: &Path, items: &[Item]) -> Vec<String> {
             path.display()
         ));
     }
+    if let Some(why) = crate::keepalived::armed::unreproducible(items) {
+        notes.push(format!(
+            "release_on_crash cannot release any instance ({why}): a crash while MASTER fails over on Keepalived's own detection"
+        ));
+        return notes;
+    }
     for name in config.vrrp_instances() {
         notes.push(
             match crate::keepalived::vrrp::Advert::from_items(items, &name) {
                 Ok(a) => format!(
-                    "release_on_crash: if Keepalived crashes while MASTER of {name:?}, the watchdog sends its priority-0 advert: {}",
+                    "release_on_crash: if Keepalived crashes while MASTER of {name:?}, the watchdog sends its priority-0 advert: {} (once checked against the running Keepalived's -f and JSON dump)",
                     a.describe()
                 ),
                 Err(e) => format!(

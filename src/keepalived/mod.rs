@@ -3,6 +3,7 @@
 //! keepalived.conf (for `check-config` and for the adverts of
 //! `release`), and the release of a crashed MASTER.
 
+pub mod armed;
 pub mod conf;
 pub mod fifo;
 pub mod line;

@@ -1,19 +1,24 @@
 //! Sending a crashed MASTER's priority-0 advert (`core::release` decides
-//! which instances; `keepalived/vrrp.rs` builds the packet).
+//! which instances; `keepalived/vrrp.rs` builds the packet;
+//! `keepalived/armed.rs` says which adverts are certainly right).
 //!
-//! One task, one order at a time. Before it sends it looks again: when a
-//! Keepalived process runs by then (restarted, or resumed), it sends
-//! nothing. keepalived.conf is read at every order, so an edit that
-//! Keepalived was reloaded with is followed. It reports each outcome to the
-//! owner (`Event::Released`), which logs and counts it.
-//!
-//! At start-up it says once, per instance the config names, whether a
-//! release could be sent (keepalived.conf readable, the instance's advert
-//! reproducible, a raw socket allowed: CAP_NET_RAW).
+//! One task. While Keepalived runs it keeps a snapshot: the adverts built
+//! from keepalived.conf and checked against the running Keepalived (its
+//! `-f`, its JSON dump), taken again when a new main process appears, when
+//! any file read changes, and every `RETRY` while a check failed. Each
+//! instance's verdict is logged when it changes. At an order (one at a
+//! time) it looks again that no Keepalived process runs, twice a process
+//! check apart, and sends the snapshot's advert, never one read at crash
+//! time; an instance without a checked advert sends nothing and says why.
+//! It reports each outcome to the owner (`Event::Released`), which logs
+//! and counts it.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::sync::mpsc;
@@ -22,13 +27,22 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::KeepalivedConfig;
 use crate::core::model::Event;
-use crate::keepalived::process::{Observation, observe};
+use crate::host::file::{FileId, identity};
+use crate::keepalived::armed;
+use crate::keepalived::process::{Observation, Proc, observe};
 use crate::keepalived::vrrp::{Advert, PROTOCOL, TTL};
+use crate::metrics::Metrics;
+
+/// How soon a snapshot whose check failed (no dump, a mismatch) is taken
+/// again.
+pub const RETRY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     #[error("a Keepalived process may run ({0}): it speaks VRRP itself; nothing sent")]
     Running(String),
+    #[error("no advert checked against the running Keepalived: {0}; nothing sent")]
+    NotArmed(String),
     #[error("keepalived.conf: {0}")]
     Conf(#[from] crate::keepalived::conf::ConfError),
     #[error(transparent)]
@@ -46,12 +60,6 @@ pub enum ReleaseError {
         to: Ipv4Addr,
         error: std::io::Error,
     },
-}
-
-/// Builds `instance`'s advert from keepalived.conf at `conf`.
-pub fn advert(conf: &std::path::Path, instance: &str) -> Result<Advert, ReleaseError> {
-    let items = crate::keepalived::conf::read(conf)?;
-    Ok(Advert::from_items(&items, instance)?)
 }
 
 /// The interface's first IPv4 address, as Keepalived picks its source.
@@ -112,6 +120,166 @@ pub fn send(advert: &Advert) -> Result<String, ReleaseError> {
     Ok(format!("{} from {source}", advert.describe()))
 }
 
+/// The release's snapshot (armed.rs, rule A5): for which Keepalived, from
+/// which files, and per instance the advert or why none.
+struct Snapshot {
+    main: Proc,
+    files: Vec<(PathBuf, Option<FileId>)>,
+    adverts: BTreeMap<String, Result<Advert, String>>,
+    /// Set when a check could not conclude: taken again then.
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl Snapshot {
+    fn files_changed(&self) -> bool {
+        self.files.iter().any(|(p, id)| identity(p) != *id)
+    }
+
+    fn stale(&self, main: &Proc) -> bool {
+        self.main != *main
+            || self.files_changed()
+            || self
+                .retry_at
+                .is_some_and(|t| tokio::time::Instant::now() >= t)
+    }
+}
+
+/// `pid`'s command line (NUL-separated words) and working directory.
+fn command_line(pid: i32) -> std::io::Result<(Vec<String>, Option<PathBuf>)> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+    let words = raw
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    Ok((words, cwd))
+}
+
+/// Takes a snapshot for the Keepalived whose main process is `main`
+/// (rules A1-A4).
+async fn snapshot(
+    keepalived: &KeepalivedConfig,
+    conf: &Path,
+    instances: &[String],
+    main: &Proc,
+) -> Snapshot {
+    let mut files = vec![];
+    let mut retry_at = None;
+    let all = |why: String| -> BTreeMap<String, Result<Advert, String>> {
+        instances
+            .iter()
+            .map(|i| (i.clone(), Err(why.clone())))
+            .collect()
+    };
+    let adverts = 'check: {
+        // Rule A1.
+        match command_line(main.pid) {
+            Ok((words, cwd)) => {
+                let running = armed::config_file_of(&words);
+                if !armed::same_file(&running, cwd.as_deref(), conf) {
+                    break 'check all(format!(
+                        "Keepalived (pid {}) reads {}, not keepalived.config_file {}",
+                        main.pid,
+                        running.display(),
+                        conf.display()
+                    ));
+                }
+            }
+            Err(e) => {
+                retry_at = Some(tokio::time::Instant::now() + RETRY);
+                break 'check all(format!(
+                    "cannot read Keepalived's command line (pid {}): {e}",
+                    main.pid
+                ));
+            }
+        }
+        let items = match crate::keepalived::conf::read_with_files(conf) {
+            Ok((items, read)) => {
+                files = read
+                    .into_iter()
+                    .map(|p| {
+                        let id = identity(&p);
+                        (p, id)
+                    })
+                    .collect();
+                items
+            }
+            Err(e) => {
+                files = vec![(conf.to_owned(), identity(conf))];
+                break 'check all(format!("keepalived.conf: {e}"));
+            }
+        };
+        // Rule A2.
+        if let Some(why) = armed::unreproducible(&items) {
+            break 'check all(why);
+        }
+        // Rule A4 needs the dump.
+        let Some(dump) = &keepalived.json_dump else {
+            break 'check all(
+                "keepalived.json_dump is off, so the running Keepalived's instances cannot be checked".into(),
+            );
+        };
+        let dumped = match crate::keepalived::startup::request_json_dump(dump, main).await {
+            Ok(d) => d,
+            Err(e) => {
+                retry_at = Some(tokio::time::Instant::now() + RETRY);
+                break 'check all(format!("the running Keepalived's JSON dump: {e}"));
+            }
+        };
+        instances
+            .iter()
+            .map(|name| {
+                // Rule A3, then A4.
+                let verdict = Advert::from_items(&items, name)
+                    .map_err(|e| e.to_string())
+                    .and_then(|a| {
+                        let running = dumped.iter().find(|d| d.name == *name).map(|d| &d.running);
+                        armed::check(&a, running).map(|()| a)
+                    });
+                if verdict.is_err() {
+                    retry_at = Some(tokio::time::Instant::now() + RETRY);
+                }
+                (name.clone(), verdict)
+            })
+            .collect()
+    };
+    Snapshot {
+        main: main.clone(),
+        files,
+        adverts,
+        retry_at,
+    }
+}
+
+/// Logs each instance whose verdict changed from `before` to `after`, and
+/// sets its gauge.
+fn log_changes(before: Option<&Snapshot>, after: &Snapshot, metrics: &Metrics) {
+    for (name, verdict) in &after.adverts {
+        metrics
+            .release_armed
+            .with_label_values(&[name.as_str()])
+            .set(i64::from(verdict.is_ok()));
+        let old = before.and_then(|b| b.adverts.get(name));
+        let same = match (old, verdict) {
+            (Some(Ok(a)), Ok(b)) => a == b,
+            (Some(Err(a)), Err(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        match verdict {
+            Ok(a) => {
+                info!(vrrp_instance = %name, keepalived_pid = after.main.pid, advert = %a.describe(), "release_on_crash armed: keepalived.conf matches the running Keepalived; if it crashes while MASTER, this advert is sent on its behalf")
+            }
+            Err(e) => {
+                warn!(vrrp_instance = %name, keepalived_pid = after.main.pid, reason = %e, "release_on_crash disarmed for this instance: a crash while MASTER fails over on Keepalived's own detection")
+            }
+        }
+    }
+}
+
 /// Whether a look shows no Keepalived process at all.
 fn none_left(keepalived: &KeepalivedConfig) -> Result<(), ReleaseError> {
     match observe(keepalived, None) {
@@ -126,71 +294,88 @@ fn none_left(keepalived: &KeepalivedConfig) -> Result<(), ReleaseError> {
 }
 
 /// One order: two looks a process check apart that both show no Keepalived
-/// left, then build and send.
+/// left, then the snapshot's advert (rule A5: taken for the Keepalived
+/// last seen, from files unchanged since).
 async fn release(
     keepalived: &KeepalivedConfig,
-    conf: &std::path::Path,
+    snapshot: Option<&Snapshot>,
+    last_main: Option<&Proc>,
     instance: &str,
 ) -> Result<String, ReleaseError> {
     none_left(keepalived)?;
     tokio::time::sleep(keepalived.process_check_interval).await;
     none_left(keepalived)?;
-    send(&advert(conf, instance)?)
-}
-
-/// Says once whether each named instance could be released.
-fn announce(conf: &std::path::Path, instances: &[String]) {
-    if let Err(e) = raw_socket() {
-        warn!(error = %e, "release_on_crash is on but cannot work: a crashed MASTER's peer will wait out Keepalived's detection");
-        return;
+    let s = snapshot.ok_or_else(|| {
+        ReleaseError::NotArmed(
+            "no running Keepalived has been seen since the watchdog started".into(),
+        )
+    })?;
+    if last_main != Some(&s.main) {
+        return Err(ReleaseError::NotArmed(
+            "the Keepalived that went was never checked (it started after the last check)".into(),
+        ));
     }
-    let items = match crate::keepalived::conf::read(conf) {
-        Ok(items) => items,
-        Err(e) => {
-            warn!(error = %e, "release_on_crash cannot read keepalived.conf: a crashed MASTER's peer will wait out Keepalived's detection");
-            return;
-        }
-    };
-    for name in instances {
-        match Advert::from_items(&items, name) {
-            Ok(a) => {
-                info!(vrrp_instance = %name, advert = %a.describe(), "release_on_crash: if Keepalived crashes while MASTER, its priority-0 advert is sent on its behalf")
-            }
-            Err(e) => {
-                warn!(vrrp_instance = %name, error = %e, "release_on_crash cannot release this instance: a crashed MASTER's peer will wait out Keepalived's detection")
-            }
-        }
+    if s.files_changed() {
+        return Err(ReleaseError::NotArmed(
+            "keepalived.conf changed since it was checked against the running Keepalived".into(),
+        ));
+    }
+    match s.adverts.get(instance) {
+        Some(Ok(advert)) => send(advert),
+        Some(Err(why)) => Err(ReleaseError::NotArmed(why.clone())),
+        None => Err(ReleaseError::NotArmed(format!(
+            "vrrp_instance {instance:?} was not checked"
+        ))),
     }
 }
 
-/// Serves release orders (instance names) until cancelled.
+/// Serves release orders (instance names) until cancelled, keeping the
+/// snapshot current while Keepalived runs.
 pub async fn run(
     keepalived: KeepalivedConfig,
     conf: PathBuf,
     instances: Vec<String>,
     mut orders: mpsc::Receiver<String>,
     events: mpsc::Sender<Event>,
+    metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     async move {
-        announce(&conf, &instances);
+        if let Err(e) = raw_socket() {
+            warn!(error = %e, "release_on_crash is on but cannot work: a crashed MASTER's peer will wait out Keepalived's detection");
+        }
+        let mut snap: Option<Snapshot> = None;
+        let mut last_main: Option<Proc> = None;
+        let mut tick = tokio::time::interval(keepalived.process_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let instance = tokio::select! {
+            tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                order = orders.recv() => match order {
-                    Some(i) => i,
-                    None => return Ok(()),
-                },
-            };
-            let outcome = release(&keepalived, &conf, &instance)
-                .await
-                .map_err(|e| e.to_string());
-            if events
-                .send(Event::Released { instance, outcome })
-                .await
-                .is_err()
-            {
-                return Ok(());
+                order = orders.recv() => {
+                    let Some(instance) = order else { return Ok(()) };
+                    let outcome = release(&keepalived, snap.as_ref(), last_main.as_ref(), &instance)
+                        .await
+                        .map_err(|e| e.to_string());
+                    if events
+                        .send(Event::Released { instance, outcome })
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                _ = tick.tick() => {
+                    // Only a running Keepalived is checked; a gone or
+                    // unknown one keeps the last snapshot for the order.
+                    if let Observation::Running { main, .. } = observe(&keepalived, last_main.as_ref()) {
+                        last_main = Some(main.clone());
+                        if snap.as_ref().is_none_or(|s| s.stale(&main)) {
+                            let new = snapshot(&keepalived, &conf, &instances, &main).await;
+                            log_changes(snap.as_ref(), &new, &metrics);
+                            snap = Some(new);
+                        }
+                    }
+                }
             }
         }
     }

@@ -66,6 +66,25 @@ pub struct Dumped {
     pub raw_state: i64,
     pub priority: u8,
     pub since: Option<SystemTime>,
+    /// What the running Keepalived has for the instance's advert (absent
+    /// fields: None), for the release's cross-check (`armed.rs`).
+    pub running: Running,
+}
+
+/// An instance's advert fields as the running Keepalived has them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Running {
+    pub vrid: Option<u8>,
+    pub interface: Option<String>,
+    /// Each virtual address as Keepalived formats it ("10.0.0.5 dev eth0
+    /// scope global"); none listed when the instance has none.
+    pub vips: Vec<String>,
+    pub version: Option<u8>,
+    /// Seconds.
+    pub advert_int: Option<f64>,
+    /// 0 none, 1 PASS, 2 AH; and the password's 8 bytes.
+    pub auth_type: Option<u8>,
+    pub auth_data: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +98,14 @@ struct DumpData {
     state: i64,
     effective_priority: i64,
     last_transition: Option<f64>,
+    vrid: Option<u8>,
+    ifp_ifname: Option<String>,
+    #[serde(default)]
+    vips: Vec<String>,
+    version: Option<u8>,
+    adver_int: Option<f64>,
+    auth_type: Option<u8>,
+    auth_data: Option<String>,
 }
 
 /// Parses `keepalived.json` (a list of `{"data": {...}, "stats": {...}}`).
@@ -115,6 +142,15 @@ pub fn parse_json_dump(text: &str) -> Result<Vec<Dumped>, DumpError> {
                 raw_state: d.state,
                 priority,
                 since,
+                running: Running {
+                    vrid: d.vrid,
+                    interface: d.ifp_ifname,
+                    vips: d.vips,
+                    version: d.version,
+                    advert_int: d.adver_int,
+                    auth_type: d.auth_type,
+                    auth_data: d.auth_data,
+                },
             })
         })
         .collect()
@@ -174,12 +210,12 @@ pub async fn request_json_dump(
     {
         tokio::time::sleep(wait).await;
     }
-    let before = identity(&cfg.file);
+    let before = crate::host::file::identity(&cfg.file);
     send_signal(main.pid, signal)?;
     let deadline = tokio::time::Instant::now() + cfg.timeout;
     let mut last = String::new();
     loop {
-        let now = identity(&cfg.file);
+        let now = crate::host::file::identity(&cfg.file);
         if now.is_some() && now != before {
             match std::fs::read_to_string(&cfg.file) {
                 Ok(text) => match parse_json_dump(&text) {
@@ -205,29 +241,6 @@ pub async fn request_json_dump(
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// What tells one dump file from the next: a new file renamed into place,
-/// or the same one written again, differs in one of these.
-#[derive(Debug, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    ctime: (i64, i64),
-    mtime: (i64, i64),
-    size: u64,
-}
-
-fn identity(path: &std::path::Path) -> Option<FileId> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some(FileId {
-        dev: m.dev(),
-        ino: m.ino(),
-        ctime: (m.ctime(), m.ctime_nsec()),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        size: m.size(),
-    })
 }
 
 /// Every address configured on this host's interfaces.
