@@ -32,11 +32,21 @@ pub enum Command {
     },
     /// Parse and validate the config; print what was understood; then
     /// cross-check it with keepalived.conf (the notify FIFO, the instances,
-    /// each VIP's address in its instance). Exit 0 when both agree, 1 when
-    /// keepalived.conf disagrees or cannot be read, 2 on a bad config.
+    /// each VIP's address in its instance). With --host, check this host
+    /// too: Keepalived's processes and its -f, the FIFO it writes, the
+    /// capabilities the features need, the JSON dump. Exit 0 when all
+    /// agree, 1 when keepalived.conf or the host disagrees, 2 on a bad
+    /// config.
     CheckConfig {
         #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
         config: PathBuf,
+        /// Also check this host (run it as the service runs, to see what
+        /// the service will hold).
+        #[arg(long)]
+        host: bool,
+        /// The user the service runs as, for the dump's permissions.
+        #[arg(long, default_value = "vip-watchdog")]
+        service_user: String,
         /// keepalived.conf, with its includes. At the default path, a
         /// missing file is reported and not an error.
         #[arg(long, default_value = DEFAULT_KEEPALIVED_CONF)]
@@ -144,23 +154,39 @@ pub fn main() -> ExitCode {
         }
         Command::CheckConfig {
             config,
+            host,
+            service_user,
             keepalived_config,
             web,
         } => match Config::load_with(&config, &web) {
             Ok(c) => {
                 print!("{}", c.describe());
                 println!("{}: OK", config.display());
-                if keepalived_config.as_os_str() == DEFAULT_KEEPALIVED_CONF
+                let agrees = if keepalived_config.as_os_str() == DEFAULT_KEEPALIVED_CONF
                     && !keepalived_config.exists()
                 {
                     println!(
                         "keepalived.conf: {DEFAULT_KEEPALIVED_CONF} does not exist: not cross-checked (--keepalived-config PATH)"
                     );
-                    return ExitCode::SUCCESS;
-                }
-                let (text, agrees) = crate::keepalived::conf::report(&c, &keepalived_config);
-                print!("{text}");
-                if agrees {
+                    true
+                } else {
+                    let (text, agrees) = crate::keepalived::conf::report(&c, &keepalived_config);
+                    print!("{text}");
+                    agrees
+                };
+                let host_ok = if host {
+                    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+                        Ok(r) => r,
+                        Err(code) => return code,
+                    };
+                    let (text, ok) =
+                        runtime.block_on(crate::keepalived::host::check(&c, &service_user));
+                    print!("{text}");
+                    ok
+                } else {
+                    true
+                };
+                if agrees && host_ok {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE

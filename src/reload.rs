@@ -174,5 +174,6 @@ async fn signals(
             },
         }
     }
+    crate::systemd::stopping();
     shutdown.cancel();
 }

@@ -1,8 +1,12 @@
 //! systemd's notify protocol (`Type=notify`): READY=1 once the watchdog
-//! serves, and WATCHDOG=1 while the state owner publishes. The pings
-//! follow the owner's heartbeat, not a timer of their own: an owner that
-//! stopped publishing stops them, and systemd restarts the service. Under
-//! no service manager (`NOTIFY_SOCKET` unset) this does nothing.
+//! serves, WATCHDOG=1 while the state owner publishes, STOPPING=1 at a
+//! real shutdown only (`stopping`, called when SIGTERM or SIGINT arrives):
+//! a reload restarts this task with the others, and STOPPING=1 then would
+//! make systemd take the service for stopping and kill it after
+//! TimeoutStopSec. The pings follow the owner's heartbeat, not a timer of
+//! their own: an owner that stopped publishing stops them, and systemd
+//! restarts the service. Under no service manager (`NOTIFY_SOCKET` unset)
+//! this does nothing.
 
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +21,13 @@ use crate::status::Status;
 /// same bound as `/healthz`.
 pub fn fresh(heartbeat: SystemTime, now: SystemTime) -> bool {
     now.duration_since(heartbeat).unwrap_or_default() <= crate::http::STALE_AFTER
+}
+
+/// Tells systemd the service is stopping (a shutdown, never a reload).
+pub fn stopping() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+    }
 }
 
 pub async fn run(status: watch::Receiver<Status>, cancel: CancellationToken) -> anyhow::Result<()> {
@@ -40,10 +51,7 @@ pub async fn run(status: watch::Receiver<Status>, cancel: CancellationToken) -> 
     let mut stale_logged = false;
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => {
-                let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
-                return Ok(());
-            }
+            _ = cancel.cancelled() => return Ok(()),
             _ = tokio::time::sleep(every) => {}
         }
         let heartbeat = status.borrow().heartbeat;

@@ -393,3 +393,55 @@ fn a_crash_after_an_edit_not_reloaded_sends_no_release() {
         "the refusal names the field: {log}"
     );
 }
+
+/// `check-config --host` on the lab's node a (as root): Keepalived runs
+/// and reads the config_file, its FIFO is the watchdog's, the capabilities
+/// are held, and the dump answers with the present state. Pointed at
+/// another copy of keepalived.conf, it names the mismatch and exits 1.
+#[test]
+fn check_config_host_checks_the_running_keepalived() {
+    let mut lab = Lab::new();
+    let (wa, _wb) = settled_pair(&mut lab);
+    let config = lab.a.watchdog_config(true);
+    let run = |config: &std::path::Path| {
+        let out = common::in_ns(&lab.a.ns)
+            .arg(common::watchdog_bin())
+            .args(["check-config", "--host", "--config"])
+            .arg(config)
+            .arg("--keepalived-config")
+            .arg(lab.a.dir.join("keepalived.conf"))
+            .output()
+            .expect("check-config runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = run(&config);
+    assert_eq!(code, Some(0), "{text}");
+    for want in [
+        "host: ok: Keepalived runs: main pid",
+        "host: ok: the running Keepalived's notify FIFO is",
+        "host: ok: CAP_NET_RAW held",
+        "host: ok: the JSON dump",
+        "VI_1 master",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    assert!(!text.contains("PROBLEM"), "{text}");
+
+    let copy = lab.a.dir.join("copy.conf");
+    std::fs::copy(lab.a.dir.join("keepalived.conf"), &copy).unwrap();
+    let wrong = lab.a.dir.join("wrong-config-file.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let original = lab.a.dir.join("keepalived.conf").display().to_string();
+    assert!(toml.contains(&original), "{toml}");
+    std::fs::write(&wrong, toml.replace(&original, &copy.display().to_string())).unwrap();
+    let (code, text) = run(&wrong);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("host: PROBLEM: Keepalived reads") && text.contains("copy.conf"),
+        "{text}"
+    );
+    drop(wa);
+}

@@ -6,6 +6,7 @@
 pub mod armed;
 pub mod conf;
 pub mod fifo;
+pub mod host;
 pub mod line;
 pub mod process;
 pub mod release;

@@ -369,6 +369,18 @@ pub fn same_again(last_running: Option<&Proc>, before: &Observation, now: &Obser
     }
 }
 
+/// `pid`'s command line (NUL-separated words) and working directory.
+pub fn command_line(pid: i32) -> std::io::Result<(Vec<String>, Option<PathBuf>)> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+    let words = raw
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    Ok((words, cwd))
+}
+
 /// Looks once at Keepalived's processes. `last_main` is the main process
 /// the previous look saw running: the pid file alone never says it exited.
 pub fn observe(config: &KeepalivedConfig, last_main: Option<&Proc>) -> Observation {

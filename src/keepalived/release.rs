@@ -144,18 +144,6 @@ impl Snapshot {
     }
 }
 
-/// `pid`'s command line (NUL-separated words) and working directory.
-fn command_line(pid: i32) -> std::io::Result<(Vec<String>, Option<PathBuf>)> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline"))?;
-    let words = raw
-        .split(|b| *b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect();
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
-    Ok((words, cwd))
-}
-
 /// Takes a snapshot for the Keepalived whose main process is `main`
 /// (rules A1-A4).
 async fn snapshot(
@@ -174,7 +162,7 @@ async fn snapshot(
     };
     let adverts = 'check: {
         // Rule A1.
-        match command_line(main.pid) {
+        match crate::keepalived::process::command_line(main.pid) {
             Ok((words, cwd)) => {
                 let running = armed::config_file_of(&words);
                 if !armed::same_file(&running, cwd.as_deref(), conf) {
