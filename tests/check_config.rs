@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 
-const CASES: [(&str, i32); 6] = [
+const CASES: [(&str, i32); 7] = [
     ("agrees", 0),
+    ("conditional", 0),
     ("fifo-differs", 1),
     ("no-fifo", 1),
     ("instance-missing", 1),

@@ -97,17 +97,12 @@ impl Refusal {
     }
 }
 
-/// The canonical form of `ip` (an IPv4-mapped IPv6 address as IPv4).
-fn canonical(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
-}
-
 /// Rule 2: whether `admit` lets a connection from `from` in.
 pub fn admitted(admit: Admit, from: IpAddr) -> bool {
-    let from = canonical(from);
+    let from = from.to_canonical();
     match admit {
         Admit::Any => true,
-        Admit::Only(ip) => from == canonical(ip),
+        Admit::Only(ip) => from == ip.to_canonical(),
     }
 }
 
@@ -132,7 +127,7 @@ impl Slots {
     /// gone.
     pub fn take(&self, from: IpAddr) -> Option<OwnedSemaphorePermit> {
         let network = self.network.clone().try_acquire_owned().ok();
-        if network.is_some() || !canonical(from).is_loopback() {
+        if network.is_some() || !from.to_canonical().is_loopback() {
             return network;
         }
         self.loopback.clone().try_acquire_owned().ok()
@@ -178,10 +173,9 @@ impl ConnectionMetrics {
             ),
             &["listener"],
         )?;
-        for m in [&refused, &timed_out] {
-            r.register(Box::new(m.clone()))?;
-        }
         r.register(Box::new(open.clone()))?;
+        r.register(Box::new(refused.clone()))?;
+        r.register(Box::new(timed_out.clone()))?;
         r.register(Box::new(accept_errors.clone()))?;
         let m = ConnectionMetrics {
             open,
