@@ -43,10 +43,6 @@ pub enum ReleaseError {
     Running(String),
     #[error("no advert checked against the running Keepalived: {0}; nothing sent")]
     NotArmed(String),
-    #[error("keepalived.conf: {0}")]
-    Conf(#[from] crate::keepalived::conf::ConfError),
-    #[error(transparent)]
-    Advert(#[from] crate::keepalived::vrrp::AdvertError),
     #[error("interface {0} has no IPv4 address to send from (set unicast_src_ip)")]
     NoSource(String),
     #[error(
@@ -191,6 +187,13 @@ async fn snapshot(
                         (p, id)
                     })
                     .collect();
+                // Read again after the files were stamped: an edit between
+                // the read and the stamps would otherwise go unseen.
+                let again = crate::keepalived::conf::read(conf).ok();
+                if again.as_ref() != Some(&items) {
+                    retry_at = Some(tokio::time::Instant::now() + RETRY);
+                    break 'check all("keepalived.conf changed while it was read".into());
+                }
                 items
             }
             Err(e) => {
