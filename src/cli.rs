@@ -22,11 +22,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the watchdog.
     Run {
-        #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
+        /// The config file.
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Overrides log.format from the config file.
-        #[arg(long, value_enum)]
+        /// Overrides log.format from the config file (text or json).
+        #[arg(long = "log.format", alias = "log-format", value_enum)]
         log_format: Option<LogFormat>,
+        /// Overrides log.level from the config file: a level (error, warn,
+        /// info, debug, trace) or a tracing filter (vip_watchdog=debug).
+        #[arg(long = "log.level", value_parser = parse_log_level)]
+        log_level: Option<String>,
         #[command(flatten)]
         web: WebFlags,
     },
@@ -38,7 +43,8 @@ pub enum Command {
     /// agree, 1 when keepalived.conf or the host disagrees, 2 on a bad
     /// config.
     CheckConfig {
-        #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
+        /// The config file.
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Also check this host (run it as the service runs, to see what
         /// the service will hold).
@@ -58,13 +64,15 @@ pub enum Command {
     /// each VIP is, and (with DryRun) whether this node may make the calls
     /// a claim needs. Exit 0 when every answer allows, 1 otherwise.
     CheckCloud {
-        #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
+        /// The config file.
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Ask the running watchdog's /healthz (on the config's http.listen);
     /// exit 0 when healthy, 1 otherwise. For a container's HEALTHCHECK.
     Health {
-        #[arg(long, env = "VIP_WATCHDOG_CONFIG")]
+        /// The config file.
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[command(flatten)]
         web: WebFlags,
@@ -78,7 +86,10 @@ pub enum Command {
     },
     /// Print shell completions (bash, zsh, fish, ...) to stdout.
     #[command(hide = true)]
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print the man page (roff) to stdout.
     #[command(hide = true)]
     Man,
@@ -87,11 +98,8 @@ pub enum Command {
     /// ended. Exits with the script's status (124 at the timeout, 127 when
     /// it cannot start).
     Notify {
-        #[arg(
-            long,
-            env = "VIP_WATCHDOG_CONFIG",
-            default_value = "/etc/vip-watchdog/vip-watchdog.toml"
-        )]
+        /// The config file.
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The script's process group is killed after this long.
         #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
@@ -110,6 +118,16 @@ pub enum Command {
 
 /// Where Keepalived's config is by default.
 pub const DEFAULT_KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
+
+/// Where the package installs the watchdog's config.
+pub const DEFAULT_CONFIG: &str = "/etc/vip-watchdog/vip-watchdog.toml";
+
+/// `--log.level`: checked as the config's `log.level` is.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("not a level or tracing filter: {e}"))
+}
 
 /// Exit codes: 0 fine, 1 failed while running (or, for `check-cloud`, a
 /// refusal or no answer), 2 bad configuration.
@@ -246,6 +264,7 @@ pub fn main() -> ExitCode {
         Command::Run {
             config: path,
             log_format,
+            log_level,
             web,
         } => {
             let mut config = match Config::load_with(&path, &web) {
@@ -254,6 +273,9 @@ pub fn main() -> ExitCode {
             };
             if let Some(f) = log_format {
                 config.log.format = f;
+            }
+            if let Some(l) = log_level {
+                config.log.level = l;
             }
             let _log = crate::logging::init(config.log.format, &config.log.level);
             let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -309,4 +331,95 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runti
 fn config_error(e: &LoadError) -> ExitCode {
     eprintln!("vip-watchdog: {e}");
     ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(std::iter::once("vip-watchdog").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_follow_the_exporter_conventions() {
+        let cli = parse(&["run"]).unwrap();
+        let Command::Run {
+            config,
+            log_format,
+            log_level,
+            web,
+        } = cli.command
+        else {
+            panic!("run");
+        };
+        if std::env::var_os("VIP_WATCHDOG_CONFIG").is_none() {
+            assert_eq!(config, PathBuf::from(DEFAULT_CONFIG), "the packaged path");
+        }
+        assert_eq!(
+            (log_format, log_level, web.listen_address),
+            (None, None, None)
+        );
+
+        let cli = parse(&[
+            "run",
+            "--log.level",
+            "vip_watchdog=debug",
+            "--log-format",
+            "json",
+            "--web.listen-address=:9842",
+        ])
+        .unwrap();
+        let Command::Run {
+            log_format,
+            log_level,
+            web,
+            ..
+        } = cli.command
+        else {
+            panic!("run");
+        };
+        assert_eq!(
+            log_format,
+            Some(LogFormat::Json),
+            "--log-format stays an alias"
+        );
+        assert_eq!(log_level.as_deref(), Some("vip_watchdog=debug"));
+        assert_eq!(web.listen_address, Some("0.0.0.0:9842".parse().unwrap()));
+        assert!(parse(&["run", "--log.format", "text"]).is_ok());
+
+        for (args, names) in [
+            (&["run", "--log.level", "loud=["][..], "--log.level"),
+            (
+                &["health", "--web.listen-address", "9842"][..],
+                "--web.listen-address",
+            ),
+            (&["run", "--log.format", "xml"][..], "--log.format"),
+        ] {
+            let e = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} accepted"));
+            assert!(e.contains(names), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_flag_has_help() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{id} has no help text",
+                    sub.get_name()
+                );
+            }
+        }
+    }
 }

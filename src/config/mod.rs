@@ -152,13 +152,25 @@ pub struct HttpConfig {
 /// `http.web_config_file` (kept across SIGHUP reloads).
 #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
 pub struct WebFlags {
-    /// Overrides http.listen.
-    #[arg(long = "web.listen-address", value_name = "ADDR:PORT")]
+    /// Overrides http.listen: ADDR:PORT, or :PORT for every IPv4
+    /// address (as node_exporter's `:9100`).
+    #[arg(long = "web.listen-address", value_name = "ADDR:PORT", value_parser = parse_listen)]
     pub listen_address: Option<SocketAddr>,
     /// Overrides http.web_config_file: the exporter-toolkit web config
     /// (tls_server_config, basic_auth_users, http_server_config.headers).
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub config_file: Option<PathBuf>,
+}
+
+/// `--web.listen-address`: ADDR:PORT, or `:PORT` (every IPv4 address).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_owned(),
+    };
+    full.parse().map_err(|_| {
+        format!("{s:?} is not ADDR:PORT or :PORT (e.g. 10.0.0.5:9842, [::]:9842, :9842)")
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
