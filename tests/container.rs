@@ -391,21 +391,12 @@ fn the_documented_container_follows_keepalived_restarted_twice() {
             "docs/container.md's run line has no {part:?}"
         );
     }
-    let mut podman = tool("podman");
+    // podman_run() holds this host's runtime flags and `--network host`.
+    let mut podman = podman_run();
     podman.args([
-        "run",
         "-d",
         "--name",
         &host.container,
-        "--runtime",
-        "runc",
-        "--ulimit",
-        "nofile=4096:4096",
-        "--ulimit",
-        "nproc=4096:4096",
-        "--no-healthcheck",
-        "--network",
-        "host",
         "--pid",
         "host",
         "--user",

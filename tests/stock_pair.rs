@@ -180,6 +180,49 @@ impl Pair {
         );
     }
 
+    /// Polls `host`'s /metrics (one `podman exec` at a time, bounded)
+    /// until `pred` holds on the exposition, and returns it; fails naming
+    /// `what`, with the journals.
+    fn wait_metrics(&self, host: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + FAILOVER;
+        loop {
+            let m = self.metrics(host);
+            if pred(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < until,
+                "{host}: {what} not within {FAILOVER:?}; last exposition:\n{m}\n{}",
+                self.journal(host)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `systemctl reload vip-watchdog`; fails with the unit's status and
+    /// systemd's view of it when the reload is refused.
+    fn reload(&self, host: &str) {
+        let (reloaded, text) = self.try_exec(
+            host,
+            &["timeout", "60", "systemctl", "reload", "vip-watchdog"],
+        );
+        assert!(
+            reloaded,
+            "{host}: systemctl reload: {text}\n{}\n{}",
+            self.try_exec(host, &["systemctl", "status", "--no-pager", "vip-watchdog"])
+                .1,
+            self.try_exec(
+                host,
+                &[
+                    "sh",
+                    "-c",
+                    "journalctl --no-pager -n 3000 | grep -E 'systemd\\[1\\]|WARN|ERROR|shutting' | tail -100"
+                ]
+            )
+            .1
+        );
+    }
+
     /// Waits until the emulator shows the EIP on `eni`.
     fn wait_eip(&self, python: &PathBuf, alloc: &str, eni: &str, what: &str) {
         let until = Instant::now() + FAILOVER;
@@ -476,24 +519,15 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
     // STOPPING=1 (the notify task restarted with the others), and systemd
     // then took the service for stopping and killed it after
     // TimeoutStopSec.
-    pair.exec(
-        "a",
-        &["timeout", "60", "systemctl", "reload", "vip-watchdog"],
-    );
-    let until = Instant::now() + FAILOVER;
-    let after = loop {
-        let m = pair.metrics("a");
-        if common::metric(
-            &m,
+    pair.reload("a");
+    let reloads = |m: &str| {
+        common::metric(
+            m,
             "vip_watchdog_config_reloads_total",
             &[("result", "applied")],
-        ) == Some(1.0)
-        {
-            break m;
-        }
-        assert!(Instant::now() < until, "the reload was not applied: {m}");
-        std::thread::sleep(Duration::from_millis(200));
+        )
     };
+    let after = pair.wait_metrics("a", "the reload applied", |m| reloads(m) == Some(1.0));
     assert_eq!(transitions(&after), before, "a reload keeps the counters");
     assert_eq!(
         common::metric(&after, "vip_watchdog_config_last_reload_successful", &[]),
@@ -567,41 +601,31 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
         );
     }
 
-    let armed = |host: &str| {
+    let armed = |m: &str| {
         common::metric(
-            &pair.metrics(host),
+            m,
             "vip_watchdog_vrrp_release_armed",
             &[("vrrp_instance", "VI_1")],
         )
     };
-    let releases = |outcome: &str| {
+    let releases = |m: &str, outcome: &str| {
         common::metric(
-            &pair.metrics("a"),
+            m,
             "vip_watchdog_vrrp_releases_total",
             &[("vrrp_instance", "VI_1"), ("outcome", outcome)],
         )
-        .unwrap_or(-1.0)
     };
-    let wait_metric = |what: &str, pred: &dyn Fn() -> bool| {
-        let until = Instant::now() + FAILOVER;
-        while !pred() {
-            assert!(
-                Instant::now() < until,
-                "a: {what} not within {FAILOVER:?}\n{}",
-                pair.journal("a")
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    wait_metric("the release armed", &|| armed("a") == Some(1.0));
+    pair.wait_metrics("a", "the release armed", |m| armed(m) == Some(1.0));
 
     // Crashed: every Keepalived process killed at once; the priority-0
     // advert is sent on its behalf, b claims. The service is still the one
     // the reloads left running.
     pair.exec("a", &["systemctl", "kill", "-s", "SIGKILL", "keepalived"]);
     pair.wait_eip(&python, &alloc, &eni("b"), "Keepalived crashed on a");
-    wait_metric("the release sent", &|| releases("sent") == 1.0);
-    assert_eq!(releases("failed"), 0.0);
+    let m = pair.wait_metrics("a", "the release sent", |m| {
+        releases(m, "sent") == Some(1.0)
+    });
+    assert_eq!(releases(&m, "failed"), Some(0.0));
 
     // A deliberately wrong config_file (a copy Keepalived does not read),
     // taken by `systemctl reload`: the release disarms, and a crash sends
@@ -625,33 +649,11 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
             "/etc/vip-watchdog/vip-watchdog.toml",
         ],
     );
-    let (reloaded, text) = pair.try_exec(
-        "a",
-        &["timeout", "60", "systemctl", "reload", "vip-watchdog"],
-    );
-    assert!(
-        reloaded,
-        "systemctl reload: {text}\n{}\n{}",
-        pair.try_exec("a", &["systemctl", "status", "--no-pager", "vip-watchdog"])
-            .1,
-        pair.try_exec(
-            "a",
-            &[
-                "sh",
-                "-c",
-                "journalctl --no-pager -n 3000 | grep -E 'systemd\\[1\\]|WARN|ERROR|shutting' | tail -100"
-            ]
-        )
-        .1
-    );
-    wait_metric("the reload applied", &|| {
-        common::metric(
-            &pair.metrics("a"),
-            "vip_watchdog_config_reloads_total",
-            &[("result", "applied")],
-        ) == Some(2.0)
+    pair.reload("a");
+    pair.wait_metrics("a", "the second reload applied", |m| {
+        reloads(m) == Some(2.0)
     });
-    wait_metric("the release disarmed", &|| armed("a") == Some(0.0));
+    pair.wait_metrics("a", "the release disarmed", |m| armed(m) == Some(0.0));
     pair.wait_status("a", "MASTER", state_is("master"));
     pair.exec("a", &["systemctl", "kill", "-s", "SIGKILL", "keepalived"]);
     pair.wait_eip(
@@ -660,8 +662,10 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
         &eni("b"),
         "Keepalived crashed on a, wrongly configured",
     );
-    wait_metric("the release refused", &|| releases("failed") == 1.0);
-    assert_eq!(releases("sent"), 1.0, "no second advert");
+    let m = pair.wait_metrics("a", "the release refused", |m| {
+        releases(m, "failed") == Some(1.0)
+    });
+    assert_eq!(releases(&m, "sent"), Some(1.0), "no second advert");
     let journal = pair.journal("a");
     assert!(
         journal.contains("reads /etc/keepalived/keepalived.conf, not keepalived.config_file /etc/keepalived/copy.conf"),
