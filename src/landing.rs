@@ -149,7 +149,8 @@ pub fn render(status: &Status, latency: &[LatencySeries]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{Event, Model};
+    use crate::core::input::Event;
+    use crate::core::model::Model;
     use crate::keepalived::line::parse;
     use std::time::SystemTime;
 
@@ -168,7 +169,7 @@ mod tests {
         );
         m.observe(
             Event::Probe {
-                health: crate::core::model::Health::Down,
+                health: crate::core::words::Health::Down,
                 detail: "<script>alert(1)</script>".into(),
             },
             now,

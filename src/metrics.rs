@@ -12,8 +12,9 @@ use prometheus::{
 };
 
 use crate::cloud::CloudError;
-use crate::core::decide::{HealReason, Mover};
-use crate::core::model::{Change, Health, Model, VrrpState};
+use crate::core::model::{Change, Model};
+use crate::core::words::{HealReason, Mover};
+use crate::core::words::{Health, VrrpState};
 use crate::keepalived::line::LineError;
 use crate::probe::check::FailReason;
 
@@ -572,7 +573,7 @@ impl Metrics {
         for r in FailReason::ALL {
             m.probe_failures.with_label_values(&[r.as_str()]);
         }
-        for o in crate::notify::report::Outcome::ALL {
+        for o in crate::core::words::Outcome::ALL {
             m.notify_runs.with_label_values(&[o.as_str()]);
         }
         for k in ["instance", "group", "lvs"] {
@@ -865,8 +866,8 @@ impl Metrics {
             .set(i64::from(unknown));
     }
 
-    pub fn route_state(&self, vip: &str, table: &str, state: crate::core::target::RouteState) {
-        for s in crate::core::target::RouteState::ALL {
+    pub fn route_state(&self, vip: &str, table: &str, state: crate::core::words::RouteState) {
+        for s in crate::core::words::RouteState::ALL {
             self.route_state
                 .with_label_values(&[vip, table, s.as_str()])
                 .set(i64::from(s == state));
@@ -978,7 +979,7 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::Event;
+    use crate::core::input::Event;
     use crate::keepalived::line::parse;
 
     #[test]

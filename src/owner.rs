@@ -14,7 +14,8 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::cloud::messages::CloudEvent;
 use crate::cloud::side::CloudSide;
 use crate::core::clock::{Mono, Stamp};
-use crate::core::model::{Change, Event, Model};
+use crate::core::input::Event;
+use crate::core::model::{Change, Model};
 use crate::metrics::Metrics;
 use crate::status::Status;
 
@@ -348,7 +349,7 @@ pub fn log_change(change: &Change) {
             let instance = instance.as_deref().unwrap_or("(every instance)");
             if outcome.failed() {
                 warn!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run failed: the watchdog heals without waiting for the rest of grace")
-            } else if *outcome == crate::notify::report::Outcome::Skipped {
+            } else if *outcome == crate::core::words::Outcome::Skipped {
                 info!(vrrp_instance = %instance, outcome = outcome.as_str(), why = %output, "a notify script run was skipped: the peer is a healthy MASTER holding the VIP")
             } else {
                 info!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run succeeded: asking the cloud at once")

@@ -7,8 +7,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::core::decide::{Holder, Mode};
-use crate::core::model::{Change, Health, Model, Source, VrrpState};
+use crate::core::model::{Change, Model};
+use crate::core::words::{Health, Source, VrrpState};
+use crate::core::words::{Holder, Mode};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {

@@ -22,9 +22,10 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::cloud::call::{CallPolicy, SUPERSEDED, call, mutate};
 use crate::cloud::messages::{Claim, CloudEvent};
 use crate::cloud::{Action, Cloud, CloudError, ErrorKind, Seen, view_of};
-use crate::core::decide::ClaimOutcome;
-use crate::core::holder::Holder;
-use crate::core::target::{RouteState, VipTarget};
+use crate::core::target::VipTarget;
+use crate::core::words::ClaimOutcome;
+use crate::core::words::Holder;
+use crate::core::words::RouteState;
 use crate::metrics::Metrics;
 use std::net::IpAddr;
 
@@ -451,7 +452,7 @@ impl<C: Cloud> Executor<C> {
 mod tests {
     use super::*;
     use crate::cloud::{Address, ClaimTarget, DryRunAnswer};
-    use crate::core::decide::HealReason;
+    use crate::core::words::HealReason;
     use std::collections::VecDeque;
     use std::net::IpAddr;
     use std::sync::Mutex;

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use crate::cloud::{Action, CloudError, Me, Seen};
 use crate::core::clock::Stamp;
-use crate::core::decide::{ClaimOutcome, HealReason};
 use crate::core::target::VipTarget;
+use crate::core::words::{ClaimOutcome, HealReason};
 
 /// A claim, as the owner hands it over.
 #[derive(Debug, Clone, PartialEq)]

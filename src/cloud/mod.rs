@@ -28,8 +28,8 @@ pub mod verifier;
 use std::future::Future;
 use std::net::IpAddr;
 
-use crate::core::holder::Holder;
 use crate::core::target::{RouteView, VipTarget};
+use crate::core::words::Holder;
 
 /// What the cloud says about one Elastic IP.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

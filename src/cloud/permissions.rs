@@ -30,7 +30,8 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::cloud::call::{CallPolicy, call};
 use crate::cloud::messages::{CloudEvent, Evidence};
 use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer, Me, Seen, view_of};
-use crate::core::target::{RouteState, VipTarget};
+use crate::core::target::VipTarget;
+use crate::core::words::RouteState;
 use crate::metrics::Metrics;
 
 /// How soon an action that got no answer is asked again.

@@ -19,11 +19,13 @@ use crate::cloud::{Action, Me, Seen, view_of};
 use crate::config::VipConfig;
 use crate::core::address::{AddressState, AddressVerdict, AddressView};
 use crate::core::clock::{Mono, Stamp};
-use crate::core::decide::{
-    ClaimOutcome, Damping, Holder, NodeView, Observed, PeerView, Rules, Verdict,
-};
-use crate::core::model::{Change, Model, VrrpState};
-use crate::core::target::{RouteState, RouteView};
+use crate::core::decide::{Damping, NodeView, Observed, Rules, Verdict};
+use crate::core::model::{Change, Model};
+use crate::core::peer::PeerView;
+use crate::core::target::RouteView;
+use crate::core::words::RouteState;
+use crate::core::words::VrrpState;
+use crate::core::words::{ClaimOutcome, Holder};
 use crate::host::address::AddressJob;
 use crate::metrics::Metrics;
 use crate::status::{MastershipView, PermissionView, VipView, rfc3339};
@@ -152,7 +154,7 @@ impl CloudSide {
     pub fn notify_ran(
         &mut self,
         instance: Option<&str>,
-        outcome: crate::notify::report::Outcome,
+        outcome: crate::core::words::Outcome,
         model: &Model,
         at: Mono,
     ) {
@@ -164,7 +166,7 @@ impl CloudSide {
             if outcome.failed() {
                 let node = self.node_view(vip, model, at);
                 self.rules.notify_failed(&vip.name, at, &node);
-            } else if outcome == crate::notify::report::Outcome::Succeeded {
+            } else if outcome == crate::core::words::Outcome::Succeeded {
                 confirm = true;
             }
         }
@@ -719,8 +721,9 @@ mod tests {
     use super::*;
     use crate::cloud::{Address, CloudError, ErrorKind};
     use crate::core::clock::Mono;
-    use crate::core::decide::{Mode, VipPolicy};
-    use crate::core::model::Event;
+    use crate::core::decide::VipPolicy;
+    use crate::core::input::Event;
+    use crate::core::words::Mode;
     use crate::keepalived::line::parse;
     use std::time::{Duration, SystemTime};
 
@@ -793,7 +796,7 @@ mod tests {
                 started: SystemTime::UNIX_EPOCH,
             },
             Event::Probe {
-                health: crate::core::model::Health::Up,
+                health: crate::core::words::Health::Up,
                 detail: "ok".into(),
             },
             Event::HostAddresses(["10.0.0.50".parse().unwrap()].into()),

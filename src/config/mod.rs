@@ -838,7 +838,7 @@ address = "127.0.0.1:80"
         let c = Config::parse(&with_vip("")).expect("valid");
         let v = &c.vips[0];
         assert_eq!(v.name, "eipalloc-1");
-        assert_eq!(v.policy.mode, crate::core::decide::Mode::Heal);
+        assert_eq!(v.policy.mode, crate::core::words::Mode::Heal);
         assert_eq!(v.policy.min_master_age, Duration::from_secs(3));
         assert_eq!(v.policy.grace, Duration::from_secs(10));
         assert_eq!(v.policy.max_claims, 3);

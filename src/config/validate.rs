@@ -572,8 +572,8 @@ impl Validator<'_> {
                 vrrp_instance: v.vrrp_instance.into_inner(),
                 policy: crate::core::decide::VipPolicy {
                     mode: match v.mode {
-                        RawMode::Heal => crate::core::decide::Mode::Heal,
-                        RawMode::Own => crate::core::decide::Mode::Own,
+                        RawMode::Heal => crate::core::words::Mode::Heal,
+                        RawMode::Own => crate::core::words::Mode::Own,
                     },
                     grace: v.grace.get_ref().0,
                     min_master_age,

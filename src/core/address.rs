@@ -41,8 +41,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::core::clock::Mono;
-use crate::core::decide::Holder;
-use crate::core::model::{Health, VrrpState};
+use crate::core::words::Holder;
+use crate::core::words::{Health, VrrpState};
 
 /// A change to this host's addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

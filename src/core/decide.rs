@@ -68,18 +68,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use crate::core::clock::Mono;
-pub use crate::core::holder::Holder;
-use crate::core::model::{Health, VrrpState};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// A notify script moves the VIP; the watchdog heals after `grace`.
-    Heal,
-    /// The watchdog moves the VIP; no notify script needed.
-    Own,
-}
+use crate::core::clock::Mono;
+use crate::core::peer::PeerView;
+use crate::core::words::{ClaimOutcome, HealReason, Health, Holder, Mode, Mover, VrrpState};
 
 /// What one VIP's rules are configured with.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,64 +83,6 @@ pub struct VipPolicy {
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealReason {
-    /// Not associated anywhere: the notify script did not run or failed.
-    Missed,
-    /// On another ENI and never here during this mastership: the notify
-    /// script failed, ran on the wrong node, or raced.
-    Elsewhere,
-    /// It was here during this mastership and something moved it away.
-    Stolen,
-    /// On this ENI but on another private IP.
-    Drifted,
-}
-
-impl HealReason {
-    pub const ALL: [HealReason; 4] = [Self::Missed, Self::Elsewhere, Self::Stolen, Self::Drifted];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Missed => "missed",
-            Self::Elsewhere => "elsewhere",
-            Self::Stolen => "stolen",
-            Self::Drifted => "drifted",
-        }
-    }
-
-    /// In words, for the logs and the status.
-    pub fn words(self) -> &'static str {
-        match self {
-            Self::Missed => "not associated (notify missed or failed)",
-            Self::Elsewhere => "on another ENI (notify failed or raced)",
-            Self::Stolen => "taken away during this mastership",
-            Self::Drifted => "on this ENI but another private IP",
-        }
-    }
-}
-
-/// Who moved the VIP here, for the failover-latency histogram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mover {
-    /// A claim of this watchdog's, sent in this mastership before the view.
-    Watchdog,
-    /// Anything else: the notify script, normally.
-    NotifyScript,
-}
-
-impl Mover {
-    pub const ALL: [Mover; 2] = [Self::Watchdog, Self::NotifyScript];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Watchdog => "watchdog",
-            Self::NotifyScript => "notify_script",
-        }
-    }
 }
 
 /// The verdict for one VIP, with the reason in words.
@@ -200,38 +133,6 @@ impl Verdict {
     }
 }
 
-/// What a fresh, authenticated report of the peer says of the VIP's
-/// instance (rules 10 and 11).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub enum PeerView {
-    /// No fresh report (no channel, a silent peer): rules 1-9 unchanged.
-    #[default]
-    Unknown,
-    /// The peer is not MASTER of the instance: BACKUP, FAULT, STOP, or its
-    /// Keepalived is down.
-    NotMaster,
-    /// The peer is MASTER of the instance too.
-    Master {
-        /// Its Keepalived runs and its probe is up.
-        healthy: bool,
-        /// The peer's ENI: where the cloud shows the VIP when the peer holds it.
-        eni: Option<String>,
-        /// This node wins the tie (`wins_tie`).
-        wins_tie: bool,
-    },
-}
-
-/// Rule 10's tie-break between two healthy MASTERs of which neither holds
-/// the VIP: the higher priority, then the smaller node name. `None`: the
-/// priority is not known (it never is higher).
-pub fn wins_tie(mine: (Option<u8>, &str), peers: (Option<u8>, &str)) -> bool {
-    match mine.0.cmp(&peers.0) {
-        std::cmp::Ordering::Greater => true,
-        std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal => mine.1 < peers.1,
-    }
-}
-
 /// What the owner knows about the VIP's VRRP instance and the node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
@@ -248,18 +149,6 @@ pub struct NodeView {
     pub os_has_private_ip: bool,
     /// What the peer says of the instance.
     pub peer: PeerView,
-}
-
-/// How a claim ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimOutcome {
-    /// The cloud showed the VIP here.
-    Converged,
-    /// A call failed, or the cloud did not show it in time.
-    Failed,
-    /// Events overtook it (the verdict no longer stood): no further call.
-    Dropped,
 }
 
 /// One mastership of the VIP's instance, as the rules follow it.
@@ -648,6 +537,7 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::peer::wins_tie;
 
     fn t(ms: u64) -> Mono {
         Mono::from_millis(1_000_000 + ms)

@@ -3,8 +3,9 @@
 pub mod address;
 pub mod clock;
 pub mod decide;
-pub mod holder;
+pub mod input;
 pub mod model;
 pub mod peer;
 pub mod release;
 pub mod target;
+pub mod words;

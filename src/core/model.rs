@@ -5,14 +5,14 @@
 //! awaits or touches the network; the clock is passed in.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::core::clock::{Mono, Stamp};
-use crate::keepalived::line::{FifoLine, LineState, LvsKind, VrrpTarget};
+use crate::core::input::Event;
+use crate::core::words::{FifoLine, Health, LineState, LvsKind, Source, VrrpState, VrrpTarget};
 
 /// How many recent decisions `/v1/status` shows.
 pub const DECISION_HISTORY: usize = 32;
@@ -21,96 +21,6 @@ pub const DECISION_HISTORY: usize = 32;
 /// kind (instance, group, LVS server): a writer that invents names must not
 /// grow the maps and the metric labels without bound.
 pub const MAX_NEW_NAMES: usize = 64;
-
-/// A VRRP instance's state as far as the watchdog knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VrrpState {
-    /// No source has reported it (yet), or the report could not be trusted.
-    Unknown,
-    Backup,
-    Master,
-    Fault,
-    /// Keepalived stopped the instance, or Keepalived itself is gone.
-    Stop,
-    /// The instance was removed from Keepalived's configuration on reload.
-    Deleted,
-}
-
-impl VrrpState {
-    pub const ALL: [VrrpState; 6] = [
-        Self::Unknown,
-        Self::Backup,
-        Self::Master,
-        Self::Fault,
-        Self::Stop,
-        Self::Deleted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Backup => "backup",
-            Self::Master => "master",
-            Self::Fault => "fault",
-            Self::Stop => "stop",
-            Self::Deleted => "deleted",
-        }
-    }
-}
-
-impl fmt::Display for VrrpState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where a state came from: the evidence behind it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// Nothing has reported this instance.
-    None,
-    /// A line Keepalived wrote to the notify FIFO after the watchdog started.
-    Fifo,
-    /// Keepalived's JSON state dump, read at start-up.
-    JsonDump,
-    /// The instance's virtual addresses present on (or absent from) the host.
-    Addresses,
-    /// The watchdog saw Keepalived's process end.
-    ProcessWatch,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Fifo => "fifo",
-            Self::JsonDump => "json_dump",
-            Self::Addresses => "addresses",
-            Self::ProcessWatch => "process_watch",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    /// Not enough probe results yet to reach `rise` or `fall`.
-    Unknown,
-    Up,
-    Down,
-}
-
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Up => "up",
-            Self::Down => "down",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Instance {
@@ -167,59 +77,6 @@ pub struct ProbeStatus {
     pub health: Health,
     pub detail: String,
     pub since: Option<SystemTime>,
-}
-
-/// Everything that can happen to the model.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// A valid FIFO line, stamped when it was read.
-    Line { line: FifoLine, at: Stamp },
-    /// A state read at start-up from a source that reports the present.
-    Learned {
-        instance: String,
-        state: VrrpState,
-        priority: Option<u8>,
-        since: Option<SystemTime>,
-        source: Source,
-        reason: String,
-    },
-    /// Keepalived's processes are running.
-    /// `started` is when the watched process (the VRRP one when watched)
-    /// started.
-    KeepalivedRunning {
-        pid: i32,
-        vrrp_pid: Option<i32>,
-        started: SystemTime,
-    },
-    /// Keepalived (or its VRRP process) is gone. When a new process already
-    /// replaced it, `replaced_at` is that process's start: evidence that
-    /// arrived after it comes from the new process and is kept. `exited`:
-    /// no Keepalived process is left at all (not paused, no main process to
-    /// respawn its VRRP process).
-    KeepalivedGone {
-        reason: String,
-        replaced_at: Option<SystemTime>,
-        exited: bool,
-    },
-    /// A look at Keepalived's processes failed without evidence either way
-    /// (a pid file or `/proc` that could not be read): nothing changes.
-    KeepalivedUnknown { reason: String },
-    /// The local probe crossed its rise or fall threshold.
-    Probe { health: Health, detail: String },
-    /// The addresses on this host's interfaces, as listed now.
-    HostAddresses(BTreeSet<IpAddr>),
-    /// The notify wrapper reported a run of a notify script.
-    NotifyRun(crate::notify::report::Report),
-    /// The instances Keepalived's JSON dump listed at start-up.
-    KeepalivedListed(BTreeSet<String>),
-    /// An authenticated report from the peer's watchdog.
-    Peer(crate::core::peer::Report),
-    /// A crashed MASTER's priority-0 advert was sent on its behalf (what
-    /// went where), or could not be (why).
-    Released {
-        instance: String,
-        outcome: Result<String, String>,
-    },
 }
 
 /// A peer report after this long a silence is logged even when it says
@@ -284,7 +141,7 @@ pub enum Change {
     /// The cloud's view of a VIP changed.
     VipSeen {
         vip: String,
-        holder: crate::core::decide::Holder,
+        holder: crate::core::words::Holder,
     },
     /// The reconciler's verdict for a VIP changed.
     VipVerdict {
@@ -302,7 +159,7 @@ pub enum Change {
     /// A claim finished.
     ClaimDone {
         vip: String,
-        outcome: crate::core::decide::ClaimOutcome,
+        outcome: crate::core::words::ClaimOutcome,
         detail: String,
     },
     /// Addresses appeared on or left this host's interfaces.
@@ -345,7 +202,7 @@ pub enum Change {
     /// A notify script ran (as the notify wrapper reported).
     NotifyRun {
         instance: Option<String>,
-        outcome: crate::notify::report::Outcome,
+        outcome: crate::core::words::Outcome,
         exit_code: Option<i32>,
         duration_ms: u64,
         output: String,
@@ -457,10 +314,7 @@ impl Model {
                 )
             });
             let on = inst.state == VrrpState::Master
-                && matches!(
-                    peer,
-                    Some((crate::core::decide::PeerView::Master { .. }, _))
-                );
+                && matches!(peer, Some((crate::core::peer::PeerView::Master { .. }, _)));
             if on != self.split_brain.contains(name) {
                 if on {
                     self.split_brain.insert(name.clone());

@@ -8,8 +8,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::core::clock::Mono;
-use crate::core::decide::PeerView;
-use crate::core::model::{Health, VrrpState};
+use crate::core::words::{Health, VrrpState};
 
 /// What one watchdog tells its peer: pushed on every change and as a
 /// heartbeat.
@@ -59,7 +58,7 @@ impl Report {
 /// The peer's last authenticated report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerKnown {
-    pub report: crate::peer::message::Report,
+    pub report: Report,
     pub at: Mono,
     pub at_wall: SystemTime,
 }
@@ -105,7 +104,7 @@ impl PeerKnown {
             Some(i) if i.state == VrrpState::Master => PeerView::Master {
                 healthy: r.keepalived_running == Some(true) && r.probe == Health::Up,
                 eni: r.eni.clone(),
-                wins_tie: crate::core::decide::wins_tie(mine, (i.priority, r.node.as_str())),
+                wins_tie: crate::core::peer::wins_tie(mine, (i.priority, r.node.as_str())),
             },
             Some(i)
                 if matches!(
@@ -118,6 +117,38 @@ impl PeerKnown {
             // Unknown to the peer, or not reported: nothing known.
             _ => PeerView::Unknown,
         }
+    }
+}
+
+/// What a fresh, authenticated report of the peer says of the VIP's
+/// instance (rules 10 and 11).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum PeerView {
+    /// No fresh report (no channel, a silent peer): rules 1-9 unchanged.
+    #[default]
+    Unknown,
+    /// The peer is not MASTER of the instance: BACKUP, FAULT, STOP, or its
+    /// Keepalived is down.
+    NotMaster,
+    /// The peer is MASTER of the instance too.
+    Master {
+        /// Its Keepalived runs and its probe is up.
+        healthy: bool,
+        /// The peer's ENI: where the cloud shows the VIP when the peer holds it.
+        eni: Option<String>,
+        /// This node wins the tie (`wins_tie`).
+        wins_tie: bool,
+    },
+}
+
+/// Rule 10's tie-break between two healthy MASTERs of which neither holds
+/// the VIP: the higher priority, then the smaller node name. `None`: the
+/// priority is not known (it never is higher).
+pub fn wins_tie(mine: (Option<u8>, &str), peers: (Option<u8>, &str)) -> bool {
+    match mine.0.cmp(&peers.0) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => mine.1 < peers.1,
     }
 }
 

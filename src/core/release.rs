@@ -29,7 +29,9 @@
 //! The acting side (`keepalived/release.rs`) checks again, just before it
 //! sends, that no Keepalived process runs.
 
-use crate::core::model::{Event, Model, VrrpState};
+use crate::core::input::Event;
+use crate::core::model::Model;
+use crate::core::words::VrrpState;
 
 /// The instances to release for `event`, given the model before it.
 pub fn to_release(event: &Event, before: &Model, enabled: bool) -> Vec<String> {
@@ -60,7 +62,7 @@ pub fn to_release(event: &Event, before: &Model, enabled: bool) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::core::clock::{Mono, Stamp};
-    use crate::core::model::Source;
+    use crate::core::words::Source;
     use std::time::{Duration, SystemTime};
 
     fn st(secs: u64) -> Stamp {
@@ -169,7 +171,7 @@ mod tests {
                 "R2 not a Keepalived gone: nothing",
                 true,
                 Event::Probe {
-                    health: crate::core::model::Health::Down,
+                    health: crate::core::words::Health::Down,
                     detail: "test".into(),
                 },
                 Some(Master),

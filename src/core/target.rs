@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::core::holder::Holder;
+use crate::core::words::{Holder, RouteState};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VipTarget {
@@ -80,47 +80,6 @@ impl VipTarget {
                 "route {destination} to this node's ENI in {}",
                 route_tables.join(", ")
             ),
-        }
-    }
-}
-
-/// Where one route table's route for a route VIP points, from this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RouteState {
-    /// Active, targeting this node's ENI.
-    Here,
-    /// Active, targeting another ENI.
-    Elsewhere,
-    /// Targeting an instance (not an ENI): EC2 resolves it to the
-    /// instance's primary ENI; fails with several ENIs. Not here.
-    Instance,
-    /// `blackhole`: the target ENI or instance is gone. Traffic is dropped.
-    Blackhole,
-    /// Targeting something else (a gateway, a peering connection).
-    Other,
-    /// No route for the destination in this table.
-    Missing,
-}
-
-impl RouteState {
-    pub const ALL: [RouteState; 6] = [
-        Self::Here,
-        Self::Elsewhere,
-        Self::Instance,
-        Self::Blackhole,
-        Self::Other,
-        Self::Missing,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Here => "here",
-            Self::Elsewhere => "elsewhere",
-            Self::Instance => "instance",
-            Self::Blackhole => "blackhole",
-            Self::Other => "other",
-            Self::Missing => "missing",
         }
     }
 }

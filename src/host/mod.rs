@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
-use crate::core::model::Event;
+use crate::core::input::Event;
 
 pub fn list() -> Result<BTreeSet<IpAddr>, nix::Error> {
     crate::keepalived::startup::host_addresses().map(|a| a.into_iter().collect())

@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::core::model::Event;
+use crate::core::input::Event;
 use crate::notify::report::{MAX_REPORT, Report};
 use tokio_util::sync::CancellationToken;
 

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::core::model::Event;
+use crate::core::input::Event;
 use crate::keepalived::line::{self, MAX_LINE_LEN};
 use crate::metrics::Metrics;
 

@@ -11,96 +11,10 @@
 //!
 //! No I/O here: bytes in, an enum or a typed error out.
 
-use std::fmt;
+use crate::core::words::{FifoLine, LineState, LvsKind, VrrpTarget};
 
 /// Longest line accepted; Keepalived's own lines are far shorter.
 pub const MAX_LINE_LEN: usize = 1024;
-
-/// What a VRRP line says about an instance or group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineState {
-    Master,
-    Backup,
-    Fault,
-    Stop,
-    Deleted,
-    /// A MASTER heard an advert with a lower priority: another node also
-    /// thinks it is MASTER (a split-brain hint, not a guarantee).
-    MasterRxLowerPri,
-    /// A MASTER's effective priority changed (with `notify_priority_changes`).
-    MasterPriority,
-    /// A BACKUP's effective priority changed.
-    BackupPriority,
-}
-
-impl LineState {
-    fn parse(word: &str) -> Option<Self> {
-        Some(match word {
-            "MASTER" => Self::Master,
-            "BACKUP" => Self::Backup,
-            "FAULT" => Self::Fault,
-            "STOP" => Self::Stop,
-            "DELETED" => Self::Deleted,
-            "MASTER_RX_LOWER_PRI" => Self::MasterRxLowerPri,
-            "MASTER_PRIORITY" => Self::MasterPriority,
-            "BACKUP_PRIORITY" => Self::BackupPriority,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Master => "MASTER",
-            Self::Backup => "BACKUP",
-            Self::Fault => "FAULT",
-            Self::Stop => "STOP",
-            Self::Deleted => "DELETED",
-            Self::MasterRxLowerPri => "MASTER_RX_LOWER_PRI",
-            Self::MasterPriority => "MASTER_PRIORITY",
-            Self::BackupPriority => "BACKUP_PRIORITY",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VrrpTarget {
-    Instance,
-    Group,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LvsKind {
-    /// A virtual server (`VS`).
-    VirtualServer,
-    /// A real server behind a virtual server (`RS`).
-    RealServer,
-}
-
-impl LvsKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::VirtualServer => "vs",
-            Self::RealServer => "rs",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FifoLine {
-    Vrrp {
-        target: VrrpTarget,
-        name: String,
-        state: LineState,
-        priority: u8,
-    },
-    Lvs {
-        kind: LvsKind,
-        /// The service as Keepalived wrote it: `[ip]:proto:port` for a VS,
-        /// `[rs]:proto:port [vs]:proto:port` for an RS.
-        service: String,
-        up: bool,
-    },
-}
 
 /// Why a line was rejected. The caller logs it together with the line text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -253,32 +167,6 @@ fn check_service(s: &str) -> Result<(), LineError> {
         return Err(bad());
     }
     Ok(())
-}
-
-impl fmt::Display for FifoLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FifoLine::Vrrp {
-                target,
-                name,
-                state,
-                priority,
-            } => {
-                let t = match target {
-                    VrrpTarget::Instance => "INSTANCE",
-                    VrrpTarget::Group => "GROUP",
-                };
-                write!(f, "{t} \"{name}\" {} {priority}", state.as_str())
-            }
-            FifoLine::Lvs { kind, service, up } => {
-                let k = match kind {
-                    LvsKind::VirtualServer => "VS",
-                    LvsKind::RealServer => "RS",
-                };
-                write!(f, "{k} {service} {}", if *up { "UP" } else { "DOWN" })
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
 use crate::config::{KeepalivedConfig, VrrpProcess};
-use crate::core::model::Event;
+use crate::core::input::Event;
 
 /// The name `process_names` gives Keepalived's VRRP process.
 pub const VRRP_PROCESS_NAME: &str = "keepalived_vrrp";

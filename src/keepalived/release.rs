@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::KeepalivedConfig;
-use crate::core::model::Event;
+use crate::core::input::Event;
 use crate::host::file::{FileId, identity};
 use crate::keepalived::armed;
 use crate::keepalived::process::{Observation, Proc, observe};

@@ -30,7 +30,8 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use crate::config::{JsonDumpConfig, KeepalivedConfig};
-use crate::core::model::{Event, Source, VrrpState};
+use crate::core::input::Event;
+use crate::core::words::{Source, VrrpState};
 use crate::keepalived::process::Proc;
 
 /// Keepalived installs its signal handlers early, but a real-time signal that

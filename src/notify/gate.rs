@@ -12,8 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::decide::Holder;
-use crate::core::model::{Health, VrrpState};
+use crate::core::words::Holder;
+use crate::core::words::{Health, VrrpState};
 use crate::status::Status;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,9 +78,9 @@ pub fn decide(status: &Status, instance: Option<&str>) -> Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::decide::Mode;
     use crate::core::model::Model;
     use crate::core::peer::{InstanceReport, Report};
+    use crate::core::words::Mode;
     use crate::status::{PeerStatus, VipView};
     use std::time::SystemTime;
 

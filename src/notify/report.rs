@@ -1,7 +1,7 @@
 //! What the notify wrapper tells the running watchdog about one run of a
 //! notify script: bytes in, a `Report` or a typed error out. Pure.
 
-use serde::{Deserialize, Serialize};
+pub use crate::core::input::NotifyReport as Report;
 
 /// The most bytes of a report the watchdog reads.
 pub const MAX_REPORT: usize = 16 * 1024;
@@ -9,64 +9,6 @@ pub const MAX_REPORT: usize = 16 * 1024;
 pub const MAX_OUTPUT: usize = 4096;
 /// The longest instance name accepted (Keepalived's own limit is lower).
 const MAX_NAME: usize = 128;
-
-/// How one run of a notify script ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Exit status 0.
-    Succeeded,
-    /// A non-zero exit status, or killed by a signal it was not sent.
-    Failed,
-    /// Still running at the timeout: its process group was killed.
-    TimedOut,
-    /// It could not be started (not found, not executable).
-    NotStarted,
-    /// Not run: the local watchdog said the peer is a healthy MASTER that
-    /// the cloud shows holding the VIP (running it would steal the VIP).
-    Skipped,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 5] = [
-        Self::Succeeded,
-        Self::Failed,
-        Self::TimedOut,
-        Self::NotStarted,
-        Self::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::TimedOut => "timed_out",
-            Self::NotStarted => "not_started",
-            Self::Skipped => "skipped",
-        }
-    }
-
-    /// Whether the script ran and may not have moved the VIP: the watchdog
-    /// heals without waiting for the rest of `grace`. A skipped run did
-    /// not fail: nothing was tried.
-    pub fn failed(self) -> bool {
-        matches!(self, Self::Failed | Self::TimedOut | Self::NotStarted)
-    }
-}
-
-/// One run, as the wrapper reports it (`POST /v1/notify`, JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Report {
-    /// The VRRP instance the run was for (`--instance`); `None`: every VIP.
-    pub instance: Option<String>,
-    pub outcome: Outcome,
-    pub exit_code: Option<i32>,
-    pub duration_ms: u64,
-    /// The tail of the script's output (stdout and stderr).
-    #[serde(default)]
-    pub output: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReportError {
@@ -78,6 +20,18 @@ pub enum ReportError {
     Instance(String),
     #[error("output: {0} bytes, more than {MAX_OUTPUT}")]
     Output(usize),
+}
+
+/// The last `MAX_OUTPUT` bytes of `text`, cut at a character boundary.
+pub fn tail(text: &str) -> &str {
+    if text.len() <= MAX_OUTPUT {
+        return text;
+    }
+    let mut start = text.len() - MAX_OUTPUT;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 impl Report {
@@ -99,21 +53,10 @@ impl Report {
     }
 }
 
-/// The last `MAX_OUTPUT` bytes of `text`, cut at a character boundary.
-pub fn tail(text: &str) -> &str {
-    if text.len() <= MAX_OUTPUT {
-        return text;
-    }
-    let mut start = text.len() - MAX_OUTPUT;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::words::Outcome;
 
     #[test]
     fn reports_parse_or_name_what_is_wrong() {

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::config::{CloudConfig, Config};
-use crate::notify::report::{Outcome, Report, tail};
+use crate::core::words::Outcome;
+use crate::notify::report::{Report, tail};
 
 /// PATH for the script: Keepalived gives it none.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -174,8 +174,8 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{Health, VrrpState};
     use crate::core::peer::InstanceReport;
+    use crate::core::words::{Health, VrrpState};
     use std::time::Duration;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::message::{self, Guard, Refused, Signed};
-use crate::core::model::Event;
+use crate::core::input::Event;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::message;
-use crate::core::decide::Holder;
 use crate::core::peer::{InstanceReport, Report, VipReport};
+use crate::core::words::Holder;
 use crate::metrics::Metrics;
 use crate::status::Status;
 

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
 use crate::config::ProbeConfig;
-use crate::core::model::Event;
+use crate::core::input::Event;
 use crate::metrics::Metrics;
 use check::{Outcome, Prober};
 use risefall::RiseFall;

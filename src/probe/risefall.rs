@@ -1,7 +1,7 @@
 //! Rise/fall hysteresis: `rise` consecutive successes to go up, `fall`
 //! consecutive failures to go down. Pure; the probe task feeds it.
 
-use crate::core::model::Health;
+use crate::core::words::Health;
 
 #[derive(Debug, Clone)]
 pub struct RiseFall {
