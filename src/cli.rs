@@ -188,7 +188,7 @@ pub fn main() -> ExitCode {
                     );
                     true
                 } else {
-                    let (text, agrees) = crate::keepalived::conf::report(&c, &keepalived_config);
+                    let (text, agrees) = crate::keepalived::check::report(&c, &keepalived_config);
                     print!("{text}");
                     agrees
                 };

@@ -218,7 +218,7 @@ pub async fn run(
         let (generation_tx, generation_rx) = watch::channel(0);
         let policy = cloud::call::CallPolicy::new(cloud.call_timeout);
         let me = id.me();
-        let pace = cloud::verifier::Pace::of(&cloud);
+        let pace = cloud::verifier::pace_of(&cloud);
         let verifier = cloud::verifier::Verifier::for_vips(
             aws.clone(),
             metrics.clone(),
@@ -319,7 +319,7 @@ pub async fn run(
     tasks.spawn(async move {
         (
             "process watch",
-            process::run(keepalived, observed, t, c).await,
+            crate::keepalived::watch::run(keepalived, observed, t, c).await,
         )
     });
     let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());

@@ -237,3 +237,6 @@ impl Status {
         }
     }
 }
+
+/// `/healthz` fails when the owner task has not published for this long.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);

@@ -20,7 +20,7 @@ use crate::status::Status;
 /// Whether a heartbeat published at `heartbeat` is fresh at `now`: the
 /// same bound as `/healthz`.
 pub fn fresh(heartbeat: SystemTime, now: SystemTime) -> bool {
-    now.duration_since(heartbeat).unwrap_or_default() <= crate::http::STALE_AFTER
+    now.duration_since(heartbeat).unwrap_or_default() <= crate::status::STALE_AFTER
 }
 
 /// Tells systemd the service is stopping (a shutdown, never a reload).

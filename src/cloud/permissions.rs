@@ -283,7 +283,7 @@ pub async fn check_cloud(
     let policy = CallPolicy::new(cloud.call_timeout);
     let me = identity.me();
     // The verifier's own describe: one wrong allocation ID blinds no other.
-    let pace = crate::cloud::verifier::Pace::of(cloud);
+    let pace = crate::cloud::verifier::pace_of(cloud);
     let mut verifier = crate::cloud::verifier::Verifier::for_vips(
         aws.clone(),
         metrics.clone(),

@@ -14,13 +14,13 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::cloud::messages::{Claim, CloudEvent, Evidence};
-use crate::cloud::verifier::Ask;
 use crate::cloud::{Action, Me, Seen, view_of};
 use crate::config::VipConfig;
 use crate::core::address::{AddressState, AddressVerdict, AddressView};
 use crate::core::clock::{Mono, Stamp};
 use crate::core::decide::{Damping, NodeView, Observed, Rules, Verdict};
 use crate::core::model::{Change, Model};
+use crate::core::pace::Ask;
 use crate::core::peer::PeerView;
 use crate::core::target::RouteView;
 use crate::core::words::RouteState;

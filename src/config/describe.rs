@@ -23,8 +23,8 @@ impl Config {
                 p.display(),
                 if web.tls.is_some() { "on" } else { "off" },
                 match web.tls.as_ref().map(|t| &t.client_auth) {
-                    Some(crate::http::web_config::ClientAuth::Require { .. }) => "required",
-                    Some(crate::http::web_config::ClientAuth::IfGiven { .. }) => "verified if given",
+                    Some(crate::config::web::ClientAuth::Require { .. }) => "required",
+                    Some(crate::config::web::ClientAuth::IfGiven { .. }) => "verified if given",
                     _ => "not asked",
                 },
                 web.users.len(),

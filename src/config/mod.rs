@@ -14,6 +14,7 @@
 mod describe;
 mod raw;
 mod validate;
+pub mod web;
 
 use raw::RawConfig;
 use validate::Validator;
@@ -145,7 +146,7 @@ pub struct HttpConfig {
     /// The exporter-toolkit web config file: TLS, basic auth, headers.
     pub web_config_file: Option<PathBuf>,
     /// What that file says, read at load; plain HTTP without one.
-    pub web: crate::http::web_config::WebConfig,
+    pub web: crate::config::web::WebConfig,
 }
 
 /// The exporter flags, which override `http.listen` and
@@ -370,7 +371,7 @@ pub enum LoadError {
     #[error("{path}: invalid configuration:\n{errors}")]
     Invalid { path: PathBuf, errors: ConfigErrors },
     #[error("the web config file: {0}")]
-    Web(#[from] crate::http::web_config::WebConfigError),
+    Web(#[from] crate::config::web::WebConfigError),
     #[error("peer.secret_file: {0}")]
     PeerSecret(String),
 }
@@ -415,7 +416,7 @@ impl Config {
             config.http.web_config_file = Some(file.clone());
         }
         if let Some(file) = &config.http.web_config_file {
-            config.http.web = crate::http::web_config::WebConfig::load(file)?;
+            config.http.web = crate::config::web::WebConfig::load(file)?;
         }
         if let Some(peer) = &mut config.peer {
             peer.secret = read_secret(&peer.secret_file).map_err(LoadError::PeerSecret)?;

@@ -276,7 +276,7 @@ impl Validator<'_> {
             );
         }
         let fast_verify_interval = raw.fast_verify_interval.get_ref().0;
-        if fast_verify_interval < crate::cloud::verifier::MIN_GAP
+        if fast_verify_interval < crate::core::pace::MIN_GAP
             || fast_verify_interval > verify_interval
         {
             self.err(

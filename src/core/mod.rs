@@ -5,6 +5,7 @@ pub mod clock;
 pub mod decide;
 pub mod input;
 pub mod model;
+pub mod pace;
 pub mod peer;
 pub mod release;
 pub mod target;

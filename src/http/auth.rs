@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::web_config::WebConfig;
+use crate::config::web::WebConfig;
 
 /// Paths open without a user (the notify ones: loopback only).
 pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/v1/notify", "/v1/notify/gate"];

@@ -7,7 +7,6 @@
 //! ```text
 //! mod.rs         routes, handlers, serve (plain or TLS)
 //! listener.rs    the accept loop both listeners share: caps, timeouts
-//! web_config.rs  the exporter-toolkit web config file, read and checked
 //! tls.rs         rustls: the server's config, this host's own client
 //! auth.rs        basic auth (bcrypt) and extra response headers
 //! ```
@@ -15,7 +14,6 @@
 pub mod auth;
 pub mod listener;
 pub mod tls;
-pub mod web_config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,9 +71,6 @@ pub async fn check_health(http: &crate::config::HttpConfig) -> Result<(), String
         .map_err(|e| format!("{url}: {e}"))
 }
 
-/// `/healthz` fails when the owner task has not published for this long.
-pub const STALE_AFTER: Duration = Duration::from_secs(5);
-
 #[derive(Clone)]
 struct AppState {
     status: watch::Receiver<Status>,
@@ -87,7 +82,7 @@ pub fn router(
     status: watch::Receiver<Status>,
     metrics: Arc<Metrics>,
     events: mpsc::Sender<Event>,
-    web: &web_config::WebConfig,
+    web: &crate::config::web::WebConfig,
 ) -> Router {
     let users = Arc::new(auth::Users::new(web.users.clone()));
     Router::new()
@@ -186,7 +181,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
     let age = SystemTime::now()
         .duration_since(heartbeat)
         .unwrap_or_default();
-    if age <= STALE_AFTER {
+    if age <= crate::status::STALE_AFTER {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (
@@ -208,10 +203,10 @@ pub async fn serve(
     status: watch::Receiver<Status>,
     metrics: Arc<Metrics>,
     events: mpsc::Sender<Event>,
-    web: web_config::WebConfig,
+    web: crate::config::web::WebConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let transport = match web.rustls().map_err(anyhow::Error::msg)? {
+    let transport = match tls::server(&web).map_err(anyhow::Error::msg)? {
         Some(tls) => listener::Transport::Tls(tokio_rustls::TlsAcceptor::from(tls)),
         None => listener::Transport::Plain,
     };

@@ -11,42 +11,14 @@ use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
 use crate::host::file::{FileId, identity};
 
-use super::web_config::{ClientAuth, TlsConfig, TlsVersion, WebConfig};
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-fn certificates(key: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("tls_server_config.{key}: not PEM certificates: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("tls_server_config.{key}: no PEM certificate in it"));
-    }
-    Ok(certs)
-}
-
-/// A certificate chain and its key from PEM, checked to make a pair.
-fn certified_key(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    provider: &CryptoProvider,
-) -> Result<CertifiedKey, String> {
-    let chain = certificates("cert_file", cert_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| format!("tls_server_config.key_file: no PEM private key in it: {e}"))?;
-    CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-        format!("tls_server_config: the certificate and the key do not make a pair: {e}")
-    })
-}
+use crate::config::web::{
+    ClientAuth, TlsConfig, TlsVersion, WebConfig, certificates, certified_key, provider,
+};
 
 /// The server's certificate, from `cert_file` and `key_file` as they are
 /// at each handshake. A pair that cannot be read or does not match is
@@ -145,6 +117,14 @@ pub fn server_config(t: &TlsConfig) -> Result<rustls::ServerConfig, String> {
     let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The rustls server config, when the web config turns TLS on.
+pub fn server(web: &WebConfig) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    web.tls
+        .as_ref()
+        .map(|t| server_config(t).map(Arc::new))
+        .transpose()
 }
 
 /// A client for this host's own commands (`health`, the notify wrapper),

@@ -4,6 +4,7 @@
 //! `release`), and the release of a crashed MASTER.
 
 pub mod armed;
+pub mod check;
 pub mod conf;
 pub mod fifo;
 pub mod host;
@@ -12,3 +13,4 @@ pub mod process;
 pub mod release;
 pub mod startup;
 pub mod vrrp;
+pub mod watch;

@@ -197,7 +197,7 @@ async fn forward<R: AsyncRead + Unpin>(pipe: Option<R>) -> String {
 /// Tells the watchdog; an error says why it did not hear.
 pub async fn report(
     url: &str,
-    web: &crate::http::web_config::WebConfig,
+    web: &crate::config::web::WebConfig,
     report: &Report,
 ) -> Result<(), String> {
     let client =

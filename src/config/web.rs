@@ -28,6 +28,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use serde::Deserialize;
 
 /// The web config, validated; `WebConfig::default()` is plain HTTP without
@@ -195,17 +199,13 @@ impl WebConfig {
         };
         if let Some(t) = &config.tls {
             // Parse the PEMs now: a bad certificate fails the load.
-            crate::http::tls::server_config(t)?;
+            certified_key(&t.cert_pem, &t.key_pem, &provider())?;
+            if let ClientAuth::IfGiven { ca_pem } | ClientAuth::Require { ca_pem } = &t.client_auth
+            {
+                certificates("client_ca_file", ca_pem)?;
+            }
         }
         Ok(config)
-    }
-
-    /// The rustls server config, when TLS is on.
-    pub fn rustls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
-        self.tls
-            .as_ref()
-            .map(|t| crate::http::tls::server_config(t).map(Arc::new))
-            .transpose()
     }
 }
 
@@ -306,6 +306,34 @@ fn tls(raw: RawTls, dir: &Path) -> Result<TlsConfig, String> {
         client_auth,
         min_version,
         max_version,
+    })
+}
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+pub fn certificates(key: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("tls_server_config.{key}: not PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("tls_server_config.{key}: no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// A certificate chain and its key from PEM, checked to make a pair.
+pub fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
+    let chain = certificates("cert_file", cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| format!("tls_server_config.key_file: no PEM private key in it: {e}"))?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        format!("tls_server_config: the certificate and the key do not make a pair: {e}")
     })
 }
 

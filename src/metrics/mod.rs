@@ -11,6 +11,8 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub mod reload;
+
 use crate::cloud::CloudError;
 use crate::core::model::{Change, Model};
 use crate::core::words::{HealReason, Mover};
@@ -112,9 +114,9 @@ impl Metrics {
             ("node".to_owned(), node.to_owned()),
         ]);
         let registry = Registry::new_custom(Some("vip_watchdog".into()), Some(labels.clone()))?;
-        registry.register(Box::new(crate::reload::RELOADS.clone()))?;
-        registry.register(Box::new(crate::reload::LAST_RELOAD_OK.clone()))?;
-        registry.register(Box::new(crate::reload::LAST_RELOAD_AT.clone()))?;
+        registry.register(Box::new(reload::RELOADS.clone()))?;
+        registry.register(Box::new(reload::LAST_RELOAD_OK.clone()))?;
+        registry.register(Box::new(reload::LAST_RELOAD_AT.clone()))?;
         let process = Registry::new_custom(None, Some(labels))?;
         process.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
