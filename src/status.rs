@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::core::model::{Change, Model};
+use crate::core::change::Change;
+use crate::core::model::Model;
 use crate::core::words::{Health, Source, VrrpState};
 use crate::core::words::{Holder, Mode};
 

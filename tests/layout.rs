@@ -20,15 +20,6 @@ const MAX_LINES: usize = 500;
 /// At most this many imports from a lower layer to a higher one.
 const MAX_UPWARD: usize = 16;
 
-/// Files still over `MAX_LINES`, each capped at its length today: the cap
-/// only comes down, and a file leaves the list once it is split.
-const STILL_LONG: [(&str, usize); 4] = [
-    ("metrics", 890),
-    ("config/validate", 775),
-    ("core/model", 690),
-    ("cloud/side", 650),
-];
-
 fn rank(module: &str) -> usize {
     match module.split('/').next().unwrap_or_default() {
         "core" => 0,
@@ -255,20 +246,10 @@ fn the_source_has_no_circle_a_pure_core_and_short_files() {
         "{} upward imports, more than {MAX_UPWARD}: {upward:?}",
         upward.len()
     );
-    for (m, n) in &long {
-        let cap = STILL_LONG.iter().find(|(l, _)| l == m).map(|(_, c)| *c);
-        assert!(
-            cap.is_some_and(|c| *n <= c),
-            "src/{m}: {n} lines of code, more than {} (split it by concern)",
-            cap.unwrap_or(MAX_LINES)
-        );
-    }
-    for (m, _) in STILL_LONG {
-        assert!(
-            long.iter().any(|(l, _)| *l == m),
-            "src/{m} is no longer over {MAX_LINES} lines: take it off STILL_LONG"
-        );
-    }
+    assert!(
+        long.is_empty(),
+        "files over {MAX_LINES} lines of code (split them by concern): {long:?}"
+    );
     // The measure itself: a circle and an upward import are seen.
     let mut probe = BTreeMap::new();
     probe.insert("a".to_owned(), BTreeSet::from(["b".to_owned()]));

@@ -1,6 +1,7 @@
 //! The pure core: no tokio, no I/O, the clock passed in.
 
 pub mod address;
+pub mod change;
 pub mod clock;
 pub mod decide;
 pub mod input;

@@ -8,6 +8,11 @@
 //! in; the owner bumps it (`bump`) on any change that matters to a verdict,
 //! and the executor sends a mutating call only while it is unchanged.
 
+mod addresses;
+mod view;
+
+use view::verdict_why;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::{mpsc, watch};
@@ -17,9 +22,10 @@ use crate::cloud::messages::{Claim, CloudEvent, Evidence};
 use crate::cloud::{Action, Me, Seen, view_of};
 use crate::config::VipConfig;
 use crate::core::address::{AddressState, AddressVerdict, AddressView};
+use crate::core::change::Change;
 use crate::core::clock::{Mono, Stamp};
 use crate::core::decide::{Damping, NodeView, Observed, Rules, Verdict};
-use crate::core::model::{Change, Model};
+use crate::core::model::Model;
 use crate::core::pace::Ask;
 use crate::core::peer::PeerView;
 use crate::core::target::RouteView;
@@ -66,20 +72,6 @@ pub struct CloudSide {
     /// The address rules' state of each `manage_address` VIP, and their
     /// last reason.
     addresses: BTreeMap<String, (AddressState, &'static str)>,
-}
-
-fn verdict_why(v: &Verdict, now: Stamp) -> String {
-    match v {
-        Verdict::Claim { reason, dry_run } => format!(
-            "{}the VIP is {} and this node is a healthy MASTER",
-            if *dry_run { "dry run: " } else { "" },
-            reason.words()
-        ),
-        Verdict::Wait { until, why } | Verdict::Damped { until, why } => {
-            format!("{why} (until {})", rfc3339(now.wall_of(*until)))
-        }
-        Verdict::Refresh { why } | Verdict::Hold { why } => why.clone(),
-    }
 }
 
 impl CloudSide {
@@ -570,149 +562,6 @@ impl CloudSide {
             });
         }
         (out, wake)
-    }
-
-    /// The address rules (`core::address`) for each `manage_address` VIP:
-    /// hands adds and removals to the host's address task.
-    fn step_addresses(
-        &mut self,
-        now: Stamp,
-        model: &Model,
-        refresh: &mut Option<Ask>,
-        wake: &mut Option<Mono>,
-    ) {
-        let Some(tx) = &self.links.addresses else {
-            return;
-        };
-        for vip in &self.vips {
-            let (Some(managed), Some((st, last_why))) =
-                (&vip.address, self.addresses.get_mut(&vip.name))
-            else {
-                continue;
-            };
-            let inst = model.instances.get(&vip.vrrp_instance);
-            let holder = self
-                .rules
-                .vips
-                .get(&vip.name)
-                .and_then(|s| s.holder.as_ref());
-            let view = AddressView {
-                keepalived: model.keepalived.running,
-                vrrp: inst.map_or(VrrpState::Unknown, |i| i.state),
-                probe: model.probe.health,
-                on_host: model
-                    .host_addresses
-                    .as_ref()
-                    .is_some_and(|a| a.contains(&managed.ip)),
-                holder,
-            };
-            let verdict = st.decide(now.mono, &view, managed.hold);
-            *last_why = match &verdict {
-                AddressVerdict::Act { why, .. } | AddressVerdict::Keep { why, .. } => *why,
-            };
-            match verdict {
-                AddressVerdict::Act { change, why } => {
-                    let job = AddressJob {
-                        vip: vip.name.clone(),
-                        change,
-                        ip: managed.ip,
-                        interface: managed.interface.clone(),
-                    };
-                    match tx.try_send(job) {
-                        Ok(()) => {
-                            st.sent(change, now.mono);
-                            info!(vip = %vip.name, change = change.as_str(), address = %managed.ip, interface = %managed.interface, why, "changing the private IP on this host");
-                        }
-                        Err(e) => {
-                            error!(vip = %vip.name, error = %e, "cannot hand the address change to its task")
-                        }
-                    }
-                }
-                AddressVerdict::Keep { refresh: r, .. } => {
-                    if r && refresh.is_none() {
-                        *refresh = Some(Ask::Now);
-                    }
-                }
-            }
-            if let Some(w) = st.wake(managed.hold) {
-                *wake = Some(wake.map_or(w, |x| x.min(w)));
-            }
-        }
-    }
-
-    pub fn view(&self, now: Stamp, model: &Model) -> Vec<VipView> {
-        self.vips
-            .iter()
-            .map(|v| {
-                let st = self.rules.vips.get(&v.name);
-                let last = self.last.get(&v.name);
-                let node = self.node_view(v, model, now.mono);
-                VipView {
-                    name: v.name.clone(),
-                    kind: v.target.kind(),
-                    allocation_id: v.target.allocation_id().map(str::to_owned),
-                    private_ip: match &v.target {
-                        crate::core::target::VipTarget::EipOnEni { private_ip, .. } => {
-                            Some(*private_ip)
-                        }
-                        _ => None,
-                    },
-                    destination: match &v.target {
-                        crate::core::target::VipTarget::Route { destination, .. } => {
-                            Some(destination.clone())
-                        }
-                        _ => None,
-                    },
-                    routes: self.routes.get(&v.name).cloned().unwrap_or_default(),
-                    vrrp_instance: v.vrrp_instance.clone(),
-                    mode: v.policy.mode,
-                    dry_run: v.policy.dry_run,
-                    private_ip_on_host: node.os_has_private_ip,
-                    allocation_known: v
-                        .target
-                        .allocation_id()
-                        .is_none_or(|id| !self.unknown.contains(id)),
-                    cloud: st.and_then(|s| s.holder.clone()),
-                    observed_at: st.and_then(|s| s.seen).map(|m| rfc3339(now.wall_of(m))),
-                    verdict: last.map(Verdict::kind),
-                    why: last.map(|l| verdict_why(l, now)),
-                    claim_in_flight: st.is_some_and(|s| s.in_flight.is_some()),
-                    mastership: st
-                        .and_then(|s| s.mastership.as_ref())
-                        .map(|m| MastershipView {
-                            held: m.held,
-                            moves_away: m.moves_away,
-                        }),
-                    counted_claims: st.map_or(0, |s| {
-                        s.damping
-                            .counted
-                            .iter()
-                            .filter(|t| now.mono.since(**t) < v.policy.claim_window)
-                            .count()
-                    }),
-                    max_claims: v.policy.max_claims,
-                    fights: st.map_or(0, |s| s.damping.fights),
-                    backoff_until: st
-                        .and_then(|s| s.damping.backoff_until)
-                        .filter(|u| *u > now.mono)
-                        .map(|u| rfc3339(now.wall_of(u))),
-                    permissions: self
-                        .permissions
-                        .iter()
-                        .filter(|((vip, _), _)| *vip == v.name)
-                        .map(|(_, p)| p.clone())
-                        .collect(),
-                    address: v.address.as_ref().zip(self.addresses.get(&v.name)).map(
-                        |(m, (st, why))| crate::status::AddressStatus {
-                            interface: m.interface.clone(),
-                            why,
-                            in_flight: st.in_flight.map(|f| f.change),
-                            hold_until: st.released_at.map(|r| rfc3339(now.wall_of(r + m.hold))),
-                        },
-                    ),
-                }
-            })
-            .collect()
     }
 }
 

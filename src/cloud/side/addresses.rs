@@ -1,0 +1,73 @@
+//! The address rules' turn (`core::address`) for each `manage_address` VIP.
+
+use super::*;
+
+impl CloudSide {
+    /// The address rules (`core::address`) for each `manage_address` VIP:
+    /// hands adds and removals to the host's address task.
+    pub(super) fn step_addresses(
+        &mut self,
+        now: Stamp,
+        model: &Model,
+        refresh: &mut Option<Ask>,
+        wake: &mut Option<Mono>,
+    ) {
+        let Some(tx) = &self.links.addresses else {
+            return;
+        };
+        for vip in &self.vips {
+            let (Some(managed), Some((st, last_why))) =
+                (&vip.address, self.addresses.get_mut(&vip.name))
+            else {
+                continue;
+            };
+            let inst = model.instances.get(&vip.vrrp_instance);
+            let holder = self
+                .rules
+                .vips
+                .get(&vip.name)
+                .and_then(|s| s.holder.as_ref());
+            let view = AddressView {
+                keepalived: model.keepalived.running,
+                vrrp: inst.map_or(VrrpState::Unknown, |i| i.state),
+                probe: model.probe.health,
+                on_host: model
+                    .host_addresses
+                    .as_ref()
+                    .is_some_and(|a| a.contains(&managed.ip)),
+                holder,
+            };
+            let verdict = st.decide(now.mono, &view, managed.hold);
+            *last_why = match &verdict {
+                AddressVerdict::Act { why, .. } | AddressVerdict::Keep { why, .. } => *why,
+            };
+            match verdict {
+                AddressVerdict::Act { change, why } => {
+                    let job = AddressJob {
+                        vip: vip.name.clone(),
+                        change,
+                        ip: managed.ip,
+                        interface: managed.interface.clone(),
+                    };
+                    match tx.try_send(job) {
+                        Ok(()) => {
+                            st.sent(change, now.mono);
+                            info!(vip = %vip.name, change = change.as_str(), address = %managed.ip, interface = %managed.interface, why, "changing the private IP on this host");
+                        }
+                        Err(e) => {
+                            error!(vip = %vip.name, error = %e, "cannot hand the address change to its task")
+                        }
+                    }
+                }
+                AddressVerdict::Keep { refresh: r, .. } => {
+                    if r && refresh.is_none() {
+                        *refresh = Some(Ask::Now);
+                    }
+                }
+            }
+            if let Some(w) = st.wake(managed.hold) {
+                *wake = Some(wake.map_or(w, |x| x.min(w)));
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The VIP views of `/v1/status`, from the cloud side's state.
+
+use super::*;
+
+impl CloudSide {
+    pub fn view(&self, now: Stamp, model: &Model) -> Vec<VipView> {
+        self.vips
+            .iter()
+            .map(|v| {
+                let st = self.rules.vips.get(&v.name);
+                let last = self.last.get(&v.name);
+                let node = self.node_view(v, model, now.mono);
+                VipView {
+                    name: v.name.clone(),
+                    kind: v.target.kind(),
+                    allocation_id: v.target.allocation_id().map(str::to_owned),
+                    private_ip: match &v.target {
+                        crate::core::target::VipTarget::EipOnEni { private_ip, .. } => {
+                            Some(*private_ip)
+                        }
+                        _ => None,
+                    },
+                    destination: match &v.target {
+                        crate::core::target::VipTarget::Route { destination, .. } => {
+                            Some(destination.clone())
+                        }
+                        _ => None,
+                    },
+                    routes: self.routes.get(&v.name).cloned().unwrap_or_default(),
+                    vrrp_instance: v.vrrp_instance.clone(),
+                    mode: v.policy.mode,
+                    dry_run: v.policy.dry_run,
+                    private_ip_on_host: node.os_has_private_ip,
+                    allocation_known: v
+                        .target
+                        .allocation_id()
+                        .is_none_or(|id| !self.unknown.contains(id)),
+                    cloud: st.and_then(|s| s.holder.clone()),
+                    observed_at: st.and_then(|s| s.seen).map(|m| rfc3339(now.wall_of(m))),
+                    verdict: last.map(Verdict::kind),
+                    why: last.map(|l| verdict_why(l, now)),
+                    claim_in_flight: st.is_some_and(|s| s.in_flight.is_some()),
+                    mastership: st
+                        .and_then(|s| s.mastership.as_ref())
+                        .map(|m| MastershipView {
+                            held: m.held,
+                            moves_away: m.moves_away,
+                        }),
+                    counted_claims: st.map_or(0, |s| {
+                        s.damping
+                            .counted
+                            .iter()
+                            .filter(|t| now.mono.since(**t) < v.policy.claim_window)
+                            .count()
+                    }),
+                    max_claims: v.policy.max_claims,
+                    fights: st.map_or(0, |s| s.damping.fights),
+                    backoff_until: st
+                        .and_then(|s| s.damping.backoff_until)
+                        .filter(|u| *u > now.mono)
+                        .map(|u| rfc3339(now.wall_of(u))),
+                    permissions: self
+                        .permissions
+                        .iter()
+                        .filter(|((vip, _), _)| *vip == v.name)
+                        .map(|(_, p)| p.clone())
+                        .collect(),
+                    address: v.address.as_ref().zip(self.addresses.get(&v.name)).map(
+                        |(m, (st, why))| crate::status::AddressStatus {
+                            interface: m.interface.clone(),
+                            why,
+                            in_flight: st.in_flight.map(|f| f.change),
+                            hold_until: st.released_at.map(|r| rfc3339(now.wall_of(r + m.hold))),
+                        },
+                    ),
+                }
+            })
+            .collect()
+    }
+}
+
+pub(super) fn verdict_why(v: &Verdict, now: Stamp) -> String {
+    match v {
+        Verdict::Claim { reason, dry_run } => format!(
+            "{}the VIP is {} and this node is a healthy MASTER",
+            if *dry_run { "dry run: " } else { "" },
+            reason.words()
+        ),
+        Verdict::Wait { until, why } | Verdict::Damped { until, why } => {
+            format!("{why} (until {})", rfc3339(now.wall_of(*until)))
+        }
+        Verdict::Refresh { why } | Verdict::Hold { why } => why.clone(),
+    }
+}

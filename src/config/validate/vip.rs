@@ -1,0 +1,275 @@
+//! The [[vip]] tables: kind and target, a managed private IP, and each VIP
+//! against the instances and the cloud.
+
+use super::*;
+
+impl Validator<'_> {
+    /// What the VIP is in the cloud, from its kind's keys; `None` after an
+    /// error (each named).
+    fn target(&mut self, v: &RawVip, table: &Spanned<()>) -> Option<VipTarget> {
+        let kind = *v.kind.get_ref();
+        let wrong = |k: &str| {
+            format!(
+                "is not a key of kind = {:?}",
+                match kind {
+                    VipKind::Eip => "eip",
+                    VipKind::Route => "route",
+                }
+            ) + &format!(" ({k})")
+        };
+        match kind {
+            VipKind::Eip => {
+                if let Some(d) = &v.destination {
+                    self.err("vip.destination", d, wrong("a route VIP's destination"));
+                }
+                if let Some(t) = &v.route_tables {
+                    self.err("vip.route_tables", t, wrong("a route VIP's route tables"));
+                }
+                let Some(alloc) = &v.allocation_id else {
+                    self.err("vip.allocation_id", table, "missing: kind = \"eip\" needs the Elastic IP's allocation ID (eipalloc-...)");
+                    return None;
+                };
+                if !alloc.get_ref().starts_with("eipalloc-") {
+                    self.err(
+                        "vip.allocation_id",
+                        alloc,
+                        "must be an allocation ID (eipalloc-...)",
+                    );
+                    return None;
+                }
+                let allocation_id = alloc.get_ref().clone();
+                match (v.associate.as_ref().map(|a| *a.get_ref()), &v.private_ip) {
+                    (None | Some(RawAssociate::Eni), Some(ip)) => Some(VipTarget::EipOnEni {
+                        allocation_id,
+                        private_ip: *ip.get_ref(),
+                    }),
+                    (None | Some(RawAssociate::Eni), None) => {
+                        self.err("vip.private_ip", table, "missing: an EIP on the ENI needs the secondary private IP it is associated with (or associate = \"instance\" for a single-ENI instance)");
+                        None
+                    }
+                    (Some(RawAssociate::Instance), Some(ip)) => {
+                        self.err("vip.private_ip", ip, "not used with associate = \"instance\": EC2 associates the EIP with the instance's primary private IP");
+                        None
+                    }
+                    (Some(RawAssociate::Instance), None) => {
+                        Some(VipTarget::EipOnInstance { allocation_id })
+                    }
+                }
+            }
+            VipKind::Route => {
+                for (key, set) in [
+                    (
+                        "vip.allocation_id",
+                        v.allocation_id.as_ref().map(|s| s.span()),
+                    ),
+                    ("vip.private_ip", v.private_ip.as_ref().map(|s| s.span())),
+                    ("vip.associate", v.associate.as_ref().map(|s| s.span())),
+                ] {
+                    if let Some(span) = set {
+                        self.err(key, &Spanned::new(span, ()), wrong("an EIP's key"));
+                    }
+                }
+                let Some(d) = &v.destination else {
+                    self.err("vip.destination", table, "missing: kind = \"route\" needs the destination CIDR whose route follows the MASTER (e.g. \"192.168.100.10/32\")");
+                    return None;
+                };
+                let Some((destination, host)) = crate::core::target::normalize_cidr(d.get_ref())
+                else {
+                    self.err(
+                        "vip.destination",
+                        d,
+                        format!(
+                            "{:?} is not a CIDR block (address/prefix, e.g. \"192.168.100.10/32\")",
+                            d.get_ref()
+                        ),
+                    );
+                    return None;
+                };
+                let Some(tables) = &v.route_tables else {
+                    self.err("vip.route_tables", table, "missing: kind = \"route\" needs the route tables (rtb-...) whose route must target this node");
+                    return None;
+                };
+                let route_tables = tables.get_ref().clone();
+                if route_tables.is_empty() {
+                    self.err(
+                        "vip.route_tables",
+                        tables,
+                        "must list at least one route table (rtb-...)",
+                    );
+                    return None;
+                }
+                if let Some(bad) = route_tables.iter().find(|t| !t.starts_with("rtb-")) {
+                    self.err(
+                        "vip.route_tables",
+                        tables,
+                        format!("{bad:?} is not a route table ID (rtb-...)"),
+                    );
+                    return None;
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                if let Some(dup) = route_tables.iter().find(|t| !seen.insert(*t)) {
+                    self.err(
+                        "vip.route_tables",
+                        tables,
+                        format!("{dup:?} is listed twice"),
+                    );
+                    return None;
+                }
+                Some(VipTarget::Route {
+                    destination,
+                    host,
+                    route_tables,
+                })
+            }
+        }
+    }
+
+    /// `manage_address` and its keys; `None` when off (or after an error,
+    /// each named).
+    fn managed_address(
+        &mut self,
+        v: &RawVip,
+        target: &VipTarget,
+        table: &Spanned<()>,
+    ) -> Option<crate::config::ManagedAddress> {
+        let hold = v.address_hold.get_ref().0;
+        if hold < Duration::from_secs(1) {
+            self.err(
+                "vip.address_hold",
+                &v.address_hold,
+                "must be at least 1s: the old MASTER keeps serving on the private IP until the cloud shows the VIP elsewhere, and a describe takes about that",
+            );
+        }
+        let Some(manage) = v.manage_address.as_ref().filter(|m| *m.get_ref()) else {
+            if let Some(i) = &v.interface {
+                self.err(
+                    "vip.interface",
+                    i,
+                    "is used only with manage_address = true (Keepalived's virtual_ipaddress names the interface otherwise)",
+                );
+            }
+            return None;
+        };
+        let Some(ip) = target.host_address() else {
+            self.err(
+                "vip.manage_address",
+                manage,
+                "needs a private IP this host carries: kind = \"eip\" with private_ip, or kind = \"route\" with a single-address destination (/32, /128)",
+            );
+            return None;
+        };
+        let Some(interface) = &v.interface else {
+            self.err(
+                "vip.interface",
+                table,
+                "missing: manage_address = true needs the interface to add the private IP to (e.g. \"eth0\")",
+            );
+            return None;
+        };
+        let name = interface.get_ref();
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+            self.err(
+                "vip.interface",
+                interface,
+                format!("{name:?} is not an interface name (1 to 15 characters, no '/' or space)"),
+            );
+            return None;
+        }
+        Some(crate::config::ManagedAddress {
+            ip,
+            interface: name.clone(),
+            hold,
+        })
+    }
+
+    pub(super) fn vips(
+        &mut self,
+        raw: Vec<Spanned<RawVip>>,
+        keepalived: &KeepalivedConfig,
+        cloud: Option<&CloudConfig>,
+    ) -> Vec<VipConfig> {
+        let mut out: Vec<VipConfig> = vec![];
+        for spanned in raw {
+            let table = Spanned::new(spanned.span(), ());
+            let v = spanned.into_inner();
+            if cloud.is_none() {
+                self.err("vip", &table, "a [[vip]] needs a [cloud] table");
+            }
+            let target = self.target(&v, &table);
+            if !keepalived
+                .instances
+                .iter()
+                .any(|i| &i.name == v.vrrp_instance.get_ref())
+            {
+                self.err(
+                    "vip.vrrp_instance",
+                    &v.vrrp_instance,
+                    format!(
+                        "{:?} is not a [[keepalived.instance]]: list it there so its state is tracked from the start",
+                        v.vrrp_instance.get_ref()
+                    ),
+                );
+            }
+            let min_master_age = v.min_master_age.get_ref().0;
+            if min_master_age < Duration::from_secs(1) {
+                self.err(
+                    "vip.min_master_age",
+                    &v.min_master_age,
+                    "must be at least 1s: a node that is MASTER for under a second at boot must never claim",
+                );
+            }
+            let (base, max) = (v.backoff_base.get_ref().0, v.backoff_max.get_ref().0);
+            if base.is_zero() || max < base {
+                self.err(
+                    "vip.backoff_max",
+                    &v.backoff_max,
+                    "must be at least vip.backoff_base, which must be more than 0",
+                );
+            }
+            let Some(target) = target else { continue };
+            let address = self.managed_address(&v, &target, &table);
+            let name = match v.name {
+                Some(n) => {
+                    self.label("vip.name", &n);
+                    n.into_inner()
+                }
+                None => match &target {
+                    VipTarget::Route { destination, .. } => destination.clone(),
+                    t => t.allocation_id().unwrap_or_default().to_owned(),
+                },
+            };
+            let same = |o: &VipConfig| {
+                o.name == name
+                    || (o.target.allocation_id().is_some()
+                        && o.target.allocation_id() == target.allocation_id())
+                    || matches!((&o.target, &target), (
+                        VipTarget::Route { destination: a, .. },
+                        VipTarget::Route { destination: b, .. },
+                    ) if a == b)
+            };
+            if out.iter().any(same) {
+                self.err("vip", &table, format!("VIP {name:?} is listed twice"));
+            }
+            out.push(VipConfig {
+                name,
+                target,
+                vrrp_instance: v.vrrp_instance.into_inner(),
+                policy: crate::core::decide::VipPolicy {
+                    mode: match v.mode {
+                        RawMode::Heal => crate::core::words::Mode::Heal,
+                        RawMode::Own => crate::core::words::Mode::Own,
+                    },
+                    grace: v.grace.get_ref().0,
+                    min_master_age,
+                    max_claims: v.max_claims.get(),
+                    claim_window: v.claim_window.get_ref().0,
+                    backoff_base: base,
+                    backoff_max: max,
+                    dry_run: cloud.is_some_and(|c| c.dry_run),
+                },
+                address,
+            });
+        }
+        out
+    }
+}
