@@ -5,25 +5,25 @@
 //! ```text
 //! main.rs, cli.rs      parse the command line, load the config
 //! reload.rs            run() until SIGTERM, again with a new config on SIGHUP
-//! config.rs            TOML -> typed Config; errors name key and line
+//! config/              TOML -> typed Config; errors name key and line
 //! clock.rs             the runtime's clocks (monotonic for ages, wall for display)
-//! keepalived/line.rs   pure parser of notify FIFO lines
-//! keepalived/fifo.rs   FIFO reader task (create, read-write open, reopen)
-//! keepalived/process.rs  watches Keepalived's processes via pid files + /proc
-//! keepalived/startup.rs  present state at start-up: JSON dump, addresses
+//! core/                pure: the vocabulary (words.rs), inputs and changes,
+//!                      the model, the claim, address and release rules (see
+//!                      core/mod.rs); imports nothing outside core/
+//! keepalived/          the FIFO (line.rs pure, fifo.rs), the processes
+//!                      (process.rs, watch.rs), start-up (startup.rs),
+//!                      keepalived.conf (conf.rs, check.rs), the release advert
 //! probe/               local probe task: http / tcp / exec with rise/fall
 //! host/                this host's addresses, as events; the task that adds
 //!                      and removes a managed private IP (rtnetlink)
-//! core/                pure: clock types, model (what is known, its source
-//!                      and time), holder (where the cloud says a VIP is),
-//!                      decide (the claim rules), address (manage_address)
 //! cloud/               everything cloud: the trait and aws-sdk-ec2, the owner's
 //!                      cloud side, executor, verifier, permission checker,
 //!                      damping store (see cloud/mod.rs)
-//! notify/             the notify wrapper and its report to the watchdog
+//! notify/              the notify wrapper and its report to the watchdog
+//! peer/                the channel to the other node's watchdog
 //! owner.rs             the one task that owns the model
-//! metrics.rs, status.rs   what is exported; landing.rs the page at /
-//! http/                the server: routes, TLS and basic auth (web config file)
+//! metrics/, status.rs  what is exported; landing.rs the page at /
+//! http/                the server: routes, listeners, TLS, basic auth
 //! systemd.rs           READY=1 and WATCHDOG=1 for a Type=notify unit
 //! ```
 //!

@@ -268,3 +268,28 @@ fn the_source_has_no_circle_a_pure_core_and_short_files() {
 fn circles_of(edges: &BTreeMap<String, BTreeSet<String>>) -> usize {
     circles(edges).len()
 }
+
+/// The README's layout section is the real tree: every file under src/
+/// (a directory module by its directory) is named in it.
+#[test]
+fn the_readme_layout_names_every_source_file() {
+    let readme = std::fs::read_to_string("README.md").expect("README.md at the crate's root");
+    let section = readme
+        .split("## Layout")
+        .nth(1)
+        .and_then(|s| s.split("\n```").nth(1))
+        .expect("README.md has a ## Layout section with a code block");
+    let mut missing = vec![];
+    for name in modules().keys() {
+        let file = name.rsplit('/').next().unwrap_or(name);
+        let as_file = format!("{file}.rs");
+        let as_dir = format!("{file}/");
+        if !section.contains(&as_file) && !section.contains(&as_dir) {
+            missing.push(name.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README.md's layout does not name src/{missing:?}"
+    );
+}

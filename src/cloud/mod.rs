@@ -5,7 +5,7 @@
 //! aws.rs, imds.rs  aws-sdk-ec2 behind the trait; this node's identity from IMDSv2
 //! call.rs          one call: timeout, metrics, retries
 //! messages.rs      what flows between the owner and the cloud tasks (Claim, CloudEvent)
-//! side.rs          the owner's cloud side: feeds the pure rules, hands claims over, metrics, status
+//! side/            the owner's cloud side: feeds the pure rules, hands claims over, metrics, status
 //! executor.rs      the one task that performs claims, re-checked before each mutating call
 //! verifier.rs      the task that asks where the VIPs are, paced by hints
 //! permissions.rs   the DryRun permission checker and `check-cloud`

@@ -7,7 +7,8 @@
 //! ```text
 //! mod.rs        the typed configuration, its errors, load and parse
 //! raw.rs        the file as written (serde), with the defaults
-//! validate.rs   raw -> typed, each error naming its key and line
+//! validate/     raw -> typed, each error naming its key and line
+//! web.rs        the web config file (TLS, basic auth, headers)
 //! describe.rs   what was understood, one key a line
 //! ```
 

@@ -1,4 +1,36 @@
-//! The pure core: no tokio, no I/O, the clock passed in.
+//! The pure core: no tokio, no I/O, no module of this crate outside
+//! `core/` (tests/layout.rs checks it), the clock passed in.
+//!
+//! ```text
+//! words.rs     the shared vocabulary; a leaf: VrrpState, Source, Health, Mode,
+//!              HealReason, Mover, ClaimOutcome, Holder, RouteState, the
+//!              notify Outcome, the FIFO line's types
+//! clock.rs     Mono (ages, windows) and Stamp (mono + wall, for display)
+//! input.rs     Event: every input the owner applies to the model, as data
+//! change.rs    Change: what a turn changed, for logs, counters and history
+//! model/       what is known about Keepalived, the probe, the host, the peer
+//! peer.rs      the peer's report and what it says of an instance (PeerView)
+//! target.rs    what a VIP is and where the cloud shows it (Holder::of_routes)
+//! decide.rs    the claim rules 1-11, damping, failover latency
+//! address.rs   manage_address's rules A1-A6
+//! release.rs   release_on_crash's rules R1-R4
+//! pace.rs      how often the cloud is asked (MIN_GAP, Ask, Pace)
+//! ```
+//!
+//! # Rules and the tables that test them
+//!
+//! | rules | where | table test |
+//! |---|---|---|
+//! | 1-11: when to claim a VIP | `decide.rs` | `decide::tests::rules_table` (one row per case, named after its rule), with `rule_N_*` tests for sequences |
+//! | A1-A6: when to add or remove a managed private IP | `address.rs` | `address::tests::the_address_rules_table` |
+//! | R1-R4: when a crashed MASTER's advert is sent | `release.rs` | `release::tests::release_rules_table` |
+//! | a VRRP instance's state from FIFO lines, the process watch and start-up | `model/` | `model::tests::instance_state_table` |
+//! | a route VIP's holder from its tables | `target.rs` | `target::tests::a_route_vip_is_here_only_when_every_table_points_here` |
+//!
+//! The process-side rules that read `/proc` and keepalived.conf live with
+//! their I/O, each pure and table-tested: `keepalived/armed.rs` (A1-A5 of a
+//! release advert being certainly right), `keepalived/host.rs` (H1-H4 of
+//! `check-config --host`), `http/listener.rs` (rules 1-5 of the listeners).
 
 pub mod address;
 pub mod change;
