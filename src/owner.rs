@@ -11,11 +11,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::cloud::messages::CloudEvent;
 use crate::cloud::side::CloudSide;
 use crate::core::change::Change;
 use crate::core::clock::{Mono, Stamp};
 use crate::core::input::Event;
+use crate::core::message::CloudEvent;
 use crate::core::model::Model;
 use crate::metrics::Metrics;
 use crate::status::Status;

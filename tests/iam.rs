@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use vip_watchdog::cloud::Action;
+use vip_watchdog::core::seen::Action;
 use vip_watchdog::core::target::VipTarget;
 
 fn parliament() -> std::path::PathBuf {

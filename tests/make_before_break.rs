@@ -243,9 +243,10 @@ fn outage_spans_from_the_last_answer_to_the_next() {
 /// on one end of a veth pair.
 #[test]
 fn removal_takes_the_address_whatever_its_prefix() {
-    use vip_watchdog::cloud::messages::CloudEvent;
     use vip_watchdog::core::address::Change;
-    use vip_watchdog::host::address::{AddressJob, run};
+    use vip_watchdog::core::message::AddressJob;
+    use vip_watchdog::core::message::CloudEvent;
+    use vip_watchdog::host::address::run;
     common::require_tools(&["ip"]);
     struct Ns(String);
     impl Drop for Ns {

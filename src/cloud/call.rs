@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use tracing::warn;
 
-use crate::cloud::{CloudError, ErrorKind};
+use crate::core::seen::{CloudError, ErrorKind};
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]

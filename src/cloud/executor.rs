@@ -19,9 +19,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::cloud::Cloud;
 use crate::cloud::call::{CallPolicy, SUPERSEDED, call, mutate};
-use crate::cloud::messages::{Claim, CloudEvent};
-use crate::cloud::{Action, Cloud, CloudError, ErrorKind, Seen, view_of};
+use crate::core::message::{Claim, CloudEvent};
+use crate::core::seen::{Action, CloudError, ErrorKind, Seen, view_of};
 use crate::core::target::VipTarget;
 use crate::core::words::ClaimOutcome;
 use crate::core::words::Holder;
@@ -451,7 +452,8 @@ impl<C: Cloud> Executor<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::{Address, ClaimTarget, DryRunAnswer};
+    use crate::cloud::{ClaimTarget, DryRunAnswer};
+    use crate::core::seen::Address;
     use crate::core::words::HealReason;
     use std::collections::VecDeque;
     use std::net::IpAddr;
@@ -543,7 +545,7 @@ mod tests {
                 allocation_id: "eipalloc-1".into(),
                 private_ip: IP.parse().unwrap(),
             },
-            me: crate::cloud::Me {
+            me: crate::core::seen::Me {
                 instance_id: "i-me".into(),
                 eni: "eni-me".into(),
             },

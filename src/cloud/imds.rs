@@ -17,8 +17,8 @@ pub struct Identity {
 
 impl Identity {
     /// This node, as claims and views name it.
-    pub fn me(&self) -> crate::cloud::Me {
-        crate::cloud::Me {
+    pub fn me(&self) -> crate::core::seen::Me {
+        crate::core::seen::Me {
             instance_id: self.instance_id.clone(),
             eni: self.interface_id.clone(),
         }

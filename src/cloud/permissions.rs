@@ -28,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::cloud::call::{CallPolicy, call};
-use crate::cloud::messages::{CloudEvent, Evidence};
-use crate::cloud::{Action, ClaimTarget, Cloud, DryRunAnswer, Me, Seen, view_of};
+use crate::cloud::{ClaimTarget, Cloud, DryRunAnswer};
+use crate::core::message::{CloudEvent, Evidence};
+use crate::core::seen::{Action, Me, Seen, view_of};
 use crate::core::target::VipTarget;
 use crate::core::words::RouteState;
 use crate::metrics::Metrics;
@@ -407,7 +408,7 @@ pub async fn check_cloud(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::{Address, CloudError, ErrorKind};
+    use crate::core::seen::{Address, CloudError, ErrorKind};
     use std::collections::VecDeque;
     use std::net::IpAddr;
     use std::sync::Mutex;

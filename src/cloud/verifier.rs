@@ -27,11 +27,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span};
 
+use crate::cloud::Cloud;
 use crate::cloud::call::{CallPolicy, call};
-use crate::cloud::messages::CloudEvent;
-use crate::cloud::{Address, Cloud, CloudError, ErrorKind, RouteTable, Seen};
 use crate::core::clock::Mono;
+use crate::core::message::CloudEvent;
 use crate::core::pace::{Ask, Pace};
+use crate::core::seen::{Address, CloudError, ErrorKind, RouteTable, Seen};
 use crate::metrics::Metrics;
 
 /// How often the source/destination check of this node's ENI is asked
@@ -274,7 +275,8 @@ impl<C: Cloud> Verifier<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::{Action, ClaimTarget, DryRunAnswer};
+    use crate::cloud::{ClaimTarget, DryRunAnswer};
+    use crate::core::seen::Action;
     use std::net::IpAddr;
     use std::sync::Mutex;
 

@@ -12,6 +12,8 @@
 //! describe.rs   what was understood, one key a line
 //! ```
 
+pub use crate::core::vip::{ManagedAddress, VipConfig};
+
 mod describe;
 mod raw;
 mod validate;
@@ -104,33 +106,6 @@ pub struct CloudConfig {
     /// needs: at start-up, then every `permission_check_interval`.
     pub permission_check: bool,
     pub permission_check_interval: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct VipConfig {
-    /// A short name for logs and the `vip` label; defaults to the
-    /// allocation ID, or the route's destination.
-    pub name: String,
-    /// What the VIP is in the cloud: an EIP (on the ENI, or by instance
-    /// ID), or a route.
-    pub target: crate::core::target::VipTarget,
-    pub vrrp_instance: String,
-    pub policy: crate::core::decide::VipPolicy,
-    /// `manage_address = true`: the private IP this watchdog adds and
-    /// removes (make before break); `None`: Keepalived (or the operator)
-    /// owns it.
-    pub address: Option<ManagedAddress>,
-}
-
-/// A private IP the watchdog carries on this host (`manage_address`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ManagedAddress {
-    pub ip: std::net::IpAddr,
-    /// The interface it is added to, as a /32 (IPv4) or /128 (IPv6).
-    pub interface: String,
-    /// How long a node that is no longer MASTER keeps serving on it while
-    /// the cloud still shows the VIP here.
-    pub hold: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

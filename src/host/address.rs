@@ -9,24 +9,13 @@
 //! Both changes are idempotent: adding an address that is there replaces
 //! it, removing one that is gone is done.
 
-use std::net::IpAddr;
-
 use futures_util::TryStreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
-use crate::cloud::messages::CloudEvent;
 use crate::core::address::Change;
-
-/// One change to hand over.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AddressJob {
-    pub vip: String,
-    pub change: Change,
-    pub ip: IpAddr,
-    pub interface: String,
-}
+use crate::core::message::{AddressJob, CloudEvent};
 
 /// Why a change failed, in words that name what was wrong.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ mod turn;
 
 pub use read::value;
 
-use crate::cloud::CloudError;
+use crate::core::seen::CloudError;
 use crate::core::words::{HealReason, Mover};
 use crate::core::words::{Health, VrrpState};
 

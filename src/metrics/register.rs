@@ -464,10 +464,12 @@ impl Metrics {
         for k in LineError::KINDS {
             m.fifo_lines_rejected.with_label_values(&[k]);
         }
-        for op in crate::cloud::Action::operations() {
-            for outcome in std::iter::once("success")
-                .chain(crate::cloud::ErrorKind::ALL.into_iter().map(|k| k.as_str()))
-            {
+        for op in crate::core::seen::Action::operations() {
+            for outcome in std::iter::once("success").chain(
+                crate::core::seen::ErrorKind::ALL
+                    .into_iter()
+                    .map(|k| k.as_str()),
+            ) {
                 m.cloud_calls.with_label_values(&[op, outcome]);
             }
         }

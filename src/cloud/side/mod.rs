@@ -18,21 +18,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::cloud::messages::{Claim, CloudEvent, Evidence};
-use crate::cloud::{Action, Me, Seen, view_of};
 use crate::config::VipConfig;
 use crate::core::address::{AddressState, AddressVerdict, AddressView};
 use crate::core::change::Change;
 use crate::core::clock::{Mono, Stamp};
 use crate::core::decide::{Damping, NodeView, Observed, Rules, Verdict};
+use crate::core::message::AddressJob;
+use crate::core::message::{Claim, CloudEvent, Evidence};
 use crate::core::model::Model;
 use crate::core::pace::Ask;
 use crate::core::peer::PeerView;
+use crate::core::seen::{Action, Me, Seen, view_of};
 use crate::core::target::RouteView;
 use crate::core::words::RouteState;
 use crate::core::words::VrrpState;
 use crate::core::words::{ClaimOutcome, Holder};
-use crate::host::address::AddressJob;
 use crate::metrics::Metrics;
 use crate::status::{MastershipView, PermissionView, VipView, rfc3339};
 
@@ -568,10 +568,10 @@ impl CloudSide {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::{Address, CloudError, ErrorKind};
     use crate::core::clock::Mono;
     use crate::core::decide::VipPolicy;
     use crate::core::input::Event;
+    use crate::core::seen::{Address, CloudError, ErrorKind};
     use crate::core::words::Mode;
     use crate::keepalived::line::parse;
     use std::time::{Duration, SystemTime};

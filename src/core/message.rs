@@ -3,8 +3,8 @@
 
 use std::time::SystemTime;
 
-use crate::cloud::{Action, CloudError, Me, Seen};
 use crate::core::clock::Stamp;
+use crate::core::seen::{Action, CloudError, Me, Seen};
 use crate::core::target::VipTarget;
 use crate::core::words::{ClaimOutcome, HealReason};
 
@@ -107,10 +107,19 @@ impl CloudEvent {
     }
 }
 
+/// One change to hand over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressJob {
+    pub vip: String,
+    pub change: crate::core::address::Change,
+    pub ip: std::net::IpAddr,
+    pub interface: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::ErrorKind;
+    use crate::core::seen::ErrorKind;
 
     #[test]
     fn a_real_call_is_evidence_of_a_permission_only_when_it_succeeds_or_is_refused() {
