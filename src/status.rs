@@ -2,15 +2,14 @@
 //! and the cloud side's VIP views. It imports only the core: every other
 //! module may use it, it uses none of them.
 
-use std::net::IpAddr;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::core::change::Change;
+pub use crate::core::view::{AddressStatus, MastershipView, PermissionView, VipView, rfc3339};
 use crate::core::model::Model;
 use crate::core::words::{Health, Source, VrrpState};
-use crate::core::words::{Holder, Mode};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -90,82 +89,6 @@ pub struct DecisionView {
     pub at: String,
     #[serde(flatten)]
     pub change: Change,
-}
-
-/// One VIP: the cloud's view, the verdict and why, damping.
-#[derive(Debug, Clone, Serialize)]
-pub struct VipView {
-    pub name: String,
-    /// `eip`, `eip_instance` or `route`.
-    pub kind: &'static str,
-    pub allocation_id: Option<String>,
-    pub private_ip: Option<IpAddr>,
-    /// A route VIP's destination.
-    pub destination: Option<String>,
-    /// A route VIP's route in each of its tables.
-    pub routes: Vec<crate::core::target::RouteView>,
-    pub vrrp_instance: String,
-    pub mode: Mode,
-    pub dry_run: bool,
-    /// Whether this host carries the address a claim needs on an interface
-    /// (the private IP, or a single-address route destination; true when
-    /// none is needed): without it, traffic would be black-holed.
-    pub private_ip_on_host: bool,
-    /// false when EC2 says the allocation ID does not exist.
-    pub allocation_known: bool,
-    pub cloud: Option<Holder>,
-    /// When the request of the cloud's last answer was sent.
-    pub observed_at: Option<String>,
-    pub verdict: Option<&'static str>,
-    pub why: Option<String>,
-    pub claim_in_flight: bool,
-    /// The present mastership: whether the VIP was here, moves away seen.
-    pub mastership: Option<MastershipView>,
-    /// Failed or undone claims in the claim window, against `max_claims`.
-    pub counted_claims: usize,
-    pub max_claims: u32,
-    pub fights: u32,
-    pub backoff_until: Option<String>,
-    /// The actions a claim needs, as far as the cloud has answered.
-    pub permissions: Vec<PermissionView>,
-    /// With `manage_address = true`: what the address rules last said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub address: Option<AddressStatus>,
-}
-
-/// `/v1/status` for a `manage_address` VIP's private IP.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AddressStatus {
-    pub interface: String,
-    /// The address rules' last reason (`core::address`).
-    pub why: &'static str,
-    /// A change handed to the address task and not yet seen through.
-    pub in_flight: Option<crate::core::address::Change>,
-    /// While this node is not MASTER and still carries it: when
-    /// `address_hold` ends.
-    pub hold_until: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MastershipView {
-    pub held: bool,
-    pub moves_away: u32,
-}
-
-/// `/v1/status` for one permission of one VIP.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PermissionView {
-    /// The EC2 action, e.g. `AssociateAddress`.
-    pub action: &'static str,
-    pub allowed: bool,
-    /// What showed it: `dry_run` or `call`.
-    pub evidence: &'static str,
-    pub at: String,
-    pub detail: String,
-}
-
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 impl Status {

@@ -44,5 +44,6 @@ pub mod peer;
 pub mod release;
 pub mod seen;
 pub mod target;
+pub mod view;
 pub mod vip;
 pub mod words;
