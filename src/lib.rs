@@ -21,15 +21,15 @@
 //!                      damping store (see cloud/mod.rs)
 //! notify/              the notify wrapper and its report to the watchdog
 //! peer/                the channel to the other node's watchdog
-//! owner.rs             the one task that owns the model
+//! owner/               the one task that owns the core (core::turn::Core)
 //! metrics/, status.rs  what is exported; landing.rs the page at /
 //! http/                the server: routes, listeners, TLS, basic auth
 //! systemd.rs           READY=1 and WATCHDOG=1 for a Type=notify unit
 //! ```
 //!
-//! An event flows one way: source task -> owner (`Model::observe`) -> logs,
-//! metrics, the cloud side (`core::decide`) -> executor -> cloud -> a
-//! `CloudEvent` back to the owner; and a published status snapshot.
+//! An event flows one way: source task -> owner (`Core::apply`) -> logs,
+//! metrics -> `Core::plan` -> executor -> cloud -> a `CloudEvent` back to
+//! the owner; and a published status snapshot (`Status::of(core)`).
 //!
 //! # Invariants
 //!
@@ -190,21 +190,21 @@ pub async fn run(
     let (publish, status) = watch::channel(Status::build(
         &model, &node.name, &node.pair, started, started,
     ));
+    let peer_link = peer.as_ref().map(|p| crate::core::turn::PeerLink {
+        address: p.address.to_string(),
+        max_age: p.max_age,
+        fresh: false,
+    });
     let mut owner = Owner {
-        model,
+        core: crate::core::turn::Core::new(model, None, peer_link, &node.name, false),
         metrics: metrics.clone(),
         publish,
         node: node.name.clone(),
         pair: node.pair.clone(),
         started,
-        cloud: None,
-        wake: None,
-        peer: peer.as_ref().map(|p| owner::PeerLink {
-            address: p.address.to_string(),
-            max_age: p.max_age,
-            fresh: false,
-        }),
+        links: None,
         release: None,
+        wake: None,
     };
 
     let cancel = shutdown.child_token();
@@ -246,18 +246,25 @@ pub async fn run(
             tasks.spawn(async move { ("addresses", host::address::run(rx, t, c).await) });
             tx
         });
-        let links = cloud::side::Links {
+        let links = owner::Links {
             claims: claims_tx,
             asks: asks_tx,
             generation: generation_tx,
             damping: damping_tx,
             addresses,
         };
-        let side = cloud::side::CloudSide::new(vips, me.clone(), links, metrics.clone(), damping);
-        owner.cloud = Some(match &peer {
+        for v in &vips {
+            metrics.vip_init(&v.name);
+            if v.address.is_some() {
+                metrics.address_init(&v.name);
+            }
+        }
+        let side = crate::core::cloud::CloudState::new(vips, me.clone(), damping);
+        owner.core.cloud = Some(match &peer {
             Some(p) => side.with_peer(&node.name, p.max_age),
             None => side,
         });
+        owner.links = Some(links);
         peer_eni = Some(me.eni.clone());
         cloud_rx = Some(events_rx);
         let exec = cloud::executor::Executor {
@@ -300,6 +307,7 @@ pub async fn run(
         metrics.release_init(&release_names);
         let (orders_tx, orders_rx) = mpsc::channel(16);
         owner.release = Some(orders_tx);
+        owner.core.release = true;
         let (k, t, m, c) = (
             keepalived.clone(),
             tx.clone(),

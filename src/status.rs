@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::core::change::Change;
-pub use crate::core::view::{AddressStatus, MastershipView, PermissionView, VipView, rfc3339};
 use crate::core::model::Model;
+pub use crate::core::view::{AddressStatus, MastershipView, PermissionView, VipView, rfc3339};
 use crate::core::words::{Health, Source, VrrpState};
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +92,30 @@ pub struct DecisionView {
 }
 
 impl Status {
+    /// The snapshot of `core` at `now`, as `/v1/status` shows it.
+    pub fn of(
+        core: &crate::core::turn::Core,
+        node: &str,
+        pair: &str,
+        started: SystemTime,
+        now: crate::core::clock::Stamp,
+    ) -> Self {
+        let mut status = Status::build(&core.model, node, pair, started, now.wall);
+        if let Some(c) = &core.cloud {
+            status.vips = c.view(now, &core.model);
+        }
+        if let Some(link) = &core.peer {
+            let known = core.model.peer.as_ref();
+            status.peer = Some(PeerStatus {
+                address: link.address.clone(),
+                fresh: known.is_some_and(|p| now.mono.since(p.at) < link.max_age),
+                last_report_at: known.map(|p| rfc3339(p.at_wall)),
+                report: known.map(|p| p.report.clone()),
+            });
+        }
+        status
+    }
+
     pub fn build(
         model: &Model,
         node: &str,
@@ -164,3 +188,40 @@ impl Status {
 
 /// `/healthz` fails when the owner task has not published for this long.
 pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/v1/status` is an interface: its JSON is golden-tested (set
+    /// VIP_WATCHDOG_UPDATE_GOLDEN=1 to rewrite tests/golden/status.json after
+    /// a deliberate change).
+    #[test]
+    fn the_status_json_is_as_the_golden_file() {
+        use crate::core::turn::Input;
+        use crate::core::turn::tests::{observed, rig, stamp};
+        let mut core = rig();
+        let Input::Cloud(event) = observed(10, "eni-peer", &["eipalloc-db"]) else {
+            unreachable!("observed() is a cloud answer")
+        };
+        // The answer applied to the cloud side alone, as the file was made.
+        let model = core.model.clone();
+        let _ = core
+            .cloud
+            .as_mut()
+            .unwrap()
+            .on_cloud(event, &model, stamp(10));
+        core.plan(stamp(1_000));
+        let status = Status::of(&core, "lb-a", "edge", stamp(0).wall, stamp(1_000));
+        let text = serde_json::to_string_pretty(&status).unwrap() + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/status.json");
+        if std::env::var_os("VIP_WATCHDOG_UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let golden = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(
+            text, golden,
+            "update tests/golden/status.json (VIP_WATCHDOG_UPDATE_GOLDEN=1)"
+        );
+    }
+}

@@ -4,16 +4,16 @@
 //! mod.rs           the narrow Cloud trait, Address, ErrorKind (metric label and retry policy)
 //! aws.rs, imds.rs  aws-sdk-ec2 behind the trait; this node's identity from IMDSv2
 //! call.rs          one call: timeout, metrics, retries
-//! messages.rs      what flows between the owner and the cloud tasks (Claim, CloudEvent)
-//! side/            the owner's cloud side: feeds the pure rules, hands claims over, metrics, status
 //! executor.rs      the one task that performs claims, re-checked before each mutating call
 //! verifier.rs      the task that asks where the VIPs are, paced by hints
 //! permissions.rs   the DryRun permission checker and `check-cloud`
 //! damping_store.rs damping kept across restarts, written atomically
 //! ```
 //!
-//! The way of a claim: side (verdict) -> executor (calls) -> CloudEvent back
-//! to the owner -> side -> the pure rules.
+//! The way of a claim: the core's plan (`core::turn`) -> the owner hands it
+//! to the executor (calls) -> a CloudEvent back to the owner -> the core.
+//! The data these tasks exchange is the core's (`core/seen.rs`,
+//! `core/message.rs`); this module re-exports what the cloud says.
 
 pub mod aws;
 pub mod call;
@@ -21,7 +21,6 @@ pub mod damping_store;
 pub mod executor;
 pub mod imds;
 pub mod permissions;
-pub mod side;
 pub mod verifier;
 
 use std::future::Future;

@@ -15,6 +15,13 @@
 //! address.rs   manage_address's rules A1-A6
 //! release.rs   release_on_crash's rules R1-R4
 //! pace.rs      how often the cloud is asked (MIN_GAP, Ask, Pace)
+//! seen.rs      what the cloud says, as data (Address, Route, Seen, CloudError)
+//! message.rs   what goes to and comes from the cloud tasks (Claim, CloudEvent)
+//! vip.rs       a VIP's config (VipConfig, ManagedAddress)
+//! cloud/       the cloud side of a turn: what the cloud showed, the claim
+//!              and address rules' state, notes instead of logs
+//! turn.rs      Core: apply(Input) and plan() -> Plan, the owner's whole turn
+//! view.rs      each VIP as /v1/status shows it
 //! ```
 //!
 //! # Rules and the tables that test them
@@ -25,6 +32,7 @@
 //! | A1-A6: when to add or remove a managed private IP | `address.rs` | `address::tests::the_address_rules_table` |
 //! | R1-R4: when a crashed MASTER's advert is sent | `release.rs` | `release::tests::release_rules_table` |
 //! | a VRRP instance's state from FIFO lines, the process watch and start-up | `model/` | `model::tests::instance_state_table` |
+//! | a whole owner turn: inputs in, claims, asks and verdicts out | `turn.rs` | `turn::tests::whole_turn_table` (one row per rule shown), with sequences beside it |
 //! | a route VIP's holder from its tables | `target.rs` | `target::tests::a_route_vip_is_here_only_when_every_table_points_here` |
 //!
 //! The process-side rules that read `/proc` and keepalived.conf live with
@@ -35,6 +43,7 @@
 pub mod address;
 pub mod change;
 pub mod clock;
+pub mod cloud;
 pub mod decide;
 pub mod input;
 pub mod message;
@@ -44,6 +53,7 @@ pub mod peer;
 pub mod release;
 pub mod seen;
 pub mod target;
+pub mod turn;
 pub mod view;
 pub mod vip;
 pub mod words;

@@ -287,6 +287,43 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    /// A cloud side's note sets its gauge: a refused permission, an
+    /// unknown allocation ID, and back.
+    #[test]
+    fn notes_set_their_gauges() {
+        use crate::core::cloud::Note;
+        use crate::core::message::Evidence;
+        use crate::core::seen::Action;
+        let m = Metrics::new("p", "n").unwrap();
+        m.vip_init("web");
+        let permission = |allowed| Note::Permission {
+            vip: "web".into(),
+            action: Action::AssociateAddress,
+            allowed,
+            before: None,
+            evidence: Evidence::DryRun,
+            detail: String::new(),
+        };
+        let unknown = |unknown| Note::AllocationUnknown {
+            vip: "web".into(),
+            allocation_id: "eipalloc-web".into(),
+            unknown,
+        };
+        let gauges = |m: &Metrics| {
+            (
+                m.permission_denied("web", "AssociateAddress"),
+                m.value("vip_watchdog_vip_allocation_unknown", &[("vip", "web")]),
+            )
+        };
+        assert_eq!(gauges(&m), (0, Some(0.0)));
+        m.note(&permission(false));
+        m.note(&unknown(true));
+        assert_eq!(gauges(&m), (1, Some(1.0)));
+        m.note(&permission(true));
+        m.note(&unknown(false));
+        assert_eq!(gauges(&m), (0, Some(0.0)));
+    }
+
     use super::*;
     use crate::core::input::Event;
     use crate::core::model::Model;

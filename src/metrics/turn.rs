@@ -3,7 +3,10 @@
 
 use super::*;
 use crate::core::change::Change;
+use crate::core::cloud::Note;
+use crate::core::decide::Verdict;
 use crate::core::model::Model;
+use crate::core::words::ClaimOutcome;
 use crate::metrics::read::label;
 
 impl Metrics {
@@ -141,6 +144,48 @@ impl Metrics {
             self.lvs_up
                 .with_label_values(&[*kind, service.as_str()])
                 .set(i64::from(*up));
+        }
+    }
+
+    /// What a note of the cloud side counts or sets.
+    pub fn note(&self, note: &Note) {
+        match note {
+            Note::Permission {
+                vip,
+                action,
+                allowed,
+                ..
+            } => self.permission(vip, action.as_str(), !allowed),
+            Note::AddressDone { vip, change, error } => {
+                self.address_changed(vip, *change, error.is_none())
+            }
+            Note::SourceDestCheck { eni, on, .. } => self.source_dest_check(eni, *on),
+            Note::AllocationUnknown { vip, unknown, .. } => {
+                self.vip_allocation_unknown(vip, *unknown)
+            }
+            Note::Route { vip, route } => self.route_state(vip, &route.route_table, route.state),
+            Note::ArrivedHere {
+                vip,
+                latency,
+                moved_by,
+                ..
+            } => self.failover(vip, *moved_by, *latency),
+            Note::MovedAway {
+                vip, fight: true, ..
+            } => self.claim_undone(vip),
+            Note::Seen { vip, here, at, .. } => self.vip_seen(vip, *here, *at),
+            Note::ClaimDone {
+                vip,
+                outcome: ClaimOutcome::Dropped,
+                ..
+            } => self.claim_dropped(vip),
+            Note::Verdict {
+                vip,
+                verdict: Verdict::Damped { .. },
+                ..
+            } => self.claim_damped(vip),
+            Note::Converged { vip, converged } => self.vip_converged(vip, *converged),
+            _ => {}
         }
     }
 }

@@ -1,8 +1,9 @@
-//! The VIP views of `/v1/status`, from the cloud side's state.
+//! Each VIP as `/v1/status` shows it, from the cloud side's state.
 
 use super::*;
 
-impl CloudSide {
+impl CloudState {
+    /// Each VIP as `/v1/status` shows it.
     pub fn view(&self, now: Stamp, model: &Model) -> Vec<VipView> {
         self.vips
             .iter()
@@ -15,15 +16,11 @@ impl CloudSide {
                     kind: v.target.kind(),
                     allocation_id: v.target.allocation_id().map(str::to_owned),
                     private_ip: match &v.target {
-                        crate::core::target::VipTarget::EipOnEni { private_ip, .. } => {
-                            Some(*private_ip)
-                        }
+                        VipTarget::EipOnEni { private_ip, .. } => Some(*private_ip),
                         _ => None,
                     },
                     destination: match &v.target {
-                        crate::core::target::VipTarget::Route { destination, .. } => {
-                            Some(destination.clone())
-                        }
+                        VipTarget::Route { destination, .. } => Some(destination.clone()),
                         _ => None,
                     },
                     routes: self.routes.get(&v.name).cloned().unwrap_or_default(),
@@ -66,7 +63,7 @@ impl CloudSide {
                         .map(|(_, p)| p.clone())
                         .collect(),
                     address: v.address.as_ref().zip(self.addresses.get(&v.name)).map(
-                        |(m, (st, why))| crate::status::AddressStatus {
+                        |(m, (st, why))| AddressStatus {
                             interface: m.interface.clone(),
                             why,
                             in_flight: st.in_flight.map(|f| f.change),
@@ -79,7 +76,7 @@ impl CloudSide {
     }
 }
 
-pub(super) fn verdict_why(v: &Verdict, now: Stamp) -> String {
+pub fn verdict_why(v: &Verdict, now: Stamp) -> String {
     match v {
         Verdict::Claim { reason, dry_run } => format!(
             "{}the VIP is {} and this node is a healthy MASTER",

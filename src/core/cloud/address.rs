@@ -1,20 +1,17 @@
-//! The address rules' turn (`core::address`) for each `manage_address` VIP.
+//! The address rules' part of a step (`core::address`), for each
+//! `manage_address` VIP.
 
 use super::*;
 
-impl CloudSide {
-    /// The address rules (`core::address`) for each `manage_address` VIP:
-    /// hands adds and removals to the host's address task.
+impl CloudState {
+    /// The address rules (`core::address`) for each `manage_address` VIP.
     pub(super) fn step_addresses(
         &mut self,
         now: Stamp,
         model: &Model,
         refresh: &mut Option<Ask>,
-        wake: &mut Option<Mono>,
+        out: &mut Step,
     ) {
-        let Some(tx) = &self.links.addresses else {
-            return;
-        };
         for vip in &self.vips {
             let (Some(managed), Some((st, last_why))) =
                 (&vip.address, self.addresses.get_mut(&vip.name))
@@ -43,21 +40,16 @@ impl CloudSide {
             };
             match verdict {
                 AddressVerdict::Act { change, why } => {
-                    let job = AddressJob {
-                        vip: vip.name.clone(),
-                        change,
-                        ip: managed.ip,
-                        interface: managed.interface.clone(),
-                    };
-                    match tx.try_send(job) {
-                        Ok(()) => {
-                            st.sent(change, now.mono);
-                            info!(vip = %vip.name, change = change.as_str(), address = %managed.ip, interface = %managed.interface, why, "changing the private IP on this host");
-                        }
-                        Err(e) => {
-                            error!(vip = %vip.name, error = %e, "cannot hand the address change to its task")
-                        }
-                    }
+                    st.sent(change, now.mono);
+                    out.addresses.push(AddressOrder {
+                        job: AddressJob {
+                            vip: vip.name.clone(),
+                            change,
+                            ip: managed.ip,
+                            interface: managed.interface.clone(),
+                        },
+                        why,
+                    });
                 }
                 AddressVerdict::Keep { refresh: r, .. } => {
                     if r && refresh.is_none() {
@@ -66,7 +58,7 @@ impl CloudSide {
                 }
             }
             if let Some(w) = st.wake(managed.hold) {
-                *wake = Some(wake.map_or(w, |x| x.min(w)));
+                earliest(&mut out.wake, w);
             }
         }
     }

@@ -1,0 +1,692 @@
+//! The owner's whole turn, pure: `Core::apply` takes every input the owner
+//! receives (a source's event, a cloud task's answer) and returns what it
+//! changed; `Core::plan` decides for every VIP and says what to hand to
+//! whom (claims, asks, address changes, releases) and when to decide
+//! again. The owner task only receives, applies, logs and counts, plans,
+//! sends and publishes.
+
+use std::time::Duration;
+
+use crate::core::change::Change;
+use crate::core::clock::{Mono, Stamp};
+use crate::core::cloud::{AddressOrder, ClaimOrder, CloudState, Note};
+use crate::core::input::Event;
+use crate::core::message::CloudEvent;
+use crate::core::model::Model;
+use crate::core::pace::Ask;
+
+/// Every input of a turn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// From a source: the FIFO, the process watch, the probe, the host's
+    /// addresses, the peer, the notify wrapper, the release task.
+    Event(Event),
+    /// From a cloud task: the executor, the verifier, the permission
+    /// checker, the host's address task.
+    Cloud(CloudEvent),
+}
+
+/// What the core knows of the peer channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerLink {
+    /// The peer's address, the metrics' `peer` label.
+    pub address: String,
+    pub max_age: Duration,
+    /// Whether the last report was fresh at the last plan.
+    pub fresh: bool,
+}
+
+/// What `apply` changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Applied {
+    pub changes: Vec<Change>,
+    pub notes: Vec<Note>,
+}
+
+/// What `plan` decided.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Split brain entered or left (rule 10), and the verdicts that changed.
+    pub changes: Vec<Change>,
+    pub notes: Vec<Note>,
+    /// The peer's reports became fresh (`Some(true)`) or stale.
+    pub peer_fresh: Option<bool>,
+    pub claims: Vec<ClaimOrder>,
+    pub asks: Vec<Ask>,
+    pub addresses: Vec<AddressOrder>,
+    /// Instances whose crashed MASTER's priority-0 advert to send.
+    pub releases: Vec<String>,
+    /// The generation claims in flight must still carry.
+    pub generation: u64,
+    /// When to plan again although nothing happens (a grace or back-off ends).
+    pub wake: Option<Mono>,
+}
+
+pub struct Core {
+    pub model: Model,
+    /// The cloud side, when VIPs are configured.
+    pub cloud: Option<CloudState>,
+    /// The peer channel, when configured.
+    pub peer: Option<PeerLink>,
+    /// This node's name, for rule 10's tie-break.
+    node: String,
+    /// Whether crashed MASTERs are released (`release_on_crash` and a
+    /// release task to hand them to).
+    pub release: bool,
+    releases: Vec<String>,
+}
+
+/// Whether a change may change a verdict: claims made before it are
+/// re-checked (the generation is bumped).
+fn matters(c: &Change) -> bool {
+    matches!(
+        c,
+        Change::Vrrp { .. }
+            | Change::Learned { .. }
+            | Change::Probe { .. }
+            | Change::Keepalived { .. }
+            | Change::HostAddresses { .. }
+            | Change::Peer { .. }
+            | Change::SplitBrain { .. }
+    )
+}
+
+/// Whether a change hints that the cloud is about to change: a VRRP
+/// transition here (and so, often, on the peer), or another MASTER heard.
+fn hints(c: &Change) -> bool {
+    matches!(
+        c,
+        Change::Vrrp { .. } | Change::Learned { .. } | Change::OtherMasterSeen { .. }
+    )
+}
+
+impl Core {
+    pub fn new(
+        model: Model,
+        cloud: Option<CloudState>,
+        peer: Option<PeerLink>,
+        node: &str,
+        release: bool,
+    ) -> Self {
+        Core {
+            model,
+            cloud,
+            peer,
+            node: node.to_owned(),
+            release,
+            releases: vec![],
+        }
+    }
+
+    /// Applies one input.
+    pub fn apply(&mut self, input: Input, now: Stamp) -> Applied {
+        match input {
+            Input::Event(event) => {
+                // A crashed MASTER's release is decided on the model before
+                // the event (`core::release`).
+                let release = crate::core::release::to_release(&event, &self.model, self.release);
+                self.releases.extend(release);
+                let changes = self.model.observe(event, now);
+                if let Some(c) = &mut self.cloud {
+                    if changes.iter().any(matters) {
+                        c.bump();
+                    }
+                    if changes.iter().any(hints) {
+                        c.hint();
+                    }
+                    for change in &changes {
+                        if let Change::NotifyRun {
+                            instance, outcome, ..
+                        } = change
+                        {
+                            c.notify_ran(instance.as_deref(), *outcome, &self.model, now.mono);
+                        }
+                    }
+                }
+                Applied {
+                    changes,
+                    notes: vec![],
+                }
+            }
+            Input::Cloud(event) => {
+                let Some(c) = &mut self.cloud else {
+                    return Applied::default();
+                };
+                let (changes, notes) = c.on_cloud(event, &self.model, now);
+                for change in &changes {
+                    self.model.record(change.clone(), now.wall);
+                }
+                Applied { changes, notes }
+            }
+        }
+    }
+
+    /// Decides: the peer's freshness and split brain first, then every VIP.
+    pub fn plan(&mut self, now: Stamp) -> Plan {
+        let mut plan = Plan::default();
+        if let Some(link) = &mut self.peer {
+            let fresh = self
+                .model
+                .peer
+                .as_ref()
+                .is_some_and(|p| now.mono.since(p.at) < link.max_age);
+            if fresh != link.fresh {
+                link.fresh = fresh;
+                plan.peer_fresh = Some(fresh);
+            }
+            let changes = self
+                .model
+                .follow_split_brain(now.mono, link.max_age, &self.node);
+            if let Some(c) = &mut self.cloud
+                && !changes.is_empty()
+            {
+                c.bump();
+            }
+            for change in &changes {
+                self.model.record(change.clone(), now.wall);
+            }
+            plan.changes = changes;
+        }
+        if let Some(c) = &mut self.cloud {
+            let step = c.step(now, &self.model);
+            for change in &step.changes {
+                self.model.record(change.clone(), now.wall);
+            }
+            plan.changes.extend(step.changes);
+            plan.notes = step.notes;
+            plan.claims = step.claims;
+            plan.asks = step.asks;
+            plan.addresses = step.addresses;
+            plan.wake = step.wake;
+            plan.generation = c.generation();
+        }
+        plan.releases = std::mem::take(&mut self.releases);
+        plan
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::core::cloud::{CloudState, Note};
+    use crate::core::decide::VipPolicy;
+    use crate::core::message::Evidence;
+    use crate::core::seen::{Action, Address, CloudError, ErrorKind, Me, Seen};
+    use crate::core::target::VipTarget;
+    use crate::core::vip::VipConfig;
+    use crate::core::words::{ClaimOutcome, Health, Holder, Mode, Outcome};
+
+    pub(crate) fn stamp(ms: u64) -> Stamp {
+        Stamp {
+            mono: Mono::from_millis(ms),
+            wall: SystemTime::UNIX_EPOCH
+                + Duration::from_secs(1_800_000_000)
+                + Duration::from_millis(ms),
+        }
+    }
+
+    fn line(text: &str, at: u64) -> Input {
+        Input::Event(Event::Line {
+            line: crate::keepalived::line::parse(text).unwrap(),
+            at: stamp(at),
+        })
+    }
+
+    /// Two EIP VIPs, `web` and `db`, on VI_1, in `own` mode
+    /// (min_master_age 3 s); this node a healthy MASTER since 0 ms.
+    pub(crate) fn rig() -> Core {
+        let policy = VipPolicy {
+            mode: Mode::Own,
+            grace: Duration::from_secs(10),
+            min_master_age: Duration::from_secs(3),
+            max_claims: 3,
+            claim_window: Duration::from_secs(600),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            dry_run: false,
+        };
+        let vips = ["web", "db"]
+            .map(|name| VipConfig {
+                name: name.into(),
+                target: VipTarget::EipOnEni {
+                    allocation_id: format!("eipalloc-{name}"),
+                    private_ip: "10.0.0.50".parse().unwrap(),
+                },
+                vrrp_instance: "VI_1".into(),
+                policy: policy.clone(),
+                address: None,
+            })
+            .to_vec();
+        let me = Me {
+            instance_id: "i-me".into(),
+            eni: "eni-me".into(),
+        };
+        let cloud = CloudState::new(vips, me, BTreeMap::new());
+        let mut core = Core::new(Model::new(["VI_1"]), Some(cloud), None, "lb-a", false);
+        for e in [
+            Input::Event(Event::KeepalivedRunning {
+                pid: 1,
+                vrrp_pid: None,
+                started: SystemTime::UNIX_EPOCH,
+            }),
+            Input::Event(Event::Probe {
+                health: Health::Up,
+                detail: "ok".into(),
+            }),
+            Input::Event(Event::HostAddresses(["10.0.0.50".parse().unwrap()].into())),
+            line("INSTANCE \"VI_1\" MASTER 150", 0),
+        ] {
+            core.apply(e, stamp(0));
+        }
+        core
+    }
+
+    /// The cloud's answer, asked at `sent`: both EIPs on `eni`, but for the
+    /// allocation IDs in `unknown`.
+    pub(crate) fn observed(sent: u64, eni: &str, unknown: &[&str]) -> Input {
+        let addr = |alloc: &str| Address {
+            allocation_id: alloc.into(),
+            public_ip: None,
+            association_id: Some("eipassoc-1".into()),
+            network_interface_id: Some(eni.into()),
+            private_ip: Some("10.0.0.50".parse().unwrap()),
+            instance_id: None,
+        };
+        Input::Cloud(CloudEvent::Observed {
+            sent: stamp(sent),
+            result: Ok(Seen::Addresses(
+                ["eipalloc-web", "eipalloc-db"]
+                    .into_iter()
+                    .filter(|a| !unknown.iter().any(|u| u.ends_with(&a[9..])))
+                    .map(addr)
+                    .collect(),
+            )),
+            unknown: unknown.iter().map(|u| u.to_string()).collect(),
+        })
+    }
+
+    fn done(vip: &str, outcome: ClaimOutcome) -> Input {
+        Input::Cloud(CloudEvent::ClaimDone {
+            vip: vip.into(),
+            outcome,
+            detail: "test".into(),
+        })
+    }
+
+    fn claims(plan: &Plan) -> Vec<(&str, u64)> {
+        plan.claims
+            .iter()
+            .map(|o| (o.claim.vip.as_str(), o.claim.generation))
+            .collect()
+    }
+
+    /// A whole turn per row: after `rig()` (whose MASTER line hinted), the
+    /// inputs, each applied at its time, then a plan at `plan_at`: the
+    /// claims handed over (VIP, generation), the asks, and each VIP's
+    /// verdict. Each row names the rule it shows.
+    #[test]
+    fn whole_turn_table() {
+        type Row = (
+            &'static str,
+            Vec<(u64, Input)>,
+            u64,
+            Vec<(&'static str, u64)>,
+            Vec<Ask>,
+            [&'static str; 2],
+        );
+        let notify = |outcome| {
+            Input::Event(Event::NotifyRun(crate::core::input::NotifyReport {
+                instance: Some("VI_1".into()),
+                outcome,
+                exit_code: Some(0),
+                duration_ms: 900,
+                output: String::new(),
+            }))
+        };
+        let throttled = Input::Cloud(CloudEvent::Observed {
+            sent: stamp(10),
+            result: Err(CloudError {
+                operation: "DescribeAddresses",
+                kind: ErrorKind::Throttled,
+                code: "RequestLimitExceeded".into(),
+                message: "slow down".into(),
+            }),
+            unknown: vec![],
+        });
+        // The rig's four inputs each bumped the generation: claims carry 4.
+        let rows: Vec<Row> = vec![
+            (
+                "rule 1: no view of the cloud yet: hold, no claim",
+                vec![],
+                3_000,
+                vec![],
+                vec![Ask::Hint],
+                ["hold", "hold"],
+            ),
+            (
+                "rule 3: the cloud shows the VIP here: hold",
+                vec![(10, observed(10, "eni-me", &[]))],
+                3_000,
+                vec![],
+                vec![Ask::Hint],
+                ["hold", "hold"],
+            ),
+            (
+                "rule 4: elsewhere, but the MASTER is younger than min_master_age: wait",
+                vec![(10, observed(10, "eni-peer", &[]))],
+                2_999,
+                vec![],
+                vec![Ask::Hint],
+                ["wait", "wait"],
+            ),
+            (
+                "rules 4, 7: elsewhere on a view asked after the MASTER line: claim both",
+                vec![(10, observed(10, "eni-peer", &[]))],
+                3_000,
+                vec![("web", 4), ("db", 4)],
+                vec![Ask::Hint],
+                ["claim", "claim"],
+            ),
+            (
+                "rule 7: a new mastership after the view: each transition hints, the view is asked again",
+                vec![
+                    (10, observed(10, "eni-peer", &[])),
+                    (20, line("INSTANCE \"VI_1\" BACKUP 150", 20)),
+                    (30, line("INSTANCE \"VI_1\" MASTER 150", 30)),
+                ],
+                3_030,
+                vec![],
+                vec![Ask::Hint, Ask::Hint, Ask::Hint, Ask::Now],
+                ["refresh", "refresh"],
+            ),
+            (
+                "rule 5: a notify run that succeeded asks the cloud at once (Confirm)",
+                vec![(10, notify(Outcome::Succeeded))],
+                20,
+                vec![],
+                vec![Ask::Hint, Ask::Confirm],
+                ["hold", "hold"],
+            ),
+            (
+                "an unknown allocation ID blinds no other VIP: web is claimed, db holds",
+                vec![(10, observed(10, "eni-peer", &["eipalloc-db"]))],
+                3_000,
+                vec![("web", 4)],
+                vec![Ask::Hint],
+                ["claim", "hold"],
+            ),
+            (
+                "rule 1: a describe that failed is no view: hold",
+                vec![(10, throttled)],
+                3_000,
+                vec![],
+                vec![Ask::Hint],
+                ["hold", "hold"],
+            ),
+        ];
+        for (name, inputs, plan_at, want_claims, want_asks, want_verdicts) in rows {
+            let mut core = rig();
+            for (at, input) in inputs {
+                core.apply(input, stamp(at));
+            }
+            let plan = core.plan(stamp(plan_at));
+            assert_eq!(claims(&plan), want_claims, "{name}: claims");
+            assert_eq!(plan.asks, want_asks, "{name}: asks");
+            let verdicts: Vec<(&str, &str)> = plan
+                .notes
+                .iter()
+                .filter_map(|n| match n {
+                    Note::Verdict { vip, verdict, .. } => Some((vip.as_str(), verdict.kind())),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                verdicts,
+                [("web", want_verdicts[0]), ("db", want_verdicts[1])],
+                "{name}: verdicts"
+            );
+        }
+    }
+
+    /// A claim that failed or was dropped hints, and the next claim waits
+    /// for a view asked after it (rule 7), carrying the bumped generation.
+    #[test]
+    fn after_a_dropped_claim_the_next_waits_for_a_fresh_view() {
+        let mut core = rig();
+        core.apply(observed(0, "eni-peer", &[]), stamp(0));
+        let plan = core.plan(stamp(3_000));
+        assert_eq!(claims(&plan), [("web", 4), ("db", 4)]);
+        core.cloud.as_mut().unwrap().bump();
+        let applied = core.apply(done("web", ClaimOutcome::Dropped), stamp(3_100));
+        assert!(
+            applied.notes.iter().any(|n| matches!(
+                n,
+                Note::ClaimDone {
+                    outcome: ClaimOutcome::Dropped,
+                    ..
+                }
+            )),
+            "{applied:?}"
+        );
+        let plan = core.plan(stamp(3_200));
+        assert_eq!(
+            plan.asks,
+            [Ask::Hint, Ask::Now],
+            "a hint, then a fresh view"
+        );
+        assert!(plan.claims.is_empty(), "no claim on the old view");
+        core.apply(observed(3_300, "eni-peer", &[]), stamp(3_310));
+        let plan = core.plan(stamp(3_320));
+        assert_eq!(claims(&plan), [("web", 5)]);
+        assert_eq!(plan.generation, 5);
+    }
+
+    #[test]
+    fn an_unknown_allocation_id_is_a_note_and_shows_in_the_view() {
+        let mut core = rig();
+        let applied = core.apply(observed(10, "eni-me", &["eipalloc-db"]), stamp(10));
+        assert!(
+            applied.notes.contains(&Note::AllocationUnknown {
+                vip: "db".into(),
+                allocation_id: "eipalloc-db".into(),
+                unknown: true
+            }),
+            "{:?}",
+            applied.notes
+        );
+        let view = core.cloud.as_ref().unwrap().view(stamp(20), &core.model);
+        assert_eq!(
+            view.iter()
+                .map(|v| (v.name.as_str(), v.allocation_known, v.cloud.clone()))
+                .collect::<Vec<_>>(),
+            [("web", true, Some(Holder::Here)), ("db", false, None)]
+        );
+    }
+
+    /// (input, then for (vip, action): the note's `allowed` and `before`,
+    /// and the status's `allowed`)
+    #[test]
+    fn permissions_are_notes_and_status_per_vip() {
+        let mut core = rig();
+        let permission = |vips: &[&str], action, allowed, evidence| {
+            Input::Cloud(CloudEvent::Permission {
+                vips: vips.iter().map(|v| v.to_string()).collect(),
+                action,
+                allowed,
+                detail: if allowed {
+                    "DryRunOperation"
+                } else {
+                    "UnauthorizedOperation: no"
+                }
+                .into(),
+                evidence,
+                at: SystemTime::UNIX_EPOCH,
+            })
+        };
+        let denied = CloudError {
+            operation: "DescribeAddresses",
+            kind: ErrorKind::Auth,
+            code: "UnauthorizedOperation".into(),
+            message: "no".into(),
+        };
+        let throttled = CloudError {
+            kind: ErrorKind::Throttled,
+            code: "RequestLimitExceeded".into(),
+            ..denied.clone()
+        };
+        let failed = |e| {
+            Input::Cloud(CloudEvent::Observed {
+                sent: stamp(0),
+                result: Err(e),
+                unknown: vec![],
+            })
+        };
+        use Action::*;
+        type Row = (
+            Input,
+            &'static str,
+            Action,
+            Option<(bool, Option<bool>)>,
+            Option<bool>,
+        );
+        let table: Vec<Row> = vec![
+            (
+                permission(&["web"], AssociateAddress, false, Evidence::DryRun),
+                "web",
+                AssociateAddress,
+                Some((false, None)),
+                Some(false),
+            ),
+            (
+                permission(&["web"], AssociateAddress, false, Evidence::DryRun),
+                "db",
+                AssociateAddress,
+                None,
+                None,
+            ),
+            (
+                permission(&["web"], AssociateAddress, true, Evidence::Call),
+                "web",
+                AssociateAddress,
+                Some((true, Some(false))),
+                Some(true),
+            ),
+            (
+                permission(
+                    &["web", "db"],
+                    DescribeNetworkInterfaces,
+                    true,
+                    Evidence::DryRun,
+                ),
+                "db",
+                DescribeNetworkInterfaces,
+                Some((true, None)),
+                Some(true),
+            ),
+            // The verifier's describe is evidence too, for every VIP.
+            (
+                failed(denied),
+                "db",
+                DescribeAddresses,
+                Some((false, None)),
+                Some(false),
+            ),
+            // A throttled describe says nothing about the permission.
+            (
+                failed(throttled),
+                "db",
+                DescribeAddresses,
+                None,
+                Some(false),
+            ),
+            (
+                observed(1, "eni-me", &[]),
+                "db",
+                DescribeAddresses,
+                Some((true, Some(false))),
+                Some(true),
+            ),
+        ];
+        for (i, (input, vip, action, note, allowed)) in table.into_iter().enumerate() {
+            let applied = core.apply(input, stamp(1));
+            let noted = applied.notes.iter().find_map(|n| match n {
+                Note::Permission {
+                    vip: v,
+                    action: a,
+                    allowed,
+                    before,
+                    ..
+                } if v == vip && *a == action => Some((*allowed, *before)),
+                _ => None,
+            });
+            assert_eq!(noted, note, "row {i}: the note for ({vip}, {action:?})");
+            let view = core.cloud.as_ref().unwrap().view(stamp(1), &core.model);
+            let shown = view
+                .iter()
+                .find(|v| v.name == vip)
+                .and_then(|v| v.permissions.iter().find(|p| p.action == action.as_str()))
+                .map(|p| p.allowed);
+            assert_eq!(shown, allowed, "row {i}: the status of ({vip}, {action:?})");
+        }
+    }
+
+    /// Ages, windows and back-off are on the monotonic clock: a wall clock
+    /// stepped an hour forward or back (NTP at boot) changes no verdict.
+    /// (now on the monotonic clock in ms, wall clock offset in s, the
+    /// verdict for "web")
+    #[test]
+    fn a_wall_clock_step_changes_no_verdict() {
+        let at = |mono: u64, wall_offset: i64| Stamp {
+            mono: Mono::from_millis(mono),
+            wall: if wall_offset >= 0 {
+                stamp(mono).wall + Duration::from_secs(wall_offset as u64)
+            } else {
+                stamp(mono).wall - Duration::from_secs((-wall_offset) as u64)
+            },
+        };
+        let verdict = |core: &Core, now: Stamp| {
+            let view = core.cloud.as_ref().unwrap().view(now, &core.model);
+            (view[0].verdict, view[0].why.clone())
+        };
+        let rows = [
+            (500, 3_600, "wait"),
+            (500, -3_600, "wait"),
+            (2_999, 86_400, "wait"),
+            (3_000, -86_400, "claim"),
+        ];
+        for (mono, offset, want) in rows {
+            let mut core = rig();
+            core.apply(observed(10, "eni-peer", &[]), stamp(10));
+            core.plan(at(mono, offset));
+            let (got, why) = verdict(&core, at(mono, offset));
+            assert_eq!(
+                got,
+                Some(want),
+                "mono {mono} ms, wall {offset:+} s: {why:?}"
+            );
+        }
+        // Damping: three failed claims fill the window; a wall clock
+        // stepped a day forward does not empty it.
+        let mut core = rig();
+        for i in 0..3u64 {
+            let t = 3_000 + i * 1_000;
+            core.apply(observed(t, "eni-peer", &[]), stamp(t));
+            core.plan(stamp(t));
+            for vip in ["web", "db"] {
+                core.apply(done(vip, ClaimOutcome::Failed), stamp(t + 100));
+            }
+        }
+        core.apply(observed(6_500, "eni-peer", &[]), stamp(6_500));
+        let plan = core.plan(at(7_000, 86_400));
+        assert!(
+            plan.notes.iter().any(|n| matches!(n, Note::Verdict { vip, verdict: crate::core::decide::Verdict::Damped { .. }, .. } if vip == "web")),
+            "{:?}",
+            plan.notes
+        );
+        let (got, why) = verdict(&core, at(7_000, 86_400));
+        assert_eq!(got, Some("damped"), "{why:?}");
+    }
+}

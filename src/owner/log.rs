@@ -1,0 +1,313 @@
+//! Every log line of a turn: one match on `Change` (the model's changes)
+//! and one on `Note` (the cloud side's), constant messages, values in
+//! fields.
+
+use tracing::{debug, error, info, warn};
+
+use crate::core::change::Change;
+use crate::core::cloud::Note;
+use crate::core::decide::Verdict;
+use crate::core::words::{ClaimOutcome, RouteState};
+use crate::status::rfc3339;
+
+/// One line per change, constant message, values in fields.
+pub fn log_change(change: &Change) {
+    match change {
+        Change::Learned {
+            instance,
+            state,
+            priority,
+            source,
+            reason,
+        } => info!(
+            vrrp_instance = %instance,
+            state = state.as_str(),
+            priority = priority.map(i64::from),
+            source = source.as_str(),
+            reason = %reason,
+            "vrrp state learned at start-up"
+        ),
+        Change::Vrrp {
+            instance,
+            from,
+            to,
+            priority,
+            source,
+            reason,
+        } => info!(
+            vrrp_instance = %instance,
+            from = from.as_str(),
+            to = to.as_str(),
+            priority = priority.map(i64::from),
+            source = source.as_str(),
+            reason = %reason,
+            "vrrp state changed"
+        ),
+        Change::Priority { instance, from, to } => info!(
+            vrrp_instance = %instance,
+            from = from.map(i64::from),
+            to = *to,
+            "vrrp priority changed"
+        ),
+        Change::OtherMasterSeen { instance } => warn!(
+            vrrp_instance = %instance,
+            "keepalived heard another MASTER with a lower priority (MASTER_RX_LOWER_PRI): possible split brain"
+        ),
+        Change::Group { group, from, to } => info!(
+            group = %group,
+            from = from.as_str(),
+            to = to.as_str(),
+            "vrrp group state changed"
+        ),
+        Change::Lvs { kind, service, up } => {
+            info!(kind, service = %service, up, "lvs server changed")
+        }
+        Change::Keepalived {
+            running: true,
+            detail,
+        } => info!(detail = %detail, "keepalived is running"),
+        Change::Keepalived {
+            running: false,
+            detail,
+        } => warn!(detail = %detail, "keepalived is gone"),
+        Change::ProcessCheckFailed {
+            reason,
+            first: true,
+        } => {
+            warn!(reason = %reason, "cannot look at keepalived's processes: its state is kept as it was until a look succeeds")
+        }
+        Change::ProcessCheckFailed { first: false, .. } => {}
+        Change::Probe { from, to, detail } => info!(
+            from = from.as_str(),
+            to = to.as_str(),
+            detail = %detail,
+            "probe health changed"
+        ),
+        Change::NameDropped {
+            kind,
+            name,
+            dropped,
+        } => {
+            // The first, then at every power of two: a flood logs little.
+            if dropped.is_power_of_two() {
+                warn!(kind, name = %name, dropped, limit = crate::core::model::MAX_NEW_NAMES, "a FIFO line names one name too many of its kind; dropped (counted in vip_watchdog_fifo_names_dropped_total)")
+            }
+        }
+        Change::HostAddresses { added, removed } => info!(
+            added = ?added,
+            removed = ?removed,
+            "this host's addresses changed"
+        ),
+        Change::InstanceMismatch {
+            instance,
+            known_to: "keepalived",
+        } => {
+            warn!(vrrp_instance = %instance, "keepalived reports a VRRP instance that the config does not name: add it to [[keepalived.instance]] (and a [[vip]] if it should move one)")
+        }
+        Change::InstanceMismatch { instance, .. } => {
+            warn!(vrrp_instance = %instance, "the config names a VRRP instance that keepalived's JSON dump does not list: check the name against keepalived.conf (vip-watchdog check-config)")
+        }
+        Change::NotifyRun {
+            instance,
+            outcome,
+            exit_code,
+            duration_ms,
+            output,
+        } => {
+            let instance = instance.as_deref().unwrap_or("(every instance)");
+            if outcome.failed() {
+                warn!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run failed: the watchdog heals without waiting for the rest of grace")
+            } else if *outcome == crate::core::words::Outcome::Skipped {
+                info!(vrrp_instance = %instance, outcome = outcome.as_str(), why = %output, "a notify script run was skipped: the peer is a healthy MASTER holding the VIP")
+            } else {
+                info!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run succeeded: asking the cloud at once")
+            }
+        }
+        Change::Peer { node, summary } => info!(
+            peer = %node,
+            summary = %summary,
+            "the peer's watchdog reports a change"
+        ),
+        Change::SplitBrain {
+            instance,
+            on: true,
+            mine,
+            peers,
+        } => warn!(
+            vrrp_instance = %instance,
+            this_node = %mine,
+            peer = %peers,
+            "split brain: this node and its peer are both MASTER; the incumbent keeps the VIP (rule 10), see the runbook"
+        ),
+        Change::SplitBrain {
+            instance,
+            on: false,
+            mine,
+            peers,
+        } => info!(
+            vrrp_instance = %instance,
+            this_node = %mine,
+            peer = %peers,
+            "split brain over: one MASTER again"
+        ),
+        Change::Released {
+            instance,
+            sent: Some(sent),
+            ..
+        } => info!(
+            vrrp_instance = %instance,
+            advert = %sent,
+            "keepalived crashed while MASTER: sent its priority-0 advert on its behalf, so the peer takes over after its skew time as at a graceful stop"
+        ),
+        Change::Released {
+            instance, error, ..
+        } => warn!(
+            vrrp_instance = %instance,
+            error = error.as_deref().unwrap_or_default(),
+            "keepalived crashed while MASTER: its priority-0 advert was not sent; the peer takes over once Keepalived's detection ends"
+        ),
+        // Logged by the cloud side where they happen.
+        Change::VipSeen { .. } | Change::VipVerdict { .. } | Change::ClaimDone { .. } => {}
+    }
+}
+
+/// One line per note of the cloud side, when it says something new.
+pub fn log_note(note: &Note) {
+    match note {
+        Note::Permission {
+            vip,
+            action,
+            allowed,
+            before,
+            evidence,
+            detail,
+        } => match (before, allowed) {
+            (_, false) if *before != Some(false) => error!(
+                vip = %vip,
+                action = action.as_str(),
+                iam_action = %format!("ec2:{}", action.as_str()),
+                evidence = evidence.as_str(),
+                detail = %detail,
+                "the cloud refuses an action this node needs to claim the VIP: a failover to this node would leave the VIP behind; grant it in the instance role's IAM policy"
+            ),
+            (Some(false), true) => info!(
+                vip = %vip,
+                action = action.as_str(),
+                evidence = evidence.as_str(),
+                "the cloud allows the action again"
+            ),
+            _ => {}
+        },
+        Note::AddressDone { vip, change, error } => match error {
+            None => {
+                info!(vip = %vip, change = change.as_str(), "private IP changed on this host")
+            }
+            Some(e) => {
+                error!(vip = %vip, change = change.as_str(), error = %e, "cannot change the private IP on this host")
+            }
+        },
+        Note::DescribeFailed { error: e } => {
+            warn!(operation = e.operation, kind = e.kind.as_str(), error = %e, "cannot read the cloud's view; no action without it");
+        }
+        Note::SourceDestCheck {
+            eni,
+            on,
+            before,
+            has_routes,
+        } => {
+            if *on && *has_routes && *before != Some(true) {
+                error!(eni = %eni, fix = "aws ec2 modify-network-interface-attribute --no-source-dest-check", "this node's ENI has its source/destination check on: the instance drops traffic for a routed VIP that is not its own address; turn it off");
+            } else if !on && *before == Some(true) {
+                info!(eni = %eni, "this node's ENI has its source/destination check off now");
+            }
+        }
+        Note::AllocationUnknown {
+            vip,
+            allocation_id,
+            unknown: true,
+        } => {
+            error!(vip = %vip, allocation_id = %allocation_id, "EC2 does not know the VIP's allocation ID: fix vip.allocation_id; the other VIPs are watched as usual");
+        }
+        Note::AllocationUnknown {
+            vip, allocation_id, ..
+        } => {
+            info!(vip = %vip, allocation_id = %allocation_id, "EC2 knows the VIP's allocation ID now");
+        }
+        Note::Route { vip, route: r } => match r.state {
+            RouteState::Blackhole => {
+                error!(vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route is a blackhole: its target ENI or instance is gone and traffic is dropped; the MASTER claims it")
+            }
+            RouteState::Instance => {
+                warn!(vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route targets an instance, not an ENI: EC2 resolves it to the primary ENI and refuses it for instances with several; the MASTER points it at its ENI")
+            }
+            RouteState::Other => {
+                warn!(vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route targets neither an ENI nor an instance")
+            }
+            _ => {
+                debug!(vip = %vip, route_table = %r.route_table, state = r.state.as_str(), "the VIP's route changed")
+            }
+        },
+        Note::OutOfOrder { vip } => {
+            debug!(vip = %vip, "a cloud answer older than the view held: ignored");
+        }
+        Note::ArrivedHere {
+            vip,
+            latency,
+            moved_by,
+            seen_at,
+        } => {
+            info!(vip = %vip, latency_ms = latency.as_millis() as u64, moved_by = moved_by.as_str(), seen_at = %rfc3339(*seen_at), "the cloud shows the VIP on this node, the MASTER");
+        }
+        Note::MovedAway {
+            vip,
+            holder,
+            fight: false,
+        } => {
+            info!(vip = %vip, holder = %holder, "the VIP was moved away from this MASTER, the first time in this mastership (a late notify run, a brief MASTER elsewhere): taking it back after min_master_age, no back-off");
+        }
+        Note::MovedAway { vip, holder, .. } => {
+            warn!(vip = %vip, holder = %holder, "the VIP was moved away from this MASTER again in this mastership: a fight; backing off");
+        }
+        Note::Seen {
+            vip,
+            holder,
+            changed: true,
+            ..
+        } => {
+            info!(vip = %vip, holder = %holder, "the cloud's view of the VIP changed");
+        }
+        Note::Seen { .. } | Note::Converged { .. } => {}
+        Note::ClaimDone {
+            vip,
+            outcome,
+            detail,
+        } => match outcome {
+            ClaimOutcome::Converged => {
+                info!(vip = %vip, detail = %detail, "claim converged")
+            }
+            ClaimOutcome::Failed => {
+                warn!(vip = %vip, detail = %detail, next = "asking the cloud where the VIP is before another claim", "claim did not converge");
+            }
+            ClaimOutcome::Dropped => {
+                info!(vip = %vip, detail = %detail, "claim dropped: overtaken by events");
+            }
+        },
+        Note::Verdict { vip, verdict, why } => match verdict {
+            // Logged when it is handed over (`owner::Owner::send`).
+            Verdict::Claim { dry_run: false, .. } => {}
+            Verdict::Claim { reason, .. } => {
+                info!(vip = %vip, reason = reason.as_str(), "dry run: would claim the VIP for this node");
+            }
+            Verdict::Refresh { .. } => {
+                info!(vip = %vip, why = %why, "asking the cloud before acting");
+            }
+            Verdict::Damped { .. } => warn!(vip = %vip, why = %why, "claim damped"),
+            Verdict::Wait { .. } => {
+                info!(vip = %vip, why = %why, "waiting before acting");
+            }
+            Verdict::Hold { .. } => {
+                info!(vip = %vip, verdict = verdict.kind(), why = %why, "vip decision");
+            }
+        },
+    }
+}
