@@ -210,10 +210,10 @@ pub async fn run(
     let cancel = shutdown.child_token();
     let mut tasks = Tasks::new();
     let mut peer_eni: Option<String> = None;
-    let mut cloud_rx = None;
     if let Some((cloud, id, aws)) = cloud {
         let (claims_tx, claims_rx) = mpsc::channel(16);
-        let (events_tx, events_rx) = mpsc::channel(64);
+        // The cloud tasks answer on the owner's one queue.
+        let events_tx = tx.clone();
         let (asks_tx, asks_rx) = mpsc::channel(8);
         let (generation_tx, generation_rx) = watch::channel(0);
         let policy = cloud::call::CallPolicy::new(cloud.call_timeout);
@@ -266,7 +266,6 @@ pub async fn run(
         });
         owner.links = Some(links);
         peer_eni = Some(me.eni.clone());
-        cloud_rx = Some(events_rx);
         let exec = cloud::executor::Executor {
             cloud: aws.clone(),
             metrics: metrics.clone(),
@@ -322,7 +321,7 @@ pub async fn run(
         });
     }
     let c = cancel.clone();
-    tasks.spawn(async move { ("owner", owner.run(rx, cloud_rx, c).await) });
+    tasks.spawn(async move { ("owner", owner.run(rx, c).await) });
     let (t, c) = (tx.clone(), cancel.clone());
     tasks.spawn(async move {
         (

@@ -198,10 +198,10 @@ mod tests {
     /// a deliberate change).
     #[test]
     fn the_status_json_is_as_the_golden_file() {
-        use crate::core::turn::Input;
+        use crate::core::input::Event;
         use crate::core::turn::tests::{observed, rig, stamp};
         let mut core = rig();
-        let Input::Cloud(event) = observed(10, "eni-peer", &["eipalloc-db"]) else {
+        let Event::Cloud(event) = observed(10, "eni-peer", &["eipalloc-db"]) else {
             unreachable!("observed() is a cloud answer")
         };
         // The answer applied to the cloud side alone, as the file was made.

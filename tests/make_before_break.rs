@@ -244,6 +244,7 @@ fn outage_spans_from_the_last_answer_to_the_next() {
 #[test]
 fn removal_takes_the_address_whatever_its_prefix() {
     use vip_watchdog::core::address::Change;
+    use vip_watchdog::core::input::Event;
     use vip_watchdog::core::message::AddressJob;
     use vip_watchdog::core::message::CloudEvent;
     use vip_watchdog::host::address::run;
@@ -299,11 +300,11 @@ fn removal_takes_the_address_whatever_its_prefix() {
     .join()
     .expect("the namespace thread");
     match event {
-        Some(CloudEvent::AddressDone {
+        Some(Event::Cloud(CloudEvent::AddressDone {
             change: Change::Remove,
             error: None,
             ..
-        }) => {}
+        })) => {}
         other => panic!("the removal: {other:?}"),
     }
     assert!(!listed().contains("10.9.9.9"), "{}", listed());

@@ -21,6 +21,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::cloud::Cloud;
 use crate::cloud::call::{CallPolicy, SUPERSEDED, call, mutate};
+use crate::core::input::Event;
 use crate::core::message::{Claim, CloudEvent};
 use crate::core::seen::{Action, CloudError, ErrorKind, Seen, view_of};
 use crate::core::target::VipTarget;
@@ -66,7 +67,7 @@ impl<C: Cloud> Executor<C> {
     pub async fn run(
         self,
         mut claims: mpsc::Receiver<Claim>,
-        events: mpsc::Sender<CloudEvent>,
+        events: mpsc::Sender<Event>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
         async move {
@@ -88,7 +89,7 @@ impl<C: Cloud> Executor<C> {
                     outcome,
                     detail,
                 };
-                if events.send(done).await.is_err() {
+                if events.send(done.into()).await.is_err() {
                     return Ok(());
                 }
             }
@@ -103,14 +104,14 @@ impl<C: Cloud> Executor<C> {
 
     /// Tells the owner what a real call showed about a permission.
     async fn learnt<T>(
-        events: &mpsc::Sender<CloudEvent>,
+        events: &mpsc::Sender<Event>,
         vip: &str,
         action: Action,
         r: &Result<T, CloudError>,
     ) {
         if let Some(e) = CloudEvent::from_call(vec![vip.to_owned()], action, r) {
             // A closed channel means shutting down; the claim ends by itself.
-            let _ = events.send(e).await;
+            let _ = events.send(e.into()).await;
         }
     }
 
@@ -122,11 +123,7 @@ impl<C: Cloud> Executor<C> {
         )
     }
 
-    pub async fn claim(
-        &self,
-        c: &Claim,
-        events: &mpsc::Sender<CloudEvent>,
-    ) -> (ClaimOutcome, String) {
+    pub async fn claim(&self, c: &Claim, events: &mpsc::Sender<Event>) -> (ClaimOutcome, String) {
         if self.dry_run {
             return (
                 ClaimOutcome::Dropped,
@@ -172,7 +169,7 @@ impl<C: Cloud> Executor<C> {
         (ClaimOutcome::Failed, "no attempt was made".into())
     }
 
-    async fn attempt(&self, c: &Claim, events: &mpsc::Sender<CloudEvent>) -> Step {
+    async fn attempt(&self, c: &Claim, events: &mpsc::Sender<Event>) -> Step {
         let started = Instant::now();
         let sent = match &c.target {
             VipTarget::EipOnEni {
@@ -241,7 +238,7 @@ impl<C: Cloud> Executor<C> {
         &self,
         c: &Claim,
         private_ip: IpAddr,
-        events: &mpsc::Sender<CloudEvent>,
+        events: &mpsc::Sender<Event>,
     ) -> Result<(), Step> {
         let (m, p) = (&*self.metrics, &self.policy);
         let stands = || self.stands(c);
@@ -292,7 +289,7 @@ impl<C: Cloud> Executor<C> {
         &self,
         c: &Claim,
         allocation_id: &str,
-        events: &mpsc::Sender<CloudEvent>,
+        events: &mpsc::Sender<Event>,
         send: F,
     ) -> Result<(), Step>
     where
@@ -337,7 +334,7 @@ impl<C: Cloud> Executor<C> {
         c: &Claim,
         destination: &str,
         route_tables: &[String],
-        events: &mpsc::Sender<CloudEvent>,
+        events: &mpsc::Sender<Event>,
     ) -> Result<(), Step> {
         let (m, p) = (&*self.metrics, &self.policy);
         let sent = crate::clock::now();
@@ -356,11 +353,11 @@ impl<C: Cloud> Executor<C> {
         };
         let views = view_of(&c.target, &seen, &c.me).map(|(_, v)| v);
         let _ = events
-            .send(CloudEvent::Observed {
+            .send(Event::Cloud(CloudEvent::Observed {
                 sent,
                 result: Ok(seen),
                 unknown: vec![],
-            })
+            }))
             .await;
         let Some(views) = views else {
             return Err(Step::Done(
@@ -414,7 +411,7 @@ impl<C: Cloud> Executor<C> {
 
     /// One describe of the claim's VIP, sent to the owner as an
     /// observation: whether it shows the VIP here (`None` when it failed).
-    async fn describe(&self, c: &Claim, events: &mpsc::Sender<CloudEvent>) -> Option<bool> {
+    async fn describe(&self, c: &Claim, events: &mpsc::Sender<Event>) -> Option<bool> {
         let sent = crate::clock::now();
         let result = match &c.target {
             VipTarget::Route { route_tables, .. } => {
@@ -442,7 +439,7 @@ impl<C: Cloud> Executor<C> {
             result,
             unknown: vec![],
         };
-        if events.send(observed).await.is_err() {
+        if events.send(observed.into()).await.is_err() {
             return None;
         }
         here

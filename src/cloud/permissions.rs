@@ -29,6 +29,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::cloud::call::{CallPolicy, call};
 use crate::cloud::{ClaimTarget, Cloud, DryRunAnswer};
+use crate::core::input::Event;
 use crate::core::message::{CloudEvent, Evidence};
 use crate::core::seen::{Action, Me, Seen, view_of};
 use crate::core::target::VipTarget;
@@ -75,7 +76,7 @@ pub struct Round {
 impl<C: Cloud> Checker<C> {
     pub async fn run(
         self,
-        events: mpsc::Sender<CloudEvent>,
+        events: mpsc::Sender<Event>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
         async move {
@@ -113,7 +114,7 @@ impl<C: Cloud> Checker<C> {
 
     /// One `DryRun` call per action (per VIP for the per-VIP ones), describes
     /// first. `None` when the owner is gone.
-    pub async fn round(&self, events: &mpsc::Sender<CloudEvent>) -> Option<Round> {
+    pub async fn round(&self, events: &mpsc::Sender<Event>) -> Option<Round> {
         let mut round = Round::default();
         let all: Vec<String> = self.targets.iter().map(|(v, _)| v.clone()).collect();
         // Whether the endpoint really answered `DryRunOperation` this round:
@@ -182,7 +183,7 @@ impl<C: Cloud> Checker<C> {
                     evidence: Evidence::DryRun,
                     at: SystemTime::now(),
                 };
-                if events.send(event).await.is_err() {
+                if events.send(event.into()).await.is_err() {
                     return None;
                 }
             }
@@ -384,13 +385,13 @@ pub async fn check_cloud(
     drop(tx);
     let mut answers = vec![];
     while let Some(e) = rx.recv().await {
-        if let CloudEvent::Permission {
+        if let Event::Cloud(CloudEvent::Permission {
             vips,
             action,
             allowed,
             detail,
             ..
-        } = e
+        }) = e
         {
             answers.push((vips, action, allowed, detail));
         }
@@ -499,18 +500,18 @@ mod tests {
     }
 
     /// (vips, action, allowed, detail) of each event.
-    fn drain(rx: &mut mpsc::Receiver<CloudEvent>) -> Vec<(Vec<String>, Action, bool, String)> {
+    fn drain(rx: &mut mpsc::Receiver<Event>) -> Vec<(Vec<String>, Action, bool, String)> {
         let mut out = vec![];
         while let Ok(e) = rx.try_recv() {
             match e {
-                CloudEvent::Permission {
+                Event::Cloud(CloudEvent::Permission {
                     vips,
                     action,
                     allowed,
                     detail,
                     evidence: Evidence::DryRun,
                     ..
-                } => out.push((vips, action, allowed, detail)),
+                }) => out.push((vips, action, allowed, detail)),
                 other => panic!("unexpected event {other:?}"),
             }
         }
@@ -662,12 +663,12 @@ mod tests {
         let task = tokio::spawn(c.run(tx, cancel.clone()));
         let mut seen = vec![];
         while seen.len() < 7 {
-            let Some(CloudEvent::Permission {
+            let Some(Event::Cloud(CloudEvent::Permission {
                 vips,
                 action,
                 allowed,
                 ..
-            }) = rx.recv().await
+            })) = rx.recv().await
             else {
                 panic!("the checker ended");
             };

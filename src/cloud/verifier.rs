@@ -30,6 +30,7 @@ use tracing::{Instrument, error, info, info_span};
 use crate::cloud::Cloud;
 use crate::cloud::call::{CallPolicy, call};
 use crate::core::clock::Mono;
+use crate::core::input::Event;
 use crate::core::message::CloudEvent;
 use crate::core::pace::{Ask, Pace};
 use crate::core::seen::{Address, CloudError, ErrorKind, RouteTable, Seen};
@@ -129,7 +130,7 @@ impl<C: Cloud> Verifier<C> {
     pub async fn run(
         mut self,
         mut asks: mpsc::Receiver<Ask>,
-        events: mpsc::Sender<CloudEvent>,
+        events: mpsc::Sender<Event>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
         async move {
@@ -148,7 +149,7 @@ impl<C: Cloud> Verifier<C> {
                         result: result.map(Seen::Addresses),
                         unknown,
                     };
-                    if events.send(observed).await.is_err() {
+                    if events.send(observed.into()).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -163,7 +164,7 @@ impl<C: Cloud> Verifier<C> {
                         result: result.map(Seen::RouteTables),
                         unknown: vec![],
                     };
-                    if events.send(observed).await.is_err() {
+                    if events.send(observed.into()).await.is_err() {
                         return Ok(());
                     }
                     if sent.mono >= source_dest_due {
@@ -175,7 +176,7 @@ impl<C: Cloud> Verifier<C> {
                             Ok(on) => {
                                 source_dest_due = sent.mono + SOURCE_DEST_EVERY;
                                 let e = CloudEvent::SourceDestCheck { eni: self.eni.clone(), on };
-                                if events.send(e).await.is_err() {
+                                if events.send(e.into()).await.is_err() {
                                     return Ok(());
                                 }
                             }

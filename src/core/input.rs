@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::core::clock::Stamp;
+use crate::core::message::CloudEvent;
 use crate::core::peer::Report as PeerReport;
 use crate::core::words::{FifoLine, Health, Outcome, Source, VrrpState};
 
@@ -55,6 +56,10 @@ pub enum Event {
     KeepalivedListed(BTreeSet<String>),
     /// An authenticated report from the peer's watchdog.
     Peer(PeerReport),
+    /// A cloud task's answer: the executor, the verifier, the permission
+    /// checker, the host's address task. Applied by the core's cloud side,
+    /// not the model.
+    Cloud(CloudEvent),
     /// A crashed MASTER's priority-0 advert was sent on its behalf (what
     /// went where), or could not be (why).
     Released {
@@ -75,4 +80,10 @@ pub struct NotifyReport {
     /// The tail of the script's output (stdout and stderr).
     #[serde(default)]
     pub output: String,
+}
+
+impl From<CloudEvent> for Event {
+    fn from(e: CloudEvent) -> Self {
+        Event::Cloud(e)
+    }
 }

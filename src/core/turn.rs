@@ -1,5 +1,5 @@
 //! The owner's whole turn, pure: `Core::apply` takes every input the owner
-//! receives (a source's event, a cloud task's answer) and returns what it
+//! receives (`Event`: a source's event, a cloud task's answer) and returns what it
 //! changed; `Core::plan` decides for every VIP and says what to hand to
 //! whom (claims, asks, address changes, releases) and when to decide
 //! again. The owner task only receives, applies, logs and counts, plans,
@@ -11,20 +11,8 @@ use crate::core::change::Change;
 use crate::core::clock::{Mono, Stamp};
 use crate::core::cloud::{AddressOrder, ClaimOrder, CloudState, Note};
 use crate::core::input::Event;
-use crate::core::message::CloudEvent;
 use crate::core::model::Model;
 use crate::core::pace::Ask;
-
-/// Every input of a turn.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    /// From a source: the FIFO, the process watch, the probe, the host's
-    /// addresses, the peer, the notify wrapper, the release task.
-    Event(Event),
-    /// From a cloud task: the executor, the verifier, the permission
-    /// checker, the host's address task.
-    Cloud(CloudEvent),
-}
 
 /// What the core knows of the peer channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,36 +107,9 @@ impl Core {
     }
 
     /// Applies one input.
-    pub fn apply(&mut self, input: Input, now: Stamp) -> Applied {
-        match input {
-            Input::Event(event) => {
-                // A crashed MASTER's release is decided on the model before
-                // the event (`core::release`).
-                let release = crate::core::release::to_release(&event, &self.model, self.release);
-                self.releases.extend(release);
-                let changes = self.model.observe(event, now);
-                if let Some(c) = &mut self.cloud {
-                    if changes.iter().any(matters) {
-                        c.bump();
-                    }
-                    if changes.iter().any(hints) {
-                        c.hint();
-                    }
-                    for change in &changes {
-                        if let Change::NotifyRun {
-                            instance, outcome, ..
-                        } = change
-                        {
-                            c.notify_ran(instance.as_deref(), *outcome, &self.model, now.mono);
-                        }
-                    }
-                }
-                Applied {
-                    changes,
-                    notes: vec![],
-                }
-            }
-            Input::Cloud(event) => {
+    pub fn apply(&mut self, input: Event, now: Stamp) -> Applied {
+        let event = match input {
+            Event::Cloud(event) => {
                 let Some(c) = &mut self.cloud else {
                     return Applied::default();
                 };
@@ -156,8 +117,34 @@ impl Core {
                 for change in &changes {
                     self.model.record(change.clone(), now.wall);
                 }
-                Applied { changes, notes }
+                return Applied { changes, notes };
             }
+            event => event,
+        };
+        // A crashed MASTER's release is decided on the model before the
+        // event (`core::release`).
+        let release = crate::core::release::to_release(&event, &self.model, self.release);
+        self.releases.extend(release);
+        let changes = self.model.observe(event, now);
+        if let Some(c) = &mut self.cloud {
+            if changes.iter().any(matters) {
+                c.bump();
+            }
+            if changes.iter().any(hints) {
+                c.hint();
+            }
+            for change in &changes {
+                if let Change::NotifyRun {
+                    instance, outcome, ..
+                } = change
+                {
+                    c.notify_ran(instance.as_deref(), *outcome, &self.model, now.mono);
+                }
+            }
+        }
+        Applied {
+            changes,
+            notes: vec![],
         }
     }
 
@@ -213,6 +200,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::core::cloud::{CloudState, Note};
     use crate::core::decide::VipPolicy;
+    use crate::core::message::CloudEvent;
     use crate::core::message::Evidence;
     use crate::core::seen::{Action, Address, CloudError, ErrorKind, Me, Seen};
     use crate::core::target::VipTarget;
@@ -228,11 +216,11 @@ pub(crate) mod tests {
         }
     }
 
-    fn line(text: &str, at: u64) -> Input {
-        Input::Event(Event::Line {
+    fn line(text: &str, at: u64) -> Event {
+        Event::Line {
             line: crate::keepalived::line::parse(text).unwrap(),
             at: stamp(at),
-        })
+        }
     }
 
     /// Two EIP VIPs, `web` and `db`, on VI_1, in `own` mode
@@ -267,16 +255,16 @@ pub(crate) mod tests {
         let cloud = CloudState::new(vips, me, BTreeMap::new());
         let mut core = Core::new(Model::new(["VI_1"]), Some(cloud), None, "lb-a", false);
         for e in [
-            Input::Event(Event::KeepalivedRunning {
+            Event::KeepalivedRunning {
                 pid: 1,
                 vrrp_pid: None,
                 started: SystemTime::UNIX_EPOCH,
-            }),
-            Input::Event(Event::Probe {
+            },
+            Event::Probe {
                 health: Health::Up,
                 detail: "ok".into(),
-            }),
-            Input::Event(Event::HostAddresses(["10.0.0.50".parse().unwrap()].into())),
+            },
+            Event::HostAddresses(["10.0.0.50".parse().unwrap()].into()),
             line("INSTANCE \"VI_1\" MASTER 150", 0),
         ] {
             core.apply(e, stamp(0));
@@ -286,7 +274,7 @@ pub(crate) mod tests {
 
     /// The cloud's answer, asked at `sent`: both EIPs on `eni`, but for the
     /// allocation IDs in `unknown`.
-    pub(crate) fn observed(sent: u64, eni: &str, unknown: &[&str]) -> Input {
+    pub(crate) fn observed(sent: u64, eni: &str, unknown: &[&str]) -> Event {
         let addr = |alloc: &str| Address {
             allocation_id: alloc.into(),
             public_ip: None,
@@ -295,7 +283,7 @@ pub(crate) mod tests {
             private_ip: Some("10.0.0.50".parse().unwrap()),
             instance_id: None,
         };
-        Input::Cloud(CloudEvent::Observed {
+        Event::Cloud(CloudEvent::Observed {
             sent: stamp(sent),
             result: Ok(Seen::Addresses(
                 ["eipalloc-web", "eipalloc-db"]
@@ -308,8 +296,8 @@ pub(crate) mod tests {
         })
     }
 
-    fn done(vip: &str, outcome: ClaimOutcome) -> Input {
-        Input::Cloud(CloudEvent::ClaimDone {
+    fn done(vip: &str, outcome: ClaimOutcome) -> Event {
+        Event::Cloud(CloudEvent::ClaimDone {
             vip: vip.into(),
             outcome,
             detail: "test".into(),
@@ -331,22 +319,22 @@ pub(crate) mod tests {
     fn whole_turn_table() {
         type Row = (
             &'static str,
-            Vec<(u64, Input)>,
+            Vec<(u64, Event)>,
             u64,
             Vec<(&'static str, u64)>,
             Vec<Ask>,
             [&'static str; 2],
         );
         let notify = |outcome| {
-            Input::Event(Event::NotifyRun(crate::core::input::NotifyReport {
+            Event::NotifyRun(crate::core::input::NotifyReport {
                 instance: Some("VI_1".into()),
                 outcome,
                 exit_code: Some(0),
                 duration_ms: 900,
                 output: String::new(),
-            }))
+            })
         };
-        let throttled = Input::Cloud(CloudEvent::Observed {
+        let throttled = Event::Cloud(CloudEvent::Observed {
             sent: stamp(10),
             result: Err(CloudError {
                 operation: "DescribeAddresses",
@@ -512,7 +500,7 @@ pub(crate) mod tests {
     fn permissions_are_notes_and_status_per_vip() {
         let mut core = rig();
         let permission = |vips: &[&str], action, allowed, evidence| {
-            Input::Cloud(CloudEvent::Permission {
+            Event::Cloud(CloudEvent::Permission {
                 vips: vips.iter().map(|v| v.to_string()).collect(),
                 action,
                 allowed,
@@ -538,7 +526,7 @@ pub(crate) mod tests {
             ..denied.clone()
         };
         let failed = |e| {
-            Input::Cloud(CloudEvent::Observed {
+            Event::Cloud(CloudEvent::Observed {
                 sent: stamp(0),
                 result: Err(e),
                 unknown: vec![],
@@ -546,7 +534,7 @@ pub(crate) mod tests {
         };
         use Action::*;
         type Row = (
-            Input,
+            Event,
             &'static str,
             Action,
             Option<(bool, Option<bool>)>,

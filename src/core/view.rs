@@ -43,6 +43,11 @@ pub struct VipView {
     pub backoff_until: Option<String>,
     /// The actions a claim needs, as far as the cloud has answered.
     pub permissions: Vec<PermissionView>,
+    /// What the peer's fresh report says of the VIP's instance, as the
+    /// rules read it this turn (rules 10 and 11; the notify gate reads it
+    /// too). Not in the JSON: the report itself is, under `peer`.
+    #[serde(skip)]
+    pub peer: crate::core::peer::PeerView,
     /// With `manage_address = true`: what the address rules last said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<AddressStatus>,

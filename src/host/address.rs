@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
 use crate::core::address::Change;
+use crate::core::input::Event;
 use crate::core::message::{AddressJob, CloudEvent};
 
 /// Why a change failed, in words that name what was wrong.
@@ -87,7 +88,7 @@ async fn apply(handle: &rtnetlink::Handle, job: &AddressJob) -> Result<(), Addre
 /// Runs the changes `jobs` hands over, one at a time, until `cancel`.
 pub async fn run(
     mut jobs: mpsc::Receiver<AddressJob>,
-    done: mpsc::Sender<CloudEvent>,
+    done: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     async move {
@@ -115,7 +116,7 @@ pub async fn run(
                 change: job.change,
                 error: result.err().map(|e| e.to_string()),
             };
-            if done.send(event).await.is_err() {
+            if done.send(event.into()).await.is_err() {
                 return Ok(());
             }
         }

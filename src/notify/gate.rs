@@ -12,8 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::peer::PeerView;
 use crate::core::words::Holder;
-use crate::core::words::{Health, VrrpState};
 use crate::status::Status;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,13 +29,12 @@ fn run(why: impl Into<String>) -> Gate {
     }
 }
 
-/// The gate for a run for `instance` (`None`: every VIP).
+/// The gate for a run for `instance` (`None`: every VIP), from the
+/// snapshot: the peer's view of each VIP's instance is the one the core
+/// computed for the rules this turn (`VipView::peer`).
 pub fn decide(status: &Status, instance: Option<&str>) -> Gate {
     let Some(peer) = &status.peer else {
         return run("no peer channel");
-    };
-    let Some(report) = peer.report.as_ref().filter(|_| peer.fresh) else {
-        return run("no fresh report from the peer");
     };
     let vips: Vec<_> = status
         .vips
@@ -45,19 +44,18 @@ pub fn decide(status: &Status, instance: Option<&str>) -> Gate {
     if vips.is_empty() {
         return run("no VIP follows this instance");
     }
-    if report.keepalived_running != Some(true) || report.probe != Health::Up {
-        return run("the peer is not healthy");
-    }
     for v in &vips {
-        let peer_master = report
-            .instance(&v.vrrp_instance)
-            .is_some_and(|i| i.state == VrrpState::Master);
-        if !peer_master {
-            return run(format!("the peer is not MASTER of {}", v.vrrp_instance));
-        }
+        let eni = match &v.peer {
+            PeerView::Unknown => return run("no fresh report from the peer"),
+            PeerView::NotMaster => {
+                return run(format!("the peer is not MASTER of {}", v.vrrp_instance));
+            }
+            PeerView::Master { healthy: false, .. } => return run("the peer is not healthy"),
+            PeerView::Master { eni, .. } => eni,
+        };
         let on_peer = matches!(
             &v.cloud,
-            Some(Holder::Elsewhere { network_interface_id: Some(e), .. }) if Some(e) == report.eni.as_ref()
+            Some(Holder::Elsewhere { network_interface_id: Some(e), .. }) if Some(e) == eni.as_ref()
         );
         if !on_peer {
             return run(format!(
@@ -70,7 +68,9 @@ pub fn decide(status: &Status, instance: Option<&str>) -> Gate {
         run: false,
         why: format!(
             "the peer {} is a healthy MASTER and the cloud shows the VIP on it: running the script would steal it",
-            report.node
+            peer.report
+                .as_ref()
+                .map_or("(unknown)", |r| r.node.as_str())
         ),
     }
 }
@@ -78,13 +78,14 @@ pub fn decide(status: &Status, instance: Option<&str>) -> Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::clock::Mono;
     use crate::core::model::Model;
     use crate::core::peer::{InstanceReport, Report};
-    use crate::core::words::Mode;
+    use crate::core::words::{Health, Mode, VrrpState};
     use crate::status::{PeerStatus, VipView};
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime};
 
-    fn vip(cloud: Option<Holder>) -> VipView {
+    fn vip(cloud: Option<Holder>, peer: PeerView) -> VipView {
         VipView {
             name: "web".into(),
             kind: "eip",
@@ -96,6 +97,7 @@ mod tests {
             mode: Mode::Heal,
             dry_run: false,
             private_ip_on_host: true,
+            peer,
             allocation_known: true,
             cloud,
             observed_at: None,
@@ -222,6 +224,24 @@ mod tests {
             ),
         ];
         for (case, p, cloud, instance, want) in rows {
+            // The view the core computes from the report: fresh is younger
+            // than max_age (3 s), stale is 10 s old.
+            let view =
+                p.as_ref()
+                    .and_then(|p| p.report.clone())
+                    .map_or(PeerView::Unknown, |report| {
+                        let known = crate::core::peer::PeerKnown {
+                            report,
+                            at: Mono::from_millis(0),
+                            at_wall: SystemTime::UNIX_EPOCH,
+                        };
+                        let now = Mono::from_millis(if p.as_ref().is_some_and(|p| p.fresh) {
+                            0
+                        } else {
+                            10_000
+                        });
+                        known.view("VI_1", now, Duration::from_secs(3), (Some(100), "b"))
+                    });
             let mut status = Status::build(
                 &Model::new(["VI_1"]),
                 "b",
@@ -229,7 +249,7 @@ mod tests {
                 SystemTime::now(),
                 SystemTime::now(),
             );
-            status.vips = vec![vip(cloud)];
+            status.vips = vec![vip(cloud, view)];
             status.peer = p;
             let g = decide(&status, instance);
             assert_eq!(g.run, want, "{case}: {g:?}");

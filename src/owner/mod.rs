@@ -1,5 +1,5 @@
-//! The one task that owns the core (`core::Core`). Sources and cloud tasks
-//! send it inputs; a turn applies them, logs and counts what changed
+//! The one task that owns the core (`core::turn::Core`). Sources and cloud
+//! tasks send it inputs on one queue; a turn applies them, logs and counts what changed
 //! (`log.rs`, `metrics/turn.rs`), plans, hands each part of the plan to its
 //! task, and publishes a snapshot for the HTTP handlers. Nothing else
 //! mutates the core. A turn makes no system call: even the host's
@@ -21,7 +21,7 @@ use crate::core::decide::Damping;
 use crate::core::input::Event;
 use crate::core::message::{AddressJob, Claim, CloudEvent};
 use crate::core::pace::Ask;
-use crate::core::turn::{Applied, Core, Input, Plan};
+use crate::core::turn::{Applied, Core, Plan};
 use crate::core::words::ClaimOutcome;
 use crate::metrics::Metrics;
 use crate::status::Status;
@@ -86,18 +86,11 @@ impl Owner {
         let mut event = Some(first);
         for _ in 0..BATCH {
             let Some(e) = event.take() else { break };
-            let applied = self.core.apply(Input::Event(e), crate::clock::now());
+            let applied = self.core.apply(e, crate::clock::now());
             self.record(&applied);
             event = queued.try_recv().ok();
         }
         self.turn(crate::clock::now());
-    }
-
-    fn apply_cloud(&mut self, event: CloudEvent) {
-        let now = crate::clock::now();
-        let applied = self.core.apply(Input::Cloud(event), now);
-        self.record(&applied);
-        self.turn(now);
     }
 
     /// Plans, logs and counts the plan, hands it over, publishes.
@@ -203,7 +196,7 @@ impl Owner {
             });
         }
         for event in failed {
-            let applied = self.core.apply(Input::Cloud(event), now);
+            let applied = self.core.apply(Event::Cloud(event), now);
             self.record(&applied);
         }
     }
@@ -213,10 +206,11 @@ impl Owner {
         self.publish.send_replace(status);
     }
 
+    /// The owner's loop: one receiver for every input, the heartbeat and
+    /// the core's wake-up.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<Event>,
-        mut cloud: Option<mpsc::Receiver<CloudEvent>>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
         self.metrics.sync(&self.core.model);
@@ -234,10 +228,6 @@ impl Owner {
                     event = events.recv() => match event {
                         Some(event) => self.apply(event, &mut events),
                         None => anyhow::bail!("every event source has ended"),
-                    },
-                    event = async { cloud.as_mut()?.recv().await }, if cloud.is_some() => match event {
-                        Some(event) => self.apply_cloud(event),
-                        None => anyhow::bail!("the executor and verifier have ended"),
                     },
                 }
             }

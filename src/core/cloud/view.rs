@@ -28,6 +28,7 @@ impl CloudState {
                     mode: v.policy.mode,
                     dry_run: v.policy.dry_run,
                     private_ip_on_host: node.os_has_private_ip,
+                    peer: node.peer.clone(),
                     allocation_known: v
                         .target
                         .allocation_id()

@@ -278,6 +278,8 @@ impl Model {
 
     pub fn observe(&mut self, event: Event, now: Stamp) -> Vec<Change> {
         let changes = match event {
+            // The cloud side's (`core::cloud`), applied by the core.
+            Event::Cloud(_) => vec![],
             Event::Line { line, at } => self.on_line(line, at),
             Event::Learned {
                 instance,
