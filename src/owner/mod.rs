@@ -83,12 +83,17 @@ impl Owner {
     /// `BATCH`), then plans and publishes once: a flood of FIFO lines
     /// costs one decision and one snapshot per batch, not per line.
     fn apply(&mut self, first: Event, queued: &mut mpsc::Receiver<Event>) {
-        let mut event = Some(first);
-        for _ in 0..BATCH {
-            let Some(e) = event.take() else { break };
-            let applied = self.core.apply(e, crate::clock::now());
+        let mut event = first;
+        for n in 1..=BATCH {
+            let applied = self.core.apply(event, crate::clock::now());
             self.record(&applied);
-            event = queued.try_recv().ok();
+            if n == BATCH {
+                break;
+            }
+            match queued.try_recv() {
+                Ok(next) => event = next,
+                Err(_) => break,
+            }
         }
         self.turn(crate::clock::now());
     }
@@ -234,5 +239,66 @@ impl Owner {
         }
         .instrument(info_span!("owner"))
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::Model;
+
+    /// A flood is applied in batches of `BATCH`, and no input is lost
+    /// between two batches: 3 batches' worth of alternating MASTER and
+    /// BACKUP lines are 3 batches' worth of transitions.
+    #[test]
+    fn batches_lose_no_input() {
+        let metrics = Arc::new(Metrics::new("p", "n").unwrap());
+        let core = Core::new(Model::new(["VI_1"]), None, None, "a", false);
+        let (publish, _status) = watch::channel(Status::of(
+            &core,
+            "a",
+            "p",
+            SystemTime::UNIX_EPOCH,
+            crate::clock::now(),
+        ));
+        let mut owner = Owner {
+            core,
+            metrics: metrics.clone(),
+            publish,
+            node: "a".into(),
+            pair: "p".into(),
+            started: SystemTime::UNIX_EPOCH,
+            links: None,
+            release: None,
+            wake: None,
+        };
+        let lines = 3 * BATCH + 1;
+        let (tx, mut rx) = mpsc::channel(lines);
+        for i in 0..lines {
+            let state = if i % 2 == 0 { "MASTER" } else { "BACKUP" };
+            let line = crate::keepalived::line::parse(&format!("INSTANCE \"VI_1\" {state} 100"))
+                .unwrap();
+            tx.try_send(Event::Line {
+                line,
+                at: crate::clock::now(),
+            })
+            .unwrap();
+        }
+        let mut turns = 0;
+        while let Ok(first) = rx.try_recv() {
+            owner.apply(first, &mut rx);
+            turns += 1;
+        }
+        let transitions: f64 = ["master", "backup"]
+            .iter()
+            .filter_map(|s| {
+                metrics.value(
+                    "vip_watchdog_vrrp_transitions_total",
+                    &[("vrrp_instance", "VI_1"), ("state", s)],
+                )
+            })
+            .sum();
+        assert_eq!(transitions, lines as f64, "every line is a transition");
+        assert_eq!(turns, 4, "{lines} lines in batches of {BATCH}");
     }
 }
