@@ -276,8 +276,8 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(lines);
         for i in 0..lines {
             let state = if i % 2 == 0 { "MASTER" } else { "BACKUP" };
-            let line = crate::keepalived::line::parse(&format!("INSTANCE \"VI_1\" {state} 100"))
-                .unwrap();
+            let line =
+                crate::keepalived::line::parse(&format!("INSTANCE \"VI_1\" {state} 100")).unwrap();
             tx.try_send(Event::Line {
                 line,
                 at: crate::clock::now(),
