@@ -1,8 +1,9 @@
 //! What the watchdog knows, where each fact came from, and since when.
 //!
-//! `Model::observe(event, now)` is the only way in; it returns the changes it
-//! made so that the owner task can log them and update metrics. Nothing here
-//! awaits or touches the network; the clock is passed in.
+//! `Model::observe(event, now)` is the only way in (`core::turn::Core::apply`
+//! calls it); it returns the changes it made, which the owner logs and
+//! counts. Nothing here awaits or touches the network; the clock is passed
+//! in.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
