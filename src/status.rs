@@ -108,7 +108,7 @@ impl Status {
             let known = core.model.peer.as_ref();
             status.peer = Some(PeerStatus {
                 address: link.address.clone(),
-                fresh: known.is_some_and(|p| now.mono.since(p.at) < link.max_age),
+                fresh: known.is_some_and(|p| p.fresh(now.mono, link.max_age)),
                 last_report_at: known.map(|p| rfc3339(p.at_wall)),
                 report: known.map(|p| p.report.clone()),
             });

@@ -84,6 +84,12 @@ impl PeerKnown {
         )
     }
 
+    /// Whether the report is still knowledge at `now`: younger than
+    /// `max_age`.
+    pub fn fresh(&self, now: Mono, max_age: std::time::Duration) -> bool {
+        now.since(self.at) < max_age
+    }
+
     /// What it says of `instance` for the rules, while younger than
     /// `max_age` at `now`; `mine` is this node's (priority, name).
     pub fn view(
@@ -93,7 +99,7 @@ impl PeerKnown {
         max_age: std::time::Duration,
         mine: (Option<u8>, &str),
     ) -> PeerView {
-        if now.since(self.at) >= max_age {
+        if !self.fresh(now, max_age) {
             return PeerView::Unknown;
         }
         let r = &self.report;

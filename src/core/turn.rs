@@ -156,7 +156,7 @@ impl Core {
                 .model
                 .peer
                 .as_ref()
-                .is_some_and(|p| now.mono.since(p.at) < link.max_age);
+                .is_some_and(|p| p.fresh(now.mono, link.max_age));
             if fresh != link.fresh {
                 link.fresh = fresh;
                 plan.peer_fresh = Some(fresh);
