@@ -288,7 +288,7 @@ pub fn main() -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "vip-watchdog stopped");
+                    tracing::error!(event = "stopped_on_error", error = %format!("{e:#}"), "vip-watchdog stopped");
                     eprintln!("vip-watchdog: {e:#}");
                     ExitCode::FAILURE
                 }

@@ -116,7 +116,7 @@ pub async fn run(
         peer,
     } = config;
     let started = SystemTime::now();
-    info!(
+    info!(event = "starting",
         version = crate::metrics::VERSION,
         node = %node.name,
         pair = %node.pair,
@@ -130,6 +130,7 @@ pub async fn run(
     metrics.lines_stale(stale as u64);
     if stale > 0 {
         info!(
+            event = "fifo_backlog_discarded",
             lines = stale,
             "discarded FIFO lines buffered before start-up: they describe the past"
         );
@@ -141,7 +142,7 @@ pub async fn run(
     if let process::Observation::Running { main, .. } = &observed {
         let (events, failure) = startup::learn(&keepalived, main).await;
         if let Some(reason) = failure {
-            warn!(reason = %reason, "start-up state is not from keepalived's JSON dump");
+            warn!(event = "startup_state_not_from_dump", reason = %reason, "start-up state is not from keepalived's JSON dump");
         }
         initial.extend(events);
     }
@@ -151,7 +152,7 @@ pub async fn run(
     let cloud = match cloud {
         Some(cloud) if !vips.is_empty() => {
             let id = cloud::imds::identity(&cloud).await?;
-            info!(
+            info!(event = "cloud_identity",
                 instance_id = %id.instance_id,
                 region = %id.region,
                 interface_id = %id.interface_id,
@@ -170,7 +171,7 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on http.listen = {}", http.listen))?;
     let web = http.web.clone();
-    info!(
+    info!(event = "http_listening",
         address = %listener.local_addr()?,
         tls = web.tls.is_some(),
         basic_auth_users = web.users.len(),
@@ -287,7 +288,10 @@ pub async fn run(
             let (t, c) = (events_tx.clone(), cancel.clone());
             tasks.spawn(async move { ("permission check", checker.run(t, c).await) });
         } else {
-            info!("cloud.permission_check = false: permissions are learnt from real calls only");
+            info!(
+                event = "permission_check_off",
+                "cloud.permission_check = false: permissions are learnt from real calls only"
+            );
         }
         let c = cancel.clone();
         tasks.spawn(async move { ("verifier", verifier.run(asks_rx, events_tx, c).await) });
@@ -337,7 +341,7 @@ pub async fn run(
         let listener = TcpListener::bind(p.listen)
             .await
             .with_context(|| format!("cannot listen on peer.listen = {}", p.listen))?;
-        info!(listen = %p.listen, peer = %p.address, heartbeat_ms = p.heartbeat.as_millis() as u64, max_age_ms = p.max_age.as_millis() as u64, "peer channel");
+        info!(event = "peer_channel", listen = %p.listen, peer = %p.address, heartbeat_ms = p.heartbeat.as_millis() as u64, max_age_ms = p.max_age.as_millis() as u64, "peer channel");
         let instances: Vec<&str> = keepalived_names.iter().map(String::as_str).collect();
         metrics.peer_init(&p.address.to_string(), &instances);
         let options = crate::peer::receiver::Options {
@@ -391,7 +395,7 @@ pub async fn supervise(
     let outcome = tokio::select! {
         biased;
         _ = shutdown.cancelled() => {
-            info!("shutting down");
+            info!(event = "shutting_down", "shutting down");
             Ok(())
         }
         // Tasks share the shutdown token: one that ends after shutdown was
@@ -402,14 +406,17 @@ pub async fn supervise(
                 Ok((name, Err(e))) => (name, format!("failed: {e:#}")),
                 Err(e) => ("a task", format!("panicked: {e}")),
             };
-            error!(task = name, detail = %detail, "a critical task stopped; exiting");
+            error!(event = "task_failed", task = name, detail = %detail, "a critical task stopped; exiting");
             Err(anyhow::anyhow!("critical task {name} {detail}"))
         }
     };
     cancel.cancel();
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}");
+        warn!(
+            event = "shutdown_slow",
+            "some tasks did not stop within {SHUTDOWN_GRACE:?}"
+        );
     }
     outcome
 }

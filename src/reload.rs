@@ -67,12 +67,12 @@ pub async fn run_until_stopped(
                     break Err(e);
                 }
                 if new.log != config.log {
-                    warn!("the log settings changed: they apply at the next start of the process");
+                    warn!(event = "reload_log_settings_changed", "the log settings changed: they apply at the next start of the process");
                 }
                 config = new;
                 RELOADS.with_label_values(&["applied"]).inc();
                 reload_ok(true);
-                info!("config reloaded and applied");
+                info!(event = "reload_applied", "config reloaded and applied");
             }
         }
     };
@@ -93,32 +93,35 @@ async fn signals(
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) else {
-        error!("cannot install signal handlers; SIGTERM will kill without cleanup");
+        error!(
+            event = "signals_unavailable",
+            "cannot install signal handlers; SIGTERM will kill without cleanup"
+        );
         return;
     };
     loop {
         tokio::select! {
             _ = term.recv() => {
-                info!(signal = "SIGTERM", "shutdown requested");
+                info!(event = "shutdown_requested", signal = "SIGTERM", "shutdown requested");
                 break;
             }
             _ = int.recv() => {
-                info!(signal = "SIGINT", "shutdown requested");
+                info!(event = "shutdown_requested", signal = "SIGINT", "shutdown requested");
                 break;
             }
             _ = hup.recv() => match Config::load_with(&path, &flags) {
                 Err(e) => {
                     RELOADS.with_label_values(&["failed"]).inc();
                     reload_ok(false);
-                    error!(signal = "SIGHUP", path = %path.display(), error = %e, "config reload refused: the file is invalid; the running config is kept");
+                    error!(event = "reload_refused", signal = "SIGHUP", path = %path.display(), error = %e, "config reload refused: the file is invalid; the running config is kept");
                 }
                 Ok(new) if new == current => {
                     RELOADS.with_label_values(&["unchanged"]).inc();
                     reload_ok(true);
-                    info!(signal = "SIGHUP", path = %path.display(), "config reload: unchanged");
+                    info!(event = "reload_unchanged", signal = "SIGHUP", path = %path.display(), "config reload: unchanged");
                 }
                 Ok(new) => {
-                    info!(signal = "SIGHUP", path = %path.display(), "config reload: valid; restarting every task with it");
+                    info!(event = "reload_restarting", signal = "SIGHUP", path = %path.display(), "config reload: valid; restarting every task with it");
                     current = new.clone();
                     if reloaded.send(new).await.is_err() {
                         break;

@@ -36,7 +36,7 @@ pub async fn run(status: watch::Receiver<Status>, cancel: CancellationToken) -> 
         return Ok(());
     }
     if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready]) {
-        warn!(error = %e, "cannot tell systemd we are ready");
+        warn!(event = "systemd_notify_failed", error = %e, "cannot tell systemd we are ready");
     }
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
@@ -45,6 +45,7 @@ pub async fn run(status: watch::Receiver<Status>, cancel: CancellationToken) -> 
     }
     let every = Duration::from_micros(usec) / 2;
     info!(
+        event = "systemd_watchdog_on",
         every_ms = every.as_millis() as u64,
         "systemd watchdog: pinging while the state owner publishes"
     );
@@ -58,11 +59,12 @@ pub async fn run(status: watch::Receiver<Status>, cancel: CancellationToken) -> 
         if fresh(heartbeat, SystemTime::now()) {
             stale_logged = false;
             if let Err(e) = sd_notify::notify(false, &[NotifyState::Watchdog]) {
-                warn!(error = %e, "cannot ping systemd's watchdog");
+                warn!(event = "systemd_ping_failed", error = %e, "cannot ping systemd's watchdog");
             }
         } else if !stale_logged {
             stale_logged = true;
             warn!(
+                event = "systemd_watchdog_stopped",
                 "the state owner has stopped publishing: no more pings to systemd's watchdog, which will restart the service"
             );
         }

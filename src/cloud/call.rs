@@ -126,7 +126,7 @@ where
         )
         .when(|e: &CloudError| retry(e.kind) && e.code != SUPERSEDED)
         .notify(|e: &CloudError, after: Duration| {
-            warn!(operation, kind = e.kind.as_str(), error = %e, retry_in_ms = after.as_millis() as u64, "cloud call failed; retrying");
+            warn!(event = "cloud_call_retry", operation, kind = e.kind.as_str(), error = %e, retry_in_ms = after.as_millis() as u64, "cloud call failed; retrying");
         })
         .await
 }

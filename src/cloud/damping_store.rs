@@ -297,6 +297,7 @@ impl Store {
 pub fn load(dir: Option<&Path>) -> (Option<Store>, BTreeMap<String, Damping>) {
     let Some(dir) = dir else {
         tracing::info!(
+            event = "damping_memory_only",
             "cloud.state_dir is empty: damping is kept in memory only, and a restart forgets it"
         );
         return (None, BTreeMap::new());
@@ -305,12 +306,12 @@ pub fn load(dir: Option<&Path>) -> (Option<Store>, BTreeMap<String, Damping>) {
     match store.load(crate::clock::now(), Boot::read().as_ref()) {
         Ok(d) => {
             if !d.is_empty() {
-                tracing::info!(path = %store.path().display(), "damping carried over from before the restart");
+                tracing::info!(event = "damping_restored", path = %store.path().display(), "damping carried over from before the restart");
             }
             (Some(store), d)
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot use the saved damping state; starting without damping (it is rewritten at the next change)");
+            tracing::error!(event = "damping_state_unusable", error = %e, "cannot use the saved damping state; starting without damping (it is rewritten at the next change)");
             (Some(store), BTreeMap::new())
         }
     }
@@ -335,7 +336,7 @@ pub async fn run(
             Ok(_) => failing = false,
             Err(e) => {
                 if !failing {
-                    tracing::error!(error = %e, "cannot save the damping state: a restart would forget it");
+                    tracing::error!(event = "damping_save_failed", error = %e, "cannot save the damping state: a restart would forget it");
                 }
                 failing = true;
             }

@@ -116,7 +116,7 @@ impl<C: Cloud> Executor<C> {
     }
 
     fn dropped(c: &Claim, at: &str) -> (ClaimOutcome, String) {
-        info!(vip = %c.vip, before = at, "the claim's verdict no longer stands: dropped, no further call");
+        info!(event = "claim_verdict_gone", vip = %c.vip, before = at, "the claim's verdict no longer stands: dropped, no further call");
         (
             ClaimOutcome::Dropped,
             format!("overtaken by events before {at}: the verdict no longer stood"),
@@ -136,7 +136,7 @@ impl<C: Cloud> Executor<C> {
                 Step::Done(outcome, detail) => return (outcome, detail),
                 Step::Uncertain(why) => why,
             };
-            warn!(vip = %c.vip, attempt, detail = %why, "a mutating call may or may not have been applied; asking the cloud before anything else");
+            warn!(event = "claim_outcome_unknown", vip = %c.vip, attempt, detail = %why, "a mutating call may or may not have been applied; asking the cloud before anything else");
             match self.describe(c, events).await {
                 Some(true) => {
                     return (
@@ -164,7 +164,7 @@ impl<C: Cloud> Executor<C> {
             if !self.stands(c) {
                 return Self::dropped(c, "sending it again");
             }
-            info!(vip = %c.vip, attempt, after = %why, "the cloud still lacks the VIP and the verdict stands: sending the claim again");
+            info!(event = "claim_resent", vip = %c.vip, attempt, after = %why, "the cloud still lacks the VIP and the verdict stands: sending the claim again");
         }
         (ClaimOutcome::Failed, "no attempt was made".into())
     }
@@ -261,7 +261,7 @@ impl<C: Cloud> Executor<C> {
             let (o, d) = Self::dropped(c, "AssignPrivateIpAddresses");
             return Err(Step::Done(o, d));
         }
-        info!(vip = %c.vip, eni = %eni, private_ip = %private_ip, "assigning the private IP to this node's ENI");
+        info!(event = "claim_assign_private_ip", vip = %c.vip, eni = %eni, private_ip = %private_ip, "assigning the private IP to this node's ENI");
         let assigned = mutate("AssignPrivateIpAddresses", p, m, stands, || {
             self.cloud.assign_private_ip(eni, private_ip)
         })
@@ -301,17 +301,17 @@ impl<C: Cloud> Executor<C> {
             let (o, d) = Self::dropped(c, "AssociateAddress");
             return Err(Step::Done(o, d));
         }
-        info!(vip = %c.vip, allocation_id = %allocation_id, eni = %c.me.eni, instance_id = %c.me.instance_id, what = %c.target.describe(), reason = c.reason.as_str(), "associating the EIP with this node");
+        info!(event = "claim_associate", vip = %c.vip, allocation_id = %allocation_id, eni = %c.me.eni, instance_id = %c.me.instance_id, what = %c.target.describe(), reason = c.reason.as_str(), "associating the EIP with this node");
         let associated = mutate("AssociateAddress", p, m, || self.stands(c), send).await;
         Self::learnt(events, &c.vip, Action::AssociateAddress, &associated).await;
         match associated {
             Ok(id) => {
-                info!(vip = %c.vip, association_id = %id, "associate accepted");
+                info!(event = "claim_associate_accepted", vip = %c.vip, association_id = %id, "associate accepted");
                 Ok(())
             }
             // A race with the peer: the confirmation tells what won.
             Err(e) if e.kind == ErrorKind::Conflict => {
-                info!(vip = %c.vip, error = %e, "associate raced with another change; verifying");
+                info!(event = "claim_associate_raced", vip = %c.vip, error = %e, "associate raced with another change; verifying");
                 Ok(())
             }
             Err(e) if e.code == SUPERSEDED => {
@@ -376,7 +376,7 @@ impl<C: Cloud> Executor<C> {
                 let (o, d) = Self::dropped(c, op);
                 return Err(Step::Done(o, d));
             }
-            info!(vip = %c.vip, route_table = %v.route_table, destination = %destination, eni = %c.me.eni, was = v.state.as_str(), route_target = ?v.target, reason = c.reason.as_str(), "pointing the route at this node");
+            info!(event = "claim_replace_route", vip = %c.vip, route_table = %v.route_table, destination = %destination, eni = %c.me.eni, was = v.state.as_str(), route_target = ?v.target, reason = c.reason.as_str(), "pointing the route at this node");
             let r = mutate(
                 op,
                 p,

@@ -95,7 +95,7 @@ impl<C: Cloud> Checker<C> {
                 } else {
                     self.interval
                 };
-                info!(
+                info!(event = "permission_check_done",
                     allowed = round.allowed,
                     denied = round.denied,
                     unanswered = round.unanswered,
@@ -123,6 +123,7 @@ impl<C: Cloud> Checker<C> {
         for action in Action::ALL.into_iter().filter(|a| a.has_dry_run()) {
             if action.per_vip() && !dry_run_honoured {
                 info!(
+                    event = "permission_dry_run_waits",
                     operation = action.as_str(),
                     "no describe was answered DryRunOperation this round: the DryRun of a mutating action waits for one (an endpoint that ignores DryRun would perform it)"
                 );
@@ -157,6 +158,7 @@ impl<C: Cloud> Checker<C> {
                     Err(e) if let Some(refusal) = e.refusal() => (false, refusal),
                     Ok(DryRunAnswer::Ignored) => {
                         error!(
+                            event = "permission_dry_run_ignored",
                             operation = action.as_str(),
                             fix = "set cloud.permission_check = false for this endpoint",
                             "the EC2 endpoint performed a DryRun call as a real one: it does not honour DryRun; permission checks stop here, before any call that could mutate"
@@ -165,7 +167,7 @@ impl<C: Cloud> Checker<C> {
                         return Some(round);
                     }
                     Err(e) => {
-                        warn!(operation = action.as_str(), error = %e, "cannot check the permission; asking again later");
+                        warn!(event = "permission_check_failed", operation = action.as_str(), error = %e, "cannot check the permission; asking again later");
                         round.unanswered += 1;
                         continue;
                     }

@@ -181,7 +181,7 @@ impl<C: Cloud> Verifier<C> {
                                 }
                             }
                             Err(e) => {
-                                tracing::warn!(eni = %self.eni, error = %e, "cannot read the ENI's source/destination check; asking again next round")
+                                tracing::warn!(event = "source_dest_check_unreadable", eni = %self.eni, error = %e, "cannot read the ENI's source/destination check; asking again next round")
                             }
                         }
                     }
@@ -238,7 +238,7 @@ impl<C: Cloud> Verifier<C> {
                         match self.ask(std::slice::from_ref(id)).await {
                             Ok(a) => found.extend(a),
                             Err(e) if e.kind == ErrorKind::NotFound => {
-                                error!(allocation_id = %id, error = %e, "EC2 does not know this allocation ID: its VIP cannot be watched or claimed; the other VIPs are described without it");
+                                error!(event = "allocation_id_unknown", allocation_id = %id, error = %e, "EC2 does not know this allocation ID: its VIP cannot be watched or claimed; the other VIPs are described without it");
                                 self.unknown.insert(id.clone());
                             }
                             Err(e) => return (Err(e), self.unknown()),
@@ -253,7 +253,7 @@ impl<C: Cloud> Verifier<C> {
                 continue;
             }
             if let Ok(a) = self.ask(std::slice::from_ref(&id)).await {
-                info!(allocation_id = %id, "EC2 knows this allocation ID now");
+                info!(event = "allocation_id_known", allocation_id = %id, "EC2 knows this allocation ID now");
                 self.unknown.remove(&id);
                 found.extend(a);
             }

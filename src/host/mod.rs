@@ -71,7 +71,7 @@ fn watch(fd: OwnedFd, tx: mpsc::Sender<()>) {
             }
             Ok(_) | Err(nix::Error::EAGAIN | nix::Error::EINTR) => {}
             Err(e) => {
-                warn!(error = %e, "address change notifications ended; listing every interval only");
+                warn!(event = "host_netlink_ended", error = %e, "address change notifications ended; listing every interval only");
                 return;
             }
         }
@@ -97,7 +97,7 @@ pub async fn run(
                 Some(rx)
             }
             Err(e) => {
-                warn!(error = %e, interval_ms = interval.as_millis() as u64, "cannot subscribe to address changes (netlink); listing them every interval only");
+                warn!(event = "host_netlink_unavailable", error = %e, interval_ms = interval.as_millis() as u64, "cannot subscribe to address changes (netlink); listing them every interval only");
                 None
             }
         };
@@ -118,7 +118,7 @@ pub async fn run(
                 }
                 Err(e) => {
                     if !failing {
-                        warn!(error = %e, "cannot list this host's addresses; treating the private IPs as absent");
+                        warn!(event = "host_addresses_unreadable", error = %e, "cannot list this host's addresses; treating the private IPs as absent");
                     }
                     failing = true;
                     BTreeSet::new()

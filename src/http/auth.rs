@@ -169,7 +169,7 @@ pub async fn basic_auth(State(users): State<Arc<Users>>, request: Request, next:
             .into_response(),
         Verdict::Refused => {
             if let Some((user, _)) = &given {
-                tracing::debug!(user = %user, path = %request.uri().path(), "basic auth refused");
+                tracing::debug!(event = "http_auth_refused", user = %user, path = %request.uri().path(), "basic auth refused");
             }
             (
                 StatusCode::UNAUTHORIZED,

@@ -318,7 +318,7 @@ pub async fn serve(
                     .inc();
                 if last_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     last_logged = Some(Instant::now());
-                    tracing::warn!(listener = settings.name, error = %e, "accepting a connection failed; pausing (counted in vip_watchdog_http_accept_errors_total; logged once a minute)");
+                    tracing::warn!(event = "http_accept_failed", listener = settings.name, error = %e, "accepting a connection failed; pausing (counted in vip_watchdog_http_accept_errors_total; logged once a minute)");
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => break,

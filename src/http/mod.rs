@@ -116,7 +116,7 @@ async fn notify_handler(
     body: Bytes,
 ) -> Response {
     if !peer.ip().is_loopback() {
-        tracing::warn!(peer = %peer, "a notify report from another host: refused (loopback only)");
+        tracing::warn!(event = "notify_report_refused", peer = %peer, "a notify report from another host: refused (loopback only)");
         return (
             StatusCode::FORBIDDEN,
             "notify reports are taken from loopback only\n",
@@ -126,7 +126,7 @@ async fn notify_handler(
     let report = match Report::parse(&body) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "a notify report that cannot be read: ignored");
+            tracing::warn!(event = "notify_report_unreadable", error = %e, "a notify report that cannot be read: ignored");
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };

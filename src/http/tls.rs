@@ -62,10 +62,10 @@ impl FileCert {
             {
                 Ok(pair) => {
                     current.1 = Arc::new(pair);
-                    tracing::info!(cert_file = %cert.display(), "tls: the certificate changed on disk; serving the new one");
+                    tracing::info!(event = "tls_reloaded", cert_file = %cert.display(), "tls: the certificate changed on disk; serving the new one");
                 }
                 Err(e) => {
-                    tracing::warn!(cert_file = %cert.display(), error = %e, "tls: the certificate or key changed on disk but cannot be used; serving the previous pair");
+                    tracing::warn!(event = "tls_reload_failed", cert_file = %cert.display(), error = %e, "tls: the certificate or key changed on disk but cannot be used; serving the previous pair");
                 }
             }
         }

@@ -93,7 +93,7 @@ impl Fifo {
     /// Creates the FIFO if needed and opens it read-write, non-blocking.
     pub fn open(path: &Path) -> Result<Fifo, FifoError> {
         if ensure(path)? {
-            info!(path = %path.display(), "created the notify FIFO");
+            info!(event = "fifo_created", path = %path.display(), "created the notify FIFO");
         }
         let open_err = |source| FifoError::Open {
             path: path.into(),
@@ -189,11 +189,11 @@ pub async fn run(
                         let path = fifo.path.clone();
                         match Fifo::open(&path) {
                             Ok(new) => {
-                                warn!(how, "the FIFO path was {how}; reopened it");
+                                warn!(event = "fifo_reopened", how, "the FIFO path was {how}; reopened it");
                                 metrics.fifo_reopened();
                                 fifo = new;
                             }
-                            Err(e) => warn!(error = %e, "the FIFO path was {how}; cannot reopen it, retrying"),
+                            Err(e) => warn!(event = "fifo_reopen_failed", error = %e, "the FIFO path was {how}; cannot reopen it, retrying"),
                         }
                     }
                 }
@@ -238,7 +238,7 @@ async fn deliver(
                         Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
                         Err(_) => String::from("(longer than the limit; dropped)"),
                     };
-                    warn!(line = %text.trim_end(), error = %error, "rejected a FIFO line");
+                    warn!(event = "fifo_line_rejected", line = %text.trim_end(), error = %error, "rejected a FIFO line");
                 }
             }
         }

@@ -262,10 +262,10 @@ fn log_changes(before: Option<&Snapshot>, after: &Snapshot, metrics: &Metrics) {
         }
         match verdict {
             Ok(a) => {
-                info!(vrrp_instance = %name, keepalived_pid = after.main.pid, advert = %a.describe(), "release_on_crash armed: keepalived.conf matches the running Keepalived; if it crashes while MASTER, this advert is sent on its behalf")
+                info!(event = "release_armed", vrrp_instance = %name, keepalived_pid = after.main.pid, advert = %a.describe(), "release_on_crash armed: keepalived.conf matches the running Keepalived; if it crashes while MASTER, this advert is sent on its behalf")
             }
             Err(e) => {
-                warn!(vrrp_instance = %name, keepalived_pid = after.main.pid, reason = %e, "release_on_crash disarmed for this instance: a crash while MASTER fails over on Keepalived's own detection")
+                warn!(event = "release_disarmed", vrrp_instance = %name, keepalived_pid = after.main.pid, reason = %e, "release_on_crash disarmed for this instance: a crash while MASTER fails over on Keepalived's own detection")
             }
         }
     }
@@ -333,7 +333,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     async move {
         if let Err(e) = raw_socket() {
-            warn!(error = %e, "release_on_crash is on but cannot work: a crashed MASTER's peer will wait out Keepalived's detection");
+            warn!(event = "release_unavailable", error = %e, "release_on_crash is on but cannot work: a crashed MASTER's peer will wait out Keepalived's detection");
         }
         let mut snap: Option<Snapshot> = None;
         let mut last_main: Option<Proc> = None;

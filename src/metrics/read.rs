@@ -52,7 +52,7 @@ impl Metrics {
         let mut families = self.registry.gather();
         families.extend(self.process.gather());
         if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
-            tracing::error!(error = %e, "cannot encode metrics");
+            tracing::error!(event = "metrics_encode_failed", error = %e, "cannot encode metrics");
         }
         String::from_utf8(buf).unwrap_or_default()
     }

@@ -19,7 +19,7 @@ pub fn log_change(change: &Change) {
             priority,
             source,
             reason,
-        } => info!(
+        } => info!(event = "vrrp_learned",
             vrrp_instance = %instance,
             state = state.as_str(),
             priority = priority.map(i64::from),
@@ -34,7 +34,7 @@ pub fn log_change(change: &Change) {
             priority,
             source,
             reason,
-        } => info!(
+        } => info!(event = "vrrp_changed",
             vrrp_instance = %instance,
             from = from.as_str(),
             to = to.as_str(),
@@ -43,41 +43,41 @@ pub fn log_change(change: &Change) {
             reason = %reason,
             "vrrp state changed"
         ),
-        Change::Priority { instance, from, to } => info!(
+        Change::Priority { instance, from, to } => info!(event = "vrrp_priority_changed",
             vrrp_instance = %instance,
             from = from.map(i64::from),
             to = *to,
             "vrrp priority changed"
         ),
-        Change::OtherMasterSeen { instance } => warn!(
+        Change::OtherMasterSeen { instance } => warn!(event = "vrrp_other_master",
             vrrp_instance = %instance,
             "keepalived heard another MASTER with a lower priority (MASTER_RX_LOWER_PRI): possible split brain"
         ),
-        Change::Group { group, from, to } => info!(
+        Change::Group { group, from, to } => info!(event = "vrrp_group_changed",
             group = %group,
             from = from.as_str(),
             to = to.as_str(),
             "vrrp group state changed"
         ),
         Change::Lvs { kind, service, up } => {
-            info!(kind, service = %service, up, "lvs server changed")
+            info!(event = "lvs_changed", kind, service = %service, up, "lvs server changed")
         }
         Change::Keepalived {
             running: true,
             detail,
-        } => info!(detail = %detail, "keepalived is running"),
+        } => info!(event = "keepalived_running", detail = %detail, "keepalived is running"),
         Change::Keepalived {
             running: false,
             detail,
-        } => warn!(detail = %detail, "keepalived is gone"),
+        } => warn!(event = "keepalived_gone", detail = %detail, "keepalived is gone"),
         Change::ProcessCheckFailed {
             reason,
             first: true,
         } => {
-            warn!(reason = %reason, "cannot look at keepalived's processes: its state is kept as it was until a look succeeds")
+            warn!(event = "keepalived_look_failed", reason = %reason, "cannot look at keepalived's processes: its state is kept as it was until a look succeeds")
         }
         Change::ProcessCheckFailed { first: false, .. } => {}
-        Change::Probe { from, to, detail } => info!(
+        Change::Probe { from, to, detail } => info!(event = "probe_changed",
             from = from.as_str(),
             to = to.as_str(),
             detail = %detail,
@@ -90,10 +90,10 @@ pub fn log_change(change: &Change) {
         } => {
             // The first, then at every power of two: a flood logs little.
             if dropped.is_power_of_two() {
-                warn!(kind, name = %name, dropped, limit = crate::core::model::MAX_NEW_NAMES, "a FIFO line names one name too many of its kind; dropped (counted in vip_watchdog_fifo_names_dropped_total)")
+                warn!(event = "fifo_name_dropped", kind, name = %name, dropped, limit = crate::core::model::MAX_NEW_NAMES, "a FIFO line names one name too many of its kind; dropped (counted in vip_watchdog_fifo_names_dropped_total)")
             }
         }
-        Change::HostAddresses { added, removed } => info!(
+        Change::HostAddresses { added, removed } => info!(event = "host_addresses_changed",
             added = ?added,
             removed = ?removed,
             "this host's addresses changed"
@@ -102,10 +102,10 @@ pub fn log_change(change: &Change) {
             instance,
             known_to: "keepalived",
         } => {
-            warn!(vrrp_instance = %instance, "keepalived reports a VRRP instance that the config does not name: add it to [[keepalived.instance]] (and a [[vip]] if it should move one)")
+            warn!(event = "instance_not_configured", vrrp_instance = %instance, "keepalived reports a VRRP instance that the config does not name: add it to [[keepalived.instance]] (and a [[vip]] if it should move one)")
         }
         Change::InstanceMismatch { instance, .. } => {
-            warn!(vrrp_instance = %instance, "the config names a VRRP instance that keepalived's JSON dump does not list: check the name against keepalived.conf (vip-watchdog check-config)")
+            warn!(event = "instance_not_in_dump", vrrp_instance = %instance, "the config names a VRRP instance that keepalived's JSON dump does not list: check the name against keepalived.conf (vip-watchdog check-config)")
         }
         Change::NotifyRun {
             instance,
@@ -116,14 +116,14 @@ pub fn log_change(change: &Change) {
         } => {
             let instance = instance.as_deref().unwrap_or("(every instance)");
             if outcome.failed() {
-                warn!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run failed: the watchdog heals without waiting for the rest of grace")
+                warn!(event = "notify_failed", vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run failed: the watchdog heals without waiting for the rest of grace")
             } else if *outcome == crate::core::words::Outcome::Skipped {
-                info!(vrrp_instance = %instance, outcome = outcome.as_str(), why = %output, "a notify script run was skipped: the peer is a healthy MASTER holding the VIP")
+                info!(event = "notify_skipped", vrrp_instance = %instance, outcome = outcome.as_str(), why = %output, "a notify script run was skipped: the peer is a healthy MASTER holding the VIP")
             } else {
-                info!(vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run succeeded: asking the cloud at once")
+                info!(event = "notify_succeeded", vrrp_instance = %instance, outcome = outcome.as_str(), exit_code = *exit_code, duration_ms = *duration_ms, output = %output, "a notify script run succeeded: asking the cloud at once")
             }
         }
-        Change::Peer { node, summary } => info!(
+        Change::Peer { node, summary } => info!(event = "peer_changed",
             peer = %node,
             summary = %summary,
             "the peer's watchdog reports a change"
@@ -133,7 +133,7 @@ pub fn log_change(change: &Change) {
             on: true,
             mine,
             peers,
-        } => warn!(
+        } => warn!(event = "split_brain",
             vrrp_instance = %instance,
             this_node = %mine,
             peer = %peers,
@@ -144,7 +144,7 @@ pub fn log_change(change: &Change) {
             on: false,
             mine,
             peers,
-        } => info!(
+        } => info!(event = "split_brain_over",
             vrrp_instance = %instance,
             this_node = %mine,
             peer = %peers,
@@ -154,14 +154,14 @@ pub fn log_change(change: &Change) {
             instance,
             sent: Some(sent),
             ..
-        } => info!(
+        } => info!(event = "release_sent",
             vrrp_instance = %instance,
             advert = %sent,
             "keepalived crashed while MASTER: sent its priority-0 advert on its behalf, so the peer takes over after its skew time as at a graceful stop"
         ),
         Change::Released {
             instance, error, ..
-        } => warn!(
+        } => warn!(event = "release_failed",
             vrrp_instance = %instance,
             error = error.as_deref().unwrap_or_default(),
             "keepalived crashed while MASTER: its priority-0 advert was not sent; the peer takes over once Keepalived's detection ends"
@@ -182,7 +182,7 @@ pub fn log_note(note: &Note) {
             evidence,
             detail,
         } => match (before, allowed) {
-            (_, false) if *before != Some(false) => error!(
+            (_, false) if *before != Some(false) => error!(event = "permission_refused",
                 vip = %vip,
                 action = action.as_str(),
                 iam_action = %format!("ec2:{}", action.as_str()),
@@ -190,7 +190,7 @@ pub fn log_note(note: &Note) {
                 detail = %detail,
                 "the cloud refuses an action this node needs to claim the VIP: a failover to this node would leave the VIP behind; grant it in the instance role's IAM policy"
             ),
-            (Some(false), true) => info!(
+            (Some(false), true) => info!(event = "permission_allowed",
                 vip = %vip,
                 action = action.as_str(),
                 evidence = evidence.as_str(),
@@ -200,14 +200,14 @@ pub fn log_note(note: &Note) {
         },
         Note::AddressDone { vip, change, error } => match error {
             None => {
-                info!(vip = %vip, change = change.as_str(), "private IP changed on this host")
+                info!(event = "address_changed", vip = %vip, change = change.as_str(), "private IP changed on this host")
             }
             Some(e) => {
-                error!(vip = %vip, change = change.as_str(), error = %e, "cannot change the private IP on this host")
+                error!(event = "address_change_failed", vip = %vip, change = change.as_str(), error = %e, "cannot change the private IP on this host")
             }
         },
         Note::DescribeFailed { error: e } => {
-            warn!(operation = e.operation, kind = e.kind.as_str(), error = %e, "cannot read the cloud's view; no action without it");
+            warn!(event = "describe_failed", operation = e.operation, kind = e.kind.as_str(), error = %e, "cannot read the cloud's view; no action without it");
         }
         Note::SourceDestCheck {
             eni,
@@ -216,9 +216,9 @@ pub fn log_note(note: &Note) {
             has_routes,
         } => {
             if *on && *has_routes && *before != Some(true) {
-                error!(eni = %eni, fix = "aws ec2 modify-network-interface-attribute --no-source-dest-check", "this node's ENI has its source/destination check on: the instance drops traffic for a routed VIP that is not its own address; turn it off");
+                error!(event = "source_dest_check_on", eni = %eni, fix = "aws ec2 modify-network-interface-attribute --no-source-dest-check", "this node's ENI has its source/destination check on: the instance drops traffic for a routed VIP that is not its own address; turn it off");
             } else if !on && *before == Some(true) {
-                info!(eni = %eni, "this node's ENI has its source/destination check off now");
+                info!(event = "source_dest_check_off", eni = %eni, "this node's ENI has its source/destination check off now");
             }
         }
         Note::AllocationUnknown {
@@ -226,29 +226,29 @@ pub fn log_note(note: &Note) {
             allocation_id,
             unknown: true,
         } => {
-            error!(vip = %vip, allocation_id = %allocation_id, "EC2 does not know the VIP's allocation ID: fix vip.allocation_id; the other VIPs are watched as usual");
+            error!(event = "vip_allocation_unknown", vip = %vip, allocation_id = %allocation_id, "EC2 does not know the VIP's allocation ID: fix vip.allocation_id; the other VIPs are watched as usual");
         }
         Note::AllocationUnknown {
             vip, allocation_id, ..
         } => {
-            info!(vip = %vip, allocation_id = %allocation_id, "EC2 knows the VIP's allocation ID now");
+            info!(event = "vip_allocation_known", vip = %vip, allocation_id = %allocation_id, "EC2 knows the VIP's allocation ID now");
         }
         Note::Route { vip, route: r } => match r.state {
             RouteState::Blackhole => {
-                error!(vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route is a blackhole: its target ENI or instance is gone and traffic is dropped; the MASTER claims it")
+                error!(event = "route_blackhole", vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route is a blackhole: its target ENI or instance is gone and traffic is dropped; the MASTER claims it")
             }
             RouteState::Instance => {
-                warn!(vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route targets an instance, not an ENI: EC2 resolves it to the primary ENI and refuses it for instances with several; the MASTER points it at its ENI")
+                warn!(event = "route_to_instance", vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route targets an instance, not an ENI: EC2 resolves it to the primary ENI and refuses it for instances with several; the MASTER points it at its ENI")
             }
             RouteState::Other => {
-                warn!(vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route targets neither an ENI nor an instance")
+                warn!(event = "route_to_other", vip = %vip, route_table = %r.route_table, route_target = ?r.target, "the VIP's route targets neither an ENI nor an instance")
             }
             _ => {
-                debug!(vip = %vip, route_table = %r.route_table, state = r.state.as_str(), "the VIP's route changed")
+                debug!(event = "route_changed", vip = %vip, route_table = %r.route_table, state = r.state.as_str(), "the VIP's route changed")
             }
         },
         Note::OutOfOrder { vip } => {
-            debug!(vip = %vip, "a cloud answer older than the view held: ignored");
+            debug!(event = "answer_out_of_order", vip = %vip, "a cloud answer older than the view held: ignored");
         }
         Note::ArrivedHere {
             vip,
@@ -256,17 +256,17 @@ pub fn log_note(note: &Note) {
             moved_by,
             seen_at,
         } => {
-            info!(vip = %vip, latency_ms = latency.as_millis() as u64, moved_by = moved_by.as_str(), seen_at = %rfc3339(*seen_at), "the cloud shows the VIP on this node, the MASTER");
+            info!(event = "vip_arrived", vip = %vip, latency_ms = latency.as_millis() as u64, moved_by = moved_by.as_str(), seen_at = %rfc3339(*seen_at), "the cloud shows the VIP on this node, the MASTER");
         }
         Note::MovedAway {
             vip,
             holder,
             fight: false,
         } => {
-            info!(vip = %vip, holder = %holder, "the VIP was moved away from this MASTER, the first time in this mastership (a late notify run, a brief MASTER elsewhere): taking it back after min_master_age, no back-off");
+            info!(event = "vip_moved_away", vip = %vip, holder = %holder, "the VIP was moved away from this MASTER, the first time in this mastership (a late notify run, a brief MASTER elsewhere): taking it back after min_master_age, no back-off");
         }
         Note::MovedAway { vip, holder, .. } => {
-            warn!(vip = %vip, holder = %holder, "the VIP was moved away from this MASTER again in this mastership: a fight; backing off");
+            warn!(event = "vip_fight", vip = %vip, holder = %holder, "the VIP was moved away from this MASTER again in this mastership: a fight; backing off");
         }
         Note::Seen {
             vip,
@@ -274,7 +274,7 @@ pub fn log_note(note: &Note) {
             changed: true,
             ..
         } => {
-            info!(vip = %vip, holder = %holder, "the cloud's view of the VIP changed");
+            info!(event = "vip_seen_changed", vip = %vip, holder = %holder, "the cloud's view of the VIP changed");
         }
         Note::Seen { .. } | Note::Converged { .. } => {}
         Note::ClaimDone {
@@ -283,30 +283,32 @@ pub fn log_note(note: &Note) {
             detail,
         } => match outcome {
             ClaimOutcome::Converged => {
-                info!(vip = %vip, detail = %detail, "claim converged")
+                info!(event = "claim_converged", vip = %vip, detail = %detail, "claim converged")
             }
             ClaimOutcome::Failed => {
-                warn!(vip = %vip, detail = %detail, next = "asking the cloud where the VIP is before another claim", "claim did not converge");
+                warn!(event = "claim_failed", vip = %vip, detail = %detail, next = "asking the cloud where the VIP is before another claim", "claim did not converge");
             }
             ClaimOutcome::Dropped => {
-                info!(vip = %vip, detail = %detail, "claim dropped: overtaken by events");
+                info!(event = "claim_dropped", vip = %vip, detail = %detail, "claim dropped: overtaken by events");
             }
         },
         Note::Verdict { vip, verdict, why } => match verdict {
             // Logged when it is handed over (`owner::Owner::send`).
             Verdict::Claim { dry_run: false, .. } => {}
             Verdict::Claim { reason, .. } => {
-                info!(vip = %vip, reason = reason.as_str(), "dry run: would claim the VIP for this node");
+                info!(event = "claim_dry_run", vip = %vip, reason = reason.as_str(), "dry run: would claim the VIP for this node");
             }
             Verdict::Refresh { .. } => {
-                info!(vip = %vip, why = %why, "asking the cloud before acting");
+                info!(event = "verdict_refresh", vip = %vip, why = %why, "asking the cloud before acting");
             }
-            Verdict::Damped { .. } => warn!(vip = %vip, why = %why, "claim damped"),
+            Verdict::Damped { .. } => {
+                warn!(event = "claim_damped", vip = %vip, why = %why, "claim damped")
+            }
             Verdict::Wait { .. } => {
-                info!(vip = %vip, why = %why, "waiting before acting");
+                info!(event = "verdict_wait", vip = %vip, why = %why, "waiting before acting");
             }
             Verdict::Hold { .. } => {
-                info!(vip = %vip, verdict = verdict.kind(), why = %why, "vip decision");
+                info!(event = "verdict_hold", vip = %vip, verdict = verdict.kind(), why = %why, "vip decision");
             }
         },
     }

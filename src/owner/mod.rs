@@ -103,9 +103,9 @@ impl Owner {
         let plan = self.core.plan(now);
         if let (Some(fresh), Some(link)) = (plan.peer_fresh, &self.core.peer) {
             if fresh {
-                info!(peer = %link.address, "the peer's watchdog reports: rules 10 and 11 use what it says");
+                info!(event = "peer_fresh", peer = %link.address, "the peer's watchdog reports: rules 10 and 11 use what it says");
             } else {
-                warn!(peer = %link.address, max_age_ms = link.max_age.as_millis() as u64, "no fresh report from the peer's watchdog: the rules apply as without a peer (min_master_age, grace, damping)");
+                warn!(event = "peer_stale", peer = %link.address, max_age_ms = link.max_age.as_millis() as u64, "no fresh report from the peer's watchdog: the rules apply as without a peer (min_master_age, grace, damping)");
             }
         }
         for change in &plan.changes {
@@ -130,7 +130,7 @@ impl Owner {
             if let Some(tx) = &self.release
                 && let Err(e) = tx.try_send(instance)
             {
-                warn!(error = %e, "a release order was dropped: the release task is busy or gone");
+                warn!(event = "release_order_dropped", error = %e, "a release order was dropped: the release task is busy or gone");
             }
         }
         let Some(links) = &self.links else {
@@ -147,10 +147,10 @@ impl Owner {
             match links.claims.try_send(order.claim) {
                 Ok(()) => {
                     self.metrics.heal(&vip, reason);
-                    info!(vip = %vip, reason = reason.as_str(), why = %order.why, "claiming the VIP for this node");
+                    info!(event = "claim_started", vip = %vip, reason = reason.as_str(), why = %order.why, "claiming the VIP for this node");
                 }
                 Err(e) => {
-                    error!(vip = %vip, error = %e, "cannot hand the claim to the executor");
+                    error!(event = "claim_handover_failed", vip = %vip, error = %e, "cannot hand the claim to the executor");
                     failed.push(CloudEvent::ClaimDone {
                         vip,
                         outcome: ClaimOutcome::Dropped,
@@ -170,10 +170,10 @@ impl Owner {
                 (job.vip.clone(), job.change, job.ip, job.interface.clone());
             match tx.try_send(job) {
                 Ok(()) => {
-                    info!(vip = %vip, change = change.as_str(), address = %ip, interface = %interface, why = order.why, "changing the private IP on this host");
+                    info!(event = "address_change_started", vip = %vip, change = change.as_str(), address = %ip, interface = %interface, why = order.why, "changing the private IP on this host");
                 }
                 Err(e) => {
-                    error!(vip = %vip, error = %e, "cannot hand the address change to its task");
+                    error!(event = "address_handover_failed", vip = %vip, error = %e, "cannot hand the address change to its task");
                     failed.push(CloudEvent::AddressDone {
                         vip,
                         change,

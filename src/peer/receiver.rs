@@ -79,7 +79,7 @@ impl Receiver {
             .is_none_or(|t| now.duration_since(*t) >= LOG_EVERY);
         if due {
             logged.insert(e.label(), now);
-            tracing::warn!(from = %from, result = e.label(), error = %e, "a peer message refused (counted in vip_watchdog_peer_messages_total; logged once a minute per result)");
+            tracing::warn!(event = "peer_message_refused", from = %from, result = e.label(), error = %e, "a peer message refused (counted in vip_watchdog_peer_messages_total; logged once a minute per result)");
         }
     }
 }

@@ -96,11 +96,11 @@ impl Sender {
                 self.metrics.peer_sent(ok.is_ok());
                 match (&ok, failing) {
                     (Err(e), false) => {
-                        tracing::warn!(peer = %self.address, error = %e, "cannot reach the peer's watchdog (logged again when it answers)");
+                        tracing::warn!(event = "peer_unreachable", peer = %self.address, error = %e, "cannot reach the peer's watchdog (logged again when it answers)");
                         failing = true;
                     }
                     (Ok(()), true) => {
-                        tracing::info!(peer = %self.address, "the peer's watchdog takes reports again");
+                        tracing::info!(event = "peer_reachable", peer = %self.address, "the peer's watchdog takes reports again");
                         failing = false;
                     }
                     _ => {}

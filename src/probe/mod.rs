@@ -47,7 +47,7 @@ pub async fn run(
                 }
                 Outcome::Failure(reason, d) => {
                     metrics.probe_result(took, Some(reason.as_str()));
-                    debug!(reason = reason.as_str(), detail = %d, "probe failed");
+                    debug!(event = "probe_failed", reason = reason.as_str(), detail = %d, "probe failed");
                     (false, d)
                 }
             };
