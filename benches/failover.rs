@@ -149,11 +149,9 @@ impl Pair {
         let moved = self.wait_eip(&eni_b);
         if let Some(wb) = self.watch.watchdog("b") {
             let master = ts(&wb.wait_state("master", STEP));
-            let claim = ts(&wb.wait_for("b's claim", STEP, |e| {
-                e["message"] == "claiming the VIP for this node"
-            }));
+            let claim = ts(&wb.wait_for("b's claim", STEP, |e| common::is(e, "claim_started")));
             let accepted = ts(&wb.wait_for("associate accepted", STEP, |e| {
-                e["message"] == "associate accepted"
+                common::is(e, "claim_associate_accepted")
             }));
             let own = support::sample(wb);
             let error = support::error_ms(&own, moved);

@@ -99,7 +99,7 @@ timeout = "500ms"
     let addr = loop {
         let line = lines.next().expect("watchdog log").expect("log line");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "http listening" {
+        if common::is(&v, "http_listening") {
             break v["address"].as_str().expect("address").to_owned();
         }
     };

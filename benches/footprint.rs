@@ -187,14 +187,14 @@ fn main() {
         let at = observer.wait("failover to b", &eni_b);
         to_b.push(support::since(at, t0));
         wb.wait_for("b's claim to converge", STEP, |e| {
-            e["message"] == "claim converged"
+            common::is(e, "claim_converged")
         });
         let t0 = SystemTime::now();
         lab.a.start_haproxy();
         let at = observer.wait("failover to a", &eni_a);
         back.push(support::since(at, t0));
         wa.wait_for("a's claim to converge", STEP, |e| {
-            e["message"] == "claim converged"
+            common::is(e, "claim_converged")
         });
     }
     let busy = t_fail.elapsed();

@@ -128,9 +128,7 @@ impl Pair {
             ),
             (true, Some(at)) => {
                 if let Some(wb) = self.watch.watchdog("b") {
-                    let claim = wb.wait_for("b's claim", STEP, |e| {
-                        e["message"] == "claiming the VIP for this node"
-                    });
+                    let claim = wb.wait_for("b's claim", STEP, |e| common::is(e, "claim_started"));
                     self.waited.push(since(ts(&claim), b_master));
                 }
                 self.failed.push(Some(since(at, t0)));

@@ -426,8 +426,8 @@ impl Pair {
                 let Ok(e) = serde_json::from_str::<serde_json::Value>(json) else {
                     continue;
                 };
-                let mutating = e["message"] == "associating the EIP with this node"
-                    || e["message"] == "assigning the private IP to this node's ENI";
+                let mutating =
+                    common::is(&e, "claim_associate") || common::is(&e, "claim_assign_private_ip");
                 if !mutating {
                     continue;
                 }
@@ -436,7 +436,7 @@ impl Pair {
                     out.push(format!(
                         "{}: {} at {t:.3}, node {} broken",
                         self.name,
-                        e["message"],
+                        e["event"],
                         ["a", "b"][i]
                     ));
                 }

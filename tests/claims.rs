@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{FAILOVER, Lab, SETTLE, Watchdog, metric, next_move, unix};
+use common::{FAILOVER, Lab, SETTLE, Watchdog, is, metric, next_move, unix};
 use std::time::Duration;
 
 /// A claim's wait at the defaults (grace 10 s) plus a describe and the calls.
@@ -110,9 +110,7 @@ fn a_working_notify_script_costs_the_watchdog_nothing_and_a_failed_one_is_healed
             lab.eni(to),
             "round {round}: the script moved it to {to}"
         );
-        let arrived = w.wait_for("the VIP seen here", HEAL, |e| {
-            e["message"] == "the cloud shows the VIP on this node, the MASTER"
-        });
+        let arrived = w.wait_for("the VIP seen here", HEAL, |e| is(e, "vip_arrived"));
         assert_eq!(arrived["moved_by"], "notify_script", "{arrived}");
         let seen = unix(arrived["seen_at"].as_str().expect("seen_at"));
         let error = seen - moved_at;
@@ -139,16 +137,12 @@ fn a_working_notify_script_costs_the_watchdog_nothing_and_a_failed_one_is_healed
     // The sixth: a's script fails; a's watchdog heals after grace.
     std::fs::write(&switch, "fail").unwrap();
     let master = fail_over(&mut lab, "a", &wa, &wb);
-    let claim = wa.wait_for("a's claim", HEAL, |e| {
-        e["message"] == "claiming the VIP for this node"
-    });
+    let claim = wa.wait_for("a's claim", HEAL, |e| is(e, "claim_started"));
     assert_eq!(claim["reason"], "elsewhere", "{claim}");
     let claimed_after =
         unix(claim["timestamp"].as_str().unwrap()) - unix(master["timestamp"].as_str().unwrap());
     assert!(claimed_after >= 10.0, "not before grace: {claimed_after} s");
-    wa.wait_for("a's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    wa.wait_for("a's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert_eq!(lab.eip_on(), "a");
     assert_eq!(samples(&wa, "watchdog"), 1.0);
     assert_eq!(lab.calls_by("watchdog", "a"), 2, "{}", lab.mutating_calls());
@@ -165,9 +159,7 @@ fn own_mode_follows_ten_failovers_without_damping() {
     for (round, to) in ["b", "a"].into_iter().cycle().take(10).enumerate() {
         fail_over(&mut lab, to, &wa, &wb);
         let w = if to == "a" { &wa } else { &wb };
-        w.wait_for("the claim converged", HEAL, |e| {
-            e["message"] == "claim converged"
-        });
+        w.wait_for("the claim converged", HEAL, |e| is(e, "claim_converged"));
         assert_eq!(lab.eip_on(), to, "round {round}");
     }
     let damped = count(&wa, "vip_watchdog_claims_damped_total", &[("vip", "web")])
@@ -193,9 +185,7 @@ fn a_claim_overtaken_by_events_is_dropped_not_sent_again() {
     );
     let (wa, wb) = launch(&mut lab);
     fail_over(&mut lab, "b", &wa, &wb);
-    wb.wait_for("b's claim", HEAL, |e| {
-        e["message"] == "claiming the VIP for this node"
-    });
+    wb.wait_for("b's claim", HEAL, |e| is(e, "claim_started"));
     assert_eq!(
         injected.recv_timeout(HEAL).expect("the assign is held"),
         "fault AssignPrivateIpAddresses hold"
@@ -203,9 +193,7 @@ fn a_claim_overtaken_by_events_is_dropped_not_sent_again() {
     // While the call hangs: b's HAProxy stops, a's comes back.
     lab.b.kill_haproxy();
     lab.a.start_haproxy();
-    wb.wait_for("b's claim dropped", HEAL, |e| {
-        e["message"] == "claim dropped: overtaken by events"
-    });
+    wb.wait_for("b's claim dropped", HEAL, |e| is(e, "claim_dropped"));
     wa.wait_state("master", FAILOVER);
     wa.wait_status("a converged", HEAL, |s| {
         s["vips"][0]["cloud"]["where"] == "here"
@@ -250,9 +238,7 @@ fn a_late_notify_run_on_the_backup_is_taken_back_within_seconds() {
     // From now on a's notify_master is slow.
     std::fs::write(&switch, "delay 12").unwrap();
     fail_over(&mut lab, "b", &wa, &wb);
-    wb.wait_for("b sees it here", HEAL, |e| {
-        e["message"] == "the cloud shows the VIP on this node, the MASTER"
-    });
+    wb.wait_for("b sees it here", HEAL, |e| is(e, "vip_arrived"));
     // a is MASTER for a moment: its slow notify_master starts, then a fails.
     fail_over(&mut lab, "a", &wa, &wb);
     let observer = lab.start_observer(120);
@@ -272,9 +258,7 @@ fn a_late_notify_run_on_the_backup_is_taken_back_within_seconds() {
         (3.0..8.0).contains(&took),
         "back on the MASTER {took:.2} s after the move (min_master_age 3 s)"
     );
-    let claim = wb.wait_for("b's claim", HEAL, |e| {
-        e["message"] == "claiming the VIP for this node"
-    });
+    let claim = wb.wait_for("b's claim", HEAL, |e| is(e, "claim_started"));
     assert_eq!(claim["reason"], "stolen", "{claim}");
     assert_eq!(
         count(&wb, "vip_watchdog_claims_damped_total", &[("vip", "web")]),
@@ -299,15 +283,13 @@ fn a_watchdog_restarted_on_the_master_records_nothing_and_keeps_its_damping() {
     wa.wait_state("master", SETTLE);
     wb.wait_state("backup", SETTLE);
     fail_over(&mut lab, "b", &wa, &wb);
-    wb.wait_for("b's first claim fails", HEAL, |e| {
-        e["message"] == "claim did not converge"
-    });
+    wb.wait_for("b's first claim fails", HEAL, |e| is(e, "claim_failed"));
     assert_eq!(
         injected.recv_timeout(HEAL).unwrap(),
         "fault AssignPrivateIpAddresses unauthorized"
     );
     wb.wait_for("b's second claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
+        is(e, "claim_converged")
     });
     assert_eq!(wb.status()["vips"][0]["counted_claims"], 1);
     let calls = lab.calls_by("watchdog", "b");
@@ -323,7 +305,7 @@ fn a_watchdog_restarted_on_the_master_records_nothing_and_keeps_its_damping() {
             "restart {restart}: {status}"
         );
         assert!(
-            wb.log_text().contains("damping carried over"),
+            !wb.logged(|e| is(e, "damping_restored")).is_empty(),
             "restart {restart}"
         );
         let m = wb.metrics();
@@ -362,9 +344,7 @@ fn a_stopped_keepalived_on_the_master_is_down_and_claims_nothing() {
     for p in pids {
         kill(p, Signal::SIGSTOP).unwrap();
     }
-    let gone = wa.wait_for("keepalived down", FAILOVER, |e| {
-        e["message"] == "keepalived is gone"
-    });
+    let gone = wa.wait_for("keepalived down", FAILOVER, |e| is(e, "keepalived_gone"));
     assert!(
         gone["detail"]
             .as_str()
@@ -377,9 +357,7 @@ fn a_stopped_keepalived_on_the_master_is_down_and_claims_nothing() {
         Some(0.0)
     );
     wb.wait_state("master", FAILOVER);
-    wb.wait_for("b's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    wb.wait_for("b's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
     assert_eq!(wa.status()["keepalived"]["running"], false);
@@ -395,7 +373,7 @@ fn a_stopped_keepalived_on_the_master_is_down_and_claims_nothing() {
         kill(p, Signal::SIGCONT).unwrap();
     }
     let learned = wa.wait_for("a's state learned again", FAILOVER, |e| {
-        e["message"] == "vrrp state learned at start-up"
+        is(e, "vrrp_learned")
     });
     assert!(
         learned["reason"]
@@ -404,18 +382,14 @@ fn a_stopped_keepalived_on_the_master_is_down_and_claims_nothing() {
         "{learned}"
     );
     wb.wait_state("backup", FAILOVER);
-    let claim = wa.wait_for("a's claim", HEAL, |e| {
-        e["message"] == "claiming the VIP for this node"
-    });
+    let claim = wa.wait_for("a's claim", HEAL, |e| is(e, "claim_started"));
     let age =
         unix(claim["timestamp"].as_str().unwrap()) - unix(learned["timestamp"].as_str().unwrap());
     assert!(
         age >= 3.0,
         "not before min_master_age from the resume: {age:.2} s"
     );
-    wa.wait_for("a's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    wa.wait_for("a's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert_eq!(lab.eip_on(), "a");
 }
 
@@ -438,9 +412,7 @@ fn a_wrong_allocation_id_blinds_no_other_vip() {
     wa.wait_state("master", SETTLE);
     wb.wait_state("backup", SETTLE);
     let e = wa.wait_for("the wrong ID reported", SETTLE, |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("EC2 does not know the VIP's allocation ID"))
+        is(e, "vip_allocation_unknown")
     });
     assert_eq!(e["vip"], "typo", "{e}");
     let status = wa.wait_status("web seen here", SETTLE, |s| {
@@ -487,12 +459,8 @@ fn describes_that_lag_the_truth_cost_no_second_claim() {
     let injected = lab.add_fault_proxy("b", r#"{"DescribeAddresses": ["lag:3*"]}"#);
     let (wa, wb) = launch(&mut lab);
     fail_over(&mut lab, "b", &wa, &wb);
-    let claim = wb.wait_for("b's claim", HEAL, |e| {
-        e["message"] == "claiming the VIP for this node"
-    });
-    let done = wb.wait_for("b's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    let claim = wb.wait_for("b's claim", HEAL, |e| is(e, "claim_started"));
+    let done = wb.wait_for("b's claim converged", HEAL, |e| is(e, "claim_converged"));
     let took =
         unix(done["timestamp"].as_str().unwrap()) - unix(claim["timestamp"].as_str().unwrap());
     assert!(
@@ -538,24 +506,16 @@ fn a_crashed_master_is_released_and_a_restarted_keepalived_is_followed() {
     kill(Pid::from_raw(lab.a.vrrp_pid()), Signal::SIGKILL).unwrap();
     lab.a.signal_keepalived(Signal::SIGKILL);
     lab.a.reap_keepalived();
-    wa.wait_for("a's release", FAILOVER, |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("keepalived crashed while MASTER: sent"))
-    });
+    wa.wait_for("a's release", FAILOVER, |e| is(e, "release_sent"));
     wb.wait_state("master", FAILOVER);
-    wb.wait_for("b's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    wb.wait_for("b's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(lab.b.keepalived_stat("pri_zero_rcvd"), 1);
 
     wa.forget_past();
     lab.a.start_keepalived();
     wa.wait_state("master", FAILOVER);
-    wa.wait_for("a's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    wa.wait_for("a's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert_eq!(lab.eip_on(), "a");
     assert_eq!(wa.releases("sent"), Some(1.0));
 }

@@ -182,7 +182,7 @@ fn the_image_builds_runs_as_non_root_and_reports_healthy() {
     }
     let listening = loop {
         match lines.recv_timeout(std::time::Duration::from_secs(20)) {
-            Ok(l) if l.contains("http listening") => break true,
+            Ok(l) if l.contains("http_listening") => break true,
             Ok(_) => continue,
             Err(_) => break false,
         }

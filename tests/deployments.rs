@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{FAILOVER, Lab, SETTLE, Watchdog, metric};
+use common::{FAILOVER, Lab, SETTLE, Watchdog, is, metric};
 use std::time::Duration;
 
 /// A claim at the defaults: grace 10 s, then a describe and the calls; or
@@ -20,9 +20,7 @@ fn start(lab: &mut Lab) -> (Watchdog, Watchdog) {
 }
 
 fn arrived(w: &Watchdog, timeout: Duration) -> serde_json::Value {
-    w.wait_for("the VIP seen here", timeout, |e| {
-        e["message"] == "the cloud shows the VIP on this node, the MASTER"
-    })
+    w.wait_for("the VIP seen here", timeout, |e| is(e, "vip_arrived"))
 }
 
 /// Own mode: the route in both tables follows the MASTER, one
@@ -85,9 +83,7 @@ fn a_notify_script_that_updated_one_table_only_is_healed_on_the_other() {
         calls["watchdog b"]["ReplaceRoute"], 1,
         "only the table the script missed: {calls}"
     );
-    let heal = wb.wait_for("the heal", FAILOVER, |e| {
-        e["message"] == "pointing the route at this node"
-    });
+    let heal = wb.wait_for("the heal", FAILOVER, |e| is(e, "claim_replace_route"));
     assert_eq!(
         heal["route_table"],
         lab.route_tables()[1].as_str(),
@@ -116,14 +112,10 @@ fn a_blackhole_route_is_reported_and_healed() {
         out.contains(&format!("the route in {second} is blackhole")),
         "{out}"
     );
-    let reported = wa.wait_for("the blackhole reported", HEAL, |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("the VIP's route is a blackhole"))
-    });
+    let reported = wa.wait_for("the blackhole reported", HEAL, |e| is(e, "route_blackhole"));
     assert_eq!(reported["route_table"], second.as_str(), "{reported}");
     let healed = wa.wait_for("the route pointed back", HEAL, |e| {
-        e["message"] == "pointing the route at this node"
+        is(e, "claim_replace_route")
     });
     assert_eq!(healed["was"], "blackhole", "{healed}");
     wa.wait_status("a sees it here again", HEAL, |s| {
@@ -170,11 +162,7 @@ fn a_source_dest_check_left_on_and_an_instance_target_are_reported() {
     );
     let wa = lab.a.start_watchdog(true);
     let eni = lab.eni("a");
-    let logged = wa.wait_for("the warning", SETTLE, |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("source/destination check on"))
-    });
+    let logged = wa.wait_for("the warning", SETTLE, |e| is(e, "source_dest_check_on"));
     assert_eq!(logged["eni"], eni.as_str(), "{logged}");
     let gauge = metric(
         &wa.metrics(),
@@ -206,9 +194,7 @@ fn an_eip_by_instance_id_moves_with_the_master_and_is_healed_after_a_failed_scri
         calls["watchdog b"]["AssignPrivateIpAddresses"].is_null(),
         "no private IP by instance ID: {calls}"
     );
-    let claim = wb.wait_for("the claim", FAILOVER, |e| {
-        e["message"] == "associating the EIP with this node"
-    });
+    let claim = wb.wait_for("the claim", FAILOVER, |e| is(e, "claim_associate"));
     assert!(
         claim["what"]
             .as_str()

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{FAILOVER, Lab, SETTLE, Watchdog, metric};
+use common::{FAILOVER, Lab, SETTLE, Watchdog, is, metric};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ fn fail_over_to_b(lab: &mut Lab, wa: &Watchdog, wb: &Watchdog) {
 /// Waits for the verdict "converged" (logged when the verdict changes to it).
 fn wait_converged(w: &Watchdog, what: &str) {
     w.wait_for(what, HEAL, |e| {
-        e["message"] == "vip decision"
+        is(e, "verdict_hold")
             && e["why"]
                 .as_str()
                 .is_some_and(|w| w.starts_with("converged"))
@@ -66,9 +66,7 @@ fn wait_converged(w: &Watchdog, what: &str) {
 }
 
 fn heal_log(w: &Watchdog) -> serde_json::Value {
-    w.wait_for("a claim", HEAL, |e| {
-        e["message"] == "claiming the VIP for this node"
-    })
+    w.wait_for("a claim", HEAL, |e| is(e, "claim_started"))
 }
 
 #[test]
@@ -77,17 +75,12 @@ fn a_failed_notify_script_is_healed_after_grace() {
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("fail"));
     fail_over_to_b(&mut lab, &wa, &wb);
     wb.wait_for("b waits for the notify script's grace", FAILOVER, |e| {
-        e["message"] == "waiting before acting"
-            && e["why"].as_str().is_some_and(|w| w.contains("grace"))
+        is(e, "verdict_wait") && e["why"].as_str().is_some_and(|w| w.contains("grace"))
     });
     let claim = heal_log(&wb);
     assert_eq!(claim["reason"], "elsewhere", "{claim}");
-    wb.wait_for("b's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
-    let arrived = wb.wait_for("b sees it here", HEAL, |e| {
-        e["message"] == "the cloud shows the VIP on this node, the MASTER"
-    });
+    wb.wait_for("b's claim converged", HEAL, |e| is(e, "claim_converged"));
+    let arrived = wb.wait_for("b sees it here", HEAL, |e| is(e, "vip_arrived"));
     assert!(
         arrived["latency_ms"]
             .as_u64()
@@ -143,9 +136,7 @@ fn a_missing_notify_script_is_healed_after_grace() {
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("missing"));
     fail_over_to_b(&mut lab, &wa, &wb);
     heal_log(&wb);
-    wb.wait_for("b's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    wb.wait_for("b's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert_eq!(lab.eip_on(), "b");
     let calls = lab.mutating_calls();
     assert_eq!(
@@ -163,9 +154,7 @@ fn a_working_notify_script_leaves_the_watchdog_nothing_to_do() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("ok"));
     fail_over_to_b(&mut lab, &wa, &wb);
-    wb.wait_for("b sees it here", HEAL, |e| {
-        e["message"] == "the cloud shows the VIP on this node, the MASTER"
-    });
+    wb.wait_for("b sees it here", HEAL, |e| is(e, "vip_arrived"));
     // Past the grace, the verdict is still: converged, nothing to do.
     wait_converged(&wb, "b converged after grace");
     assert_eq!(lab.eip_on(), "b");
@@ -202,9 +191,7 @@ fn a_notify_script_run_twice_adds_no_watchdog_call() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("twice"));
     fail_over_to_b(&mut lab, &wa, &wb);
-    wb.wait_for("b sees it here", HEAL, |e| {
-        e["message"] == "the cloud shows the VIP on this node, the MASTER"
-    });
+    wb.wait_for("b sees it here", HEAL, |e| is(e, "vip_arrived"));
     wait_converged(&wb, "b converged after grace");
     let calls = lab.mutating_calls();
     assert!(calls["watchdog"].is_null(), "{calls}");
@@ -223,12 +210,8 @@ fn dry_run_mutates_nothing() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", true, Some("fail"));
     fail_over_to_b(&mut lab, &wa, &wb);
-    wb.wait_for("b in its grace", FAILOVER, |e| {
-        e["message"] == "waiting before acting"
-    });
-    let would = wb.wait_for("b's dry-run verdict", HEAL, |e| {
-        e["message"] == "dry run: would claim the VIP for this node"
-    });
+    wb.wait_for("b in its grace", FAILOVER, |e| is(e, "verdict_wait"));
+    let would = wb.wait_for("b's dry-run verdict", HEAL, |e| is(e, "claim_dry_run"));
     assert_eq!(would["reason"], "elsewhere", "{would}");
     assert_eq!(wb.status()["vips"][0]["verdict"], "would_claim");
     assert!(wb.stop().success());
@@ -250,9 +233,7 @@ fn own_mode_moves_the_eip_without_a_notify_script() {
     fail_over_to_b(&mut lab, &wa, &wb);
     let claim = heal_log(&wb);
     assert_eq!(claim["reason"], "elsewhere", "{claim}");
-    let arrived = wb.wait_for("b sees it here", HEAL, |e| {
-        e["message"] == "the cloud shows the VIP on this node, the MASTER"
-    });
+    let arrived = wb.wait_for("b sees it here", HEAL, |e| is(e, "vip_arrived"));
     let ms = arrived["latency_ms"].as_u64().expect("latency");
     assert!(ms >= 3_000, "not before min_master_age: {arrived}");
     assert_eq!(arrived["moved_by"], "watchdog", "{arrived}");
@@ -352,16 +333,12 @@ fn a_watchdog_restarted_mid_failover_converges_without_a_duplicate_claim() {
     let mut lab = Lab::new();
     let (wa, wb) = cloud_pair(&mut lab, "heal", false, Some("fail"));
     fail_over_to_b(&mut lab, &wa, &wb);
-    wb.wait_for("b in its grace", FAILOVER, |e| {
-        e["message"] == "waiting before acting"
-    });
+    wb.wait_for("b in its grace", FAILOVER, |e| is(e, "verdict_wait"));
     assert!(wb.stop().success());
     let wb = lab.b.start_watchdog(true);
     wb.wait_learned("master", "json_dump");
     heal_log(&wb);
-    wb.wait_for("b's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    wb.wait_for("b's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert!(wb.stop().success());
     let wb = lab.b.start_watchdog(true);
     wait_converged(&wb, "b converged after restart");
@@ -395,9 +372,7 @@ fn an_eip_stolen_by_a_booting_backup_is_taken_back_by_the_real_master() {
     // Meanwhile b's notify script moved the EIP; a (MASTER throughout) heals.
     let claim = heal_log(&wa);
     assert_eq!(claim["reason"], "stolen", "{claim}");
-    wa.wait_for("a's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    wa.wait_for("a's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert_eq!(lab.eip_on(), "a");
     let calls = lab.mutating_calls();
     assert!(
@@ -455,9 +430,7 @@ fn throttling_is_retried_and_an_uncertain_associate_is_checked_before_it_is_sent
     let (wa, wb) = start(&mut lab);
     fail_over_to_b(&mut lab, &wa, &wb);
     heal_log(&wb);
-    wb.wait_for("b's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    wb.wait_for("b's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert_eq!(
         faults(&injected, 3),
         [
@@ -471,9 +444,7 @@ fn throttling_is_retried_and_an_uncertain_associate_is_checked_before_it_is_sent
         ("AssociateAddress", "throttled"),
     ] {
         wb.wait_for(&format!("a retry of {operation} ({kind})"), HEAL, |e| {
-            e["message"] == "cloud call failed; retrying"
-                && e["operation"] == operation
-                && e["kind"] == kind
+            is(e, "cloud_call_retry") && e["operation"] == operation && e["kind"] == kind
         });
         assert_eq!(
             calls_metric(&wb, operation, kind),
@@ -482,12 +453,12 @@ fn throttling_is_retried_and_an_uncertain_associate_is_checked_before_it_is_sent
         );
     }
     wb.wait_for("the uncertain associate checked first", HEAL, |e| {
-        e["message"] == "a mutating call may or may not have been applied; asking the cloud before anything else"
+        is(e, "claim_outcome_unknown")
     });
     assert_eq!(calls_metric(&wb, "AssociateAddress", "server_error"), 1.0);
     assert_eq!(calls_metric(&wb, "AssociateAddress", "success"), 0.0);
     assert!(
-        !wb.log_text().contains("sending the claim again"),
+        wb.logged(|e| is(e, "claim_resent")).is_empty(),
         "not sent again: the cloud showed it here"
     );
     assert_eq!(lab.eip_on(), "b");
@@ -511,9 +482,7 @@ fn an_associate_whose_answer_is_lost_is_not_sent_again_blind() {
     let (wa, wb) = start(&mut lab);
     fail_over_to_b(&mut lab, &wa, &wb);
     heal_log(&wb);
-    let done = wb.wait_for("b's claim converged", HEAL, |e| {
-        e["message"] == "claim converged"
-    });
+    let done = wb.wait_for("b's claim converged", HEAL, |e| is(e, "claim_converged"));
     assert!(
         done["detail"]
             .as_str()
@@ -552,7 +521,7 @@ fn an_auth_failure_is_not_retried_and_failing_claims_are_damped() {
     for i in 1..=3 {
         heal_log(&wb);
         let failed = wb.wait_for(&format!("b's claim {i} to fail"), HEAL, |e| {
-            e["message"] == "claim did not converge"
+            is(e, "claim_failed")
         });
         assert!(
             failed["detail"]
@@ -561,7 +530,7 @@ fn an_auth_failure_is_not_retried_and_failing_claims_are_damped() {
             "the log names the error: {failed}"
         );
     }
-    wb.wait_for("b to hold back", HEAL, |e| e["message"] == "claim damped");
+    wb.wait_for("b to hold back", HEAL, |e| is(e, "claim_damped"));
     assert_eq!(
         faults(&injected, 3),
         ["fault AssignPrivateIpAddresses auth"; 3],
@@ -575,14 +544,13 @@ fn an_auth_failure_is_not_retried_and_failing_claims_are_damped() {
         Some(1.0)
     );
     wb.wait_for("the refusal logged", HEAL, |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("the cloud refuses an action"))
+        is(e, "permission_refused")
             && e["action"] == "AssignPrivateIpAddresses"
             && e["evidence"] == "call"
     });
     assert!(
-        !wb.log_text().contains(r#""kind":"auth""#),
+        wb.logged(|e| is(e, "cloud_call_retry") && e["kind"] == "auth")
+            .is_empty(),
         "no retry of an auth failure:\n{}",
         wb.log_text()
     );
@@ -619,11 +587,7 @@ fn a_missing_permission_is_reported_at_start_up_before_any_failover() {
         r#"{"DryRun:AssociateAddress": ["unauthorized*"], "AssociateAddress": ["unauthorized*"]}"#,
     );
     let (wa, wb) = start(&mut lab);
-    let refused = wb.wait_for("b's refusal", HEAL, |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("the cloud refuses an action this node needs"))
-    });
+    let refused = wb.wait_for("b's refusal", HEAL, |e| is(e, "permission_refused"));
     assert_eq!(refused["action"], "AssociateAddress", "{refused}");
     assert_eq!(refused["iam_action"], "ec2:AssociateAddress", "{refused}");
     assert_eq!(refused["evidence"], "dry_run", "{refused}");
@@ -637,17 +601,13 @@ fn a_missing_permission_is_reported_at_start_up_before_any_failover() {
         faults(&injected, 1),
         ["fault DryRun:AssociateAddress unauthorized"]
     );
-    let done_b = wb.wait_for("b's check done", HEAL, |e| {
-        e["message"] == "cloud permission check done"
-    });
+    let done_b = wb.wait_for("b's check done", HEAL, |e| is(e, "permission_check_done"));
     assert_eq!(
         (done_b["allowed"].as_u64(), done_b["denied"].as_u64()),
         (Some(2), Some(1)),
         "{done_b}"
     );
-    let done_a = wa.wait_for("a's check done", HEAL, |e| {
-        e["message"] == "cloud permission check done"
-    });
+    let done_a = wa.wait_for("a's check done", HEAL, |e| is(e, "permission_check_done"));
     assert_eq!(
         (done_a["allowed"].as_u64(), done_a["denied"].as_u64()),
         (Some(3), Some(0)),

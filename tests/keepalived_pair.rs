@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{FAILOVER, Lab, SETTLE, metric};
+use common::{FAILOVER, Lab, SETTLE, is, metric};
 use nix::sys::signal::Signal;
 
 /// Watchdogs first (they create the FIFOs), then HAProxy and Keepalived;
@@ -42,7 +42,7 @@ fn initial_roles_then_haproxy_failure_swaps_them() {
     assert_eq!(status["node"], "a");
     assert_eq!(status["pair"], "lab");
     wa.wait_for("a's probe up", SETTLE, |e| {
-        e["message"] == "probe health changed" && e["to"] == "up"
+        is(e, "probe_changed") && e["to"] == "up"
     });
     assert_eq!(wa.healthz().trim(), "ok");
 
@@ -63,7 +63,7 @@ fn initial_roles_then_haproxy_failure_swaps_them() {
     let before = masters(&wb.metrics());
     lab.a.kill_haproxy();
     wa.wait_for("a's probe down", FAILOVER, |e| {
-        e["message"] == "probe health changed" && e["to"] == "down"
+        is(e, "probe_changed") && e["to"] == "down"
     });
     wa.wait_state("fault", FAILOVER);
     wb.wait_state("master", FAILOVER);
@@ -121,12 +121,10 @@ fn live_metrics_pass_promtool_and_garbage_lines_are_counted_and_ignored() {
 
     wa.forget_past();
     lab.a.write_fifo("garbage\nINSTANCE \"VI_1\" BACKUP 999\n");
-    let first = wa.wait_for("a rejected line", FAILOVER, |e| {
-        e["message"] == "rejected a FIFO line"
-    });
+    let first = wa.wait_for("a rejected line", FAILOVER, |e| is(e, "fifo_line_rejected"));
     assert_eq!(first["line"], "garbage");
     let second = wa.wait_for("a second rejected line", FAILOVER, |e| {
-        e["message"] == "rejected a FIFO line"
+        is(e, "fifo_line_rejected")
     });
     assert_eq!(second["line"], "INSTANCE \"VI_1\" BACKUP 999");
     let m = wa.metrics();
@@ -167,7 +165,7 @@ fn sigterm_to_keepalived_on_the_master_is_seen_on_both_nodes() {
     );
     wb.wait_state("master", FAILOVER);
     wa.wait_for("a's keepalived gone", FAILOVER, |e| {
-        e["message"] == "keepalived is gone"
+        is(e, "keepalived_gone")
     });
     lab.a.reap_keepalived();
     let status = wa.status();
@@ -230,9 +228,7 @@ fn crashed_keepalived_on_the_master_is_noticed_although_its_vip_stays() {
     // it (it counts a priority-0 advert only after checking its version,
     // VRID, interval, authentication and address list).
     let released = wa.wait_for("a's release", FAILOVER, |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("keepalived crashed while MASTER"))
+        is(e, "release_sent") || is(e, "release_failed")
     });
     assert_eq!(
         released["advert"],
@@ -328,7 +324,7 @@ fn an_unprivileged_watchdog_follows_keepalived() {
     drop(wa);
     let wa = lab.a.start_watchdog_as(true, Some(NOBODY));
     let why = wa.wait_for("the JSON dump refusal", SETTLE, |e| {
-        e["message"] == "start-up state is not from keepalived's JSON dump"
+        is(e, "startup_state_not_from_dump")
     });
     assert!(
         why["reason"]
@@ -383,14 +379,17 @@ fn a_crash_after_an_edit_not_reloaded_sends_no_release() {
     });
     assert_eq!(wa.releases("sent"), Some(0.0));
     assert_eq!(lab.b.keepalived_stat("pri_zero_rcvd"), 0);
-    let log = wa.log_text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("keepalived crashed while MASTER")
-                && l.contains(
-                    "virtual_router_id: keepalived.conf has 52, the running Keepalived 51"
-                )),
-        "the refusal names the field: {log}"
+    let refused = wa.logged(|e| {
+        is(e, "release_failed")
+            && e["error"].as_str().is_some_and(|x| {
+                x.contains("virtual_router_id: keepalived.conf has 52, the running Keepalived 51")
+            })
+    });
+    assert_eq!(
+        refused.len(),
+        1,
+        "the refusal names the field: {}",
+        wa.log_text()
     );
 }
 

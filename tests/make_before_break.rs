@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::client::{Request, outage};
-use common::{FAILOVER, Lab, SETTLE, Watchdog, metric};
+use common::{FAILOVER, Lab, SETTLE, Watchdog, is, metric};
 use nix::sys::signal::Signal;
 
 fn ts(event: &serde_json::Value) -> SystemTime {
@@ -55,7 +55,7 @@ fn a_graceful_stop_loses_no_request_with_manage_address() {
     let (client, observer) = lab.start_client(Duration::from_secs(600));
     let (wa, wb) = lab.start_pair();
     wa.wait_for("a adds the private IP", SETTLE, |e| {
-        e["message"] == "private IP changed on this host" && e["change"] == "add"
+        is(e, "address_changed") && e["change"] == "add"
     });
     let start = SystemTime::now();
     client.wait_served("a", start, SETTLE);
@@ -75,17 +75,15 @@ fn a_graceful_stop_loses_no_request_with_manage_address() {
     assert_eq!(to, lab.eni("b"), "the EIP moves to b");
     let served_b = client.wait_served("b", fault, FAILOVER);
     let added = wb.wait_for("b adds the private IP", FAILOVER, |e| {
-        e["message"] == "changing the private IP on this host" && e["change"] == "add"
+        is(e, "address_change_started") && e["change"] == "add"
     });
-    let claimed = wb.wait_for("b claims", FAILOVER, |e| {
-        e["message"] == "claiming the VIP for this node"
-    });
+    let claimed = wb.wait_for("b claims", FAILOVER, |e| is(e, "claim_started"));
     assert!(
         ts(&added) <= ts(&claimed),
         "make before break: b adds the private IP before it claims: {added} {claimed}"
     );
     let removed = wa.wait_for("a removes the private IP", FAILOVER, |e| {
-        e["message"] == "changing the private IP on this host" && e["change"] == "remove"
+        is(e, "address_change_started") && e["change"] == "remove"
     });
     assert!(
         ts(&removed) > ts(&claimed),
@@ -99,7 +97,7 @@ fn a_graceful_stop_loses_no_request_with_manage_address() {
         "on the cloud's word, not the bound: {removed}"
     );
     wa.wait_for("a's removal done", FAILOVER, |e| {
-        e["message"] == "private IP changed on this host" && e["change"] == "remove"
+        is(e, "address_changed") && e["change"] == "remove"
     });
     assert!(!lab.a.has_vip(), "a no longer carries it");
     assert!(lab.b.has_vip(), "b does");
@@ -172,16 +170,12 @@ fn a_master_that_cannot_add_the_private_ip_never_claims() {
     assert!(lab.b.cloud_toml.contains("eth9"), "{}", lab.b.cloud_toml);
     let (wa, wb) = lab.start_pair();
     wa.wait_for("a adds the private IP", SETTLE, |e| {
-        e["message"] == "private IP changed on this host" && e["change"] == "add"
+        is(e, "address_changed") && e["change"] == "add"
     });
     wb.forget_past();
     lab.a.kill_haproxy();
     wb.wait_state("master", FAILOVER);
-    let failed = |what| {
-        wb.wait_for(what, FAILOVER, |e| {
-            e["message"] == "cannot change the private IP on this host"
-        })
-    };
+    let failed = |what| wb.wait_for(what, FAILOVER, |e| is(e, "address_change_failed"));
     let first = failed("b's add fails");
     assert!(
         first["error"]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{FAILOVER, Lab, Watchdog, metric, next_move, unix};
+use common::{FAILOVER, Lab, Watchdog, is, metric, next_move, unix};
 use std::process::Command;
 use std::time::Duration;
 
@@ -42,9 +42,7 @@ fn a_hung_notify_script_is_killed_at_its_timeout_and_the_watchdog_heals_at_once(
     let master = wb.wait_state("master", FAILOVER);
     let master_at = unix(master["timestamp"].as_str().expect("timestamp"));
     let reported = wb.wait_for("the wrapper's report", Duration::from_secs(15), |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("a notify script run failed"))
+        is(e, "notify_failed")
     });
     assert_eq!(reported["outcome"], "timed_out", "{reported}");
     assert_eq!(reported["vrrp_instance"], "VI_1", "{reported}");
@@ -60,9 +58,7 @@ fn a_hung_notify_script_is_killed_at_its_timeout_and_the_watchdog_heals_at_once(
         after < 10.0,
         "healed {after:.2} s after the MASTER line: before grace (10 s) ended"
     );
-    let arrived = wb.wait_for("the VIP seen here", FAILOVER, |e| {
-        e["message"] == "the cloud shows the VIP on this node, the MASTER"
-    });
+    let arrived = wb.wait_for("the VIP seen here", FAILOVER, |e| is(e, "vip_arrived"));
     assert_eq!(arrived["moved_by"], "watchdog", "{arrived}");
     assert_eq!(runs(&wb, "timed_out"), 1.0);
     assert_eq!(runs(&wb, "succeeded"), 0.0);
@@ -108,11 +104,9 @@ fn a_successful_run_gives_a_latency_sample_that_matches_the_observer() {
         w.wait_state("master", FAILOVER);
         let (moved_at, eni) = next_move(&observer, FAILOVER);
         assert_eq!(eni, lab.eni(to), "round {round}");
-        let arrived = w.wait_for("the VIP seen here", FAILOVER, |e| {
-            e["message"] == "the cloud shows the VIP on this node, the MASTER"
-        });
+        let arrived = w.wait_for("the VIP seen here", FAILOVER, |e| is(e, "vip_arrived"));
         let report = w.wait_for("the wrapper's report", FAILOVER, |e| {
-            e["message"] == "a notify script run succeeded: asking the cloud at once"
+            is(e, "notify_succeeded")
         });
         assert_eq!(arrived["moved_by"], "notify_script", "{arrived}");
         let seen = unix(arrived["seen_at"].as_str().expect("seen_at"));

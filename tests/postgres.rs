@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{FAILOVER, Lab, SETTLE, unix};
+use common::{FAILOVER, Lab, SETTLE, is, unix};
 use std::time::SystemTime;
 
 fn epoch_now() -> f64 {
@@ -70,9 +70,7 @@ fn the_eip_follows_the_primary_and_a_replica_never_claims() {
     let promoted_at = epoch_now();
     lab.b.pg_promote();
     assert!(lab.a.pg_in_recovery() && !lab.b.pg_in_recovery());
-    let claim = wb.wait_for("b's claim", FAILOVER, |e| {
-        e["message"] == "claiming the VIP for this node"
-    });
+    let claim = wb.wait_for("b's claim", FAILOVER, |e| is(e, "claim_started"));
     let claimed_at = unix(claim["timestamp"].as_str().expect("timestamp"));
     assert!(
         claimed_at > promoted_at,

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FAILOVER, Lab, SETTLE};
+use common::{FAILOVER, Lab, SETTLE, is};
 
 const ALERT: Duration = Duration::from_secs(60);
 
@@ -89,7 +89,7 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     lab.a.kill_haproxy();
     wb.wait_state("master", FAILOVER);
     wb.wait_for("b's claim converged", Duration::from_secs(40), |e| {
-        e["message"] == "claim converged"
+        is(e, "claim_converged")
     });
     let heal = prom.wait_alert(
         "VipHealsHappening",

@@ -3,6 +3,8 @@
 //! HTTP server listens again); an invalid file is refused, logged and
 //! counted, and the running config goes on.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -19,13 +21,13 @@ fn config(dir: &std::path::Path, name: &str) -> String {
     )
 }
 
-/// The next log event whose message is `message`, within 10 s.
-fn next(events: &Receiver<Value>, message: &str) -> Value {
+/// The next log line that is `event` (docs/events.md), within 10 s.
+fn next(events: &Receiver<Value>, event: &str) -> Value {
     loop {
         let e = events
             .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no {message:?} within 10 s"));
-        if e["message"] == message {
+            .unwrap_or_else(|_| panic!("no {event:?} within 10 s"));
+        if common::is(&e, event) {
             return e;
         }
     }
@@ -71,7 +73,7 @@ fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
         }
     });
     let pid = Pid::from_raw(child.id() as i32);
-    let listening = next(&events, "http listening");
+    let listening = next(&events, "http_listening");
     let address = listening["address"].as_str().unwrap().to_owned();
     let status: Value = serde_json::from_str(&get(&address, "/v1/status")).unwrap();
     assert_eq!(status["node"], "first");
@@ -79,8 +81,8 @@ fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
     // Valid and changed: applied in the same process.
     std::fs::write(&path, config(&dir, "second")).unwrap();
     kill(pid, Signal::SIGHUP).unwrap();
-    next(&events, "config reloaded and applied");
-    let listening = next(&events, "http listening");
+    next(&events, "reload_applied");
+    let listening = next(&events, "http_listening");
     let address = listening["address"].as_str().unwrap().to_owned();
     let status: Value = serde_json::from_str(&get(&address, "/v1/status")).unwrap();
     assert_eq!(status["node"], "second", "{status}");

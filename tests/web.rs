@@ -208,11 +208,11 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_mutual_tls_and_is_refused_wit
     let wa = lab.a.start_watchdog(false);
     let wb = lab.b.start_watchdog(false);
     for w in [&wa, &wb] {
-        let log = w.log_text();
         assert!(
-            log.lines()
-                .any(|l| l.contains("\"http listening\"") && l.contains("\"tls\":true")),
-            "{log}"
+            !w.logged(|e| common::is(e, "http_listening") && e["tls"] == true)
+                .is_empty(),
+            "{}",
+            w.log_text()
         );
     }
 

@@ -209,7 +209,7 @@ pub struct Sample {
 /// Waits for `w`'s next failover-latency sample.
 pub fn sample(w: &Watchdog) -> Sample {
     let e = w.wait_for("the watchdog's latency sample", STEP, |e| {
-        e["message"] == "the cloud shows the VIP on this node, the MASTER"
+        crate::common::is(e, "vip_arrived")
     });
     Sample {
         latency: Duration::from_millis(e["latency_ms"].as_u64().expect("latency_ms")),

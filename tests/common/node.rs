@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{VIP, Watchdog, in_ns, ip, repo, run, watchdog_bin};
+use super::{VIP, Watchdog, in_ns, ip, is, repo, run, watchdog_bin};
 
 pub struct Node {
     pub name: &'static str,
@@ -534,7 +534,7 @@ impl Node {
             ns: self.ns.clone(),
         };
         let ev = wd.wait_for("the watchdog to listen", Duration::from_secs(20), |e| {
-            e["message"] == "http listening"
+            is(e, "http_listening")
         });
         wd.address = ev["address"].as_str().expect("address field").to_owned();
         wd

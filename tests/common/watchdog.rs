@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{SETTLE, in_ns, metric, run};
+use super::{SETTLE, in_ns, is, metric, run};
 
 /// A watchdog process with its JSON log stream.
 pub struct Watchdog {
@@ -101,14 +101,14 @@ impl Watchdog {
     /// Waits for `vrrp state changed` of VI_1 to `to`; returns the event.
     pub fn wait_state(&self, to: &str, timeout: Duration) -> Value {
         self.wait_for(&format!("VI_1 -> {to} in {}", self.ns), timeout, |e| {
-            e["message"] == "vrrp state changed" && e["vrrp_instance"] == "VI_1" && e["to"] == to
+            is(e, "vrrp_changed") && e["vrrp_instance"] == "VI_1" && e["to"] == to
         })
     }
 
     /// Waits for the start-up report of VI_1 and checks its state and source.
     pub fn wait_learned(&self, state: &str, source: &str) -> Value {
         let ev = self.wait_for(&format!("VI_1 learned in {}", self.ns), SETTLE, |e| {
-            e["message"] == "vrrp state learned at start-up"
+            is(e, "vrrp_learned")
         });
         assert_eq!(
             (ev["state"].as_str(), ev["source"].as_str()),
@@ -125,6 +125,18 @@ impl Watchdog {
             "vip_watchdog_vrrp_releases_total",
             &[("vrrp_instance", "VI_1"), ("outcome", outcome)],
         )
+    }
+
+    /// Every log line so far that `pred` accepts (e.g. `|e| is(e, "...")`),
+    /// oldest first; waits for nothing.
+    pub fn logged(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let lines = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+        lines
+            .iter()
+            .filter_map(|l| l.split_once("] ").map(|(_, json)| json))
+            .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+            .filter(|e| pred(e))
+            .collect()
     }
 
     pub fn log_text(&self) -> String {
