@@ -33,7 +33,14 @@
 //!    away after the first within one mastership, counts: at most
 //!    `max_claims` of them per `claim_window`, and each move away after the
 //!    first backs off exponentially (`backoff_base` doubling up to
-//!    `backoff_max`) until the mastership ends.
+//!    `backoff_max`) until the mastership ends. Damping bounds one
+//!    conflict, not the node: when the situation changes, what counted is
+//!    forgotten. It changes when this node's mastership ends by evidence
+//!    (BACKUP, FAULT or STOP: a Keepalived restart is one), when a split
+//!    brain ends (rule 12's other MASTER goes quiet, or the peer's watchdog
+//!    reported MASTER and now reports it is not), and when the peer's
+//!    watchdog reports it is not MASTER after it was. A state learnt at
+//!    start-up ends nothing, so a restarted watchdog keeps its damping.
 //!
 //! Two rules use what the peer's watchdog says (the peer channel). Each
 //! needs a fresh, authenticated report; without one (no channel, a silent
@@ -51,6 +58,18 @@
 //!     claim rule 4 would allow `min_master_age` later, or (rule 10) hold
 //!     one back while its report is fresh; it never causes a move away
 //!     from a healthy MASTER that the cloud shows holding the VIP.
+//!
+//! One rule uses what Keepalived hears, checked after rule 3:
+//!
+//! 12. A split brain seen by Keepalived is not fought: while this MASTER's
+//!     Keepalived reported another MASTER (a `MASTER_RX_LOWER_PRI` line:
+//!     it hears adverts of a lower priority, whose sender does not hear
+//!     this node's) within the last `OTHER_MASTER_HOLD`, a VIP the cloud
+//!     shows elsewhere stays there (the other MASTER's notify script put it
+//!     there; taking it back would start a fight). Once the lines stop (the
+//!     other went BACKUP or its adverts stopped) this node, the VRRP
+//!     winner, takes it back once, on a view asked for after the hold
+//!     ended (rule 7).
 //!
 //! And one measure, not a rule: the failover latency, one sample per
 //! mastership this process saw begin (a MASTER line it read), from that
@@ -71,6 +90,11 @@ use serde::Serialize;
 use crate::core::clock::Mono;
 use crate::core::peer::PeerView;
 use crate::core::words::{ClaimOutcome, HealReason, Health, Holder, Mode, Mover, VrrpState};
+
+/// Rule 12: how long after a `MASTER_RX_LOWER_PRI` line this node holds
+/// back: three advert intervals at Keepalived's default `advert_int` (1 s),
+/// and Keepalived writes the line at each advert it receives.
+pub const OTHER_MASTER_HOLD: Duration = Duration::from_secs(3);
 
 /// What one VIP's rules are configured with.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +173,9 @@ pub struct NodeView {
     pub os_has_private_ip: bool,
     /// What the peer says of the instance.
     pub peer: PeerView,
+    /// Rule 12: when Keepalived last reported another MASTER of the
+    /// instance (`MASTER_RX_LOWER_PRI`).
+    pub other_master: Option<Mono>,
 }
 
 /// One mastership of the VIP's instance, as the rules follow it.
@@ -188,6 +215,11 @@ pub struct VipState {
     /// after it arrives.
     pub failed_claim_at: Option<Mono>,
     pub damping: Damping,
+    /// Rule 9: a split brain was seen at the last decision (rule 12's
+    /// other MASTER, or the peer reporting MASTER while this node is).
+    split: bool,
+    /// Rule 9: the peer's watchdog reported MASTER at the last decision.
+    peer_master: bool,
 }
 
 /// What damping remembers; kept across restarts by the cloud side's damping store.
@@ -219,16 +251,29 @@ pub struct Rules {
     pub vips: BTreeMap<String, VipState>,
 }
 
+impl Damping {
+    /// Rule 9: the conflict is over; nothing of it counts any more.
+    fn forget(&mut self) {
+        self.counted.clear();
+        self.fights = 0;
+        self.backoff_until = None;
+    }
+}
+
 impl VipState {
     /// Starts or ends the mastership the node view shows.
     fn follow(&mut self, node: &NodeView) {
         let began = match (node.vrrp, node.since) {
             (VrrpState::Master, Some(since)) => since,
-            _ => {
+            (vrrp, _) => {
                 if self.mastership.take().is_some() {
-                    // Back-off is for one mastership; the window stays.
                     self.damping.fights = 0;
                     self.damping.backoff_until = None;
+                    // Rule 9: a mastership ended by evidence ends its
+                    // conflict; an unknown state ends nothing.
+                    if matches!(vrrp, VrrpState::Backup | VrrpState::Fault | VrrpState::Stop) {
+                        self.damping.forget();
+                    }
                 }
                 return;
             }
@@ -385,6 +430,17 @@ impl Rules {
             return hold("unknown VIP");
         };
         st.follow(node);
+        // Rule 9: the situation changed when a split brain ended or the
+        // peer stopped being MASTER.
+        let other_master = node
+            .other_master
+            .filter(|heard| now < *heard + OTHER_MASTER_HOLD);
+        let peer_master = matches!(node.peer, PeerView::Master { .. });
+        let split = other_master.is_some() || (peer_master && node.vrrp == VrrpState::Master);
+        if (st.split && !split) || (st.peer_master && node.peer == PeerView::NotMaster) {
+            st.damping.forget();
+        }
+        (st.split, st.peer_master) = (split, peer_master);
         // Rule 1.
         let Some(holder) = st.holder.clone() else {
             return hold("the cloud's view is not known yet");
@@ -417,6 +473,13 @@ impl Rules {
             Holder::Elsewhere { .. } if m.held => HealReason::Stolen,
             Holder::Elsewhere { .. } => HealReason::Elsewhere,
         };
+        // Rule 12.
+        if let (Some(heard), Holder::Elsewhere { .. }) = (other_master, &holder) {
+            return Verdict::Wait {
+                until: heard + OTHER_MASTER_HOLD,
+                why: "split brain: keepalived hears another MASTER (MASTER_RX_LOWER_PRI) that does not hear this node; the VIP stays where that MASTER put it until its adverts stop".into(),
+            };
+        }
         // Rule 10.
         // A hold, not a wait: the owner decides again every second, and
         // when the peer's report goes stale the rules apply as without it.
@@ -483,6 +546,17 @@ impl Rules {
                     Mode::Heal => "asking the cloud again: its last view is older than the end of the notify script's grace",
                 }
                 .into(),
+            };
+        }
+        // Rule 7 for rule 12: once a split brain in this mastership is over,
+        // a view from after its end.
+        let split_end = node
+            .other_master
+            .map(|heard| heard + OTHER_MASTER_HOLD)
+            .filter(|end| *end > m.began && *end <= now);
+        if split_end.is_some_and(|end| st.seen.is_none_or(|s| s < end)) {
+            return Verdict::Refresh {
+                why: "asking the cloud again: its last view is older than the end of the split brain keepalived reported".into(),
             };
         }
         if st.failed_claim_at.is_some() {
@@ -566,6 +640,7 @@ mod tests {
             probe: Health::Up,
             os_has_private_ip: true,
             peer: PeerView::Unknown,
+            other_master: None,
         }
     }
 
@@ -920,6 +995,54 @@ mod tests {
                 500,
                 "hold",
             ),
+            (
+                "rule 12: keepalived hears another MASTER: the VIP stays where it put it",
+                Own,
+                with(|n| n.other_master = Some(t(9_500))),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "wait",
+            ),
+            (
+                "rule 12: in heal mode too",
+                Heal,
+                with(|n| n.other_master = Some(t(9_500))),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "wait",
+            ),
+            (
+                "rule 12: nobody holds the VIP: claimed as without a split",
+                Own,
+                with(|n| n.other_master = Some(t(9_500))),
+                nowhere(9_000),
+                10_000,
+                "claim missed",
+            ),
+            (
+                "rule 12: the lines stopped; a view from before the end asks again",
+                Own,
+                with(|n| n.other_master = Some(t(5_000))),
+                Some((elsewhere(), 7_000)),
+                10_000,
+                "refresh",
+            ),
+            (
+                "rule 12: the lines stopped; a view after the end takes it back",
+                Own,
+                with(|n| n.other_master = Some(t(5_000))),
+                Some((elsewhere(), 8_500)),
+                10_000,
+                "claim elsewhere",
+            ),
+            (
+                "rule 12: a line from before this mastership holds nothing back",
+                Own,
+                with(|n| n.other_master = Some(t(0).before(Duration::from_secs(4)))),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "claim elsewhere",
+            ),
         ];
         for (rule, mode, node, holder, now, want) in cases {
             let mut r = Rules::new(["vip"]);
@@ -1238,6 +1361,108 @@ mod tests {
         r.decide("vip", t(now), &backup(), &p);
         assert_eq!(r.vips["vip"].damping.fights, 0);
         assert_eq!(r.vips["vip"].damping.backoff_until, None);
+    }
+
+    /// Rule 9: damping bounds one conflict, not the node. Three failed
+    /// claims spend the budget; what happens next decides whether a claim
+    /// at 20 s (the VIP elsewhere, a fresh view) is damped: (rule, the node
+    /// while the budget is spent, a step at 10 s, the node at 20 s, verdict).
+    #[test]
+    fn rule_9_damping_ends_with_its_conflict() {
+        let split = NodeView {
+            other_master: Some(t(4_000)),
+            ..master()
+        };
+        let peer_split = NodeView {
+            peer: peer_master(true),
+            ..master()
+        };
+        let later = NodeView {
+            since: Some(t(15_000)),
+            ..master()
+        };
+        let unknown = NodeView {
+            vrrp: VrrpState::Unknown,
+            since: None,
+            ..master()
+        };
+        let not_master_peer = NodeView {
+            peer: PeerView::NotMaster,
+            ..master()
+        };
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(&str, NodeView, Option<NodeView>, NodeView, &str)> = vec![
+            (
+                "rule 9: nothing changed: still damped",
+                master(),
+                None,
+                master(),
+                "damped",
+            ),
+            (
+                "rule 9: the split brain keepalived reported ended",
+                split.clone(),
+                None,
+                split,
+                "claim elsewhere",
+            ),
+            (
+                "rule 9: the peer's watchdog reported MASTER and now does not",
+                peer_split,
+                None,
+                not_master_peer.clone(),
+                "claim elsewhere",
+            ),
+            (
+                "rule 9: a peer that was never MASTER ends nothing",
+                not_master_peer.clone(),
+                None,
+                not_master_peer,
+                "damped",
+            ),
+            (
+                "rule 9: this mastership ended in BACKUP; a new one began",
+                master(),
+                Some(backup()),
+                later.clone(),
+                "claim elsewhere",
+            ),
+            (
+                "rule 9: Keepalived stopped (STOP); a new mastership began",
+                master(),
+                Some(NodeView {
+                    vrrp: VrrpState::Stop,
+                    ..master()
+                }),
+                later.clone(),
+                "claim elsewhere",
+            ),
+            (
+                "rule 9: a state unknown in between (a restart learns it) ends nothing",
+                master(),
+                Some(unknown),
+                later,
+                "damped",
+            ),
+        ];
+        let p = policy(Mode::Own);
+        for (rule, spending, step, after, want) in rows {
+            let mut r = Rules::new(["vip"]);
+            for at in [5_000u64, 5_500, 6_000] {
+                r.observe_cloud("vip", Holder::Nowhere, t(at), &spending, &p);
+                let v = r.decide("vip", t(at), &spending, &p);
+                assert_eq!(kind(&v), "claim missed", "{rule}: spending at {at}");
+                r.claim_sent("vip", t(at));
+                r.claim_finished("vip", ClaimOutcome::Failed, t(at + 100));
+            }
+            assert_eq!(r.vips["vip"].damping.counted.len(), 3, "{rule}");
+            if let Some(node) = step {
+                r.decide("vip", t(10_000), &node, &p);
+            }
+            r.observe_cloud("vip", elsewhere(), t(20_000), &after, &p);
+            let v = r.decide("vip", t(20_000), &after, &p);
+            assert_eq!(kind(&v), want, "{rule}: {v:?}");
+        }
     }
 
     #[test]

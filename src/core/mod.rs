@@ -11,7 +11,7 @@
 //! model/       what is known about Keepalived, the probe, the host, the peer
 //! peer.rs      the peer's report and what it says of an instance (PeerView)
 //! target.rs    what a VIP is and where the cloud shows it (Holder::of_routes)
-//! decide.rs    the claim rules 1-11, damping, failover latency
+//! decide.rs    the claim rules 1-12, damping, failover latency
 //! address.rs   manage_address's rules A1-A6
 //! release.rs   release_on_crash's rules R1-R4
 //! pace.rs      how often the cloud is asked (MIN_GAP, Ask, Pace)
@@ -28,7 +28,7 @@
 //!
 //! | rules | where | table test |
 //! |---|---|---|
-//! | 1-11: when to claim a VIP | `decide.rs` | `decide::tests::rules_table` (one row per case, named after its rule), with `rule_N_*` tests for sequences |
+//! | 1-12: when to claim a VIP | `decide.rs` | `decide::tests::rules_table` (one row per case, named after its rule), with `rule_N_*` tests for sequences (`rule_9_damping_ends_with_its_conflict`: one row per way a conflict ends) |
 //! | A1-A6: when to add or remove a managed private IP | `address.rs` | `address::tests::the_address_rules_table` |
 //! | R1-R4: when a crashed MASTER's advert is sent | `release.rs` | `release::tests::release_rules_table` |
 //! | a VRRP instance's state from FIFO lines, the process watch and start-up | `model/` | `model::tests::instance_state_table` |

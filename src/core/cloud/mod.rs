@@ -172,6 +172,7 @@ impl CloudState {
             vrrp,
             since: inst.and_then(|i| i.since_mono),
             seen_begin: inst.is_some_and(|i| i.announced),
+            other_master: inst.and_then(|i| i.other_master_at),
             keepalived_running: model.keepalived.running == Some(true),
             probe: model.probe.health,
             os_has_private_ip: vip.target.host_address().is_none_or(|ip| {

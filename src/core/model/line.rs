@@ -84,6 +84,7 @@ impl Model {
                 let implied = implied_state(state);
                 if state == LineState::MasterRxLowerPri {
                     inst.lower_priority_master_seen_at = Some(at.wall);
+                    inst.other_master_at = Some(at.mono);
                     changes.push(Change::OtherMasterSeen {
                         instance: name.clone(),
                     });

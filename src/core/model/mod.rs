@@ -47,6 +47,9 @@ pub struct Instance {
     pub evidence_at: Option<SystemTime>,
     /// When Keepalived last said `MASTER_RX_LOWER_PRI` (another MASTER heard).
     pub lower_priority_master_seen_at: Option<SystemTime>,
+    /// The same, on the monotonic clock (decide's rule 12).
+    #[serde(skip)]
+    pub other_master_at: Option<Mono>,
 }
 
 impl Instance {
@@ -61,6 +64,7 @@ impl Instance {
             reason: reason.to_owned(),
             evidence_at: None,
             lower_priority_master_seen_at: None,
+            other_master_at: None,
         }
     }
 }
@@ -307,6 +311,7 @@ impl Model {
                     reason: reason.clone(),
                     evidence_at: Some(now.wall),
                     lower_priority_master_seen_at: None,
+                    other_master_at: None,
                 };
                 let learned = Change::Learned {
                     instance,
