@@ -26,10 +26,14 @@
 //!     Keepalived is down) removes the address once the cloud's view shows
 //!     the VIP elsewhere, nowhere, or on another private IP.
 //! A6. Until then it keeps serving on it, asking the cloud again, for at
-//!     most `address_hold` after it stopped being MASTER; then it removes
-//!     it whatever the cloud shows (a view that cannot be had, a peer that
-//!     never claims: a node that is not MASTER does not keep the address
-//!     for ever).
+//!     most `address_hold` after it stopped being MASTER. Then a view asked
+//!     for after the hold ended decides: while it shows the VIP still here
+//!     and the local probe is up, the address stays (nobody claimed it: the
+//!     traffic still comes here, and removing the address would drop it;
+//!     `vip_watchdog_address_kept` says so, and an alert). Otherwise (no
+//!     such view can be had, the probe is not up) it is removed: a node
+//!     that is not MASTER keeps the address only while it serves the
+//!     traffic the cloud sends it.
 //!
 //! The rules never add the address on a node that is not a healthy
 //! MASTER, so they never draw traffic to an unhealthy node; and a removal
@@ -74,6 +78,8 @@ pub struct AddressView<'a> {
     pub on_host: bool,
     /// The cloud's last view of the VIP; `None` before the first.
     pub holder: Option<&'a Holder>,
+    /// When the request of that view was sent.
+    pub seen: Option<Mono>,
 }
 
 /// The verdict of the address rules.
@@ -109,6 +115,12 @@ pub struct AddressState {
     pub in_flight: Option<InFlight>,
     /// When the last change failed, until `RETRY` later.
     pub failed_at: Option<Mono>,
+    /// A6: `address_hold` has passed since `released_at` (its end is no
+    /// wake-up any more).
+    pub past_hold: bool,
+    /// A6: not MASTER past `address_hold`, and kept because a fresh view
+    /// shows the VIP here and the probe is up.
+    pub kept: bool,
 }
 
 impl AddressState {
@@ -118,6 +130,7 @@ impl AddressState {
             refresh: false,
         };
         let act = |change, why| AddressVerdict::Act { change, why };
+        self.kept = false;
         // Rule A1.
         let Some(running) = v.keepalived else {
             return keep("Keepalived's process is not checked yet");
@@ -146,6 +159,7 @@ impl AddressState {
         let master = running && v.vrrp == VrrpState::Master;
         if master {
             self.released_at = None;
+            self.past_hold = false;
             // Rule A3.
             if !v.on_host && v.probe == Health::Up {
                 return act(
@@ -162,6 +176,7 @@ impl AddressState {
         }
         if !v.on_host {
             self.released_at = None;
+            self.past_hold = false;
             return keep("not MASTER, and the private IP is not on this host");
         }
         let since = *self.released_at.get_or_insert(now);
@@ -180,9 +195,27 @@ impl AddressState {
         }
         // Rule A6.
         if now.since(since) >= hold {
+            self.past_hold = true;
+            let end = since + hold;
+            if v.holder == Some(&Holder::Here) && v.probe == Health::Up {
+                if v.seen.is_some_and(|s| s >= end) {
+                    self.kept = true;
+                    return keep(
+                        "not MASTER past address_hold, but the cloud still sends the VIP here and the probe is up: serving on it until a node claims it",
+                    );
+                }
+                return AddressVerdict::Keep {
+                    why: "address_hold is over: asking the cloud before removing an address it may still send traffic to",
+                    refresh: true,
+                };
+            }
             return act(
                 Change::Remove,
-                "not MASTER for address_hold, and the cloud still shows the VIP here",
+                if v.holder == Some(&Holder::Here) {
+                    "not MASTER for address_hold, and the local probe is not up"
+                } else {
+                    "not MASTER for address_hold, and no view of the cloud"
+                },
             );
         }
         AddressVerdict::Keep {
@@ -217,7 +250,9 @@ impl AddressState {
     /// listing): the owner wakes then.
     pub fn wake(&self, hold: Duration) -> Option<Mono> {
         [
-            self.released_at.map(|r| r + hold),
+            self.released_at
+                .filter(|_| !self.past_hold)
+                .map(|r| r + hold),
             self.failed_at.map(|f| f + RETRY),
             self.in_flight.filter(|f| f.done).map(|f| f.at + SETTLE),
         ]
@@ -256,8 +291,12 @@ mod tests {
         in_flight: bool,
         /// Milliseconds since the last change failed, if one did.
         failed_ms_ago: Option<u64>,
+        /// Milliseconds since the view's request was sent (none: long ago).
+        seen_ms_ago: Option<u64>,
         want: Option<Change>,
         refresh: bool,
+        /// A6 keeps the address past address_hold.
+        kept: bool,
     }
 
     fn row(name: &'static str) -> Row {
@@ -271,8 +310,10 @@ mod tests {
             released_ms_ago: None,
             in_flight: false,
             failed_ms_ago: None,
+            seen_ms_ago: None,
             want: None,
             refresh: false,
+            kept: false,
         }
     }
 
@@ -397,8 +438,37 @@ mod tests {
                 on_host: true,
                 holder: Some(Holder::Here),
                 released_ms_ago: Some(30_000),
+                seen_ms_ago: Some(1),
+                refresh: true,
+                ..row("rule A6: BACKUP for address_hold, still here on a view from before its end: ask again")
+            },
+            Row {
+                vrrp: VrrpState::Backup,
+                on_host: true,
+                holder: Some(Holder::Here),
+                released_ms_ago: Some(30_000),
+                seen_ms_ago: Some(0),
+                kept: true,
+                ..row("rule A6: BACKUP for address_hold, a fresh view still here, probe up: keep serving")
+            },
+            Row {
+                vrrp: VrrpState::Backup,
+                probe: Health::Down,
+                on_host: true,
+                holder: Some(Holder::Here),
+                released_ms_ago: Some(30_000),
+                seen_ms_ago: Some(0),
                 want: Some(Change::Remove),
-                ..row("rule A6: BACKUP for address_hold, still here: remove")
+                ..row("rule A6: BACKUP for address_hold, a fresh view still here, probe down: remove")
+            },
+            Row {
+                keepalived: Some(false),
+                vrrp: VrrpState::Stop,
+                on_host: true,
+                holder: None,
+                released_ms_ago: Some(30_000),
+                want: Some(Change::Remove),
+                ..row("rule A6: Keepalived down for address_hold, no view of the cloud: remove")
             },
             Row {
                 vrrp: VrrpState::Backup,
@@ -418,6 +488,7 @@ mod tests {
                 failed_at: r
                     .failed_ms_ago
                     .map(|a| now.before(Duration::from_millis(a))),
+                ..AddressState::default()
             };
             let v = AddressView {
                 keepalived: r.keepalived,
@@ -425,6 +496,9 @@ mod tests {
                 probe: r.probe,
                 on_host: r.on_host,
                 holder: r.holder.as_ref(),
+                seen: Some(
+                    now.before(Duration::from_millis(r.seen_ms_ago.unwrap_or(90_000))),
+                ),
             };
             let got = st.decide(now, &v, HOLD);
             match (&got, r.want) {
@@ -436,6 +510,7 @@ mod tests {
                 }
                 _ => panic!("{}: got {got:?}, want {:?}", r.name, r.want),
             }
+            assert_eq!(st.kept, r.kept, "{}: kept", r.name);
         }
     }
 
@@ -449,6 +524,7 @@ mod tests {
             probe: Health::Up,
             on_host,
             holder: Some(&here),
+            seen: Some(ms(500)),
         };
         assert!(matches!(
             st.decide(ms(1_000), &view(VrrpState::Master, true), HOLD),
@@ -465,13 +541,37 @@ mod tests {
             st.decide(ms(31_999), &view(VrrpState::Backup, true), HOLD),
             AddressVerdict::Keep { .. }
         ));
+        // At the end of the hold, a view from before it asks again; the
+        // hold's end is no wake-up any more (the owner would spin on it).
         assert!(matches!(
             st.decide(ms(32_000), &view(VrrpState::Backup, true), HOLD),
+            AddressVerdict::Keep { refresh: true, .. }
+        ));
+        assert_eq!(st.wake(HOLD), None);
+        // A view from after it still shows the VIP here, the probe is up:
+        // kept, and said so.
+        let fresh = AddressView {
+            seen: Some(ms(32_050)),
+            ..view(VrrpState::Backup, true)
+        };
+        assert!(matches!(
+            st.decide(ms(32_100), &fresh, HOLD),
+            AddressVerdict::Keep { refresh: false, .. }
+        ));
+        assert!(st.kept);
+        // The probe goes down: removed.
+        let down = AddressView {
+            probe: Health::Down,
+            ..fresh.clone()
+        };
+        assert!(matches!(
+            st.decide(ms(32_200), &down, HOLD),
             AddressVerdict::Act {
                 change: Change::Remove,
                 ..
             }
         ));
+        assert!(!st.kept);
         // Removed, then MASTER again: the bound is forgotten, and the
         // address is added back.
         st.sent(Change::Remove, ms(32_000));
@@ -495,6 +595,7 @@ mod tests {
             probe: Health::Up,
             on_host: false,
             holder: None,
+            seen: None,
         };
         assert!(matches!(
             st.decide(ms(1), &v, HOLD),

@@ -63,6 +63,7 @@ pub struct Metrics {
     claims_damped: IntCounterVec,
     claims_undone: IntCounterVec,
     address_changes: IntCounterVec,
+    address_kept: IntGaugeVec,
     cloud_calls: IntCounterVec,
     cloud_call_duration: HistogramVec,
     failover_latency: HistogramVec,
@@ -214,6 +215,14 @@ impl Metrics {
                 self.address_changes
                     .with_label_values(&[vip, c.as_str(), outcome]);
             }
+        }
+        self.address_kept.with_label_values(&[vip]).set(0);
+    }
+
+    /// Address rule A6: which `manage_address` VIPs are kept off MASTER.
+    pub fn sync_addresses<'a>(&self, kept: impl Iterator<Item = (&'a str, bool)>) {
+        for (vip, kept) in kept {
+            self.address_kept.with_label_values(&[vip]).set(i64::from(kept));
         }
     }
 

@@ -254,6 +254,16 @@ impl Metrics {
                     &["vip", "change", "outcome"],
                 )?,
             )?,
+            address_kept: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "address_kept",
+                        "1 while this node, not MASTER past address_hold, keeps a manage_address VIP's private IP because the cloud still sends the VIP here and the probe is up (nobody claimed it).",
+                    ),
+                    &["vip"],
+                )?,
+            )?,
             claims_undone: reg(
                 r,
                 IntCounterVec::new(

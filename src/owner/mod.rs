@@ -117,6 +117,9 @@ impl Owner {
             self.metrics
                 .sync_peer(&link.address, &self.core.model, link.fresh);
         }
+        if let Some(cloud) = &self.core.cloud {
+            self.metrics.sync_addresses(cloud.addresses_kept());
+        }
         self.wake = plan.wake;
         self.send(plan, now);
         self.publish_now(now);

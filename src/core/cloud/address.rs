@@ -19,11 +19,8 @@ impl CloudState {
                 continue;
             };
             let inst = model.instances.get(&vip.vrrp_instance);
-            let holder = self
-                .rules
-                .vips
-                .get(&vip.name)
-                .and_then(|s| s.holder.as_ref());
+            let rules = self.rules.vips.get(&vip.name);
+            let holder = rules.and_then(|s| s.holder.as_ref());
             let view = AddressView {
                 keepalived: model.keepalived.running,
                 vrrp: inst.map_or(VrrpState::Unknown, |i| i.state),
@@ -33,6 +30,7 @@ impl CloudState {
                     .as_ref()
                     .is_some_and(|a| a.contains(&managed.ip)),
                 holder,
+                seen: rules.and_then(|s| s.seen),
             };
             let verdict = st.decide(now.mono, &view, managed.hold);
             *last_why = match &verdict {

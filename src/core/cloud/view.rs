@@ -77,6 +77,16 @@ impl CloudState {
     }
 }
 
+impl CloudState {
+    /// Each `manage_address` VIP, and whether address rule A6 keeps its
+    /// private IP on this node off MASTER.
+    pub fn addresses_kept(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.addresses
+            .iter()
+            .map(|(vip, (st, _))| (vip.as_str(), st.kept))
+    }
+}
+
 pub fn verdict_why(v: &Verdict, now: Stamp) -> String {
     match v {
         Verdict::Claim { reason, dry_run } => format!(
