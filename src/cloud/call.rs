@@ -2,14 +2,18 @@
 //! retried with exponential back-off and jitter (backon) when its
 //! `ErrorKind` says so. Reads retry throttling, 5xx, timeouts and transport
 //! errors; mutating calls retry throttling only (the API refused before
-//! acting), and only while their `guard` still holds.
+//! acting), and only while their `guard` still holds. Before every attempt
+//! each call waits out the process-wide back-off (`throttle.rs`), which a
+//! throttled answer of any call starts.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use tracing::warn;
 
+use crate::cloud::throttle::Throttle;
 use crate::core::seen::{CloudError, ErrorKind};
 use crate::metrics::Metrics;
 
@@ -20,6 +24,8 @@ pub struct CallPolicy {
     pub retries: usize,
     pub min_delay: Duration,
     pub max_delay: Duration,
+    /// The process-wide back-off: clones of a policy share it.
+    pub throttle: Arc<Throttle>,
 }
 
 impl CallPolicy {
@@ -29,6 +35,7 @@ impl CallPolicy {
             retries: 3,
             min_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(5),
+            throttle: Arc::default(),
         }
     }
 }
@@ -48,7 +55,15 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, CloudError>>,
 {
-    run(operation, policy, metrics, ErrorKind::retryable, || true, f).await
+    run(
+        operation,
+        policy,
+        metrics,
+        (false, ErrorKind::retryable),
+        || true,
+        f,
+    )
+    .await
 }
 
 /// A mutating call: sent only while `guard()` holds (checked before every
@@ -69,7 +84,7 @@ where
         operation,
         policy,
         metrics,
-        ErrorKind::retryable_mutating,
+        (true, ErrorKind::retryable_mutating),
         guard,
         f,
     )
@@ -80,17 +95,22 @@ async fn run<T, F, Fut>(
     operation: &'static str,
     policy: &CallPolicy,
     metrics: &Metrics,
-    retry: fn(ErrorKind) -> bool,
+    (mutating, retry): (bool, fn(ErrorKind) -> bool),
     guard: impl Fn() -> bool,
-    mut f: F,
+    f: F,
 ) -> Result<T, CloudError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, CloudError>>,
 {
+    let throttle = &policy.throttle;
+    // Shared by the attempts, each of which calls it after its pause.
+    let f = std::sync::Mutex::new(f);
     let attempt = || {
-        let fut = (guard()).then(&mut f);
+        let (throttle, guard, f) = (throttle.clone(), &guard, &f);
         async move {
+            throttle.wait(mutating).await;
+            let fut = guard().then(|| (f.lock().unwrap_or_else(|e| e.into_inner()))());
             let Some(fut) = fut else {
                 return Err(CloudError {
                     operation,
@@ -113,6 +133,23 @@ where
                 }),
             };
             metrics.cloud_call(operation, &result, started.elapsed());
+            match &result {
+                Err(e) if e.kind == ErrorKind::Throttled => {
+                    metrics.cloud_backoff(throttle.throttled());
+                }
+                // An answer: EC2 takes requests again.
+                Ok(_)
+                | Err(CloudError {
+                    kind:
+                        ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Client,
+                    ..
+                }) => {
+                    if throttle.answered() > 0 {
+                        metrics.cloud_backoff(0);
+                    }
+                }
+                Err(_) => {}
+            }
             result
         }
     };
@@ -134,6 +171,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::throttle::CAP;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     fn err(kind: ErrorKind) -> CloudError {
@@ -151,7 +189,72 @@ mod tests {
             retries: 3,
             min_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
+            throttle: Default::default(),
         }
+    }
+
+    /// Back off together: 20 s of EC2 throttling every request, met by a
+    /// describe loop (the verifier: one describe a second) and a claim
+    /// retried until it lands (the executor), sharing one policy. Attempts
+    /// per 5 s fall over the storm, the back-off shows in the metric, and
+    /// the claim lands within a few seconds of the storm's end.
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_storm_is_met_by_backing_off_together() {
+        const STORM: Duration = Duration::from_secs(20);
+        fastrand::seed(7);
+        let metrics = Metrics::new("p", "n").unwrap();
+        let p = policy();
+        let start = tokio::time::Instant::now();
+        let sent = std::sync::Mutex::new(vec![]);
+        let answer = || {
+            let at = start.elapsed();
+            sent.lock().unwrap().push(at);
+            async move {
+                if at < STORM {
+                    Err(err(ErrorKind::Throttled))
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        let describes = async {
+            while start.elapsed() < STORM + Duration::from_secs(10) {
+                let _ = call("DescribeAddresses", &p, &metrics, answer).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        let claim = async {
+            let mut level_seen = 0;
+            loop {
+                let r = mutate("AssociateAddress", &p, &metrics, || true, answer).await;
+                level_seen = level_seen.max(metrics.cloud_backoff_level());
+                if r.is_ok() {
+                    return (start.elapsed(), level_seen);
+                }
+            }
+        };
+        let ((landed, level_seen), ()) = tokio::join!(claim, describes);
+        let sent = sent.into_inner().unwrap();
+        let per_5s: Vec<usize> = (0..4)
+            .map(|i| {
+                let (from, to) = (Duration::from_secs(5 * i), Duration::from_secs(5 * (i + 1)));
+                sent.iter().filter(|t| **t >= from && **t < to).count()
+            })
+            .collect();
+        // Each later 5 s sends fewer than the first (with per-call retries
+        // alone, the claim's and the describes' attempts would hold at
+        // several a second).
+        let later = &per_5s[1..];
+        assert!(
+            later.iter().all(|n| n + 2 <= per_5s[0]),
+            "requests per 5 s over the storm: {per_5s:?}"
+        );
+        assert!(level_seen >= 3, "the back-off level: {level_seen}");
+        assert_eq!(metrics.cloud_backoff_level(), 0, "over after the storm");
+        assert!(
+            landed < STORM + CAP / 4 + Duration::from_secs(1),
+            "the claim landed {landed:?} after the storm's start"
+        );
     }
 
     /// (error the fake returns every time, attempts as a read, as a

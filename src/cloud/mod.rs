@@ -4,6 +4,7 @@
 //! mod.rs           the narrow Cloud trait, Address, ErrorKind (metric label and retry policy)
 //! aws.rs, imds.rs  aws-sdk-ec2 behind the trait; this node's identity from IMDSv2
 //! call.rs          one call: timeout, metrics, retries
+//! throttle.rs      one back-off for the whole process when EC2 throttles
 //! executor.rs      the one task that performs claims, re-checked before each mutating call
 //! verifier.rs      the task that asks where the VIPs are, paced by hints
 //! permissions.rs   the DryRun permission checker and `check-cloud`
@@ -21,6 +22,7 @@ pub mod damping_store;
 pub mod executor;
 pub mod imds;
 pub mod permissions;
+pub mod throttle;
 pub mod verifier;
 
 use std::future::Future;

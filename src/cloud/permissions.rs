@@ -474,6 +474,7 @@ mod tests {
                 retries: 1,
                 min_delay: Duration::from_millis(10),
                 max_delay: Duration::from_millis(10),
+                throttle: Default::default(),
             },
             targets: vec![
                 ("web".into(), target("eipalloc-web")),

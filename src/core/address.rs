@@ -440,7 +440,9 @@ mod tests {
                 released_ms_ago: Some(30_000),
                 seen_ms_ago: Some(1),
                 refresh: true,
-                ..row("rule A6: BACKUP for address_hold, still here on a view from before its end: ask again")
+                ..row(
+                    "rule A6: BACKUP for address_hold, still here on a view from before its end: ask again",
+                )
             },
             Row {
                 vrrp: VrrpState::Backup,
@@ -449,7 +451,9 @@ mod tests {
                 released_ms_ago: Some(30_000),
                 seen_ms_ago: Some(0),
                 kept: true,
-                ..row("rule A6: BACKUP for address_hold, a fresh view still here, probe up: keep serving")
+                ..row(
+                    "rule A6: BACKUP for address_hold, a fresh view still here, probe up: keep serving",
+                )
             },
             Row {
                 vrrp: VrrpState::Backup,
@@ -459,7 +463,9 @@ mod tests {
                 released_ms_ago: Some(30_000),
                 seen_ms_ago: Some(0),
                 want: Some(Change::Remove),
-                ..row("rule A6: BACKUP for address_hold, a fresh view still here, probe down: remove")
+                ..row(
+                    "rule A6: BACKUP for address_hold, a fresh view still here, probe down: remove",
+                )
             },
             Row {
                 keepalived: Some(false),
@@ -496,9 +502,7 @@ mod tests {
                 probe: r.probe,
                 on_host: r.on_host,
                 holder: r.holder.as_ref(),
-                seen: Some(
-                    now.before(Duration::from_millis(r.seen_ms_ago.unwrap_or(90_000))),
-                ),
+                seen: Some(now.before(Duration::from_millis(r.seen_ms_ago.unwrap_or(90_000)))),
             };
             let got = st.decide(now, &v, HOLD);
             match (&got, r.want) {

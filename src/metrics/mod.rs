@@ -64,6 +64,7 @@ pub struct Metrics {
     claims_undone: IntCounterVec,
     address_changes: IntCounterVec,
     address_kept: IntGaugeVec,
+    cloud_backoff: IntGauge,
     cloud_calls: IntCounterVec,
     cloud_call_duration: HistogramVec,
     failover_latency: HistogramVec,
@@ -182,6 +183,11 @@ impl Metrics {
     }
 
     /// One attempt of a cloud call, by operation and outcome.
+    /// The process-wide back-off's level (`cloud::throttle`).
+    pub fn cloud_backoff(&self, level: u32) {
+        self.cloud_backoff.set(i64::from(level));
+    }
+
     pub fn cloud_call<T>(
         &self,
         operation: &str,
@@ -222,7 +228,9 @@ impl Metrics {
     /// Address rule A6: which `manage_address` VIPs are kept off MASTER.
     pub fn sync_addresses<'a>(&self, kept: impl Iterator<Item = (&'a str, bool)>) {
         for (vip, kept) in kept {
-            self.address_kept.with_label_values(&[vip]).set(i64::from(kept));
+            self.address_kept
+                .with_label_values(&[vip])
+                .set(i64::from(kept));
         }
     }
 

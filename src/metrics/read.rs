@@ -10,6 +10,10 @@ impl Metrics {
             .get()
     }
 
+    pub fn cloud_backoff_level(&self) -> i64 {
+        self.cloud_backoff.get()
+    }
+
     pub fn permission_denied(&self, vip: &str, action: &str) -> i64 {
         self.cloud_permission_denied
             .with_label_values(&[vip, action])
