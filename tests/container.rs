@@ -157,7 +157,7 @@ fn the_image_builds_runs_as_non_root_and_reports_healthy() {
         .args(["-d", "--name", &name, "-v"])
         .arg(format!("{}:/etc/vip-watchdog:ro", dir.display()))
         .arg(IMAGE));
-    // Awaits its "http listening" line (within 20 s), then asks its
+    // Awaits its http_listening event (within 20 s), then asks its
     // health command once.
     let mut follow = tool("podman")
         .args(["logs", "-f", &name])
