@@ -128,3 +128,36 @@ fn a_successful_run_gives_a_latency_sample_that_matches_the_observer() {
         "the scripts moved it; no watchdog mutating call: {calls}"
     );
 }
+
+/// A wrapped notify script that exits 0 without moving anything (an empty
+/// or wrong script): its end ends grace like a failure's, the view asked
+/// for after the report shows the EIP elsewhere, and the watchdog heals at
+/// once instead of waiting out the whole `grace` (10 s).
+#[test]
+fn a_script_that_succeeds_without_moving_the_eip_is_healed_before_grace() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_notify_wrapped("b", None, "noop");
+    let (wa, wb) = launch(&mut lab);
+    let observer = lab.start_observer(300);
+    assert_eq!(next_move(&observer, FAILOVER).1, lab.eni("a"));
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    let master = wb.wait_state("master", FAILOVER);
+    let master_at = unix(master["timestamp"].as_str().expect("timestamp"));
+    wb.wait_for("the wrapper's report", FAILOVER, |e| {
+        is(e, "notify_succeeded")
+    });
+    let (moved_at, eni) = next_move(&observer, FAILOVER);
+    assert_eq!(eni, lab.eni("b"), "healed onto b");
+    let after = moved_at - master_at;
+    assert!(
+        after < 10.0,
+        "healed {after:.2} s after the MASTER line: before grace (10 s) ended"
+    );
+    let arrived = wb.wait_for("the VIP seen here", FAILOVER, |e| is(e, "vip_arrived"));
+    assert_eq!(arrived["moved_by"], "watchdog", "{arrived}");
+    assert_eq!(runs(&wb, "succeeded"), 1.0);
+    assert_eq!(lab.calls_by("watchdog", "a"), 0);
+    drop(wa);
+}

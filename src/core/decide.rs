@@ -15,12 +15,14 @@
 //!    MASTER for under a second at boot never claims).
 //! 5. In `heal` mode, leave the notify script `grace` to move it first,
 //!    unless the notify wrapper reported a run in this mastership that
-//!    failed, timed out or could not start: then grace is over.
+//!    ended (succeeded, failed, timed out or could not start): then grace
+//!    is over, and the view asked for after the report decides (rule 7): a
+//!    script that exited 0 without moving the VIP is healed at once.
 //! 6. Never claim when the OS does not carry the private IP (traffic would
 //!    be dropped), or while a claim is in flight.
 //! 7. Claim on fresh truth only: the cloud's view must have been asked for
 //!    after the reason to claim arose (in `own` mode after the MASTER line,
-//!    in `heal` mode after `grace` ended (or the failed run was reported),
+//!    in `heal` mode after `grace` ended (or the run's end was reported),
 //!    and after a claim that failed or
 //!    was dropped, which may have changed something). An older view asks
 //!    for a new one (`Refresh`) instead of claiming on it.
@@ -198,8 +200,8 @@ pub struct Mastership {
     here_before: bool,
     /// When the first claim of this mastership was sent.
     claimed_at: Option<Mono>,
-    /// Rule 5: when a notify run in this mastership was reported failed.
-    pub notify_failed_at: Option<Mono>,
+    /// Rule 5: when a notify run in this mastership was reported ended.
+    pub notify_ended_at: Option<Mono>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -382,12 +384,13 @@ impl Rules {
     }
 
     /// The notify wrapper reported at `at` that a run for `vip`'s instance
-    /// failed (rule 5): grace ends, if the run was in this mastership.
-    pub fn notify_failed(&mut self, vip: &str, at: Mono, node: &NodeView) {
+    /// ended, succeeded or not (rule 5): grace ends, if the run was in this
+    /// mastership.
+    pub fn notify_ended(&mut self, vip: &str, at: Mono, node: &NodeView) {
         if let Some(st) = self.vips.get_mut(vip) {
             st.follow(node);
             if let Some(m) = st.mastership.as_mut().filter(|m| at >= m.began) {
-                m.notify_failed_at.get_or_insert(at);
+                m.notify_ended_at.get_or_insert(at);
             }
         }
     }
@@ -516,7 +519,7 @@ impl Rules {
             };
         }
         // Rule 5.
-        if policy.mode == Mode::Heal && age < policy.grace && m.notify_failed_at.is_none() {
+        if policy.mode == Mode::Heal && age < policy.grace && m.notify_ended_at.is_none() {
             return Verdict::Wait {
                 until: m.began + policy.grace,
                 why: "heal mode: the notify script has its grace to move the VIP".into(),
@@ -536,7 +539,7 @@ impl Rules {
             Mode::Own => m.began,
             Mode::Heal => {
                 let grace_end = m.began + policy.grace;
-                m.notify_failed_at.map_or(grace_end, |f| f.min(grace_end))
+                m.notify_ended_at.map_or(grace_end, |f| f.min(grace_end))
             }
         };
         if st.seen.is_none_or(|s| s < reason_at) {
@@ -1123,7 +1126,7 @@ mod tests {
                 } else {
                     t(f as u64)
                 };
-                r.notify_failed("vip", at, &master());
+                r.notify_ended("vip", at, &master());
             }
             r.observe_cloud("vip", Holder::Nowhere, t(seen), &master(), &p);
             let got = r.decide("vip", t(now), &master(), &p);

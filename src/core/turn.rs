@@ -226,8 +226,13 @@ pub(crate) mod tests {
     /// Two EIP VIPs, `web` and `db`, on VI_1, in `own` mode
     /// (min_master_age 3 s); this node a healthy MASTER since 0 ms.
     pub(crate) fn rig() -> Core {
+        rig_in(Mode::Own)
+    }
+
+    /// The rig in `mode` (`heal`: grace 10 s).
+    pub(crate) fn rig_in(mode: Mode) -> Core {
         let policy = VipPolicy {
-            mode: Mode::Own,
+            mode,
             grace: Duration::from_secs(10),
             min_master_age: Duration::from_secs(3),
             max_claims: 3,
@@ -436,6 +441,77 @@ pub(crate) mod tests {
                 [("web", want_verdicts[0]), ("db", want_verdicts[1])],
                 "{name}: verdicts"
             );
+        }
+    }
+
+    /// Rule 5 in `heal` mode (grace 10 s), at 3.5 s: a run whose end the
+    /// wrapper reported, succeeded or not, ends grace, and the view asked
+    /// for after the report decides (rule 7); a skipped run ends nothing.
+    #[test]
+    fn rule_5_any_ended_run_ends_grace() {
+        let notify = |outcome| {
+            Event::NotifyRun(crate::core::input::NotifyReport {
+                instance: Some("VI_1".into()),
+                outcome,
+                exit_code: Some(0),
+                duration_ms: 900,
+                output: String::new(),
+            })
+        };
+        let rows: [(&str, Option<Outcome>, u64, [&str; 2]); 6] = [
+            (
+                "rule 5: no report: grace holds",
+                None,
+                1_300,
+                ["wait", "wait"],
+            ),
+            (
+                "rule 5: a run that exited 0 without moving the VIP: healed at once",
+                Some(Outcome::Succeeded),
+                1_300,
+                ["claim", "claim"],
+            ),
+            (
+                "rule 7: a view asked for before that report asks again",
+                Some(Outcome::Succeeded),
+                1_100,
+                ["refresh", "refresh"],
+            ),
+            (
+                "rule 5: a failed run: healed at once",
+                Some(Outcome::Failed),
+                1_300,
+                ["claim", "claim"],
+            ),
+            (
+                "rule 5: a run that timed out: healed at once",
+                Some(Outcome::TimedOut),
+                1_300,
+                ["claim", "claim"],
+            ),
+            (
+                "rule 5: a skipped run (the peer holds the VIP) ends nothing",
+                Some(Outcome::Skipped),
+                1_300,
+                ["wait", "wait"],
+            ),
+        ];
+        for (name, outcome, seen, want) in rows {
+            let mut core = rig_in(Mode::Heal);
+            if let Some(o) = outcome {
+                core.apply(notify(o), stamp(1_200));
+            }
+            core.apply(observed(seen, "eni-peer", &[]), stamp(seen + 10));
+            let plan = core.plan(stamp(3_500));
+            let verdicts: Vec<&str> = plan
+                .notes
+                .iter()
+                .filter_map(|n| match n {
+                    Note::Verdict { verdict, .. } => Some(verdict.kind()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(verdicts, want, "{name}");
         }
     }
 

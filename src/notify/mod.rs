@@ -7,9 +7,10 @@
 //! ```
 //!
 //! The watchdog takes reports on `POST /v1/notify` (loopback peers only) and
-//! turns them into `Event::NotifyRun`: a failed or timed-out run ends the
-//! notify script's `grace` at once; a run that succeeded asks the cloud at
-//! once, so that the failover-latency sample ends when the cloud changed.
+//! turns them into `Event::NotifyRun`: a run that ended, succeeded or not,
+//! ends the notify script's `grace` at once (the view asked for after the
+//! report decides); a run that succeeded asks the cloud at once, so that
+//! the failover-latency sample ends when the cloud changed.
 
 pub mod gate;
 pub mod report;

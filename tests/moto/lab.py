@@ -305,7 +305,8 @@ def imds(host, port, endpoint, instance_id):
 
 def notify(mode, endpoint, alloc, private_ip, instance_id):
     """Moves the EIP to this node as a notify_master script does. Modes: ok,
-    twice (the calls twice), fail (exit 1, no call), delayed:SECONDS (runs
+    twice (the calls twice), fail (exit 1, no call), noop (exit 0, no call:
+    an empty or wrong script), delayed:SECONDS (runs
     late, as a slow script or a late Keepalived run does), switch:PATH (what
     the file PATH says when it runs: "fail", "delay SECONDS", "twice", or ok
     when the file is absent)."""
@@ -319,6 +320,8 @@ def notify(mode, endpoint, alloc, private_ip, instance_id):
         mode = f"delayed:{said[1]}" if said[:1] == ["delay"] else "twice" if said[:1] == ["twice"] else "ok"
     if mode == "fail":
         sys.exit(1)
+    if mode == "noop":
+        sys.exit(0)
     if mode.startswith("delayed:"):
         import time
 

@@ -128,9 +128,10 @@ impl CloudState {
     }
 
     /// The notify wrapper reported a run for `instance` (every VIP when
-    /// `None`): a failure ends the grace of each VIP of it (rule 5); a
-    /// success asks the cloud at once, so that the latency sample ends when
-    /// the cloud changed.
+    /// `None`): its end, success or failure, ends the grace of each VIP of
+    /// it (rule 5); a success asks the cloud at once, so that the latency
+    /// sample ends when the cloud changed (and a failure's claim asks for
+    /// its own fresh view, rule 7).
     pub fn notify_ran(
         &mut self,
         instance: Option<&str>,
@@ -143,11 +144,10 @@ impl CloudState {
             if instance.is_some_and(|i| i != vip.vrrp_instance) {
                 continue;
             }
-            if outcome.failed() {
+            if outcome.failed() || outcome == crate::core::words::Outcome::Succeeded {
                 let node = self.node_view(vip, model, at);
-                self.rules.notify_failed(&vip.name, at, &node);
-            } else if outcome == crate::core::words::Outcome::Succeeded {
-                confirm = true;
+                self.rules.notify_ended(&vip.name, at, &node);
+                confirm |= !outcome.failed();
             }
         }
         if confirm {
