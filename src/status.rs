@@ -51,6 +51,10 @@ pub struct KeepalivedView {
     pub vrrp_pid: Option<i32>,
     pub started: Option<String>,
     pub detail: String,
+    /// This watchdog saw Keepalived exit after it ran (the peer report's
+    /// `keepalived_exit_seen`).
+    #[serde(skip)]
+    pub exit_seen: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +139,7 @@ impl Status {
                 vrrp_pid: model.keepalived.vrrp_pid,
                 started: model.keepalived.started.map(rfc3339),
                 detail: model.keepalived.detail.clone(),
+                exit_seen: model.keepalived.exit_seen,
             },
             instances: model
                 .instances

@@ -8,12 +8,13 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::core::clock::Mono;
-use crate::core::words::{Health, VrrpState};
+use crate::core::words::{Health, Source, VrrpState};
 
 /// What one watchdog tells its peer: pushed on every change and as a
 /// heartbeat.
+/// Fields a receiver does not know are ignored (a newer sender's); the
+/// HMAC has already said who sent them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Report {
     pub node: String,
     pub pair: String,
@@ -22,6 +23,10 @@ pub struct Report {
     pub seq: u64,
     /// `None`: not known yet.
     pub keepalived_running: Option<bool>,
+    /// The sender's watchdog saw its Keepalived exit after it had seen it
+    /// running (rule 11's evidence that a "down" is real).
+    #[serde(default)]
+    pub keepalived_exit_seen: bool,
     pub probe: Health,
     pub instances: Vec<InstanceReport>,
     pub vips: Vec<VipReport>,
@@ -31,17 +36,19 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct InstanceReport {
     pub name: String,
     pub state: VrrpState,
     pub priority: Option<u8>,
     /// When it entered the state (RFC 3339), when known.
     pub since: Option<String>,
+    /// Where the sender has the state from (rule 11 takes "not MASTER"
+    /// only from a FIFO line); `None` from a sender that does not say.
+    #[serde(default)]
+    pub source: Option<Source>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VipReport {
     pub name: String,
     /// The sender's view: "here", "elsewhere", "nowhere", ... or none yet.
@@ -103,8 +110,16 @@ impl PeerKnown {
             return PeerView::Unknown;
         }
         let r = &self.report;
+        // Rule 11 takes "not MASTER" on evidence only: an exit of the
+        // peer's Keepalived that its watchdog saw after seeing it run, or a
+        // BACKUP, FAULT or STOP line Keepalived wrote. A "down" from a look
+        // that found nothing, or a state learnt at start-up, says nothing.
         if r.keepalived_running == Some(false) {
-            return PeerView::NotMaster;
+            return if r.keepalived_exit_seen {
+                PeerView::NotMaster
+            } else {
+                PeerView::Unknown
+            };
         }
         match r.instance(instance) {
             Some(i) if i.state == VrrpState::Master => PeerView::Master {
@@ -116,7 +131,7 @@ impl PeerKnown {
                 if matches!(
                     i.state,
                     VrrpState::Backup | VrrpState::Fault | VrrpState::Stop
-                ) =>
+                ) && i.source == Some(Source::Fifo) =>
             {
                 PeerView::NotMaster
             }
@@ -133,8 +148,9 @@ pub enum PeerView {
     /// No fresh report (no channel, a silent peer): rules 1-9 unchanged.
     #[default]
     Unknown,
-    /// The peer is not MASTER of the instance: BACKUP, FAULT, STOP, or its
-    /// Keepalived is down.
+    /// The peer is not MASTER of the instance, on evidence: a BACKUP,
+    /// FAULT or STOP line from its Keepalived, or its Keepalived's exit
+    /// seen after it ran.
     NotMaster,
     /// The peer is MASTER of the instance too.
     Master {
@@ -175,12 +191,14 @@ mod tests {
                 boot_id: "boot".into(),
                 seq: 1,
                 keepalived_running: keepalived,
+                keepalived_exit_seen: keepalived == Some(false),
                 probe,
                 instances: vec![InstanceReport {
                     name: "VI_1".into(),
                     state,
                     priority: Some(prio),
                     since: None,
+                    source: Some(Source::Fifo),
                 }],
                 vips: vec![],
                 eni: Some("eni-b".into()),
@@ -188,6 +206,33 @@ mod tests {
             at: t(0),
             at_wall: SystemTime::UNIX_EPOCH,
         }
+    }
+
+    /// An earlier sender's report (no `source`, no `keepalived_exit_seen`)
+    /// reads, and gives no fast path; a later sender's unknown fields are
+    /// ignored.
+    #[test]
+    fn reports_of_other_releases_read() {
+        let older = r#"{"node":"b","pair":"edge","boot_id":"x","seq":1,"keepalived_running":false,"probe":"up","instances":[{"name":"VI_1","state":"backup","priority":100,"since":null}],"vips":[],"eni":"eni-b"}"#;
+        let r: Report = serde_json::from_str(older).expect("an earlier report reads");
+        assert!(!r.keepalived_exit_seen);
+        assert_eq!(r.instances[0].source, None);
+        let k = PeerKnown {
+            report: r,
+            at: t(0),
+            at_wall: SystemTime::UNIX_EPOCH,
+        };
+        assert_eq!(
+            k.view("VI_1", t(100), Duration::from_secs(3), (Some(150), "a")),
+            PeerView::Unknown
+        );
+        let newer = older.replace(r#""seq":1,"#, r#""seq":1,"later":{"x":1},"#);
+        assert!(serde_json::from_str::<Report>(&newer).is_ok(), "{newer}");
+    }
+
+    fn with_source(mut k: PeerKnown, source: Option<Source>) -> PeerKnown {
+        k.report.instances[0].source = source;
+        k
     }
 
     /// (case, report, instance asked, now in ms, expected)
@@ -229,6 +274,40 @@ mod tests {
                 "VI_1",
                 100,
                 PeerView::NotMaster,
+            ),
+            (
+                "rule 11: keepalived down, but its exit was never seen (a look that found nothing)",
+                PeerKnown {
+                    report: Report {
+                        keepalived_exit_seen: false,
+                        ..known(Some(false), Up, Master, 100).report
+                    },
+                    ..known(Some(false), Up, Master, 100)
+                },
+                "VI_1",
+                100,
+                PeerView::Unknown,
+            ),
+            (
+                "rule 11: backup learnt from the JSON dump at start-up, no line yet",
+                with_source(known(Some(true), Up, Backup, 100), Some(Source::JsonDump)),
+                "VI_1",
+                100,
+                PeerView::Unknown,
+            ),
+            (
+                "rule 11: backup from the addresses",
+                with_source(known(Some(true), Up, Backup, 100), Some(Source::Addresses)),
+                "VI_1",
+                100,
+                PeerView::Unknown,
+            ),
+            (
+                "rule 11: a sender that does not say where it has the state from",
+                with_source(known(Some(true), Up, Fault, 100), None),
+                "VI_1",
+                100,
+                PeerView::Unknown,
             ),
             (
                 "healthy master, lower priority",

@@ -116,7 +116,7 @@ impl fmt::Display for VrrpState {
 }
 
 /// Where a state came from: the evidence behind it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Nothing has reported this instance.

@@ -25,6 +25,7 @@ pub fn report_of(status: &Status, boot_id: &str, eni: Option<&str>) -> Report {
         boot_id: boot_id.to_owned(),
         seq: 0,
         keepalived_running: status.keepalived.running,
+        keepalived_exit_seen: status.keepalived.exit_seen,
         probe: status.probe.health,
         instances: status
             .instances
@@ -34,6 +35,7 @@ pub fn report_of(status: &Status, boot_id: &str, eni: Option<&str>) -> Report {
                 state: i.state,
                 priority: i.priority,
                 since: i.since.clone(),
+                source: Some(i.source),
             })
             .collect(),
         vips: status

@@ -78,6 +78,9 @@ pub struct KeepalivedStatus {
     /// When the watched Keepalived process started.
     pub started: Option<SystemTime>,
     pub detail: String,
+    /// Down, and this process saw it exit after it had seen it running.
+    #[serde(skip)]
+    pub exit_seen: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -157,6 +160,7 @@ impl Model {
                 vrrp_pid: None,
                 started: None,
                 detail: "not looked at yet".into(),
+                exit_seen: false,
             },
             probe: ProbeStatus {
                 health: Health::Unknown,
@@ -339,6 +343,7 @@ impl Model {
                         Some(v) => format!("pid {pid}, VRRP process {v}"),
                         None => format!("pid {pid}"),
                     },
+                    exit_seen: false,
                 };
                 if was == Some(true) {
                     vec![]
@@ -475,6 +480,7 @@ impl Model {
             vrrp_pid: None,
             started: None,
             detail: reason.clone(),
+            exit_seen: was == Some(true) || self.keepalived.exit_seen,
         };
         let mut changes = vec![];
         if was != Some(false) {
