@@ -161,3 +161,56 @@ fn a_script_that_succeeds_without_moving_the_eip_is_healed_before_grace() {
     assert_eq!(lab.calls_by("watchdog", "a"), 0);
     drop(wa);
 }
+
+/// A wrapped script that lingers 0.8 s after its last call (the AWS CLI
+/// takes that long to exit): the watchdog watches the cloud every 200 ms
+/// while the run is in flight, so it learns the script's move from a
+/// describe, not at the script's exit: its latency sample ends within
+/// 250 ms of the outside observer, in each of two failovers.
+#[test]
+fn a_lingering_script_s_move_is_seen_while_it_runs() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_notify_wrapped("a", None, "linger:0.8");
+    lab.set_notify_wrapped("b", None, "linger:0.8");
+    let (wa, wb) = launch(&mut lab);
+    let observer = lab.start_observer(600);
+    assert_eq!(next_move(&observer, FAILOVER).1, lab.eni("a"));
+    let mut errors = vec![];
+    for (round, to) in ["b", "a"].into_iter().enumerate() {
+        wa.forget_past();
+        wb.forget_past();
+        let w = if to == "a" {
+            lab.a.start_haproxy();
+            &wa
+        } else {
+            lab.a.kill_haproxy();
+            &wb
+        };
+        w.wait_state("master", FAILOVER);
+        w.wait_for("the run watched", FAILOVER, |e| is(e, "notify_started"));
+        let (moved_at, eni) = next_move(&observer, FAILOVER);
+        assert_eq!(eni, lab.eni(to), "round {round}");
+        let arrived = w.wait_for("the VIP seen here", FAILOVER, |e| is(e, "vip_arrived"));
+        let report = w.wait_for("the wrapper's report", FAILOVER, |e| {
+            is(e, "notify_succeeded")
+        });
+        assert_eq!(arrived["moved_by"], "notify_script", "{arrived}");
+        let seen = unix(arrived["seen_at"].as_str().expect("seen_at"));
+        let reported = unix(report["timestamp"].as_str().expect("timestamp"));
+        let error = seen - moved_at;
+        assert!(
+            (-0.05..=0.25).contains(&error) && seen < reported,
+            "round {round}: the sample ends {error:.3} s after the observer's move at {moved_at:.3}, the report came at {reported:.3}: {arrived}"
+        );
+        errors.push(error);
+    }
+    println!(
+        "a script lingering 0.8 s: the watchdog's sample minus the observer's, per round (s): {errors:.3?}"
+    );
+    let calls = lab.mutating_calls();
+    assert!(
+        calls["watchdog"].is_null(),
+        "the scripts moved it; no watchdog mutating call: {calls}"
+    );
+}

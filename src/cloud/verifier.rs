@@ -32,7 +32,7 @@ use crate::cloud::call::{CallPolicy, call};
 use crate::core::clock::Mono;
 use crate::core::input::Event;
 use crate::core::message::CloudEvent;
-use crate::core::pace::{Ask, Pace};
+use crate::core::pace::{Ask, Pace, WATCH_GAP};
 use crate::core::seen::{Address, CloudError, ErrorKind, RouteTable, Seen};
 use crate::metrics::Metrics;
 
@@ -135,6 +135,7 @@ impl<C: Cloud> Verifier<C> {
     ) -> anyhow::Result<()> {
         async move {
             let mut fast_until: Option<Mono> = None;
+            let mut watch_until: Option<Mono> = None;
             let mut last_confirm: Option<Mono> = None;
             let mut source_dest_due = crate::clock::now().mono;
             loop {
@@ -187,7 +188,9 @@ impl<C: Cloud> Verifier<C> {
                     }
                 }
                 let last = sent.mono;
-                let mut due = self.pace.next(last, fast_until, fastrand::f64());
+                let mut due = self
+                    .pace
+                    .next_watched(last, fast_until, watch_until, fastrand::f64());
                 loop {
                     let sleep = tokio::time::sleep(crate::clock::until(due));
                     tokio::select! {
@@ -209,6 +212,14 @@ impl<C: Cloud> Verifier<C> {
                                     Pace::asked(now, Some(last), fastrand::f64())
                                 }
                                 Ask::Now => Pace::asked(now, Some(last), fastrand::f64()),
+                                Ask::Watch { until } => {
+                                    watch_until = Some(until);
+                                    if until > now {
+                                        now.max(last + WATCH_GAP)
+                                    } else {
+                                        due
+                                    }
+                                }
                             };
                             due = due.min(when);
                         }

@@ -124,6 +124,11 @@ pub enum Change {
         error: Option<String>,
     },
     /// A notify script ran (as the notify wrapper reported).
+    /// A wrapped notify run began: the cloud is watched until it ends.
+    NotifyStarted {
+        instance: Option<String>,
+        timeout: std::time::Duration,
+    },
     NotifyRun {
         instance: Option<String>,
         outcome: crate::core::words::Outcome,

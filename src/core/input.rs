@@ -50,6 +50,12 @@ pub enum Event {
     Probe { health: Health, detail: String },
     /// The addresses on this host's interfaces, as listed now.
     HostAddresses(BTreeSet<IpAddr>),
+    /// The notify wrapper is about to run a notify script for `instance`
+    /// (every instance when `None`), for at most `timeout`.
+    NotifyStarted {
+        instance: Option<String>,
+        timeout: std::time::Duration,
+    },
     /// The notify wrapper reported a run of a notify script.
     NotifyRun(NotifyReport),
     /// The instances Keepalived's JSON dump listed at start-up.

@@ -134,11 +134,14 @@ impl Core {
                 c.hint();
             }
             for change in &changes {
-                if let Change::NotifyRun {
-                    instance, outcome, ..
-                } = change
-                {
-                    c.notify_ran(instance.as_deref(), *outcome, &self.model, now.mono);
+                match change {
+                    Change::NotifyStarted { instance, timeout } => {
+                        c.notify_started(instance.as_deref(), *timeout, now.mono);
+                    }
+                    Change::NotifyRun {
+                        instance, outcome, ..
+                    } => c.notify_ran(instance.as_deref(), *outcome, &self.model, now.mono),
+                    _ => {}
                 }
             }
         }
@@ -442,6 +445,67 @@ pub(crate) mod tests {
                 "{name}: verdicts"
             );
         }
+    }
+
+    /// A wrapped run's start watches the cloud until its timeout (at most
+    /// WATCH_AT_MOST); its report ends the watch, and asks at once
+    /// (Confirm) when it succeeded.
+    #[test]
+    fn a_wrapped_run_is_watched_until_it_ends() {
+        let mut core = rig_in(Mode::Heal);
+        let start = |timeout| Event::NotifyStarted {
+            instance: Some("VI_1".into()),
+            timeout,
+        };
+        core.apply(start(Duration::from_secs(20)), stamp(1_000));
+        let plan = core.plan(stamp(1_001));
+        assert_eq!(
+            plan.asks,
+            [
+                Ask::Hint,
+                Ask::Watch {
+                    until: stamp(21_000).mono
+                }
+            ]
+        );
+        core.apply(
+            Event::NotifyRun(crate::core::input::NotifyReport {
+                instance: Some("VI_1".into()),
+                outcome: Outcome::Succeeded,
+                exit_code: Some(0),
+                duration_ms: 900,
+                output: String::new(),
+            }),
+            stamp(1_900),
+        );
+        let plan = core.plan(stamp(1_901));
+        assert_eq!(
+            plan.asks,
+            [
+                Ask::Confirm,
+                Ask::Watch {
+                    until: stamp(1_900).mono
+                }
+            ]
+        );
+        // A longer timeout is watched for WATCH_AT_MOST; another
+        // instance's run is not watched.
+        core.apply(start(Duration::from_secs(600)), stamp(3_000));
+        let plan = core.plan(stamp(3_001));
+        assert_eq!(
+            plan.asks,
+            [Ask::Watch {
+                until: stamp(63_000).mono
+            }]
+        );
+        core.apply(
+            Event::NotifyStarted {
+                instance: Some("VI_9".into()),
+                timeout: Duration::from_secs(20),
+            },
+            stamp(4_000),
+        );
+        assert!(core.plan(stamp(4_001)).asks.is_empty());
     }
 
     /// Rule 5 in `heal` mode (grace 10 s), at 3.5 s: a run whose end the

@@ -143,7 +143,12 @@ async fn notify_handler(
 #[derive(serde::Deserialize)]
 struct GateQuery {
     instance: Option<String>,
+    /// The wrapper's timeout for the run, in milliseconds.
+    timeout_ms: Option<u64>,
 }
+
+/// The run's timeout when the wrapper does not say (an earlier release).
+const GATE_DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Whether the notify wrapper should run its script now (notify/gate.rs);
 /// loopback only, like the reports.
@@ -156,7 +161,18 @@ async fn gate_handler(
         return (StatusCode::FORBIDDEN, "loopback only\n").into_response();
     }
     let status = s.status.borrow().clone();
-    Json(crate::notify::gate::decide(&status, q.instance.as_deref())).into_response()
+    let gate = crate::notify::gate::decide(&status, q.instance.as_deref());
+    if gate.run {
+        // The run starts now: the owner watches the cloud until it ends.
+        // A full queue only loses the watch, never the answer.
+        let _ = s.events.try_send(Event::NotifyStarted {
+            instance: q.instance,
+            timeout: q
+                .timeout_ms
+                .map_or(GATE_DEFAULT_TIMEOUT, std::time::Duration::from_millis),
+        });
+    }
+    Json(gate).into_response()
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> Response {

@@ -217,12 +217,14 @@ pub async fn report(
 pub async fn ask_gate(
     http: &crate::config::HttpConfig,
     instance: Option<&str>,
+    timeout: Duration,
 ) -> Result<crate::notify::gate::Gate, String> {
     let client = crate::http::tls::local_client(&http.web, GATE_TIMEOUT)
         .map_err(|e| crate::error_chain(&e))?;
     let mut url = crate::http::local_url(http.listen, http.web.tls.is_some(), "/v1/notify/gate");
+    url = format!("{url}?timeout_ms={}", timeout.as_millis());
     if let Some(i) = instance {
-        url = format!("{url}?instance={}", urlencode(i));
+        url = format!("{url}&instance={}", urlencode(i));
     }
     let resp = client
         .get(&url)
@@ -278,7 +280,7 @@ pub async fn main(o: Options) -> u8 {
         }
     };
     if let Some(c) = &config {
-        match ask_gate(&c.http, o.instance.as_deref()).await {
+        match ask_gate(&c.http, o.instance.as_deref(), o.timeout).await {
             Ok(g) if !g.run => {
                 eprintln!("vip-watchdog notify: not running the script: {}", g.why);
                 let r = Report {

@@ -107,6 +107,10 @@ pub fn log_change(change: &Change) {
         Change::InstanceMismatch { instance, .. } => {
             warn!(event = "instance_not_in_dump", vrrp_instance = %instance, "the config names a VRRP instance that keepalived's JSON dump does not list: check the name against keepalived.conf (vip-watchdog check-config)")
         }
+        Change::NotifyStarted { instance, timeout } => {
+            let instance = instance.as_deref().unwrap_or("(every instance)");
+            info!(event = "notify_started", vrrp_instance = %instance, timeout_ms = timeout.as_millis() as u64, "a wrapped notify script run started: asking the cloud every 200 ms until it ends");
+        }
         Change::NotifyRun {
             instance,
             outcome,

@@ -306,7 +306,8 @@ def imds(host, port, endpoint, instance_id):
 def notify(mode, endpoint, alloc, private_ip, instance_id):
     """Moves the EIP to this node as a notify_master script does. Modes: ok,
     twice (the calls twice), fail (exit 1, no call), noop (exit 0, no call:
-    an empty or wrong script), delayed:SECONDS (runs
+    an empty or wrong script), linger:SECONDS (the calls, then SECONDS more
+    before it exits, as the AWS CLI takes to tear down), delayed:SECONDS (runs
     late, as a slow script or a late Keepalived run does), switch:PATH (what
     the file PATH says when it runs: "fail", "delay SECONDS", "twice", or ok
     when the file is absent)."""
@@ -332,6 +333,10 @@ def notify(mode, endpoint, alloc, private_ip, instance_id):
     for _ in range(2 if mode == "twice" else 1):
         c.assign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=[private_ip], AllowReassignment=True)
         c.associate_address(AllocationId=alloc, NetworkInterfaceId=eni, PrivateIpAddress=private_ip, AllowReassociation=True)
+    if mode.startswith("linger:"):
+        import time
+
+        time.sleep(float(mode.split(":", 1)[1]))
     # Exit as soon as the last call returned, as a shell script whose last
     # command is curl does: a Python process with boto3 loaded takes about
     # 180 ms more to tear down, and the notify wrapper can only report the

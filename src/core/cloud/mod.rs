@@ -33,6 +33,9 @@ use crate::core::view::{AddressStatus, MastershipView, PermissionView, VipView, 
 use crate::core::vip::VipConfig;
 use crate::core::words::{ClaimOutcome, Holder, VrrpState};
 
+/// The longest a wrapped notify run is watched, whatever its timeout.
+pub const WATCH_AT_MOST: Duration = Duration::from_secs(60);
+
 pub struct CloudState {
     vips: Vec<VipConfig>,
     /// This node's instance and ENI.
@@ -58,6 +61,8 @@ pub struct CloudState {
     addresses: BTreeMap<String, (AddressState, &'static str)>,
     /// Asks made while applying inputs, handed over at the next step.
     asks: Vec<Ask>,
+    /// Until when a wrapped notify run is watched (`Ask::Watch`).
+    watching: Option<Mono>,
 }
 
 fn earliest(wake: &mut Option<Mono>, at: Mono) {
@@ -92,6 +97,7 @@ impl CloudState {
             node: String::new(),
             addresses,
             asks: vec![],
+            watching: None,
         }
     }
 
@@ -127,6 +133,22 @@ impl CloudState {
         self.asks.push(Ask::Hint);
     }
 
+    /// A wrapped notify run for `instance` began at `at` and may last
+    /// `timeout`: when a VIP follows the instance, the cloud is watched
+    /// (`Ask::Watch`) until the run ends, so that the script's move is seen
+    /// when it happens.
+    pub fn notify_started(&mut self, instance: Option<&str>, timeout: Duration, at: Mono) {
+        if self
+            .vips
+            .iter()
+            .any(|v| instance.is_none_or(|i| i == v.vrrp_instance))
+        {
+            let until = at + timeout.min(WATCH_AT_MOST);
+            self.watching = Some(until);
+            self.asks.push(Ask::Watch { until });
+        }
+    }
+
     /// The notify wrapper reported a run for `instance` (every VIP when
     /// `None`): its end, success or failure, ends the grace of each VIP of
     /// it (rule 5); a success asks the cloud at once, so that the latency
@@ -152,6 +174,10 @@ impl CloudState {
         }
         if confirm {
             self.asks.push(Ask::Confirm);
+        }
+        // The run is over: so is its watch.
+        if self.watching.take().is_some() {
+            self.asks.push(Ask::Watch { until: at });
         }
     }
 

@@ -422,6 +422,9 @@ impl Model {
                     error,
                 }]
             }
+            Event::NotifyStarted { instance, timeout } => {
+                vec![Change::NotifyStarted { instance, timeout }]
+            }
             Event::NotifyRun(r) => vec![Change::NotifyRun {
                 instance: r.instance,
                 outcome: r.outcome,
