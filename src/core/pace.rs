@@ -106,6 +106,7 @@ mod tests {
             fast_interval: Duration::from_secs(1),
             fast_for: Duration::from_secs(20),
         };
+        #[allow(clippy::type_complexity)]
         let rows: [(&str, u64, Option<u64>, Option<u64>, u64); 6] = [
             ("the verify interval", 0, None, None, 30_000),
             ("fast after a hint", 0, Some(20_000), None, 1_000),
