@@ -302,6 +302,15 @@ impl Metrics {
     }
 }
 
+/// Registers `m` with `r` and hands it back (`register.rs`).
+fn reg<M: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    m: M,
+) -> Result<M, prometheus::Error> {
+    r.register(Box::new(m.clone()))?;
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     /// A cloud side's note sets its gauge: a refused permission, an

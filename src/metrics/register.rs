@@ -502,11 +502,3 @@ impl Metrics {
         Ok(m)
     }
 }
-
-fn reg<M: prometheus::core::Collector + Clone + 'static>(
-    r: &Registry,
-    m: M,
-) -> Result<M, prometheus::Error> {
-    r.register(Box::new(m.clone()))?;
-    Ok(m)
-}
