@@ -431,3 +431,50 @@ fn a_split_brain_with_the_channel_blocked_too_moves_within_the_damping_bound() {
         w.wait_status("the peer back", FAILOVER, |_| peer_up(w) == Some(1.0));
     }
 }
+
+/// The channel cut, then HAProxy stopped on a: b becomes MASTER while it
+/// still holds a's last report, fresh but sent before (a healthy MASTER
+/// holding the EIP). That report came before b's MASTER line, so it is no
+/// evidence of a split brain: b's notify gate waits a moment for a newer
+/// one, none comes, and b's script runs at once (not after grace, as when
+/// the old report decided). In heal mode at the shipped defaults.
+#[test]
+fn a_peer_report_older_than_this_mastership_does_not_skip_the_script() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_vip("heal", false);
+    lab.set_notify_wrapped("a", None, "ok");
+    lab.set_notify_wrapped("b", None, "ok");
+    lab.add_peer_channel(true);
+    let (wa, wb) = lab.start_pair();
+    wa.wait_for("a's notify run at start", FAILOVER, |e| {
+        ["notify_failed", "notify_skipped", "notify_succeeded"]
+            .iter()
+            .any(|n| is(e, n))
+    });
+    wb.wait_status("b hears a, a healthy MASTER", SETTLE, |s| {
+        s["peer"]["fresh"] == true && s["vips"][0]["cloud"]["where"] == "elsewhere"
+    });
+    let observer = lab.start_observer(300);
+    assert_eq!(common::next_move(&observer, FAILOVER).1, lab.eni("a"));
+    wb.forget_past();
+    lab.a.block_peer(true);
+    lab.b.block_peer(true);
+    lab.a.kill_haproxy();
+    let master = wb.wait_state("master", FAILOVER);
+    let run = wb.wait_for("b's notify run", FAILOVER, |e| {
+        ["notify_failed", "notify_skipped", "notify_succeeded"]
+            .iter()
+            .any(|n| is(e, n))
+    });
+    assert!(is(&run, "notify_succeeded"), "b's script ran: {run}");
+    let (moved_at, eni) = common::next_move(&observer, FAILOVER);
+    assert_eq!(eni, lab.eni("b"));
+    let after = moved_at - common::unix(master["timestamp"].as_str().expect("timestamp"));
+    println!("the EIP moved {after:.2} s after b's MASTER line");
+    assert!(
+        after < 10.0,
+        "moved by b's script {after:.2} s after its MASTER line, not after grace (10 s)"
+    );
+    assert_eq!(lab.calls_by("watchdog", "b"), 0, "{}", lab.mutating_calls());
+}

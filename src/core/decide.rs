@@ -46,7 +46,9 @@
 //!
 //! Two rules use what the peer's watchdog says (the peer channel). Each
 //! needs a fresh, authenticated report; without one (no channel, a silent
-//! peer) rules 1-9 apply unchanged. They are checked where they refine
+//! peer) rules 1-9 apply unchanged. Rule 10 also needs one that arrived
+//! after this node's MASTER line: an older "healthy MASTER" may be the
+//! state the peer has just left, the reason this node is MASTER. They are checked where they refine
 //! rule 4, after rule 3:
 //!
 //! 10. Split brain is settled, not fought: while the peer says it is a

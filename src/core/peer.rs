@@ -106,6 +106,34 @@ impl PeerKnown {
         max_age: std::time::Duration,
         mine: (Option<u8>, &str),
     ) -> PeerView {
+        self.view_since(instance, now, max_age, mine, None)
+    }
+
+    /// The report says the peer is MASTER of `instance`, but it arrived
+    /// before this node's MASTER line at `mastership`: the notify gate waits
+    /// a moment for a newer one (the peer answers a change at once).
+    pub fn pending_master(&self, instance: &str, mastership: Option<Mono>) -> bool {
+        mastership.is_some_and(|m| self.at < m)
+            && self
+                .report
+                .instance(instance)
+                .is_some_and(|i| i.state == VrrpState::Master)
+    }
+
+    /// `view`, for a node that is MASTER of `instance` since `mastership`:
+    /// a report that arrived before this node's MASTER line says nothing of
+    /// a split brain (the peer may have gone down since: the very reason
+    /// this node is MASTER), so it gives no `Master` view (rules 10 and the
+    /// notify gate); its "not MASTER" still stands (rule 11: it is why this
+    /// node took over).
+    pub fn view_since(
+        &self,
+        instance: &str,
+        now: Mono,
+        max_age: std::time::Duration,
+        mine: (Option<u8>, &str),
+        mastership: Option<Mono>,
+    ) -> PeerView {
         if !self.fresh(now, max_age) {
             return PeerView::Unknown;
         }
@@ -122,6 +150,9 @@ impl PeerKnown {
             };
         }
         match r.instance(instance) {
+            Some(i) if i.state == VrrpState::Master && mastership.is_some_and(|m| self.at < m) => {
+                PeerView::Unknown
+            }
             Some(i) if i.state == VrrpState::Master => PeerView::Master {
                 healthy: r.keepalived_running == Some(true) && r.probe == Health::Up,
                 eni: r.eni.clone(),
@@ -228,6 +259,31 @@ mod tests {
         );
         let newer = older.replace(r#""seq":1,"#, r#""seq":1,"later":{"x":1},"#);
         assert!(serde_json::from_str::<Report>(&newer).is_ok(), "{newer}");
+    }
+
+    /// Rule 10 and the gate: a "healthy MASTER" report that arrived before
+    /// this node's MASTER line is no evidence of a split brain; one after it
+    /// is; "not MASTER" counts either way (rule 11).
+    #[test]
+    fn a_report_from_before_this_mastership_shows_no_master() {
+        use VrrpState::*;
+        let max_age = Duration::from_secs(3);
+        let rows = [
+            ("no mastership here", Master, None, true),
+            (
+                "arrived after this node's MASTER line",
+                Master,
+                Some(0),
+                true,
+            ),
+            ("arrived before it", Master, Some(1), false),
+            ("BACKUP from before it still counts", Backup, Some(1), true),
+        ];
+        for (case, state, since_ms, known_view) in rows {
+            let k = known(Some(true), Health::Up, state, 100);
+            let v = k.view_since("VI_1", t(100), max_age, (Some(150), "a"), since_ms.map(t));
+            assert_eq!(v != PeerView::Unknown, known_view, "{case}: {v:?}");
+        }
     }
 
     fn with_source(mut k: PeerKnown, source: Option<Source>) -> PeerKnown {

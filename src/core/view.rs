@@ -51,6 +51,11 @@ pub struct VipView {
     /// With `manage_address = true`: what the address rules last said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<AddressStatus>,
+    /// The peer's last report says it is MASTER of the instance but came
+    /// before this node's MASTER line (`PeerKnown::pending_master`): the
+    /// notify gate waits a moment for a newer one.
+    #[serde(skip)]
+    pub peer_pending: bool,
 }
 
 /// `/v1/status` for a `manage_address` VIP's private IP.

@@ -147,6 +147,11 @@ struct GateQuery {
     timeout_ms: Option<u64>,
 }
 
+/// How long the gate waits for a peer report newer than this node's MASTER
+/// line when the last one says the peer is MASTER (the wrapper gives it
+/// `notify::wrapper::GATE_TIMEOUT`).
+const GATE_WAIT: std::time::Duration = std::time::Duration::from_millis(400);
+
 /// The run's timeout when the wrapper does not say (an earlier release).
 const GATE_DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -160,8 +165,26 @@ async fn gate_handler(
     if !peer.ip().is_loopback() {
         return (StatusCode::FORBIDDEN, "loopback only\n").into_response();
     }
-    let status = s.status.borrow().clone();
-    let gate = crate::notify::gate::decide(&status, q.instance.as_deref());
+    // A "healthy MASTER" report from before this node's MASTER line is no
+    // evidence either way: wait a moment for the peer's answer to this
+    // node's change (it answers at once), then decide on what came.
+    let mut watch = s.status.clone();
+    let deadline = tokio::time::Instant::now() + GATE_WAIT;
+    let gate = loop {
+        let status = watch.borrow_and_update().clone();
+        let gate = crate::notify::gate::decide(&status, q.instance.as_deref());
+        let pending = status
+            .vips
+            .iter()
+            .any(|v| v.peer_pending && q.instance.as_deref().is_none_or(|i| v.vrrp_instance == i));
+        if !(gate.run && pending) {
+            break gate;
+        }
+        match tokio::time::timeout_at(deadline, watch.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => break gate,
+        }
+    };
     if gate.run {
         // The run starts now: the owner watches the cloud until it ends.
         // A full queue only loses the watch, never the answer.

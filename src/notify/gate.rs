@@ -111,6 +111,7 @@ mod tests {
             backoff_until: None,
             permissions: vec![],
             address: None,
+            peer_pending: false,
         }
     }
 

@@ -27,7 +27,7 @@ pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the watchdog may take to say whether to run the script; after
 /// it, the script runs (as without a watchdog).
-pub const GATE_TIMEOUT: Duration = Duration::from_millis(300);
+pub const GATE_TIMEOUT: Duration = Duration::from_secs(1);
 /// After the script ends, how long its output pipes may stay open (held by
 /// a process that left its group).
 const DRAIN: Duration = Duration::from_millis(200);

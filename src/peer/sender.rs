@@ -17,6 +17,21 @@ use crate::core::words::Holder;
 use crate::metrics::Metrics;
 use crate::status::Status;
 
+/// The instance states the peer's last report gave.
+fn peer_states(status: &Status) -> Vec<(String, crate::core::words::VrrpState)> {
+    status
+        .peer
+        .as_ref()
+        .and_then(|p| p.report.as_ref())
+        .map(|r| {
+            r.instances
+                .iter()
+                .map(|i| (i.name.clone(), i.state))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The report of `status`; `seq` is set by the sender.
 pub fn report_of(status: &Status, boot_id: &str, eni: Option<&str>) -> Report {
     Report {
@@ -85,12 +100,21 @@ impl Sender {
         let boot = boot_id();
         let mut seq = 0u64;
         let mut last: Option<Report> = None;
+        let mut last_peer = vec![];
         let mut failing = false;
         let mut next = tokio::time::Instant::now();
         loop {
-            let report = report_of(&status.borrow_and_update(), &boot, self.eni.as_deref());
+            let (report, peer) = {
+                let s = status.borrow_and_update();
+                (report_of(&s, &boot, self.eni.as_deref()), peer_states(&s))
+            };
             let now = tokio::time::Instant::now();
-            if last.as_ref() != Some(&report) || now >= next {
+            // The peer's states changed (it became MASTER, say): answer at
+            // once, so that its rules and its notify gate see this node as
+            // it is after the change, not a heartbeat later.
+            let answer = peer != last_peer;
+            last_peer = peer;
+            if last.as_ref() != Some(&report) || answer || now >= next {
                 seq += 1;
                 let mut r = report.clone();
                 r.seq = seq;

@@ -185,11 +185,13 @@ impl CloudState {
         let inst = model.instances.get(&vip.vrrp_instance);
         let vrrp = inst.map_or(VrrpState::Unknown, |i| i.state);
         let peer = match (&model.peer, self.peer_max_age) {
-            (Some(p), Some(max_age)) => p.view(
+            (Some(p), Some(max_age)) => p.view_since(
                 &vip.vrrp_instance,
                 now,
                 max_age,
                 (inst.and_then(|i| i.priority), &self.node),
+                inst.filter(|i| i.state == VrrpState::Master)
+                    .and_then(|i| i.since_mono),
             ),
             _ => PeerView::Unknown,
         };

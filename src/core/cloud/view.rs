@@ -29,6 +29,15 @@ impl CloudState {
                     dry_run: v.policy.dry_run,
                     private_ip_on_host: node.os_has_private_ip,
                     peer: node.peer.clone(),
+                    peer_pending: model.peer.as_ref().is_some_and(|p| {
+                        let inst = model.instances.get(&v.vrrp_instance);
+                        self.peer_max_age.is_some_and(|a| p.fresh(now.mono, a))
+                            && p.pending_master(
+                                &v.vrrp_instance,
+                                inst.filter(|i| i.state == VrrpState::Master)
+                                    .and_then(|i| i.since_mono),
+                            )
+                    }),
                     allocation_known: v
                         .target
                         .allocation_id()
