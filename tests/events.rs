@@ -164,3 +164,36 @@ fn the_scan_sees_a_call_without_an_event() {
     let warn = sites.iter().find(|s| s.level == "warn").expect("warn");
     assert_eq!(warn.event.as_deref(), Some("two"));
 }
+
+/// The tests and benchmarks wait on event names, never on a log line's
+/// message: none of them reads `message`.
+#[test]
+fn no_test_reads_a_log_message() {
+    let mut files = vec![];
+    for dir in ["tests", "tests/common", "benches", "benches/support"] {
+        let Ok(entries) = std::fs::read_dir(common::repo().join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 20, "the scan found only {files:?}");
+    let needle = ["[\"", "message", "\"]"].concat();
+    let readers: Vec<String> = files
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .expect("readable")
+                .contains(&needle)
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        readers.is_empty(),
+        "these read a log line's message; wait on its event (common::is): {readers:?}"
+    );
+}
