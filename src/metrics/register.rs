@@ -278,7 +278,7 @@ impl Metrics {
                 r,
                 IntGauge::new(
                     "cloud_backoff",
-                    "EC2's throttled answers in a row (0: none). While above 0 every cloud call of this process pauses before it is sent (exponential with jitter, up to 16 s for describes and 4 s for claims).",
+                    "EC2's throttled answers in a row (0: none). While above 0 every cloud call of this process pauses before it is sent (exponential with jitter, up to 6 s for describes and 1.5 s for claims).",
                 )?,
             )?,
             cloud_calls: reg(
