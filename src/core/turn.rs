@@ -447,6 +447,60 @@ pub(crate) mod tests {
         }
     }
 
+    /// A split brain is a peer report of MASTER that arrived after this
+    /// node's MASTER line: one from before it (the peer's last state before
+    /// the failover) is none, so no split brain flickers at a failover.
+    #[test]
+    fn a_split_brain_needs_a_report_from_this_mastership() {
+        use crate::core::peer::{InstanceReport, Report};
+        use crate::core::words::{Health, Source, VrrpState};
+        let report = |seq| {
+            Event::Peer(Report {
+                node: "lb-b".into(),
+                pair: "edge".into(),
+                boot_id: "x".into(),
+                seq,
+                keepalived_running: Some(true),
+                keepalived_exit_seen: false,
+                probe: Health::Up,
+                instances: vec![InstanceReport {
+                    name: "VI_1".into(),
+                    state: VrrpState::Master,
+                    priority: Some(100),
+                    since: None,
+                    source: Some(Source::Fifo),
+                }],
+                vips: vec![],
+                eni: Some("eni-peer".into()),
+            })
+        };
+        let split = |plan: &Plan| {
+            plan.changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::SplitBrain { on, .. } => Some(*on),
+                    _ => None,
+                })
+                .collect::<Vec<bool>>()
+        };
+        let mut core = rig();
+        core.peer = Some(PeerLink {
+            address: "10.0.0.2:9843".into(),
+            max_age: Duration::from_secs(3),
+            fresh: false,
+        });
+        core.apply(line("INSTANCE \"VI_1\" BACKUP 150", 100), stamp(100));
+        core.apply(report(1), stamp(1_000));
+        core.apply(line("INSTANCE \"VI_1\" MASTER 150", 2_000), stamp(2_000));
+        assert_eq!(
+            split(&core.plan(stamp(2_100))),
+            [] as [bool; 0],
+            "the report came before"
+        );
+        core.apply(report(2), stamp(2_200));
+        assert_eq!(split(&core.plan(stamp(2_300))), [true], "the peer's answer");
+    }
+
     /// A wrapped run's start watches the cloud until its timeout (at most
     /// WATCH_AT_MOST); its report ends the watch, and asks at once
     /// (Confirm) when it succeeded.

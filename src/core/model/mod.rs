@@ -180,7 +180,10 @@ impl Model {
     }
 
     /// Rule 10's condition per configured instance at `now`: this node
-    /// MASTER by evidence, and a fresh report says the peer is MASTER too.
+    /// MASTER by evidence, and a fresh report that arrived after this
+    /// node's MASTER line says the peer is MASTER too (an older one may
+    /// be the state the peer has just left: no split brain flickers at a
+    /// failover).
     /// Returns a change for each instance that entered or left it.
     pub fn follow_split_brain(
         &mut self,
@@ -195,7 +198,13 @@ impl Model {
             }
             let peer = self.peer.as_ref().map(|p| {
                 (
-                    p.view(name, now, max_age, (inst.priority, node)),
+                    p.view_since(
+                        name,
+                        now,
+                        max_age,
+                        (inst.priority, node),
+                        inst.since_mono.filter(|_| inst.state == VrrpState::Master),
+                    ),
                     p.summary(),
                 )
             });
