@@ -254,8 +254,11 @@ fn a_late_notify_run_on_the_backup_is_taken_back_within_seconds() {
     let (back_at, eni) = next_move(&observer, HEAL);
     assert_eq!(eni, lab.eni("b"), "b's watchdog took it back");
     let took = back_at - stolen_at;
+    // min_master_age counts from the request of the describe that saw the
+    // move, which may leave a few ms before the observer (polling every
+    // 10 ms) sees the move land: hence 2.9, not 3.0.
     assert!(
-        (3.0..8.0).contains(&took),
+        (2.9..8.0).contains(&took),
         "back on the MASTER {took:.2} s after the move (min_master_age 3 s)"
     );
     let claim = wb.wait_for("b's claim", HEAL, |e| is(e, "claim_started"));
