@@ -256,11 +256,16 @@ pub struct Rules {
 }
 
 impl Damping {
+    /// Rule 9: back-off is for one mastership.
+    fn end_mastership(&mut self) {
+        self.fights = 0;
+        self.backoff_until = None;
+    }
+
     /// Rule 9: the conflict is over; nothing of it counts any more.
     fn forget(&mut self) {
         self.counted.clear();
-        self.fights = 0;
-        self.backoff_until = None;
+        self.end_mastership();
     }
 }
 
@@ -271,12 +276,12 @@ impl VipState {
             (VrrpState::Master, Some(since)) => since,
             (vrrp, _) => {
                 if self.mastership.take().is_some() {
-                    self.damping.fights = 0;
-                    self.damping.backoff_until = None;
                     // Rule 9: a mastership ended by evidence ends its
-                    // conflict; an unknown state ends nothing.
+                    // conflict; an unknown state ends only its back-off.
                     if matches!(vrrp, VrrpState::Backup | VrrpState::Fault | VrrpState::Stop) {
                         self.damping.forget();
+                    } else {
+                        self.damping.end_mastership();
                     }
                 }
                 return;
@@ -285,8 +290,7 @@ impl VipState {
         if self.mastership.as_ref().is_some_and(|m| m.began == began) {
             return;
         }
-        self.damping.fights = 0;
-        self.damping.backoff_until = None;
+        self.damping.end_mastership();
         self.mastership = Some(Mastership {
             began,
             latency_done: !node.seen_begin,

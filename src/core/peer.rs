@@ -150,9 +150,7 @@ impl PeerKnown {
             };
         }
         match r.instance(instance) {
-            Some(i) if i.state == VrrpState::Master && mastership.is_some_and(|m| self.at < m) => {
-                PeerView::Unknown
-            }
+            Some(_) if self.pending_master(instance, mastership) => PeerView::Unknown,
             Some(i) if i.state == VrrpState::Master => PeerView::Master {
                 healthy: r.keepalived_running == Some(true) && r.probe == Health::Up,
                 eni: r.eni.clone(),

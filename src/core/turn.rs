@@ -219,6 +219,28 @@ pub(crate) mod tests {
         }
     }
 
+    /// The wrapper's report of a run for VI_1 that ended with `outcome`.
+    fn notify(outcome: Outcome) -> Event {
+        Event::NotifyRun(crate::core::input::NotifyReport {
+            instance: Some("VI_1".into()),
+            outcome,
+            exit_code: Some(0),
+            duration_ms: 900,
+            output: String::new(),
+        })
+    }
+
+    /// Each VIP's verdict in a plan's notes: (vip, kind).
+    fn verdicts(plan: &Plan) -> Vec<(&str, &str)> {
+        plan.notes
+            .iter()
+            .filter_map(|n| match n {
+                Note::Verdict { vip, verdict, .. } => Some((vip.as_str(), verdict.kind())),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn line(text: &str, at: u64) -> Event {
         Event::Line {
             line: crate::keepalived::line::parse(text).unwrap(),
@@ -333,15 +355,6 @@ pub(crate) mod tests {
             Vec<Ask>,
             [&'static str; 2],
         );
-        let notify = |outcome| {
-            Event::NotifyRun(crate::core::input::NotifyReport {
-                instance: Some("VI_1".into()),
-                outcome,
-                exit_code: Some(0),
-                duration_ms: 900,
-                output: String::new(),
-            })
-        };
         let throttled = Event::Cloud(CloudEvent::Observed {
             sent: stamp(10),
             result: Err(CloudError {
@@ -431,16 +444,8 @@ pub(crate) mod tests {
             let plan = core.plan(stamp(plan_at));
             assert_eq!(claims(&plan), want_claims, "{name}: claims");
             assert_eq!(plan.asks, want_asks, "{name}: asks");
-            let verdicts: Vec<(&str, &str)> = plan
-                .notes
-                .iter()
-                .filter_map(|n| match n {
-                    Note::Verdict { vip, verdict, .. } => Some((vip.as_str(), verdict.kind())),
-                    _ => None,
-                })
-                .collect();
             assert_eq!(
-                verdicts,
+                verdicts(&plan),
                 [("web", want_verdicts[0]), ("db", want_verdicts[1])],
                 "{name}: verdicts"
             );
@@ -522,16 +527,7 @@ pub(crate) mod tests {
                 }
             ]
         );
-        core.apply(
-            Event::NotifyRun(crate::core::input::NotifyReport {
-                instance: Some("VI_1".into()),
-                outcome: Outcome::Succeeded,
-                exit_code: Some(0),
-                duration_ms: 900,
-                output: String::new(),
-            }),
-            stamp(1_900),
-        );
+        core.apply(notify(Outcome::Succeeded), stamp(1_900));
         let plan = core.plan(stamp(1_901));
         assert_eq!(
             plan.asks,
@@ -567,15 +563,6 @@ pub(crate) mod tests {
     /// for after the report decides (rule 7); a skipped run ends nothing.
     #[test]
     fn rule_5_any_ended_run_ends_grace() {
-        let notify = |outcome| {
-            Event::NotifyRun(crate::core::input::NotifyReport {
-                instance: Some("VI_1".into()),
-                outcome,
-                exit_code: Some(0),
-                duration_ms: 900,
-                output: String::new(),
-            })
-        };
         let rows: [(&str, Option<Outcome>, u64, [&str; 2]); 6] = [
             (
                 "rule 5: no report: grace holds",
@@ -621,15 +608,8 @@ pub(crate) mod tests {
             }
             core.apply(observed(seen, "eni-peer", &[]), stamp(seen + 10));
             let plan = core.plan(stamp(3_500));
-            let verdicts: Vec<&str> = plan
-                .notes
-                .iter()
-                .filter_map(|n| match n {
-                    Note::Verdict { verdict, .. } => Some(verdict.kind()),
-                    _ => None,
-                })
-                .collect();
-            assert_eq!(verdicts, want, "{name}");
+            let kinds: Vec<&str> = verdicts(&plan).into_iter().map(|(_, k)| k).collect();
+            assert_eq!(kinds, want, "{name}");
         }
     }
 

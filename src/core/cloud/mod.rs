@@ -24,7 +24,7 @@ use crate::core::change::Change;
 use crate::core::clock::{Mono, Stamp};
 use crate::core::decide::{Damping, NodeView, Observed, Rules, Verdict, VipState};
 use crate::core::message::{AddressJob, Claim, CloudEvent, Evidence};
-use crate::core::model::Model;
+use crate::core::model::{Instance, Model};
 use crate::core::pace::Ask;
 use crate::core::peer::PeerView;
 use crate::core::seen::{Action, Me, Seen, view_of};
@@ -190,8 +190,7 @@ impl CloudState {
                 now,
                 max_age,
                 (inst.and_then(|i| i.priority), &self.node),
-                inst.filter(|i| i.state == VrrpState::Master)
-                    .and_then(|i| i.since_mono),
+                inst.and_then(Instance::mastership),
             ),
             _ => PeerView::Unknown,
         };

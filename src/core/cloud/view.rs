@@ -34,8 +34,7 @@ impl CloudState {
                         self.peer_max_age.is_some_and(|a| p.fresh(now.mono, a))
                             && p.pending_master(
                                 &v.vrrp_instance,
-                                inst.filter(|i| i.state == VrrpState::Master)
-                                    .and_then(|i| i.since_mono),
+                                inst.and_then(Instance::mastership),
                             )
                     }),
                     allocation_known: v

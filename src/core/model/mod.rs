@@ -53,6 +53,12 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// When this node's present mastership of the instance began: `None`
+    /// unless it is MASTER (what a peer report is weighed against).
+    pub fn mastership(&self) -> Option<Mono> {
+        self.since_mono.filter(|_| self.state == VrrpState::Master)
+    }
+
     fn unknown(reason: &str) -> Self {
         Self {
             state: VrrpState::Unknown,
@@ -198,13 +204,7 @@ impl Model {
             }
             let peer = self.peer.as_ref().map(|p| {
                 (
-                    p.view_since(
-                        name,
-                        now,
-                        max_age,
-                        (inst.priority, node),
-                        inst.since_mono.filter(|_| inst.state == VrrpState::Master),
-                    ),
+                    p.view_since(name, now, max_age, (inst.priority, node), inst.mastership()),
                     p.summary(),
                 )
             });
