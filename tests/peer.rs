@@ -21,6 +21,27 @@ fn pair(lab: &mut Lab, same_secret: bool) -> (Watchdog, Watchdog) {
     lab.start_pair()
 }
 
+/// The pair in heal mode at the shipped defaults (but for the lab's
+/// overrides), each node's notify script "ok" through the wrapper, and the
+/// peer channel.
+fn wrapped_pair(lab: &mut Lab) -> (Watchdog, Watchdog) {
+    lab.add_cloud();
+    lab.set_vip("heal", false);
+    lab.set_notify_wrapped("a", None, "ok");
+    lab.set_notify_wrapped("b", None, "ok");
+    lab.add_peer_channel(true);
+    lab.start_pair()
+}
+
+/// Waits for the wrapper's report of a notify run, however it ended.
+fn notify_run(w: &Watchdog, what: &str) -> serde_json::Value {
+    w.wait_for(what, FAILOVER, |e| {
+        ["notify_failed", "notify_skipped", "notify_succeeded"]
+            .iter()
+            .any(|n| is(e, n))
+    })
+}
+
 fn peer_up(w: &Watchdog) -> Option<f64> {
     let m = w.metrics();
     m.lines()
@@ -246,12 +267,7 @@ fn replayed_and_stale_messages_are_refused() {
 #[test]
 fn in_heal_mode_the_wrapper_skips_the_steal_and_runs_without_its_watchdog() {
     let mut lab = Lab::new();
-    lab.add_cloud();
-    lab.set_vip("heal", false);
-    lab.set_notify_wrapped("a", None, "ok");
-    lab.set_notify_wrapped("b", None, "ok");
-    lab.add_peer_channel(true);
-    let (wa, wb) = lab.start_pair();
+    let (wa, wb) = wrapped_pair(&mut lab);
     wb.wait_status("b hears a, and sees the EIP on a", SETTLE, |s| {
         s["peer"]["fresh"] == true && s["vips"][0]["cloud"]["where"] == "elsewhere"
     });
@@ -322,21 +338,12 @@ fn a_backup_that_boots_master_for_a_moment_moves_nothing() {
 #[test]
 fn in_heal_mode_a_brief_master_at_boot_runs_no_script() {
     let mut lab = Lab::new();
-    lab.add_cloud();
     lab.vip_overrides.push(("min_master_age", "\"1s\"".into()));
-    lab.set_vip("heal", false);
-    lab.set_notify_wrapped("a", None, "ok");
-    lab.set_notify_wrapped("b", None, "ok");
-    lab.add_peer_channel(true);
-    let (wa, wb) = lab.start_pair();
+    let (wa, wb) = wrapped_pair(&mut lab);
     // a's own notify run at its first MASTER (the EIP is already on a) must
     // be over before the calls are counted: on a loaded machine its
     // associate could land after boot_b_deaf resets the count.
-    wa.wait_for("a's notify run at start", FAILOVER, |e| {
-        ["notify_failed", "notify_skipped", "notify_succeeded"]
-            .iter()
-            .any(|n| is(e, n))
-    });
+    notify_run(&wa, "a's notify run at start");
     boot_b_deaf(&mut lab, &wb);
     assert!(
         !wb.logged(|e| is(e, "notify_skipped")).is_empty(),
@@ -437,17 +444,8 @@ fn a_split_brain_with_the_channel_blocked_too_moves_within_the_damping_bound() {
 #[test]
 fn a_peer_report_older_than_this_mastership_does_not_skip_the_script() {
     let mut lab = Lab::new();
-    lab.add_cloud();
-    lab.set_vip("heal", false);
-    lab.set_notify_wrapped("a", None, "ok");
-    lab.set_notify_wrapped("b", None, "ok");
-    lab.add_peer_channel(true);
-    let (wa, wb) = lab.start_pair();
-    wa.wait_for("a's notify run at start", FAILOVER, |e| {
-        ["notify_failed", "notify_skipped", "notify_succeeded"]
-            .iter()
-            .any(|n| is(e, n))
-    });
+    let (wa, wb) = wrapped_pair(&mut lab);
+    notify_run(&wa, "a's notify run at start");
     wb.wait_status("b hears a, a healthy MASTER", SETTLE, |s| {
         s["peer"]["fresh"] == true && s["vips"][0]["cloud"]["where"] == "elsewhere"
     });
@@ -458,11 +456,7 @@ fn a_peer_report_older_than_this_mastership_does_not_skip_the_script() {
     lab.b.block_peer(true);
     lab.a.kill_haproxy();
     let master = wb.wait_state("master", FAILOVER);
-    let run = wb.wait_for("b's notify run", FAILOVER, |e| {
-        ["notify_failed", "notify_skipped", "notify_succeeded"]
-            .iter()
-            .any(|n| is(e, n))
-    });
+    let run = notify_run(&wb, "b's notify run");
     assert!(is(&run, "notify_succeeded"), "b's script ran: {run}");
     let (moved_at, eni) = common::next_move(&observer, FAILOVER);
     assert_eq!(eni, lab.eni("b"));
