@@ -254,6 +254,7 @@ pub async fn run(
             damping: damping_tx,
             addresses,
         };
+        metrics.summary.vips(&vips, cloud.verify_interval);
         for v in &vips {
             metrics.vip_init(&v.name);
             if v.address.is_some() {

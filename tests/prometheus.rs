@@ -101,6 +101,24 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
         heal["annotations"]["runbook_url"], "https://runbook.lab/vip-watchdog#viphealshappening",
         "{heal}"
     );
+    // The heal is counted only in heal mode: the rule joins the VIP's info
+    // series, which both nodes export with the config's settings.
+    let info = prom.query(r#"vip_watchdog_vip_info{vip="web", mode="heal", kind="eip"} == 1"#);
+    assert_eq!(info.len(), 2, "one info series per node: {info:?}");
+    // b serves alone: a's load balancer fails its probe, so a is no
+    // BACKUP that could take over (its `for` is 1 m).
+    let alone = prom.wait_alert(
+        "RedundancyLost",
+        &[("node", "b"), ("vrrp_instance", "VI_1")],
+        true,
+        ALERT * 2,
+    );
+    assert!(
+        alone["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("b serves VI_1 of pair lab alone")),
+        "{alone}"
+    );
     prom.wait_query(
         "Prometheus scrapes b's heal of the failover",
         &format!(r#"sum(vip_watchdog_heals_total{{node="b"}}) > {heals_before}"#),
@@ -113,9 +131,22 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
         r#"count_over_time(vip_watchdog_failover_latency_seconds_count{node="b"}[1h]) >= 2"#,
         ALERT,
     );
-    // No MASTER was ever missing long enough, and the MASTER's probe never
-    // failed while it was MASTER for 30 s: those stay silent.
-    for quiet in ["VrrpNoMaster", "KeepalivedDown", "ProbeFailingOnMaster"] {
+    // b's latest sample, as the fleet dashboard reads it.
+    prom.wait_query(
+        "b's latest failover latency",
+        r#"vip_watchdog_failover_last_latency_seconds{node="b", vip="web"} > 0"#,
+        ALERT,
+    );
+    // No MASTER was ever missing long enough, the MASTER's probe never
+    // failed while it was MASTER for 30 s, the cloud answered throughout,
+    // and the config was never reloaded: those stay silent.
+    for quiet in [
+        "VrrpNoMaster",
+        "KeepalivedDown",
+        "ProbeFailingOnMaster",
+        "CloudViewStale",
+        "ConfigReloadFailed",
+    ] {
         let firing = prom.query(&format!(
             r#"ALERTS{{alertname="{quiet}", alertstate="firing"}}[10m]"#
         ));

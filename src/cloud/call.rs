@@ -153,7 +153,7 @@ where
             result
         }
     };
-    attempt
+    let result = attempt
         .retry(
             ExponentialBuilder::default()
                 .with_min_delay(policy.min_delay)
@@ -165,7 +165,13 @@ where
         .notify(|e: &CloudError, after: Duration| {
             warn!(event = "cloud_call_retry", operation, kind = e.kind.as_str(), error = %e, retry_in_ms = after.as_millis() as u64, "cloud call failed; retrying");
         })
-        .await
+        .await;
+    if let Err(e) = &result
+        && e.code != SUPERSEDED
+    {
+        metrics.summary.call_failed(operation, e.kind);
+    }
+    result
 }
 
 #[cfg(test)]

@@ -171,6 +171,16 @@ pub enum Mode {
     Own,
 }
 
+impl Mode {
+    /// As written in the config, and the `mode` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Heal => "heal",
+            Mode::Own => "own",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealReason {

@@ -14,6 +14,7 @@ use prometheus::{
 mod read;
 mod register;
 pub mod reload;
+mod summary;
 mod turn;
 
 pub use read::value;
@@ -84,6 +85,8 @@ pub struct Metrics {
     peer_up: IntGaugeVec,
     peer_last_report: prometheus::GaugeVec,
     split_brain: IntGaugeVec,
+    /// Each VIP's config, last failover and failed calls (summary.rs).
+    pub summary: summary::Summary,
     /// The listeners' connections (http/listener.rs).
     pub connections: crate::http::listener::ConnectionMetrics,
     /// 1 while an instance's release advert is checked against the running
@@ -286,6 +289,7 @@ impl Metrics {
         self.failover_latency
             .with_label_values(&[vip, moved_by.as_str()])
             .observe(latency.as_secs_f64());
+        self.summary.failover(vip, latency, SystemTime::now());
     }
 
     pub fn permission(&self, vip: &str, action: &str, denied: bool) {

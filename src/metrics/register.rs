@@ -40,6 +40,7 @@ impl Metrics {
             .set(1);
         let m = Metrics {
             connections: crate::http::listener::ConnectionMetrics::register(r)?,
+            summary: super::summary::Summary::register(r)?,
             release_armed: reg(
                 r,
                 IntGaugeVec::new(
