@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-install_packages keepalived haproxy prometheus iproute2 nftables curl procps util-linux postgresql openssl chromium fonts-dejavu-core
+install_packages keepalived haproxy prometheus iproute2 nftables curl procps util-linux postgresql openssl chromium fonts-dejavu-core lintian
 ensure_rust
 ensure_venv
 export VIP_WATCHDOG_VENV="$VENV"

@@ -94,7 +94,14 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
                 .expect("under src/")
                 .display()
                 .to_string();
-            out.push((rel, std::fs::read_to_string(&path).expect("readable")));
+            let text = std::fs::read_to_string(&path).expect("readable");
+            // A file's unit tests log to their own subscriber, not the
+            // product's log: the catalogue ends where they begin.
+            let product = match text.find("#[cfg(test)]\nmod tests") {
+                Some(at) => text[..at].to_owned(),
+                None => text,
+            };
+            out.push((rel, product));
         }
     }
 }

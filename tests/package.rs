@@ -1,6 +1,7 @@
 //! Shipping: the Debian package built by scripts/package.sh (the debug
 //! binary the tests built, stripped), installed with dpkg on this machine,
-//! run, its systemd unit checked by systemd-analyze, then purged; and the
+//! run, its systemd unit checked by systemd-analyze, its conffile's mode
+//! kept by dpkg-statoverride, checked by lintian, then purged; and the
 //! notify protocol of its `Type=notify` unit, spoken to a socket the test
 //! binds as systemd would.
 
@@ -108,6 +109,48 @@ fn the_debian_package_installs_runs_passes_systemd_analyze_and_purges() {
     let (ok, out) = run(Command::new("id").arg("vip-watchdog"));
     assert!(ok, "the service user exists: {out}");
 
+    // The config's mode is dpkg's (statoverride), kept at every upgrade;
+    // an administrator's own override survives a reinstall.
+    let conf = "/etc/vip-watchdog/vip-watchdog.toml";
+    let overridden = || run(Command::new("dpkg-statoverride").args(["--list", conf])).1;
+    assert_eq!(
+        overridden().trim(),
+        format!("root vip-watchdog 640 {conf}")
+    );
+    let mode = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(conf).expect("the conffile").mode() & 0o7777
+    };
+    assert_eq!(mode(), 0o640);
+    for args in [
+        &["--remove", conf][..],
+        &["--update", "--add", "root", "vip-watchdog", "0600", conf][..],
+    ] {
+        let (ok, out) = run(Command::new("dpkg-statoverride").args(args));
+        assert!(ok, "dpkg-statoverride {args:?}: {out}");
+    }
+    let (ok, out) = run(Command::new("dpkg").arg("-i").arg(&deb));
+    assert!(ok, "dpkg -i again (an upgrade): {out}");
+    assert_eq!(mode(), 0o600, "the administrator's mode is kept");
+    assert!(overridden().contains(" 600 "), "{}", overridden());
+
+    // Lintian (Debian's package checker): no error or warning left, each
+    // overridden tag with its reason in debian/lintian-overrides.
+    let (ok, out) = run(Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--display-info"])
+        .arg(&deb));
+    println!("lintian:\n{out}");
+    assert!(
+        ok && !out
+            .lines()
+            .any(|l| l.starts_with("E: ") || l.starts_with("W: ")),
+        "lintian: {out}"
+    );
+    assert!(
+        Path::new("/usr/share/doc/vip-watchdog/changelog.Debian.gz").exists(),
+        "a changelog"
+    );
+
     let unit = "/usr/lib/systemd/system/vip-watchdog.service";
     let (ok, out) = run(Command::new("systemd-analyze").args(["verify", unit]));
     assert!(ok && out.trim().is_empty(), "systemd-analyze verify: {out}");
@@ -126,8 +169,13 @@ fn the_debian_package_installs_runs_passes_systemd_analyze_and_purges() {
     for gone in ["/usr/bin/vip-watchdog", "/etc/vip-watchdog", unit] {
         assert!(!Path::new(gone).exists(), "{gone} is left after purge");
     }
-    let (ok, _) = run(Command::new("id").arg("vip-watchdog"));
-    assert!(!ok, "the service user is removed by purge");
+    let (ok, out) = run(Command::new("id").arg("vip-watchdog"));
+    assert!(
+        ok,
+        "the service user is kept by purge, as Debian does: {out}"
+    );
+    let (_, out) = run(Command::new("dpkg-statoverride").args(["--list", conf]));
+    assert!(out.trim().is_empty(), "purge removes the override: {out}");
 }
 
 /// READY=1 once serving, WATCHDOG=1 while the owner publishes, STOPPING=1

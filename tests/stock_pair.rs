@@ -671,6 +671,39 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
         journal.contains("reads /etc/keepalived/keepalived.conf, not keepalived.config_file /etc/keepalived/copy.conf"),
         "the refusal says why: {journal}"
     );
+    // Each line reaches the journal with its level as PRIORITY (the unit's
+    // stderr is the journal): the disarming is a warning, the arming news.
+    let at = |priority: &str| {
+        pair.exec(
+            "a",
+            &[
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "cat",
+                "-u",
+                "vip-watchdog",
+                "-p",
+                priority,
+            ],
+        )
+    };
+    let (warnings, news) = (at("warning..warning"), at("info..info"));
+    assert!(
+        warnings.contains("release_disarmed") && !warnings.contains("release_armed"),
+        "journalctl -p warning: {warnings}"
+    );
+    assert!(
+        news.contains("release_armed") && !news.contains("release_disarmed"),
+        "journalctl -p info: {news}"
+    );
+    assert!(
+        !warnings
+            .lines()
+            .chain(news.lines())
+            .any(|l| l.starts_with('<')),
+        "journald strips the priority prefix: {warnings}"
+    );
 
     let m = pair.metrics("a");
     assert_eq!(

@@ -175,7 +175,7 @@ impl Config {
                 v.name,
                 v.target.describe(),
                 v.vrrp_instance,
-                p.mode,
+                p.mode.as_str(),
                 d(&p.grace),
                 d(&p.min_master_age),
                 p.max_claims,
