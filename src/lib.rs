@@ -327,11 +327,11 @@ pub async fn run(
     }
     let c = cancel.clone();
     tasks.spawn(async move { ("owner", owner.run(rx, c).await) });
-    let (t, c) = (tx.clone(), cancel.clone());
+    let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());
     tasks.spawn(async move {
         (
             "process watch",
-            crate::keepalived::watch::run(keepalived, observed, t, c).await,
+            crate::keepalived::watch::run(keepalived, observed, t, m, c).await,
         )
     });
     let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());

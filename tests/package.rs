@@ -113,10 +113,7 @@ fn the_debian_package_installs_runs_passes_systemd_analyze_and_purges() {
     // an administrator's own override survives a reinstall.
     let conf = "/etc/vip-watchdog/vip-watchdog.toml";
     let overridden = || run(Command::new("dpkg-statoverride").args(["--list", conf])).1;
-    assert_eq!(
-        overridden().trim(),
-        format!("root vip-watchdog 640 {conf}")
-    );
+    assert_eq!(overridden().trim(), format!("root vip-watchdog 640 {conf}"));
     let mode = || {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(conf).expect("the conffile").mode() & 0o7777

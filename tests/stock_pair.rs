@@ -184,7 +184,17 @@ impl Pair {
     /// until `pred` holds on the exposition, and returns it; fails naming
     /// `what`, with the journals.
     fn wait_metrics(&self, host: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let until = Instant::now() + FAILOVER;
+        self.wait_metrics_within(host, what, FAILOVER, pred)
+    }
+
+    fn wait_metrics_within(
+        &self,
+        host: &str,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let until = Instant::now() + within;
         loop {
             let m = self.metrics(host);
             if pred(&m) {
@@ -192,7 +202,7 @@ impl Pair {
             }
             assert!(
                 Instant::now() < until,
-                "{host}: {what} not within {FAILOVER:?}; last exposition:\n{m}\n{}",
+                "{host}: {what} not within {within:?}; last exposition:\n{m}\n{}",
                 self.journal(host)
             );
             std::thread::sleep(Duration::from_millis(200));
@@ -714,5 +724,48 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
         ),
         Some(0.0),
         "every look at Keepalived's processes concluded something"
+    );
+
+    // Keepalived's own health under both units, at the defaults: b's
+    // watchdog has read the JSON dump's counters and the data dump's
+    // script status (a minute apart) from Keepalived's /tmp.
+    // Two rounds a minute apart, from b's start.
+    let rounds = Duration::from_secs(150);
+    let m = pair.wait_metrics_within(
+        "b",
+        "Keepalived's counters and script status",
+        rounds,
+        |m| {
+            common::metric(
+                m,
+                "vip_watchdog_keepalived_scripts_last_read_timestamp_seconds",
+                &[],
+            )
+            .is_some()
+                && common::metric(
+                    m,
+                    "vip_watchdog_keepalived_stats_last_read_timestamp_seconds",
+                    &[],
+                )
+                .is_some()
+        },
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            "vip_watchdog_keepalived_vrrp_script_status",
+            &[("script", "chk_haproxy")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let received = common::metric(
+        &m,
+        "vip_watchdog_keepalived_vrrp_adverts_received_total",
+        &[("vrrp_instance", "VI_1")],
+    );
+    assert!(
+        received.is_some_and(|r| r > 0.0),
+        "b heard a's adverts: {m}"
     );
 }

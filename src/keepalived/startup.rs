@@ -41,8 +41,12 @@ const POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    #[error("cannot learn the JSON signal number from `{binary} --signum=JSON`: {detail}")]
-    Signum { binary: PathBuf, detail: String },
+    #[error("cannot learn the {name} signal number from `{binary} --signum={name}`: {detail}")]
+    Signum {
+        binary: PathBuf,
+        name: String,
+        detail: String,
+    },
     #[error(
         "not permitted to signal keepalived pid {pid} (run as root or as keepalived's user, or set keepalived.json_dump = false)"
     )]
@@ -117,13 +121,7 @@ pub fn parse_json_dump(text: &str) -> Result<Vec<Dumped>, DumpError> {
         .into_iter()
         .map(|e| {
             let d = e.data;
-            let state = match d.state {
-                1 => VrrpState::Backup,
-                2 => VrrpState::Master,
-                3 => VrrpState::Fault,
-                // 0 is INIT: Keepalived has not settled yet.
-                _ => VrrpState::Unknown,
-            };
+            let state = state_of(d.state);
             let priority = u8::try_from(d.effective_priority).map_err(|_| {
                 DumpError::Parse(format!(
                     "instance {:?}: effective_priority {} is not 0-255",
@@ -157,18 +155,36 @@ pub fn parse_json_dump(text: &str) -> Result<Vec<Dumped>, DumpError> {
         .collect()
 }
 
-async fn json_signal(cfg: &JsonDumpConfig) -> Result<i32, DumpError> {
-    if let Some(s) = cfg.signal {
-        return Ok(s);
+/// An instance's `state` in Keepalived's JSON dump.
+pub fn state_of(raw: i64) -> VrrpState {
+    match raw {
+        1 => VrrpState::Backup,
+        2 => VrrpState::Master,
+        3 => VrrpState::Fault,
+        // 0 is INIT: Keepalived has not settled yet.
+        _ => VrrpState::Unknown,
     }
+}
+
+async fn json_signal(cfg: &JsonDumpConfig) -> Result<i32, DumpError> {
+    match cfg.signal {
+        Some(s) => Ok(s),
+        None => signum(cfg, "JSON").await,
+    }
+}
+
+/// The number of Keepalived's signal `name` (JSON, DATA, ...), asked of
+/// `keepalived --signum=NAME`.
+pub async fn signum(cfg: &JsonDumpConfig, name: &str) -> Result<i32, DumpError> {
     let err = |detail: String| DumpError::Signum {
         binary: cfg.binary.clone(),
+        name: name.to_owned(),
         detail,
     };
     let out = tokio::time::timeout(
         Duration::from_secs(5),
         tokio::process::Command::new(&cfg.binary)
-            .arg("--signum=JSON")
+            .arg(format!("--signum={name}"))
             .kill_on_drop(true)
             .output(),
     )
@@ -206,20 +222,32 @@ pub async fn request_json_dump(
     main: &Proc,
 ) -> Result<Vec<Dumped>, DumpError> {
     let signal = json_signal(cfg).await?;
+    request_dump(main, signal, &cfg.file, cfg.timeout, parse_json_dump).await
+}
+
+/// Sends `signal` to Keepalived's main process and reads the dump it writes
+/// at `file`: the first file there with a new identity that `parse` takes.
+pub async fn request_dump<T>(
+    main: &Proc,
+    signal: i32,
+    file: &std::path::Path,
+    timeout: Duration,
+    parse: impl Fn(&str) -> Result<T, DumpError>,
+) -> Result<T, DumpError> {
     if let Ok(age) = SystemTime::now().duration_since(main.started)
         && let Some(wait) = MIN_AGE_BEFORE_SIGNAL.checked_sub(age)
     {
         tokio::time::sleep(wait).await;
     }
-    let before = crate::host::file::identity(&cfg.file);
+    let before = crate::host::file::identity(file);
     send_signal(main.pid, signal)?;
-    let deadline = tokio::time::Instant::now() + cfg.timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut last = String::new();
     loop {
-        let now = crate::host::file::identity(&cfg.file);
+        let now = crate::host::file::identity(file);
         if now.is_some() && now != before {
-            match std::fs::read_to_string(&cfg.file) {
-                Ok(text) => match parse_json_dump(&text) {
+            match std::fs::read_to_string(file) {
+                Ok(text) => match parse(&text) {
                     Ok(d) => return Ok(d),
                     Err(e) => last = format!("; last read: {e}"),
                 },
@@ -235,8 +263,8 @@ pub async fn request_json_dump(
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(DumpError::Timeout {
-                path: cfg.file.clone(),
-                timeout: cfg.timeout,
+                path: file.to_owned(),
+                timeout,
                 last,
             });
         }

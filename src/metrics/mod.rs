@@ -11,6 +11,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub mod keepalived;
 mod read;
 mod register;
 pub mod reload;
@@ -85,6 +86,8 @@ pub struct Metrics {
     peer_up: IntGaugeVec,
     peer_last_report: prometheus::GaugeVec,
     split_brain: IntGaugeVec,
+    /// Keepalived's own counters and script status (keepalived.rs).
+    pub keepalived: keepalived::KeepalivedStats,
     /// Each VIP's config, last failover and failed calls (summary.rs).
     pub summary: summary::Summary,
     /// The listeners' connections (http/listener.rs).

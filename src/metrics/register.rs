@@ -41,6 +41,7 @@ impl Metrics {
         let m = Metrics {
             connections: crate::http::listener::ConnectionMetrics::register(r)?,
             summary: super::summary::Summary::register(r)?,
+            keepalived: reg(r, super::keepalived::KeepalivedStats::new()?)?,
             release_armed: reg(
                 r,
                 IntGaugeVec::new(

@@ -87,6 +87,28 @@ impl Watchdog {
         }
     }
 
+    /// Polls `/metrics` (every 100 ms, for at most `timeout`) until `pred`
+    /// holds; returns that text. Panics with the last text on timeout.
+    pub fn wait_metrics(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.metrics();
+            if pred(&text) {
+                return text;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting for {what}; metrics:\n{text}");
+            }
+            // Bounded polling of an HTTP endpoint, not a wait for time to pass.
+            let _ = self.events_ready(Duration::from_millis(100));
+        }
+    }
+
     /// Waits up to `d` for a log event (kept for later `wait_for`s).
     fn events_ready(&self, d: Duration) -> bool {
         match self.events.recv_timeout(d) {
