@@ -77,6 +77,29 @@ pub enum Command {
         #[command(flatten)]
         web: WebFlags,
     },
+    /// Drain this node for maintenance: make Keepalived hand over (the
+    /// drain file, tracked by keepalived.conf's vrrp_track_file with weight
+    /// 0) and wait until the cloud shows every VIP on the peer. With a
+    /// [peer], refused unless the peer is a healthy BACKUP. Exit 0 when
+    /// done, 1 when refused or not done in time.
+    Switchover {
+        /// The config file.
+        #[arg(long, env = "VIP_WATCHDOG_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Give the node back: no instance in FAULT any more (Keepalived's
+        /// preemption then decides who is MASTER).
+        #[arg(long)]
+        undo: bool,
+        /// How long to wait for the handover.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// A user of the web config's basic_auth_users; the password is
+        /// read from VIP_WATCHDOG_PASSWORD.
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        web: WebFlags,
+    },
     /// Read a password on stdin (one line) and print its bcrypt hash, for
     /// basic_auth_users in the web config file.
     HashPassword {
@@ -156,6 +179,49 @@ pub fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("vip-watchdog: unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Switchover {
+            config,
+            undo,
+            timeout,
+            user,
+            web,
+        } => {
+            let config = match Config::load_with(&config, &web) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            let user = match user {
+                None => None,
+                Some(u) => match std::env::var("VIP_WATCHDOG_PASSWORD") {
+                    Ok(p) => Some((u, p)),
+                    Err(_) => {
+                        eprintln!(
+                            "vip-watchdog: --user needs the password in VIP_WATCHDOG_PASSWORD"
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            match runtime.block_on(crate::http::switchover::main(
+                &config.http,
+                undo,
+                timeout,
+                user,
+            )) {
+                Ok(done) => {
+                    println!("{done}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vip-watchdog: switchover: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -299,6 +299,7 @@ pub async fn run(
     }
     let (t, c) = (tx.clone(), cancel.clone());
     let host_interval = keepalived.process_check_interval;
+    let drain_file = keepalived.drain_file.clone();
     tasks.spawn(async move { ("host addresses", host::run(host_interval, t, c).await) });
     let (t, m, c) = (tx.clone(), metrics.clone(), cancel.clone());
     tasks.spawn(async move {
@@ -375,7 +376,7 @@ pub async fn run(
     tasks.spawn(async move {
         (
             "http server",
-            http::serve(listener, status, m, tx, web, c).await,
+            http::serve(listener, status, m, tx, web, drain_file, c).await,
         )
     });
 

@@ -26,8 +26,20 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Purges the package even when the test fails half-way.
-struct Installed;
+/// Purges the package even when the test fails half-way, and removes the
+/// system user that purge keeps (as Debian does) when this test created
+/// it: other tests find the host as it was.
+struct Installed {
+    user_existed: bool,
+}
+
+impl Installed {
+    fn new() -> Self {
+        Installed {
+            user_existed: run(Command::new("id").arg("vip-watchdog")).0,
+        }
+    }
+}
 
 impl Drop for Installed {
     fn drop(&mut self) {
@@ -36,6 +48,18 @@ impl Drop for Installed {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        if !self.user_existed {
+            for (tool, args) in [
+                ("deluser", ["--quiet", "--system", "vip-watchdog"]),
+                ("delgroup", ["--quiet", "--system", "vip-watchdog"]),
+            ] {
+                let _ = Command::new(tool)
+                    .args(args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 
@@ -62,7 +86,7 @@ fn the_debian_package_installs_runs_passes_systemd_analyze_and_purges() {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .expect("a .deb in dist/");
-    let _installed = Installed;
+    let _installed = Installed::new();
     let (ok, out) = run(Command::new("dpkg").arg("-i").arg(&deb));
     assert!(ok, "dpkg -i: {out}");
 

@@ -52,6 +52,11 @@ impl Config {
         let _ = writeln!(w, "keepalived.process_name = {:?}", k.process_name);
         let _ = writeln!(
             w,
+            "keepalived.drain_file = {} (written by `vip-watchdog switchover`; keepalived.conf tracks it with vrrp_track_file, weight 0)",
+            k.drain_file.display()
+        );
+        let _ = writeln!(
+            w,
             "keepalived.process_check_interval = {}",
             d(&k.process_check_interval)
         );

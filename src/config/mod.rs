@@ -181,6 +181,9 @@ pub struct KeepalivedConfig {
     /// advert of a Keepalived that crashed while MASTER is built and sent on
     /// its behalf (`core::release`).
     pub release_on_crash: Option<PathBuf>,
+    /// The file `vip-watchdog switchover` writes (`1`: drain, `0`: back),
+    /// which keepalived.conf tracks with `vrrp_track_file ... weight 0`.
+    pub drain_file: PathBuf,
     pub instances: Vec<InstanceConfig>,
 }
 

@@ -264,6 +264,9 @@ pub(super) fn default_json_file() -> Spanned<PathBuf> {
 pub(super) fn default_keepalived_conf() -> Spanned<PathBuf> {
     Spanned::new(0..0, "/etc/keepalived/keepalived.conf".into())
 }
+pub(super) fn default_drain_file() -> Spanned<PathBuf> {
+    Spanned::new(0..0, "/run/vip-watchdog/drain".into())
+}
 pub(super) fn default_binary() -> PathBuf {
     "keepalived".into()
 }
@@ -298,6 +301,8 @@ pub(super) struct RawKeepalived {
     pub(super) release_on_crash: bool,
     #[serde(default = "default_keepalived_conf")]
     pub(super) config_file: Spanned<PathBuf>,
+    #[serde(default = "default_drain_file")]
+    pub(super) drain_file: Spanned<PathBuf>,
     #[serde(default, rename = "instance")]
     pub(super) instances: Vec<Spanned<RawInstance>>,
 }

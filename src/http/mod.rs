@@ -1,5 +1,5 @@
-//! `/` (a page for a person), `/metrics`, `/healthz`, `/v1/status`, and
-//! `POST /v1/notify`. Handlers
+//! `/` (a page for a person), `/metrics`, `/healthz`, `/v1/status`,
+//! `POST /v1/notify` and `POST /v1/switchover` (switchover.rs). Handlers
 //! read the published snapshot and the metrics; they never touch the model.
 //! A notify report becomes an event for the owner, like a FIFO line; it is
 //! taken from loopback peers only (the notify wrapper runs on this host).
@@ -9,10 +9,12 @@
 //! listener.rs    the accept loop both listeners share: caps, timeouts
 //! tls.rs         rustls: the server's config, this host's own client
 //! auth.rs        basic auth (bcrypt) and extra response headers
+//! switchover.rs  a planned switchover: its rules, the drain file, the CLI
 //! ```
 
 pub mod auth;
 pub mod listener;
+pub mod switchover;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -76,6 +78,9 @@ struct AppState {
     status: watch::Receiver<Status>,
     metrics: Arc<Metrics>,
     events: mpsc::Sender<Event>,
+    /// `keepalived.drain_file`, and whether basic auth guards the routes.
+    drain_file: Arc<std::path::PathBuf>,
+    authenticated: bool,
 }
 
 pub fn router(
@@ -83,6 +88,7 @@ pub fn router(
     metrics: Arc<Metrics>,
     events: mpsc::Sender<Event>,
     web: &crate::config::web::WebConfig,
+    drain_file: std::path::PathBuf,
 ) -> Router {
     let users = Arc::new(auth::Users::new(web.users.clone()));
     Router::new()
@@ -95,10 +101,13 @@ pub fn router(
             post(notify_handler).layer(DefaultBodyLimit::max(MAX_REPORT)),
         )
         .route("/v1/notify/gate", get(gate_handler))
+        .route("/v1/switchover", post(switchover_handler))
         .with_state(AppState {
             status,
             metrics,
             events,
+            drain_file: Arc::new(drain_file),
+            authenticated: !web.users.is_empty(),
         })
         .layer(axum::middleware::from_fn_with_state(
             users,
@@ -231,6 +240,53 @@ async fn healthz(State(s): State<AppState>) -> Response {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct SwitchoverQuery {
+    #[serde(default)]
+    undo: bool,
+}
+
+/// Drains this node (or gives it back): switchover.rs's rules 1-3, then the
+/// drain file. From loopback, or from anywhere once basic auth guards it.
+async fn switchover_handler(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Query(q): axum::extract::Query<SwitchoverQuery>,
+) -> Response {
+    if !peer.ip().is_loopback() && !s.authenticated {
+        tracing::warn!(event = "switchover_refused", peer = %peer, reason = "not loopback, and no basic-auth users", "a switchover request refused");
+        return (
+            StatusCode::FORBIDDEN,
+            "a switchover is taken from loopback, or from anywhere once the web config has basic_auth_users\n",
+        )
+            .into_response();
+    }
+    let status = serde_json::to_value(&*s.status.borrow()).unwrap_or_default();
+    let note = match switchover::refusal(&status, q.undo) {
+        Ok(note) => note,
+        Err(why) => {
+            tracing::warn!(event = "switchover_refused", peer = %peer, reason = %why, "a switchover request refused");
+            return (StatusCode::CONFLICT, format!("{why}\n")).into_response();
+        }
+    };
+    let file = s.drain_file.display().to_string();
+    if let Err(e) = switchover::write_drain(&s.drain_file, !q.undo) {
+        tracing::error!(event = "switchover_failed", file = %file, error = %e, "cannot write the drain file");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write {file}: {e}\n"),
+        )
+            .into_response();
+    }
+    tracing::warn!(event = "switchover_requested", drain = !q.undo, file = %file, peer = %peer, note = note.as_deref().unwrap_or(""), "switchover: the drain file written; keepalived hands over (or takes back) through its vrrp_track_file");
+    Json(switchover::Answer {
+        drained: !q.undo,
+        file,
+        note,
+    })
+    .into_response()
+}
+
 async fn status_handler(State(s): State<AppState>) -> Json<Status> {
     Json(s.status.borrow().clone())
 }
@@ -243,6 +299,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     events: mpsc::Sender<Event>,
     web: crate::config::web::WebConfig,
+    drain_file: std::path::PathBuf,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let transport = match tls::server(&web).map_err(anyhow::Error::msg)? {
@@ -250,7 +307,7 @@ pub async fn serve(
         None => listener::Transport::Plain,
     };
     let connections = metrics.connections.clone();
-    let app = router(status, metrics, events, &web);
+    let app = router(status, metrics, events, &web, drain_file);
     let settings = listener::Listener {
         name: "http",
         limits: listener::Limits::HTTP,

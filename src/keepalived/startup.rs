@@ -452,6 +452,7 @@ mod tests {
             process_check_interval: Duration::from_millis(250),
             json_dump: None,
             release_on_crash: None,
+            drain_file: "/run/vip-watchdog/drain".into(),
             instances: vec![
                 InstanceConfig {
                     name: "all".into(),

@@ -102,6 +102,7 @@ impl Validator<'_> {
         let raw = raw.into_inner();
         self.absolute("keepalived.fifo", &raw.fifo);
         self.absolute("keepalived.pid_file", &raw.pid_file);
+        self.absolute("keepalived.drain_file", &raw.drain_file);
         let vrrp_process = match raw.vrrp_pid_file {
             Some(p) if p.get_ref().as_os_str().is_empty() => VrrpProcess::Off,
             Some(p) => {
@@ -186,6 +187,7 @@ impl Validator<'_> {
             process_check_interval: every,
             json_dump,
             release_on_crash,
+            drain_file: raw.drain_file.into_inner(),
             instances,
         }
     }
