@@ -10,7 +10,7 @@
 //! IMDSv2 stub per node), and rounds alternate between them:
 //!
 //! - (A) baseline: no watchdog; `notify_master` is tests/moto/notify_baseline.sh,
-//!   the seed article's script (IMDSv2 with curl, then the AWS CLI's
+//!   the typical notify script (IMDSv2 with curl, then the AWS CLI's
 //!   describe-instances, assign-private-ip-addresses, associate-address).
 //! - (B) vip-watchdog in `own` mode, `min_master_age = "1s"` (its minimum),
 //!   no notify script.

@@ -6,7 +6,7 @@
 //!     BENCH_ROUNDS=N cargo bench --bench healing
 //!
 //! Two labs run side by side, as in `benches/failover.rs`, and rounds
-//! alternate between them. In both, `notify_master` is the seed article's
+//! alternate between them. In both, `notify_master` is the typical script
 //! script (tests/moto/notify_baseline.sh: IMDSv2 with curl, then the AWS
 //! CLI); on node b it fails every third run, before any call, as it does
 //! when the CLI, its credentials or the metadata service fail it. Node a's

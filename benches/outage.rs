@@ -15,7 +15,7 @@
 //! shipped defaults (process check 250 ms, probe 1 s, min_master_age 3 s,
 //! peer heartbeat 1 s, max_age 3 s):
 //!
-//! - (A) the notify script, as the seed writes it: it adds the private IP
+//! - (A) the notify script, as such scripts are usually written: it adds the private IP
 //!   (`ip addr add`, never removed) and moves the EIP with the AWS CLI;
 //!   Keepalived's virtual_ipaddress does not list the private IP.
 //! - (B) vip-watchdog in `own` mode with the peer channel; Keepalived adds
@@ -109,7 +109,7 @@ impl Pair {
         let eni_a = pair.eni_a.clone();
         pair.observer.wait(name, &eni_a);
         if setup == Setup::Script {
-            // The seed's script adds the private IP on its first run; a,
+            // The typical script adds the private IP on its first run; a,
             // MASTER from the start with the EIP already on it, gets it
             // here as it would at its first failover (`replace`: a's own
             // first run at start-up may have added it already).

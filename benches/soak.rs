@@ -8,7 +8,7 @@
 //! Two labs, each a Keepalived pair with HAProxy, moto (patched by
 //! tests/moto/launch.py) and a fault proxy in front of each node's
 //! watchdog: one in `own` mode with no notify script, one in `heal` mode
-//! with the seed article's script (which a round may make fail, hang or run
+//! with the typical notify script (which a round may make fail, hang or run
 //! twice). The watchdogs run at the shipped defaults. Rounds alternate
 //! between the labs; each draws one step:
 //!

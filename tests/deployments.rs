@@ -1,4 +1,4 @@
-//! The deployments of the source articles beyond an EIP on a secondary
+//! The deployments beyond an EIP on a secondary
 //! private IP: a route-table VIP in two route tables, and an EIP associated
 //! by instance ID. A real Keepalived pair, real HAProxy, moto's EC2 server
 //! patched by tests/moto/launch.py (routes: DryRun honoured, duplicate
@@ -203,7 +203,7 @@ fn an_eip_by_instance_id_moves_with_the_master_and_is_healed_after_a_failed_scri
     );
 }
 
-/// Active-active (seed 003): VI_1 is MASTER on a with the first EIP, VI_2
+/// Active-active: VI_1 is MASTER on a with the first EIP, VI_2
 /// on b with the second; each [[vip]] follows its own instance. Stopping
 /// a's HAProxy (both instances FAULT on a) moves the first EIP to b and
 /// leaves the second where it is; starting it again moves the first back

@@ -241,7 +241,7 @@ fn own_mode_moves_the_eip_without_a_notify_script() {
     let m = wb.metrics();
     common::promtool_check_metrics(&m);
     common::alerts_and_dashboards_use_only(&m);
-    common::readme_lists_exactly(&m);
+    common::metrics_doc_lists_exactly(&m);
     // The page at / for a person: the state, the VIP, the failover chart.
     let page = wb.landing();
     for want in [

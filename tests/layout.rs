@@ -266,16 +266,15 @@ fn the_source_has_no_circle_a_pure_core_and_short_files() {
     );
 }
 
-/// The README's layout section is the real tree: every file under src/
-/// (a directory module by its directory) is named in it.
+/// docs/layout.md is the real tree: every file under src/ (a directory
+/// module by its directory) is named in it.
 #[test]
-fn the_readme_layout_names_every_source_file() {
-    let readme = std::fs::read_to_string("README.md").expect("README.md at the crate's root");
-    let section = readme
-        .split("## Layout")
+fn the_documented_layout_names_every_source_file() {
+    let doc = std::fs::read_to_string("docs/layout.md").expect("docs/layout.md");
+    let section = doc
+        .split("\n```")
         .nth(1)
-        .and_then(|s| s.split("\n```").nth(1))
-        .expect("README.md has a ## Layout section with a code block");
+        .expect("docs/layout.md has a code block");
     let mut missing = vec![];
     for name in modules().keys() {
         let file = name.rsplit('/').next().unwrap_or(name);
@@ -287,6 +286,6 @@ fn the_readme_layout_names_every_source_file() {
     }
     assert!(
         missing.is_empty(),
-        "README.md's layout does not name src/{missing:?}"
+        "docs/layout.md does not name src/{missing:?}"
     );
 }

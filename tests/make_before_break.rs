@@ -151,7 +151,7 @@ fn a_graceful_stop_loses_no_request_with_manage_address() {
         "the family the alert PrivateIpChangeFailing uses"
     );
     common::promtool_check_metrics(&m);
-    common::readme_lists_exactly(&m);
+    common::metrics_doc_lists_exactly(&m);
     common::alerts_and_dashboards_use_only(&m);
 }
 

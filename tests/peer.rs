@@ -110,7 +110,7 @@ fn a_new_master_claims_at_once_when_its_peer_says_it_is_not_master() {
     assert_eq!(arrived["moved_by"], "watchdog", "{arrived}");
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "a, in FAULT, never acts");
-    // The peer channel's families, in the README and used by the alerts.
+    // The peer channel's families, in docs/metrics.md and used by the alerts.
     let m = wb.metrics();
     for family in [
         "vip_watchdog_peer_up",
@@ -120,7 +120,7 @@ fn a_new_master_claims_at_once_when_its_peer_says_it_is_not_master() {
         assert!(m.contains(&format!("# TYPE {family} ")), "{family}");
     }
     common::promtool_check_metrics(&m);
-    common::readme_lists_exactly(&m);
+    common::metrics_doc_lists_exactly(&m);
     common::alerts_and_dashboards_use_only(&m);
 }
 

@@ -1,4 +1,4 @@
-//! The database pair (seed 002): the VIP follows the primary, not mere
+//! The database pair: the VIP follows the primary, not mere
 //! liveness. Real PostgreSQL from Debian's packages on each node (a primary
 //! on a, a server in recovery on b), each Keepalived tracking the role
 //! (`weight 60`: a primary outranks any replica), the watchdogs probing

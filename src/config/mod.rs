@@ -512,6 +512,30 @@ address = "127.0.0.1:80"
         );
     }
 
+    /// The README's two quick starts, as files: each parses, says what it
+    /// claims to be, and stays short (its lines of TOML, comments aside).
+    #[test]
+    fn the_quick_start_configs_parse() {
+        for (text, mode, peer) in [
+            (
+                include_str!("../../examples/quickstart-heal.toml"),
+                crate::core::words::Mode::Heal,
+                false,
+            ),
+            (
+                include_str!("../../examples/quickstart-own.toml"),
+                crate::core::words::Mode::Own,
+                true,
+            ),
+        ] {
+            let c = Config::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(c.vips[0].policy.mode, mode);
+            assert_eq!(c.peer.is_some(), peer);
+            let toml = text.lines().filter(|l| !l.starts_with('#')).count();
+            assert!(toml <= 20, "{toml} lines:\n{text}");
+        }
+    }
+
     /// Each bad input names its key (and line, where there is one).
     #[test]
     fn the_peer_table_is_checked_and_its_secret_read_and_never_shown() {

@@ -235,7 +235,7 @@ mode = "{mode}"
         }
     }
 
-    /// Active-active (seed 003): a second VRRP instance, VI_2, whose MASTER
+    /// Active-active: a second VRRP instance, VI_2, whose MASTER
     /// is b (a has the lower priority there), with its own EIP on b's
     /// secondary private IP `SECOND_VIP`; both watchdogs get both EIPs in
     /// `own` mode at the shipped defaults, each following its instance.
@@ -410,9 +410,9 @@ vips = ["{SECOND_VIP}"]
         })
     }
 
-    /// Node `name`'s notify_master: "ok", "fail", "twice" run the seed
-    /// articles' script (tests/moto/lab.py notify); "baseline" is the seed
-    /// article's bash script with the AWS CLI (tests/moto/notify_baseline.sh)
+    /// Node `name`'s notify_master: "ok", "fail", "twice" run the typical
+    /// notify script (tests/moto/lab.py notify); "baseline" is the typical
+    /// bash script with the AWS CLI (tests/moto/notify_baseline.sh)
     /// and "baseline-flaky" the same failing every third run; "missing"
     /// names a file that does not exist; None has no notify_master.
     pub fn set_notify(&mut self, name: &str, mode: Option<&str>) {

@@ -35,7 +35,7 @@ pub use {
     node::Node,
     prometheus::{
         ABSENT_IN_AN_EIP_LAB, Prometheus, alerts_and_dashboards_use_only, metric,
-        promtool_check_metrics, readme_lists_exactly,
+        metrics_doc_lists_exactly, promtool_check_metrics,
     },
     watchdog::Watchdog,
 };

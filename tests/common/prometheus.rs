@@ -1,5 +1,5 @@
 //! A real Prometheus scraping the lab, and the checks of an exposition
-//! against promtool, the alert rules, the dashboards and the README.
+//! against promtool, the alert rules, the dashboards and docs/metrics.md.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -84,10 +84,10 @@ pub fn alerts_and_dashboards_use_only(exposition: &str) {
     }
 }
 
-/// README's metric table names every family of `exposition`, and names
+/// docs/metrics.md's table names every family of `exposition`, and names
 /// nothing else but the families an EIP lab lacks by design.
-pub fn readme_lists_exactly(exposition: &str) {
-    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+pub fn metrics_doc_lists_exactly(exposition: &str) {
+    let readme = std::fs::read_to_string(repo().join("docs/metrics.md")).expect("docs/metrics.md");
     let listed: std::collections::BTreeSet<String> = readme
         .lines()
         .filter(|l| l.starts_with("| `vip_watchdog_") || l.starts_with("| `process_"))
@@ -110,7 +110,7 @@ pub fn readme_lists_exactly(exposition: &str) {
     let unlisted: Vec<&String> = exported.difference(&listed).collect();
     assert!(
         unlisted.is_empty(),
-        "README's metric table lacks {unlisted:?}"
+        "docs/metrics.md's table lacks {unlisted:?}"
     );
     let stale: Vec<&String> = listed
         .difference(&exported)
@@ -121,7 +121,7 @@ pub fn readme_lists_exactly(exposition: &str) {
         .collect();
     assert!(
         stale.is_empty(),
-        "README lists {stale:?}, which /metrics lacks"
+        "docs/metrics.md lists {stale:?}, which /metrics lacks"
     );
 }
 

@@ -1,6 +1,6 @@
 #!/bin/bash
-# The baseline the benchmark compares against: a notify_master script as the
-# seed article writes it (IMDSv2 with curl, then the AWS CLI). Keepalived runs
+# The baseline the benchmark compares against: a notify_master script as
+# people typically write it (IMDSv2 with curl, then the AWS CLI). Keepalived runs
 # it with no environment, so it sets its own.
 # Usage: notify_baseline.sh AWS_CLI ENDPOINT ALLOCATION_ID PRIVATE_IP IMDS [EVERY COUNTER]
 # With EVERY and COUNTER, every EVERY-th run (counted in the file COUNTER)
@@ -17,7 +17,7 @@ if [ $# -ge 7 ]; then
         exit 1
     fi
 fi
-# As the seed does: make sure this node carries the private IP (never
+# As the typical script does: make sure this node carries the private IP (never
 # removed; a no-op when Keepalived's virtual_ipaddress already put it there).
 ip addr add "$VIP/32" dev eth0 2>/dev/null || true
 export HOME=/tmp AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=eu-west-1
