@@ -86,6 +86,45 @@ pub fn cross_check(config: &Config, k: &Keepalived) -> (Vec<String>, Vec<String>
             _ => {}
         }
     }
+    // The peer's reports against Keepalived's master-down time: a report
+    // kept for longer than the peer takes to fail over outlives the state
+    // it reports.
+    if let Some(peer) = &config.peer {
+        for (name, _) in &named {
+            let Some(inst) = k.instances.get(name) else {
+                continue;
+            };
+            let advert = inst.advert_int.unwrap_or(1.0);
+            let priority = f64::from(inst.priority.unwrap_or(100));
+            let master_down = 3.0 * advert + (256.0 - priority) / 256.0 * advert;
+            if peer.max_age.as_secs_f64() > master_down {
+                problems.push(format!(
+                    "peer.max_age {} is longer than vrrp_instance {name}'s master-down time ({master_down:.2} s: 3 x advert_int {advert} s + skew): a peer report would outlive the state it reports; set peer.max_age to at most {master_down:.2}s",
+                    humantime::format_duration(peer.max_age)
+                ));
+            }
+        }
+    }
+    // `vip-watchdog switchover` needs every named instance to track the
+    // drain file with weight 0.
+    let drain = &config.keepalived.drain_file;
+    let drains: Vec<&String> = k
+        .track_files
+        .iter()
+        .filter(|(_, (f, w))| f == drain && *w == 0)
+        .map(|(n, _)| n)
+        .collect();
+    for (name, _) in &named {
+        let Some(inst) = k.instances.get(name) else {
+            continue;
+        };
+        if !inst.track_files.iter().any(|t| drains.contains(&t)) {
+            notes.push(format!(
+                "vrrp_instance {name:?} does not track {} (vrrp_track_file with weight 0): `vip-watchdog switchover` cannot drain it (docs/operations.md has the lines)",
+                drain.display()
+            ));
+        }
+    }
     for name in k.instances.keys() {
         if !named.iter().any(|(n, _)| n == name) {
             notes.push(format!(

@@ -227,6 +227,9 @@ pub struct Keepalived {
     /// `vrrp_notify_fifo` (or else `notify_fifo`) of global_defs.
     pub fifo: Option<(PathBuf, At)>,
     pub instances: BTreeMap<String, InstanceConf>,
+    /// `vrrp_track_file NAME { file PATH; weight W }`: (path, weight; 1
+    /// when not given, as Keepalived's default).
+    pub track_files: BTreeMap<String, (PathBuf, i32)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -236,6 +239,11 @@ pub struct InstanceConf {
     pub addresses: Vec<IpAddr>,
     /// `virtual_routes`: each destination, normalised.
     pub routes: Vec<String>,
+    /// `priority` and `advert_int` (seconds), when written.
+    pub priority: Option<u8>,
+    pub advert_int: Option<f64>,
+    /// The names in its `track_file` block.
+    pub track_files: Vec<String>,
 }
 
 impl Keepalived {
@@ -256,13 +264,35 @@ impl Keepalived {
                         }
                     }
                 }
+                Some("vrrp_track_file") => {
+                    let name = item.words.get(1).cloned().unwrap_or_default();
+                    let (mut file, mut weight) = (None, 1);
+                    for sub in block {
+                        match (sub.words.first().map(String::as_str), sub.words.get(1)) {
+                            (Some("file"), Some(p)) => file = Some(PathBuf::from(p)),
+                            (Some("weight"), Some(w)) => weight = w.parse().unwrap_or(weight),
+                            _ => {}
+                        }
+                    }
+                    if let Some(f) = file {
+                        k.track_files.insert(name, (f, weight));
+                    }
+                }
                 Some("vrrp_instance") => {
                     let name = item.words.get(1).cloned().unwrap_or_default();
                     let inst = k.instances.entry(name).or_default();
                     inst.at = Some(item.at.clone());
                     for sub in block {
                         let lines = sub.block.as_deref().unwrap_or_default();
+                        let value = sub.words.get(1);
                         match sub.words.first().map(String::as_str) {
+                            Some("priority") => inst.priority = value.and_then(|v| v.parse().ok()),
+                            Some("advert_int") => {
+                                inst.advert_int = value.and_then(|v| v.parse().ok())
+                            }
+                            Some("track_file") => inst
+                                .track_files
+                                .extend(lines.iter().filter_map(|l| l.words.first().cloned())),
                             Some("virtual_ipaddress" | "virtual_ipaddress_excluded") => {
                                 inst.addresses.extend(lines.iter().filter_map(|l| {
                                     let w = l.words.first()?;
@@ -454,6 +484,61 @@ mod tests {
                 ),
                 None => assert!(problems.is_empty(), "row {i}: {problems:?}"),
             }
+        }
+    }
+
+    /// check-config's two timing and switchover checks: peer.max_age
+    /// against the instance's master-down time, and the drain file
+    /// tracked with weight 0.
+    #[test]
+    fn max_age_is_checked_against_master_down_and_the_drain_file_against_track_file() {
+        use crate::keepalived::check::cross_check;
+        let config = |peer: bool| {
+            let peer = if peer {
+                "[peer]\nlisten = \"10.0.0.1:9843\"\naddress = \"10.0.0.2:9843\"\nsecret_file = \"/k\"\n"
+            } else {
+                ""
+            };
+            crate::config::Config::parse(&format!(
+                "[node]\nname = \"a\"\npair = \"p\"\n[probe]\nkind = \"tcp\"\naddress = \"127.0.0.1:80\"\n[keepalived]\nfifo = \"/run/w/k.fifo\"\n[[keepalived.instance]]\nname = \"VI_1\"\n{peer}"
+            ))
+            .expect("valid")
+        };
+        let conf = |advert: &str, track: &str| {
+            let text = format!(
+                "global_defs {{\n  vrrp_notify_fifo /run/w/k.fifo\n}}\nvrrp_track_file drain {{\n  file /run/vip-watchdog/drain\n  weight 0\n}}\nvrrp_track_file other {{\n  file /run/vip-watchdog/drain\n}}\nvrrp_instance VI_1 {{\n  priority 100\n  {advert}\n  track_file {{\n    {track}\n  }}\n}}\n"
+            );
+            Keepalived::from_items(&parse(&[("/k.conf", text.as_str())]).expect("parses"))
+        };
+        // (peer, advert_int line, tracked file, a problem, a switchover note)
+        let rows = [
+            (true, "advert_int 1", "drain", None, false),
+            (true, "", "drain", None, false),
+            (
+                true,
+                "advert_int 0.5",
+                "drain",
+                Some("master-down time (1.80 s"),
+                false,
+            ),
+            (false, "advert_int 0.5", "drain", None, false),
+            (false, "advert_int 1", "other", None, true),
+            (false, "advert_int 1", "nothing", None, true),
+        ];
+        for (i, (peer, advert, track, problem, note)) in rows.into_iter().enumerate() {
+            let (problems, notes) = cross_check(&config(peer), &conf(advert, track));
+            match problem {
+                Some(w) => assert!(
+                    problems.len() == 1 && problems[0].contains(w),
+                    "row {i}: {problems:?} lacks {w:?}"
+                ),
+                None => assert!(problems.is_empty(), "row {i}: {problems:?}"),
+            }
+            assert_eq!(
+                notes.iter().any(|n| n.contains("switchover` cannot drain")),
+                note,
+                "row {i}: {notes:?}"
+            );
         }
     }
 }
