@@ -1,6 +1,7 @@
 //! Every alert rule is covered: `alerts/tests/` has a case that fires it
 //! and one that keeps it silent (promtool runs them, `scripts/test.sh`),
-//! and docs/runbook.md has its section, which its runbook_url names.
+//! and docs/runbook.md has its section, which its runbook_url names, and
+//! docs/dashboards.md's table of alerts its row.
 
 mod common;
 
@@ -51,6 +52,7 @@ fn every_alert_has_a_firing_and_a_silent_case_and_a_runbook_section() {
         .filter_map(|l| l.strip_prefix("## "))
         .collect();
 
+    let tables = read("docs/dashboards.md");
     let mut missing = Vec::new();
     for a in &alerts {
         if !fires.contains(*a) {
@@ -61,6 +63,11 @@ fn every_alert_has_a_firing_and_a_silent_case_and_a_runbook_section() {
         }
         if !sections.contains(a) {
             missing.push(format!("{a}: no `## {a}` in docs/runbook.md"));
+        }
+        if !tables.contains(&format!("| {a} |")) {
+            missing.push(format!(
+                "{a}: no row in docs/dashboards.md's table of alerts"
+            ));
         }
         let anchor = format!("#{}'", a.to_lowercase());
         if !rules.contains(&anchor) {

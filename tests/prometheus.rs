@@ -19,6 +19,8 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     lab.set_vip("heal", false);
     lab.set_notify("a", Some("fail"));
     lab.set_notify("b", Some("fail"));
+    // The channel too, so that the dashboards' peer panels have series.
+    lab.add_peer_channel(true);
     lab.a.listen = "0.0.0.0:9842".into();
     lab.b.listen = "0.0.0.0:9842".into();
     let prom = lab.start_prometheus();
@@ -161,13 +163,9 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     assert_eq!(clash[0]["metric"]["node"], "from-the-target", "{clash:?}");
     assert_eq!(clash[0]["metric"]["exported_node"], "a", "{clash:?}");
 
-    // Every dashboard query, with its variables filled, is valid PromQL and
-    // returns series from these live watchdogs.
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(common::repo().join("dashboards/vip-watchdog.json"))
-            .expect("dashboard"),
-    )
-    .expect("dashboard JSON");
+    // Every query of every dashboard (panels, annotations, variables), with
+    // its variables filled, is valid PromQL and returns series from these
+    // live watchdogs.
     let fill = |q: &str| {
         q.replace("$__rate_interval", "1m")
             .replace("$pair", "lab")
@@ -175,42 +173,83 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
             .replace("$vip", ".*")
     };
     let mut checked = 0;
-    for panel in dashboard["panels"].as_array().expect("panels") {
-        for target in panel["targets"].as_array().expect("targets") {
-            let expr = fill(target["expr"].as_str().expect("expr"));
+    let mut files: Vec<_> = std::fs::read_dir(common::repo().join("dashboards"))
+        .expect("dashboards/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 2,
+        "the per-pair and the fleet dashboards: {files:?}"
+    );
+    for file in &files {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(file).expect("dashboard"))
+                .expect("dashboard JSON");
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let annotations = dashboard["annotations"]["list"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let queries = panels
+            .iter()
+            .flat_map(|p| {
+                let title = p["title"].as_str().unwrap_or_default().to_owned();
+                p["targets"]
+                    .as_array()
+                    .expect("targets")
+                    .iter()
+                    .map(move |t| (title.clone(), t["expr"].as_str().expect("expr").to_owned()))
+            })
+            // An annotation marks moments over the dashboard's range:
+            // asked over the last 15 minutes (a subquery), it has series
+            // from this test's transitions.
+            .chain(annotations.iter().map(|a| {
+                let expr = a["target"]["expr"].as_str().expect("an annotation's expr");
+                (
+                    format!("annotation {}", a["name"]),
+                    format!("({expr})[15m:5s]"),
+                )
+            }))
+            .collect::<Vec<_>>();
+        for (title, expr) in queries {
+            let expr = fill(&expr);
             let result = prom.query(&expr);
-            // Route VIPs' panel: valid PromQL (an API error fails `query`),
-            // empty in this EIP lab; tests/deployments.rs reads its metric
-            // from a route lab.
-            let route_only = expr.contains("vip_watchdog_vip_route_state");
+            // Valid PromQL always (an API error fails `query`); empty only
+            // for what this lab has none of: route VIPs (tests/deployments.rs
+            // reads their metric from a route lab) and managed private IPs
+            // (tests/make_before_break.rs).
+            let absent_here = expr.contains("vip_watchdog_vip_route_state")
+                || expr.contains("vip_watchdog_address_changes_total");
             assert!(
-                !result.is_empty() || route_only,
-                "panel {:?}: {expr} returned no series",
-                panel["title"]
+                !result.is_empty() || absent_here,
+                "{}: {title:?}: {expr} returned no series",
+                file.display()
+            );
+            checked += 1;
+        }
+        for var in dashboard["templating"]["list"]
+            .as_array()
+            .expect("variables")
+        {
+            let Some(q) = var["query"]["query"].as_str() else {
+                continue;
+            };
+            // Grafana's label_values(METRIC{...}, LABEL).
+            let inner = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.strip_suffix(')'))
+                .expect("label_values");
+            let (matcher, label) = inner.rsplit_once(", ").expect("matcher, label");
+            let values = prom.label_values(label, &fill(matcher));
+            assert!(
+                !values.is_empty(),
+                "variable {}: {q} has no values",
+                var["name"]
             );
             checked += 1;
         }
     }
-    for var in dashboard["templating"]["list"]
-        .as_array()
-        .expect("variables")
-    {
-        let Some(q) = var["query"]["query"].as_str() else {
-            continue;
-        };
-        // Grafana's label_values(METRIC{...}, LABEL).
-        let inner = q
-            .strip_prefix("label_values(")
-            .and_then(|r| r.strip_suffix(')'))
-            .expect("label_values");
-        let (matcher, label) = inner.rsplit_once(", ").expect("matcher, label");
-        let values = prom.label_values(label, &fill(matcher));
-        assert!(
-            !values.is_empty(),
-            "variable {}: {q} has no values",
-            var["name"]
-        );
-        checked += 1;
-    }
-    assert!(checked >= 15, "checked {checked} queries");
+    assert!(checked >= 30, "checked {checked} queries");
 }

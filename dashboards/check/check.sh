@@ -14,9 +14,14 @@ if ! cmp -s "$here/package.json" "$work/package.json" || [ ! -x "$work/node_modu
 fi
 rm -f "$work"/gen/*.ts
 as_ts() { # as_ts JSON_FILE OUT_TS
-    { echo "import type { Dashboard } from '@grafana/schema';"
+    # Grafana's Dashboard type, with annotation queries typed as the
+    # Prometheus data source's (the schema's generic DataQuery has no
+    # `expr`): every other field is checked as Grafana publishes it.
+    { echo "import type { AnnotationQuery, Dashboard, DataQuery } from '@grafana/schema';"
+      echo "type PromQuery = DataQuery & { expr: string; legendFormat?: string; interval?: string };"
+      echo "type Checked = Omit<Dashboard, 'annotations'> & { annotations?: { list?: Array<AnnotationQuery<PromQuery>> } };"
       # No newline before `satisfies`: it would end the statement.
-      printf 'export const dashboard = %s satisfies Dashboard;\n' "$(cat "$1")"; } > "$2"
+      printf 'export const dashboard = %s satisfies Checked;\n' "$(cat "$1")"; } > "$2"
 }
 for f in "$here"/../*.json; do
     as_ts "$f" "$work/gen/$(basename "$f" .json).ts"
