@@ -5,11 +5,14 @@
 # each with HAProxy on 127.0.0.1:8080, Keepalived (unicast VRRP, VIP
 # 10.213.0.100), an IMDSv2 stub and vip-watchdog on 127.0.0.1:9842; and
 # vwdemo-c, the "cloud", running moto's EC2 server (patched, see
-# tests/moto/launch.py) with an Elastic IP on node a. The watchdogs run in
-# `own` mode: no notify script, they move the EIP themselves. Node a
-# (priority 150) becomes MASTER; then the demo stops HAProxy on a and you
-# watch b take over, Keepalived's state and the EIP, and the failover
-# latency the watchdog measured. Everything is removed on exit, also on Ctrl-C.
+# tests/moto/launch.py) with an Elastic IP on node a, and a client that
+# asks the EIP's node every 10 ms. The watchdogs run as recommended: `own`
+# mode (no notify script, they move the EIP themselves) with the peer
+# channel between them. Node a (priority 150) becomes MASTER; then the demo
+# stops HAProxy on a and you watch b take over, Keepalived's state and the
+# EIP, and it ends on a summary: the failover latency the watchdog measured
+# next to the client's view, and the requests the client lost. Everything
+# is removed on exit, also on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -96,14 +99,14 @@ eip_on() {
 }
 echo "   Elastic IP $alloc is on $(eip_on)"
 
-fill() { # fill TEMPLATE NODE PRIORITY ADDR PEER CLOUD_TOML
+fill() { # fill TEMPLATE NODE PRIORITY ADDR PEER CLOUD_TOML PEER_TOML
     local t
     t=$(<"$1")
     t=${t//@NAME@/$2}; t=${t//@FIFO@/$dir/$2/run/keepalived.fifo}; t=${t//@DIR@/$dir/$2}
     t=${t//@PRIORITY@/$3}; t=${t//@ADDR@/$4}; t=${t//@PEER@/$5}; t=${t//@VIP@/$vip}; t=${t//@VIP_ADDRESS@/$vip/32 dev eth0}
     t=${t//@LISTEN@/127.0.0.1:9842}; t=${t//@LOG_FORMAT@/text}; t=${t//@JSON_DUMP@/true}
     t=${t//@PROCESS_CHECK@/100ms}; t=${t//@PROBE_INTERVAL@/200ms}
-    t=${t//@NOTIFY@/}; t=${t//@EXTRA_VIPS@/}; t=${t//@EXTRA_INSTANCES@/}; t=${t//@CLOUD@/$6}; t=${t//@PEER_CHANNEL@/}
+    t=${t//@NOTIFY@/}; t=${t//@EXTRA_VIPS@/}; t=${t//@EXTRA_INSTANCES@/}; t=${t//@CLOUD@/$6}; t=${t//@PEER_CHANNEL@/$7}
     t=${t//@CHECK@//usr/bin/curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/health}
     t=${t//@CHECK_WEIGHT@/}; t=${t//@PROBE@/kind = \"http\"$'\n'url = \"http://127.0.0.1:8080/health\"}
     printf '%s\n' "$t"
@@ -123,7 +126,14 @@ allocation_id = "$alloc"
 private_ip = "$vip"
 vrrp_instance = "VI_1"
 mode = "own"
-min_master_age = "2s"
+EOF
+}
+peer_toml() { # peer_toml NODE ADDR PEER: the channel to the other watchdog
+    cat <<EOF
+[peer]
+listen = "$2:9843"
+address = "$3:9843"
+secret_file = "$dir/$1/peer.key"
 EOF
 }
 
@@ -131,9 +141,11 @@ start_node() { # start_node NODE PRIORITY ADDR PEER LINK_NUMBER
     local n=$1 d="$dir/$1"
     local instance
     instance=$(json "d[\"nodes\"][\"$n\"][\"instance_id\"]")
-    fill lab/keepalived.conf.in "$1" "$2" "$3" "$4" "" > "$d/keepalived.conf"
-    fill lab/watchdog.toml.in "$1" "$2" "$3" "$4" "$(cloud_toml "$5")" > "$d/watchdog.toml"
-    fill lab/haproxy.cfg "$1" "$2" "$3" "$4" "" > "$d/haproxy.cfg"
+    fill lab/keepalived.conf.in "$1" "$2" "$3" "$4" "" "" > "$d/keepalived.conf"
+    # The same secret on both nodes, readable by the watchdog only.
+    (umask 077; echo "the demo pair's shared secret, well over 32 bytes" > "$d/peer.key")
+    fill lab/watchdog.toml.in "$1" "$2" "$3" "$4" "$(cloud_toml "$5")" "$(peer_toml "$1" "$3" "$4")" > "$d/watchdog.toml"
+    fill lab/haproxy.cfg "$1" "$2" "$3" "$4" "" "" > "$d/haproxy.cfg"
     in_ns "$n" "$py" "$lab_py" imds 127.0.0.1 8081 "http://10.213.$5.2:5000" "$instance" > "$d/imds.log" 2>&1 &
     for _ in $(seq 100); do grep -q ready "$d/imds.log" 2>/dev/null && break; sleep 0.1; done
     # The watchdog first: it creates the FIFO that Keepalived will write to.
@@ -183,25 +195,50 @@ echo "== waiting for the pair to settle (Keepalived takes about 4 s)"
 wait_for 30 "a MASTER" is_state a master
 wait_for 30 "b BACKUP" is_state b backup
 wait_for 30 "a's watchdog seeing the EIP" has a vip_watchdog_vip_here 1
+wait_for 30 "the peer channel up" has a vip_watchdog_peer_up 1
 show
+
+echo "== a client in the cloud namespace asks the EIP's node every 10 ms"
+in_ns c "$py" "$lab_py" client http://127.0.0.1:5000 "$alloc" "$vip" \
+    "$eni_a=10.213.1.1,$eni_b=10.213.2.1" 600 "$dir/c/client.json" > "$dir/c/client.log" 2>&1 &
+client_pid=$!
+answered() { # answered NODE: requests the client had answered by NODE
+    "$py" -c "import json; print(json.load(open('$dir/c/client.json'))['answered'].get('$1', 0))" 2>/dev/null || echo 0
+}
+more_than() { [ "$(answered "$1")" -gt "$2" ]; }      # more_than NODE COUNT
+wait_for 30 "the client answered by a" more_than a 20
 
 echo
 echo "== failover: stopping HAProxy on node a (the MASTER)"
 kill "$(cat "$dir/a/haproxy.pid")"
 wait_for 20 "b MASTER" is_state b master
 wait_for 30 "the EIP on b" has b vip_watchdog_vip_here 1
-# a asks the cloud every second for a while after its own transition.
 wait_for 10 "a's watchdog seeing the EIP leave" has a vip_watchdog_vip_here 0
+wait_for 10 "the client answered by b" more_than b 50
+kill "$client_pid" 2>/dev/null || true
+wait "$client_pid" 2>/dev/null || true
 show
 
 echo
-echo "== what node b's watchdog logged"
-grep -h -E "state changed|claiming|claim converged|shows the VIP" "$dir/b/watchdog.log" | tail -n 5 | sed 's/^/   /'
-
-echo
-echo "== node b's failover latency (its MASTER line -> the first describe showing the EIP on b, by who moved it)"
-wd b /metrics | grep -E '^vip_watchdog_failover_latency_seconds_(bucket|sum|count)' | sed 's/^/   /'
-wd b /metrics | grep -E '^vip_watchdog_(heals_total|cloud_api_calls_total)\{' | grep -v ' 0$' | sed 's/^/   /'
+echo "== summary"
+since=$(wd b /v1/status | "$py" -c "import json,sys; print(json.load(sys.stdin)['instances'][0]['since'])")
+moved_by=$(wd b /metrics | awk '/^vip_watchdog_failover_latency_seconds_count/ && $NF > 0 {
+    match($0, /moved_by="[a-z_]+"/); print substr($0, RSTART + 10, RLENGTH - 11) }')
+"$py" - "$dir/c/client.json" "$since" "$eni_b" "$(metric b vip_watchdog_failover_last_latency_seconds)" "$moved_by" <<'PY'
+import datetime, json, sys
+path, since, eni_b, measured, moved_by = sys.argv[1:6]
+c = json.load(open(path))
+master = datetime.datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+landed = next(t for t, eni in c["moves"] if eni == eni_b)
+print(f"   b became MASTER; the EIP was on b {float(measured) * 1000:.0f} ms later by b's watchdog"
+      f" (moved by the {moved_by}); {(landed - master) * 1000:.0f} ms later by the client's observer"
+      " (DescribeAddresses every 10 ms, outside the pair)")
+a, b = c["answered"].get("a", 0), c["answered"].get("b", 0)
+print(f"   the client: {c['requests']} requests, {a} answered by a, {b} by b, {c['failed']} failed"
+      " (HAProxy on a was down until Keepalived's check noticed it and b took over)")
+PY
+wd b /metrics | awk '/^vip_watchdog_cloud_api_calls_total/ && /outcome="success"/ && $NF > 0 {
+    match($0, /operation="[^"]+"/); printf "   b'"'"'s successful cloud calls: %s %s\n", substr($0, RSTART + 11, RLENGTH - 12), $NF }'
 
 echo
 echo "The pair is running. In another shell, try:"

@@ -11,7 +11,7 @@ Subcommands (ENDPOINT is moto's URL as seen from where this runs):
                               network/interfaces/macs/MAC/interface-id and
                               local-ipv4s); prints "ready" when listening.
   notify MODE ENDPOINT ALLOCATION_ID PRIVATE_IP INSTANCE_ID
-                              a notify_master script as the seed articles
+                              a notify_master script as people
                               write it (assign the secondary IP, associate
                               the EIP); MODE ok, fail (exits 1 at once) or
                               twice (runs its body twice).
@@ -19,6 +19,10 @@ Subcommands (ENDPOINT is moto's URL as seen from where this runs):
                               polls DescribeAddresses every 10 ms for at most
                               SECONDS; prints "ready", then "EPOCH ENI" each
                               time the EIP's ENI changes ("-" for none).
+  client ENDPOINT ALLOCATION_ID VIP ENI=GW,ENI=GW SECONDS OUT
+                              the demo's client: every 10 ms, the node that
+                              holds the EIP on VIP:8000 (an observer thread
+                              follows the EIP every 10 ms); counts to OUT.
   routes ENDPOINT RTB...       prints "RTB TARGET" for the lab's route VIP in
                               each table: an ENI, "blackhole", "instance:ID"
                               or "-" (no route).
@@ -234,7 +238,7 @@ def route(endpoint, rtb, target, subnet_of=None):
 
 
 def notify_route(mode, endpoint, instance_id, *tables):
-    """A notify_master script for a route VIP, as the seed article writes
+    """A notify_master script for a route VIP, as commonly written
     it: ReplaceRoute in each table to this instance's ENI. MODE "ok", or
     "first-only" (it updates the first table and fails, as a script cut
     short by a throttled call does)."""
@@ -367,6 +371,67 @@ def observe(endpoint, alloc, seconds):
         time.sleep(0.01)
 
 
+def client(endpoint, alloc, vip, gateways, seconds, out):
+    """The demo's client, outside the pair: every 10 ms it asks the node
+    the emulator says holds the EIP, on VIP:8000/service, which HAProxy
+    answers with its node's name. An observer thread asks DescribeAddresses
+    every 10 ms and points the route to the private IP at the holder's
+    link, as EC2 sends the EIP's traffic to the ENI that holds it, noting
+    each move's time. GATEWAYS is "ENI=ADDRESS,ENI=ADDRESS". Writes its
+    counts as JSON to OUT every second and at the end: requests, answered
+    by each node, failed, and each move of the EIP (time, ENI)."""
+    import json
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    via = dict(g.split("=") for g in gateways.split(","))
+    counts = {"requests": 0, "failed": 0, "answered": {}, "moves": []}
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    deadline = time.time() + float(seconds)
+
+    def observe():
+        c = ec2(endpoint)
+        routed = None
+        while not stop.is_set() and time.time() < deadline:
+            at = time.time()
+            eni = c.describe_addresses(AllocationIds=[alloc])["Addresses"][0].get("NetworkInterfaceId") or "-"
+            if eni != routed:
+                target = ["via", via[eni]] if eni in via else []
+                cmd = ["ip", "route", "replace"] + (["blackhole"] if not target else []) + [f"{vip}/32"] + target
+                subprocess.run(cmd, check=True)
+                counts["moves"].append([at, eni])
+                routed = eni
+            time.sleep(max(0.0, 0.01 - (time.time() - at)))
+
+    watcher = threading.Thread(target=observe, daemon=True)
+    watcher.start()
+    while not counts["moves"] and time.time() < deadline:
+        time.sleep(0.01)
+    print("ready", flush=True)
+    last_write = 0.0
+    while not stop.is_set() and time.time() < deadline:
+        started = time.time()
+        counts["requests"] += 1
+        try:
+            with urllib.request.urlopen(f"http://{vip}:8000/service", timeout=0.3) as r:
+                node = r.read().decode().strip()
+            counts["answered"][node] = counts["answered"].get(node, 0) + 1
+        except Exception:
+            counts["failed"] += 1
+        if started - last_write >= 1.0:
+            with open(out, "w") as f:
+                json.dump(counts, f)
+            last_write = started
+        time.sleep(max(0.0, 0.01 - (time.time() - started)))
+    stop.set()
+    watcher.join(timeout=2)
+    with open(out, "w") as f:
+        json.dump(counts, f)
+
+
 def recorded(endpoint):
     """Yields (headers, url, params) for each recorded request."""
     text = urllib.request.urlopen(endpoint + "/moto-api/recorder/download-recording").read().decode()
@@ -463,4 +528,4 @@ if __name__ == "__main__":
     {"setup": setup, "imds": imds, "notify": notify, "observe": observe, "where": where, "calls": calls,
      "requests": requests, "reset": reset, "allocate": allocate, "describe_sizes": describe_sizes,
      "routes": routes, "route": route, "notify_route": notify_route,
-     "source_dest_check": source_dest_check, "second_eip": second_eip}[cmd](*args)
+     "source_dest_check": source_dest_check, "second_eip": second_eip, "client": client}[cmd](*args)
