@@ -7,11 +7,13 @@
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::KeepalivedConfig;
 use crate::core::input::Event;
-use crate::keepalived::process::{Observation, Proc, diff, observe, relearn};
+use crate::keepalived::process::{Observation, diff, observe, relearn};
+use crate::keepalived::startup::DumpError;
 use crate::keepalived::stats::{self, Ask, Planner, ROUND_GAP, Read};
 use crate::metrics::Metrics;
 
@@ -33,6 +35,9 @@ pub async fn run(
     let instances: Vec<String> = config.instances.iter().map(|i| i.name.clone()).collect();
     metrics.keepalived.init(&instances);
     let mut stats = Stats::default();
+    // A round runs beside the looks (a Keepalived slow to write its dump
+    // must not delay noticing a crash); dropped, it is aborted.
+    let mut round: Option<AbortOnDropHandle<(Ask, Result<Read, DumpError>)>> = None;
     let mut last_running = match &last {
         Observation::Running { main, .. } => Some(main.clone()),
         _ => None,
@@ -43,8 +48,24 @@ pub async fn run(
                 _ = cancel.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
                 _ = stats_tick.tick() => {
-                    if let (Some(dump), Observation::Running { main, .. }) = (&config.json_dump, &last) {
-                        stats.round(dump, main, &metrics).await;
+                    if let (None, Some(dump), Observation::Running { main, .. }) = (&round, &config.json_dump, &last) {
+                        let ask = stats.planner.next();
+                        let (dump, main) = (dump.clone(), main.clone());
+                        round = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                            (ask, stats::round(ask, &dump, &main).await)
+                        })));
+                    }
+                    continue;
+                }
+                done = async {
+                    match round.as_mut() {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    round = None;
+                    if let Ok((ask, result)) = done {
+                        stats.done(ask, result, &metrics);
                     }
                     continue;
                 }
@@ -62,6 +83,7 @@ pub async fn run(
                 // it, and the scripts read again.
                 stats_tick.reset();
                 stats.planner = Planner::default();
+                round = None;
                 batch.extend(learned.into_iter().map(|e| match e {
                     Event::Learned {
                         instance,
@@ -110,14 +132,8 @@ struct Stats {
 }
 
 impl Stats {
-    async fn round(
-        &mut self,
-        dump: &crate::config::JsonDumpConfig,
-        main: &Proc,
-        metrics: &Metrics,
-    ) {
-        let ask = self.planner.next();
-        let result = stats::round(ask, dump, main).await;
+    /// A round's result: the metrics, the planner, the log.
+    fn done(&mut self, ask: Ask, result: Result<Read, DumpError>, metrics: &Metrics) {
         let now = std::time::SystemTime::now();
         let failure = match result {
             Ok(Read::Stats(instances)) => {
