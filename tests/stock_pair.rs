@@ -211,6 +211,29 @@ impl Pair {
 
     /// `systemctl reload vip-watchdog`; fails with the unit's status and
     /// systemd's view of it when the reload is refused.
+    /// Kills every Keepalived process of `host` at once, as a crash (an
+    /// OOM kill of the unit) does: through the unit's cgroup.kill, one
+    /// kernel operation. `systemctl kill` signals the processes one after
+    /// the other, and the VRRP child, told of its parent's death first,
+    /// may still stop gracefully (a STOP line, its own priority-0 advert):
+    /// no crash then.
+    fn crash_keepalived(&self, host: &str) {
+        self.exec(
+            host,
+            &[
+                "sh",
+                "-c",
+                // This container's own unit: its cgroup path names the
+                // container (libpod-ID), and the other container's is
+                // visible too.
+                "id=$(sed -n 's|.*/\\(libpod-[0-9a-f]*\\)/.*|\\1|p' /proc/$(cat /run/keepalived.pid)/cgroup | head -n 1); \
+                 d=$(find /sys/fs/cgroup -maxdepth 6 -type f -name cgroup.kill -path \"*/$id/*/keepalived.service/*\" | head -n 1); \
+                 [ -n \"$id\" ] && [ -n \"$d\" ] || { echo \"no cgroup for keepalived ($id)\" >&2; exit 1; }; \
+                 echo 1 > \"$d\"",
+            ],
+        );
+    }
+
     fn reload(&self, host: &str) {
         let (reloaded, text) = self.try_exec(
             host,
@@ -630,7 +653,7 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
     // Crashed: every Keepalived process killed at once; the priority-0
     // advert is sent on its behalf, b claims. The service is still the one
     // the reloads left running.
-    pair.exec("a", &["systemctl", "kill", "-s", "SIGKILL", "keepalived"]);
+    pair.crash_keepalived("a");
     pair.wait_eip(&python, &alloc, &eni("b"), "Keepalived crashed on a");
     let m = pair.wait_metrics("a", "the release sent", |m| {
         releases(m, "sent") == Some(1.0)
@@ -665,7 +688,7 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
     });
     pair.wait_metrics("a", "the release disarmed", |m| armed(m) == Some(0.0));
     pair.wait_status("a", "MASTER", state_is("master"));
-    pair.exec("a", &["systemctl", "kill", "-s", "SIGKILL", "keepalived"]);
+    pair.crash_keepalived("a");
     pair.wait_eip(
         &python,
         &alloc,
