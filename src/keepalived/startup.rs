@@ -122,12 +122,7 @@ pub fn parse_json_dump(text: &str) -> Result<Vec<Dumped>, DumpError> {
         .map(|e| {
             let d = e.data;
             let state = state_of(d.state);
-            let priority = u8::try_from(d.effective_priority).map_err(|_| {
-                DumpError::Parse(format!(
-                    "instance {:?}: effective_priority {} is not 0-255",
-                    d.iname, d.effective_priority
-                ))
-            })?;
+            let priority = priority_of(&d.iname, "effective_priority", d.effective_priority)?;
             // A time that is no time (negative, NaN, past the year 2^64 s)
             // is no time: the state counts from now, never invented.
             let since = d
@@ -153,6 +148,15 @@ pub fn parse_json_dump(text: &str) -> Result<Vec<Dumped>, DumpError> {
             })
         })
         .collect()
+}
+
+/// A priority field of an instance in Keepalived's JSON dump: 0-255.
+pub fn priority_of(instance: &str, field: &str, value: i64) -> Result<u8, DumpError> {
+    u8::try_from(value).map_err(|_| {
+        DumpError::Parse(format!(
+            "instance {instance:?}: {field} {value} is not 0-255"
+        ))
+    })
 }
 
 /// An instance's `state` in Keepalived's JSON dump.

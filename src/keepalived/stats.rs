@@ -32,7 +32,7 @@ use serde::Deserialize;
 use crate::config::JsonDumpConfig;
 use crate::core::words::VrrpState;
 use crate::keepalived::process::Proc;
-use crate::keepalived::startup::{DumpError, request_dump, signum};
+use crate::keepalived::startup::{DumpError, priority_of, request_dump, signum};
 
 /// One signal at most this often.
 pub const ROUND_GAP: std::time::Duration = std::time::Duration::from_secs(60);
@@ -90,11 +90,7 @@ pub fn parse_stats(text: &str) -> Result<Vec<InstanceStats>, DumpError> {
         .into_iter()
         .map(|e| {
             let d = e.data;
-            let priority = |what: &str, p: i64| {
-                u8::try_from(p).map_err(|_| {
-                    DumpError::Parse(format!("instance {:?}: {what} {p} is not 0-255", d.iname))
-                })
-            };
+            let priority = |field: &str, p: i64| priority_of(&d.iname, field, p);
             Ok(InstanceStats {
                 state: crate::keepalived::startup::state_of(d.state),
                 base_priority: priority("base_priority", d.base_priority)?,

@@ -70,39 +70,40 @@ impl Watchdog {
         timeout: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let status = self.status();
-            if pred(&status) {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}; status: {status}\nlog:\n{}",
-                    self.log_text()
-                );
-            }
-            // Bounded polling of an HTTP endpoint, not a wait for time to pass.
-            let _ = self.events_ready(Duration::from_millis(100));
-        }
+        self.poll(what, timeout, || self.status(), pred)
     }
 
     /// Polls `/metrics` (every 100 ms, for at most `timeout`) until `pred`
-    /// holds; returns that text. Panics with the last text on timeout.
+    /// holds; returns that text. Panics with the log on timeout.
     pub fn wait_metrics(
         &self,
         what: &str,
         timeout: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> String {
+        self.poll(what, timeout, || self.metrics(), |m: &String| pred(m))
+    }
+
+    /// Asks `fetch` (every 100 ms, for at most `timeout`) until `pred` holds
+    /// on its answer; returns it. Panics with the last answer and the log.
+    fn poll<T: std::fmt::Display>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        fetch: impl Fn() -> T,
+        pred: impl Fn(&T) -> bool,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            let text = self.metrics();
-            if pred(&text) {
-                return text;
+            let got = fetch();
+            if pred(&got) {
+                return got;
             }
             if Instant::now() >= deadline {
-                panic!("timed out after {timeout:?} waiting for {what}; metrics:\n{text}");
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; last answer: {got}\nlog:\n{}",
+                    self.log_text()
+                );
             }
             // Bounded polling of an HTTP endpoint, not a wait for time to pass.
             let _ = self.events_ready(Duration::from_millis(100));
