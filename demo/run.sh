@@ -102,7 +102,7 @@ echo "   Elastic IP $alloc is on $(eip_on)"
 fill() { # fill TEMPLATE NODE PRIORITY ADDR PEER CLOUD_TOML PEER_TOML
     local t
     t=$(<"$1")
-    t=${t//@NAME@/$2}; t=${t//@FIFO@/$dir/$2/run/keepalived.fifo}; t=${t//@DIR@/$dir/$2}
+    t=${t//@NAME@/$2}; t=${t//@PAIR@/lab}; t=${t//@FIFO@/$dir/$2/run/keepalived.fifo}; t=${t//@DIR@/$dir/$2}
     t=${t//@PRIORITY@/$3}; t=${t//@ADDR@/$4}; t=${t//@PEER@/$5}; t=${t//@VIP@/$vip}; t=${t//@VIP_ADDRESS@/$vip/32 dev eth0}
     t=${t//@LISTEN@/127.0.0.1:9842}; t=${t//@LOG_FORMAT@/text}; t=${t//@JSON_DUMP@/true}
     t=${t//@PROCESS_CHECK@/100ms}; t=${t//@PROBE_INTERVAL@/200ms}

@@ -1,6 +1,7 @@
-//! The alert rules and the dashboard in a real Prometheus (Debian's), which
-//! scrapes the live watchdogs of a Keepalived pair (with HAProxy and the
-//! patched EC2 emulator) every second and evaluates `alerts/` every second.
+//! The alert rules and the dashboards in a real Prometheus (Debian's), which
+//! scrapes the live watchdogs of two Keepalived pairs (each with HAProxy and
+//! the patched EC2 emulator) every second and evaluates `alerts/` every
+//! second.
 //! Alerts are awaited as notifications at a receiver standing in for
 //! Alertmanager; pending is read from Prometheus's own `ALERTS` history.
 
@@ -23,7 +24,26 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     lab.add_peer_channel(true);
     lab.a.listen = "0.0.0.0:9842".into();
     lab.b.listen = "0.0.0.0:9842".into();
-    let prom = lab.start_prometheus();
+    // A second pair, "lab2", set up as the first, in namespaces of its own:
+    // the same Prometheus scrapes both (through `Lab::reach`), so that the
+    // fleet dashboard has a row for each and the per-pair one is asked for
+    // each.
+    let mut other = Lab::new();
+    other.set_pair("lab2");
+    other.add_cloud();
+    other.set_vip("heal", false);
+    other.set_notify("a", Some("fail"));
+    other.set_notify("b", Some("fail"));
+    other.add_peer_channel(true);
+    other.a.listen = "0.0.0.0:9842".into();
+    other.b.listen = "0.0.0.0:9842".into();
+    let others = lab.reach(&other);
+    let prom = lab.start_prometheus(&others);
+    let (_oa, ob) = other.start_pair();
+    // lab2's failover: a's load balancer stops, b's watchdog heals (its
+    // notify script fails). It runs on while lab's scenario goes on.
+    other.a.kill_haproxy();
+    ob.wait_state("master", FAILOVER);
     let wa = lab.a.start_watchdog(true);
     let wb = lab.b.start_watchdog(true);
     lab.start_services();
@@ -95,7 +115,7 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     });
     let heal = prom.wait_alert(
         "VipHealsHappening",
-        &[("node", "b"), ("vip", "web")],
+        &[("pair", "lab"), ("node", "b"), ("vip", "web")],
         true,
         ALERT,
     );
@@ -105,13 +125,14 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     );
     // The heal is counted only in heal mode: the rule joins the VIP's info
     // series, which both nodes export with the config's settings.
-    let info = prom.query(r#"vip_watchdog_vip_info{vip="web", mode="heal", kind="eip"} == 1"#);
+    let info =
+        prom.query(r#"vip_watchdog_vip_info{pair="lab", vip="web", mode="heal", kind="eip"} == 1"#);
     assert_eq!(info.len(), 2, "one info series per node: {info:?}");
     // b serves alone: a's load balancer fails its probe, so a is no
     // BACKUP that could take over (its `for` is 1 m).
     let alone = prom.wait_alert(
         "RedundancyLost",
-        &[("node", "b"), ("vrrp_instance", "VI_1")],
+        &[("pair", "lab"), ("node", "b"), ("vrrp_instance", "VI_1")],
         true,
         ALERT * 2,
     );
@@ -123,20 +144,20 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     );
     prom.wait_query(
         "Prometheus scrapes b's heal of the failover",
-        &format!(r#"sum(vip_watchdog_heals_total{{node="b"}}) > {heals_before}"#),
+        &format!(r#"sum(vip_watchdog_heals_total{{pair="lab", node="b"}}) > {heals_before}"#),
         ALERT,
     );
     // The failover's latency sample on b, scraped twice at least: the
     // dashboard's latency panels read `increase` over it, which needs two.
     prom.wait_query(
         "Prometheus scrapes b's failover-latency sample twice",
-        r#"count_over_time(vip_watchdog_failover_latency_seconds_count{node="b"}[1h]) >= 2"#,
+        r#"count_over_time(vip_watchdog_failover_latency_seconds_count{pair="lab", node="b"}[1h]) >= 2"#,
         ALERT,
     );
     // b's latest sample, as the fleet dashboard reads it.
     prom.wait_query(
         "b's latest failover latency",
-        r#"vip_watchdog_failover_last_latency_seconds{node="b", vip="web"} > 0"#,
+        r#"vip_watchdog_failover_last_latency_seconds{pair="lab", node="b", vip="web"} > 0"#,
         ALERT,
     );
     // No MASTER was ever missing long enough, the MASTER's probe never
@@ -163,12 +184,28 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     assert_eq!(clash[0]["metric"]["node"], "from-the-target", "{clash:?}");
     assert_eq!(clash[0]["metric"]["exported_node"], "a", "{clash:?}");
 
+    // lab2's heal and its failover's latency, scraped (twice at least: the
+    // dashboards read `increase` over the histogram).
+    prom.wait_query(
+        "Prometheus scrapes lab2's heal of its failover",
+        r#"sum(vip_watchdog_heals_total{pair="lab2", node="b"}) > 0"#,
+        ALERT,
+    );
+    prom.wait_query(
+        "Prometheus scrapes lab2's failover-latency sample twice",
+        r#"count_over_time(vip_watchdog_failover_latency_seconds_count{pair="lab2", node="b"}[1h]) >= 2"#,
+        ALERT,
+    );
+
     // Every query of every dashboard (panels, annotations, variables), with
     // its variables filled, is valid PromQL and returns series from these
-    // live watchdogs.
-    let fill = |q: &str| {
+    // live watchdogs: the per-pair dashboard's for each pair, the fleet
+    // dashboard's for both pairs at once (each of its series that is per
+    // pair is there for both).
+    const PAIRS: [&str; 2] = ["lab", "lab2"];
+    let fill = |q: &str, pair: &str| {
         q.replace("$__rate_interval", "1m")
-            .replace("$pair", "lab")
+            .replace("$pair", pair)
             .replace("$node", ".*")
             .replace("$vip", ".*")
     };
@@ -213,21 +250,41 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
                 )
             }))
             .collect::<Vec<_>>();
-        for (title, expr) in queries {
-            let expr = fill(&expr);
-            let result = prom.query(&expr);
-            // Valid PromQL always (an API error fails `query`); empty only
-            // for what this lab has none of: route VIPs (tests/deployments.rs
-            // reads their metric from a route lab) and managed private IPs
-            // (tests/make_before_break.rs).
-            let absent_here = expr.contains("vip_watchdog_vip_route_state")
-                || expr.contains("vip_watchdog_address_changes_total");
-            assert!(
-                !result.is_empty() || absent_here,
-                "{}: {title:?}: {expr} returned no series",
-                file.display()
-            );
-            checked += 1;
+        let per_pair = dashboard["templating"]["list"]
+            .as_array()
+            .expect("variables")
+            .iter()
+            .any(|v| v["name"] == "pair");
+        let pairs: &[&str] = if per_pair { &PAIRS } else { &["(fleet)"] };
+        for pair in pairs {
+            for (title, expr) in &queries {
+                let expr = fill(expr, pair);
+                let result = prom.query(&expr);
+                // Valid PromQL always (an API error fails `query`); empty
+                // only for what these labs have none of: route VIPs
+                // (tests/deployments.rs reads their metric from a route lab)
+                // and managed private IPs (tests/make_before_break.rs).
+                let absent_here = expr.contains("vip_watchdog_vip_route_state")
+                    || expr.contains("vip_watchdog_address_changes_total");
+                assert!(
+                    !result.is_empty() || absent_here,
+                    "{}: {title:?}: {expr} returned no series",
+                    file.display()
+                );
+                if !per_pair && result.iter().any(|r| r["metric"]["pair"].is_string()) {
+                    let seen: std::collections::BTreeSet<&str> = result
+                        .iter()
+                        .filter_map(|r| r["metric"]["pair"].as_str())
+                        .collect();
+                    assert_eq!(
+                        seen,
+                        PAIRS.into(),
+                        "{}: {title:?}: {expr} lacks a pair: {result:?}",
+                        file.display()
+                    );
+                }
+                checked += 1;
+            }
         }
         for var in dashboard["templating"]["list"]
             .as_array()
@@ -242,13 +299,21 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
                 .and_then(|r| r.strip_suffix(')'))
                 .expect("label_values");
             let (matcher, label) = inner.rsplit_once(", ").expect("matcher, label");
-            let values = prom.label_values(label, &fill(matcher));
-            assert!(
-                !values.is_empty(),
-                "variable {}: {q} has no values",
-                var["name"]
-            );
-            checked += 1;
+            for pair in PAIRS {
+                let values = prom.label_values(label, &fill(matcher, pair));
+                assert!(
+                    !values.is_empty(),
+                    "variable {}: {q} has no values",
+                    var["name"]
+                );
+                if label == "pair" {
+                    assert!(
+                        PAIRS.iter().all(|p| values.iter().any(|v| v == p)),
+                        "variable pair offers {values:?}"
+                    );
+                }
+                checked += 1;
+            }
         }
     }
     assert!(checked >= 30, "checked {checked} queries");

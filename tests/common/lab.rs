@@ -98,6 +98,7 @@ impl Lab {
         std::fs::create_dir_all(&dir).unwrap();
         let node = |name: &'static str, host: u8, peer: u8, priority: u8| Node {
             name,
+            pair: "lab".into(),
             ns: format!("{id}-{name}"),
             dir: dir.join(name),
             addr: format!("{SUBNET}.{host}"),
@@ -154,6 +155,15 @@ impl Lab {
             ip(&["-n", &n.ns, "link", "set", "eth0", "up"]);
         }
         lab
+    }
+
+    /// Names the pair (`[node] pair` of both watchdogs) other than "lab",
+    /// for a test with two labs side by side.
+    pub fn set_pair(&mut self, name: &str) {
+        for n in self.nodes_mut() {
+            n.pair = name.into();
+            n.write_configs();
+        }
     }
 
     pub fn nodes_mut(&mut self) -> [&mut Node; 2] {

@@ -14,6 +14,8 @@ use super::{VIP, Watchdog, in_ns, ip, is, repo, run, watchdog_bin};
 
 pub struct Node {
     pub name: &'static str,
+    /// The watchdog's `[node] pair`: "lab" unless `Lab::set_pair`.
+    pub pair: String,
     pub ns: String,
     pub dir: PathBuf,
     pub addr: String,
@@ -85,6 +87,7 @@ impl Node {
         let dir = self.dir.display().to_string();
         let common = [
             ("@NAME@", self.name),
+            ("@PAIR@", self.pair.as_str()),
             ("@FIFO@", fifo.as_str()),
             ("@DIR@", dir.as_str()),
             ("@PRIORITY@", priority.as_str()),

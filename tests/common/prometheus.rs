@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Lab, in_ns, repo, run, spawn_until, venv_python};
+use super::{Lab, in_ns, ip, repo, run, spawn_until, venv_python};
 
 /// Every metric that alerts/ and dashboards/ name exists in `exposition`
 /// (a live /metrics), so that a rename cannot silently break them.
@@ -311,8 +311,48 @@ impl Lab {
     /// every second (they must listen on 0.0.0.0:9842: set `listen` before
     /// starting them) with the repo's alert rules evaluated every second, and
     /// sending its alerts to a receiver whose notifications the test awaits.
-    pub fn start_prometheus(&mut self) -> Prometheus {
-        self.start_prometheus_scraping("  - job_name: vip-watchdog\n    static_configs:\n      - targets: ['10.213.1.1:9842', '10.213.2.1:9842']\n  - job_name: label-clash\n    static_configs:\n      - targets: ['10.213.1.1:9842']\n        labels:\n          node: from-the-target\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: vip_watchdog_build_info\n        action: keep\n")
+    /// `others`: more watchdogs in the same job (`Lab::reach`'s targets).
+    pub fn start_prometheus(&mut self, others: &[String]) -> Prometheus {
+        let mut targets = vec!["10.213.1.1:9842".to_owned(), "10.213.2.1:9842".to_owned()];
+        targets.extend(others.iter().cloned());
+        let targets = targets
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.start_prometheus_scraping(&format!("  - job_name: vip-watchdog\n    static_configs:\n      - targets: [{targets}]\n  - job_name: label-clash\n    static_configs:\n      - targets: ['10.213.1.1:9842']\n        labels:\n          node: from-the-target\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: vip_watchdog_build_info\n        action: keep\n"))
+    }
+
+    /// Lets this lab's cloud namespace (where Prometheus runs) reach the
+    /// watchdogs of `other`, a second lab whose addresses are the same as
+    /// this one's: a veth between the two cloud namespaces (10.214.0.1
+    /// here, 10.214.0.2 there) and, in `other`'s, a destination NAT of
+    /// 10.214.0.2:9801 and :9802 to its nodes a's and b's 10.213.x.1:9842
+    /// (masqueraded, so the nodes answer their own cloud namespace).
+    /// Returns the two targets. Deleting either namespace removes it all.
+    pub fn reach(&self, other: &Lab) -> [String; 2] {
+        let here = &self.cloud().ns;
+        let there = &other.cloud().ns;
+        ip(&[
+            "link", "add", "px0", "netns", here, "type", "veth", "peer", "name", "px0", "netns",
+            there,
+        ]);
+        for (ns, addr) in [(here, "10.214.0.1/30"), (there, "10.214.0.2/30")] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", "px0"]);
+            ip(&["-n", ns, "link", "set", "px0", "up"]);
+        }
+        run(in_ns(there).args(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]));
+        let nft = |rule: &str| run(in_ns(there).arg("nft").arg(rule));
+        nft("add table ip reach");
+        nft("add chain ip reach pre { type nat hook prerouting priority -100; }");
+        nft("add chain ip reach post { type nat hook postrouting priority 100; }");
+        for (port, node) in [(9801, 1), (9802, 2)] {
+            nft(&format!(
+                "add rule ip reach pre ip daddr 10.214.0.2 tcp dport {port} dnat to 10.213.{node}.1:9842"
+            ));
+        }
+        nft("add rule ip reach post ip saddr 10.214.0.1 masquerade");
+        ["10.214.0.2:9801".to_owned(), "10.214.0.2:9802".to_owned()]
     }
 
     /// Prometheus in the cloud namespace, which reaches both nodes
