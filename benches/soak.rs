@@ -54,15 +54,15 @@ const BOUND: Duration = Duration::from_secs(60);
 const CLOUD_FAULTS: [(&str, &str); 6] = [
     (
         "throttling",
-        r#"{"AssociateAddress": ["throttle", "throttle"], "AssignPrivateIpAddresses": ["throttle"]}"#,
+        r#"{"AssignPrivateIpAddresses": ["throttle", "throttle"], "DescribeAddresses": ["throttle"]}"#,
     ),
     (
         "a 503 on the assign",
         r#"{"AssignPrivateIpAddresses": ["unavailable"]}"#,
     ),
     (
-        "a reset after the associate applied",
-        r#"{"AssociateAddress": ["drop"]}"#,
+        "a reset after the assign applied",
+        r#"{"AssignPrivateIpAddresses": ["drop"]}"#,
     ),
     (
         "describes lagging 2 s",
@@ -91,7 +91,7 @@ enum Step {
     WatchdogKilled(usize),
     VrrpCut,
     /// VRRP cut, and node b's associate lands 3 s late (after a's).
-    VrrpCutLateAssociate,
+    VrrpCutLateAssign,
     Cloud(usize),
     Notify(usize),
 }
@@ -108,7 +108,7 @@ impl Step {
             5 => Step::FifoRecreated(node),
             6 => Step::WatchdogKilled(node),
             7 => Step::VrrpCut,
-            8 => Step::VrrpCutLateAssociate,
+            8 => Step::VrrpCutLateAssign,
             9 | 10 => Step::Cloud(rng.usize(..CLOUD_FAULTS.len())),
             _ => Step::Notify(rng.usize(..NOTIFY_FAULTS.len())),
         }
@@ -125,8 +125,8 @@ impl Step {
             Step::FifoRecreated(i) => format!("the FIFO removed and recreated on {}", n(i)),
             Step::WatchdogKilled(i) => format!("the watchdog SIGKILLed on {}", n(i)),
             Step::VrrpCut => "VRRP cut both ways for 10 s".into(),
-            Step::VrrpCutLateAssociate => {
-                "VRRP cut for 10 s, b's AssociateAddress landing 3 s late".into()
+            Step::VrrpCutLateAssign => {
+                "VRRP cut for 10 s, b's AssignPrivateIpAddresses landing 3 s late".into()
             }
             Step::Cloud(f) => format!(
                 "{} on the new MASTER, then HAProxy stopped",
@@ -394,11 +394,11 @@ impl Pair {
                 self.w[i] = Some(self.node(i).start_watchdog(true));
                 Box::new(|_: &mut Pair| {})
             }
-            Step::VrrpCut | Step::VrrpCutLateAssociate => {
-                let late = step == Step::VrrpCutLateAssociate;
+            Step::VrrpCut | Step::VrrpCutLateAssign => {
+                let late = step == Step::VrrpCutLateAssign;
                 if late {
                     self.lab
-                        .set_faults("b", r#"{"AssociateAddress": ["late:3*"]}"#);
+                        .set_faults("b", r#"{"AssignPrivateIpAddresses": ["late:3*"]}"#);
                 }
                 self.lab.a.block_vrrp(true);
                 self.lab.b.block_vrrp(true);

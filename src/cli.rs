@@ -39,7 +39,8 @@ pub enum Command {
     /// cross-check it with keepalived.conf (the notify FIFO, the instances,
     /// each VIP's address in its instance). With --host, check this host
     /// too: Keepalived's processes and its -f, the FIFO it writes, the
-    /// capabilities the features need, the JSON dump. Exit 0 when all
+    /// capabilities the features need, the JSON dump, and with route VIPs
+    /// IPv4 forwarding. Exit 0 when all
     /// agree, 1 when keepalived.conf or the host disagrees, 2 on a bad
     /// config.
     CheckConfig {

@@ -105,6 +105,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let release_names = config.vrrp_instances();
+    let routed: Vec<String> = config.route_vips().into_iter().map(str::to_owned).collect();
     let Config {
         node,
         http,
@@ -122,6 +123,16 @@ pub async fn run(
         pair = %node.pair,
         "vip-watchdog starting"
     );
+
+    // A route VIP's next hop forwards its traffic: exported at each
+    // scrape, logged now.
+    metrics.ip_forward.watch((!routed.is_empty()).then(|| {
+        Box::new(|| {
+            crate::host::forwarding::read(std::path::Path::new(crate::host::forwarding::IP_FORWARD))
+                .ok()
+        }) as crate::metrics::forwarding::Reader
+    }));
+    crate::host::forwarding::report(&routed);
 
     // The FIFO first, so that Keepalived finds ours; what it already holds
     // was written before we started and describes the past.
@@ -170,6 +181,8 @@ pub async fn run(
     let listener = TcpListener::bind(http.listen)
         .await
         .with_context(|| format!("cannot listen on http.listen = {}", http.listen))?;
+    let local = http::local::bind(&http.local_socket)?;
+    info!(event = "notify_socket_listening", path = %http.local_socket.display(), "the notify wrapper's socket is listening");
     let web = http.web.clone();
     info!(event = "http_listening",
         address = %listener.local_addr()?,
@@ -376,7 +389,18 @@ pub async fn run(
     tasks.spawn(async move {
         (
             "http server",
-            http::serve(listener, status, m, tx, web, drain_file, c).await,
+            http::serve(
+                listener,
+                local,
+                http.local_socket,
+                status,
+                m,
+                tx,
+                web,
+                drain_file,
+                c,
+            )
+            .await,
         )
     });
 

@@ -172,6 +172,71 @@ fn a_source_dest_check_left_on_and_an_instance_target_are_reported() {
     assert_eq!(gauge, Some(1.0));
 }
 
+/// IPv4 forwarding on a route VIP's node (a NAT appliance): off, the
+/// watchdog logs an error at start-up and exports 0, `check-config --host`
+/// names it (exit 1); turned on, the next scrape reads 1 and the host check
+/// says ok. In a's own network namespace, set there for the test.
+#[test]
+fn ip_forwarding_off_on_a_route_node_is_reported_and_followed() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_route_vip("own");
+    let ns = lab.a.ns.clone();
+    let forward = |on: bool| {
+        let out = common::in_ns(&ns)
+            .args(["sysctl", "-q", "-w"])
+            .arg(format!("net.ipv4.ip_forward={}", u8::from(on)))
+            .output()
+            .expect("sysctl runs");
+        assert!(out.status.success(), "sysctl: {out:?}");
+    };
+    let (config, keepalived_conf) = (
+        lab.a.watchdog_config(true),
+        lab.a.dir.join("keepalived.conf"),
+    );
+    let host_check = || {
+        let out = common::in_ns(&ns)
+            .arg(common::watchdog_bin())
+            .args(["check-config", "--host", "--config"])
+            .arg(&config)
+            .arg("--keepalived-config")
+            .arg(&keepalived_conf)
+            .output()
+            .expect("check-config runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    forward(false);
+    let (wa, _wb) = start(&mut lab);
+    let logged = wa.wait_for("the error", SETTLE, |e| is(e, "ip_forward_off"));
+    assert_eq!(logged["level"], "ERROR", "{logged}");
+    assert_eq!(logged["vips"], "routed", "{logged}");
+    assert_eq!(
+        metric(&wa.metrics(), "vip_watchdog_ip_forward", &[]),
+        Some(0.0)
+    );
+    let (code, text) = host_check();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("host: PROBLEM: net.ipv4.ip_forward is OFF for the route VIPs (routed)"),
+        "{text}"
+    );
+
+    forward(true);
+    assert_eq!(
+        metric(&wa.metrics(), "vip_watchdog_ip_forward", &[]),
+        Some(1.0),
+        "read at the scrape"
+    );
+    let (_, text) = host_check();
+    assert!(
+        text.contains("host: ok: net.ipv4.ip_forward is on for the route VIPs (routed)"),
+        "{text}"
+    );
+}
+
 /// An EIP associated by instance ID (a single-ENI instance): b's notify
 /// script fails; b's watchdog heals after grace with AssociateAddress by
 /// InstanceId, and sees it by InstanceId.
@@ -252,9 +317,19 @@ fn an_active_active_pair_keeps_each_eip_with_the_master_of_its_instance() {
         (lab.eip_of(&first), lab.eip_of(&second)),
         ("a".into(), "b".into())
     );
+    // One assign each way; the EIP followed its private IP each time (as
+    // in EC2): no associate.
     let calls = lab.api_calls();
-    assert_eq!(calls["watchdog b"]["AssociateAddress"], 1, "{calls}");
-    assert_eq!(calls["watchdog a"]["AssociateAddress"], 1, "{calls}");
+    assert_eq!(
+        calls["watchdog b"]["AssignPrivateIpAddresses"], 1,
+        "{calls}"
+    );
+    assert_eq!(
+        calls["watchdog a"]["AssignPrivateIpAddresses"], 1,
+        "{calls}"
+    );
+    assert!(calls["watchdog b"]["AssociateAddress"].is_null(), "{calls}");
+    assert!(calls["watchdog a"]["AssociateAddress"].is_null(), "{calls}");
     let sizes = lab.describe_sizes("a");
     assert!(
         sizes.contains(&2) && sizes.iter().all(|s| *s == 1 || *s == 2),

@@ -84,8 +84,10 @@ fn a_failed_notify_script_is_healed_after_grace() {
         "after grace: {arrived}"
     );
     assert_eq!(lab.eip_on(), "b");
-    // Counted at the emulator: one assign and one associate, both by b's
-    // watchdog for b's ENI; nothing by a's watchdog; the script did nothing.
+    // Counted at the emulator: one assign by b's watchdog for b's ENI, and
+    // no associate: the EIP followed its private IP (as in EC2), which the
+    // describe after the assign showed; nothing by a's watchdog; the script
+    // did nothing.
     let calls = lab.mutating_calls();
     let eni_b = lab.eni("b");
     assert_eq!(
@@ -93,11 +95,13 @@ fn a_failed_notify_script_is_healed_after_grace() {
         1,
         "{calls}"
     );
-    assert_eq!(
-        calls["watchdog"][format!("AssociateAddress {eni_b}")],
-        1,
+    assert!(
+        calls["watchdog"][format!("AssociateAddress {eni_b}")].is_null(),
         "{calls}"
     );
+    wb.wait_for("b saw the EIP follow", HEAL, |e| {
+        is(e, "claim_eip_followed")
+    });
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "{calls}");
     assert!(
         calls["other"].is_null(),
@@ -137,8 +141,8 @@ fn a_missing_notify_script_is_healed_after_grace() {
     let calls = lab.mutating_calls();
     assert_eq!(
         lab.calls_by("watchdog", "b"),
-        2,
-        "one assign, one associate: {calls}"
+        1,
+        "one assign, which the EIP followed: {calls}"
     );
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "{calls}");
 }
@@ -234,7 +238,11 @@ fn own_mode_moves_the_eip_without_a_notify_script() {
     assert!(ms >= 3_000, "not before min_master_age: {arrived}");
     assert_eq!(arrived["moved_by"], "watchdog", "{arrived}");
     assert_eq!(lab.eip_on(), "b");
-    assert_eq!(lab.calls_by("watchdog", "b"), 2);
+    assert_eq!(
+        lab.calls_by("watchdog", "b"),
+        1,
+        "one assign, which the EIP followed"
+    );
     assert_eq!(lab.calls_by("watchdog", "a"), 0, "a, in FAULT, never acts");
     // The cloud metrics follow Prometheus' conventions too, and this
     // watchdog exports every family that alerts/ and dashboards/ use.
@@ -341,8 +349,8 @@ fn a_watchdog_restarted_mid_failover_converges_without_a_duplicate_claim() {
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(
         lab.calls_by("watchdog", "b"),
-        2,
-        "one assign and one associate in all: {}",
+        1,
+        "one assign (the EIP followed it) in all: {}",
         lab.mutating_calls()
     );
 }
@@ -377,8 +385,8 @@ fn an_eip_stolen_by_a_booting_backup_is_taken_back_by_the_real_master() {
     );
     assert_eq!(
         lab.calls_by("watchdog", "a"),
-        2,
-        "a took it back once: {calls}"
+        1,
+        "a took it back once, with one assign: {calls}"
     );
     assert_eq!(
         lab.calls_by("watchdog", "b"),
@@ -411,17 +419,17 @@ fn calls_metric(w: &Watchdog, operation: &str, outcome: &str) -> f64 {
 /// mutating calls alike: the API refused before acting. A 503 Unavailable
 /// on a mutating call may or may not have been applied: the watchdog does
 /// not send it again blind, it describes first. Here the describe shows the
-/// EIP here already (the assign moved it with the private IP, as in EC2),
-/// so nothing more is sent. (Sending again when the cloud still lacks the
-/// VIP is the executor's unit test.) The refused calls never reached the
+/// cloud without the VIP (the proxy never forwarded the call), and the
+/// verdict stands: the claim is sent again, and its assign moves the EIP
+/// with the private IP (as in EC2). The refused calls never reached the
 /// emulator.
 #[test]
-fn throttling_is_retried_and_an_uncertain_associate_is_checked_before_it_is_sent_again() {
+fn throttling_is_retried_and_an_uncertain_call_is_checked_before_it_is_sent_again() {
     let mut lab = Lab::new();
     prepare(&mut lab, "own", false, None);
     let injected = lab.add_fault_proxy(
         "b",
-        r#"{"DescribeNetworkInterfaces": ["throttle"], "AssociateAddress": ["throttle", "unavailable"]}"#,
+        r#"{"DescribeNetworkInterfaces": ["throttle"], "AssignPrivateIpAddresses": ["throttle", "unavailable"]}"#,
     );
     let (wa, wb) = start(&mut lab);
     fail_over_to_b(&mut lab, &wa, &wb);
@@ -431,13 +439,13 @@ fn throttling_is_retried_and_an_uncertain_associate_is_checked_before_it_is_sent
         faults(&injected, 3),
         [
             "fault DescribeNetworkInterfaces throttle",
-            "fault AssociateAddress throttle",
-            "fault AssociateAddress unavailable"
+            "fault AssignPrivateIpAddresses throttle",
+            "fault AssignPrivateIpAddresses unavailable"
         ]
     );
     for (operation, kind) in [
         ("DescribeNetworkInterfaces", "throttled"),
-        ("AssociateAddress", "throttled"),
+        ("AssignPrivateIpAddresses", "throttled"),
     ] {
         wb.wait_for(&format!("a retry of {operation} ({kind})"), HEAL, |e| {
             is(e, "cloud_call_retry") && e["operation"] == operation && e["kind"] == kind
@@ -448,33 +456,39 @@ fn throttling_is_retried_and_an_uncertain_associate_is_checked_before_it_is_sent
             "{operation} {kind}"
         );
     }
-    wb.wait_for("the uncertain associate checked first", HEAL, |e| {
+    wb.wait_for("the uncertain assign checked first", HEAL, |e| {
         is(e, "claim_outcome_unknown")
     });
-    assert_eq!(calls_metric(&wb, "AssociateAddress", "server_error"), 1.0);
-    assert_eq!(calls_metric(&wb, "AssociateAddress", "success"), 0.0);
-    assert!(
-        wb.logged(|e| is(e, "claim_resent")).is_empty(),
-        "not sent again: the cloud showed it here"
+    wb.wait_for("sent again once the cloud lacked it", HEAL, |e| {
+        is(e, "claim_resent")
+    });
+    assert_eq!(
+        calls_metric(&wb, "AssignPrivateIpAddresses", "server_error"),
+        1.0
     );
+    assert_eq!(
+        calls_metric(&wb, "AssignPrivateIpAddresses", "success"),
+        1.0
+    );
+    assert_eq!(calls_metric(&wb, "AssociateAddress", "success"), 0.0);
     assert_eq!(lab.eip_on(), "b");
     assert_eq!(
         lab.calls_by("watchdog", "b"),
         1,
-        "the assign reached the emulator, no associate did: {}",
+        "only the assign sent again reached the emulator, and no associate: {}",
         lab.mutating_calls()
     );
 }
 
-/// A connection dropped after the emulator took the AssociateAddress: the
-/// watchdog cannot know whether it landed, so it does not send it again
-/// blind: it describes, sees the EIP here, and the claim converges with
-/// the one call.
+/// A connection dropped after the emulator took the AssignPrivateIpAddresses
+/// (which moved the EIP with the private IP): the watchdog cannot know
+/// whether it landed, so it does not send it again blind: it describes,
+/// sees the EIP here, and the claim converges with the one call.
 #[test]
-fn an_associate_whose_answer_is_lost_is_not_sent_again_blind() {
+fn a_mutating_call_whose_answer_is_lost_is_not_sent_again_blind() {
     let mut lab = Lab::new();
     prepare(&mut lab, "own", false, None);
-    let injected = lab.add_fault_proxy("b", r#"{"AssociateAddress": ["drop"]}"#);
+    let injected = lab.add_fault_proxy("b", r#"{"AssignPrivateIpAddresses": ["drop"]}"#);
     let (wa, wb) = start(&mut lab);
     fail_over_to_b(&mut lab, &wa, &wb);
     heal_log(&wb);
@@ -482,19 +496,32 @@ fn an_associate_whose_answer_is_lost_is_not_sent_again_blind() {
     assert!(
         done["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("associate")),
+            .is_some_and(|d| d.contains("assign of")),
         "converged on the describe after the lost answer: {done}"
     );
-    assert_eq!(faults(&injected, 1), ["fault AssociateAddress drop"]);
-    assert_eq!(calls_metric(&wb, "AssociateAddress", "transport"), 1.0);
-    assert_eq!(calls_metric(&wb, "AssociateAddress", "success"), 0.0);
+    assert_eq!(
+        faults(&injected, 1),
+        ["fault AssignPrivateIpAddresses drop"]
+    );
+    assert_eq!(
+        calls_metric(&wb, "AssignPrivateIpAddresses", "transport"),
+        1.0
+    );
+    assert_eq!(
+        calls_metric(&wb, "AssignPrivateIpAddresses", "success"),
+        0.0
+    );
     assert_eq!(lab.eip_on(), "b");
     let eni = lab.eni("b");
+    let calls = lab.mutating_calls();
     assert_eq!(
-        lab.mutating_calls()["watchdog"][format!("AssociateAddress {eni}")],
+        calls["watchdog"][format!("AssignPrivateIpAddresses {eni}")],
         1,
-        "the dropped call reached the emulator, nothing else: {}",
-        lab.mutating_calls()
+        "the dropped call reached the emulator, nothing else: {calls}"
+    );
+    assert!(
+        calls["watchdog"][format!("AssociateAddress {eni}")].is_null(),
+        "{calls}"
     );
 }
 

@@ -141,6 +141,17 @@ fn a_successful_run_gives_a_latency_sample_that_matches_the_observer() {
     );
     // a's first election at start-up ran it too.
     assert_eq!((runs(&wa, "succeeded"), runs(&wb, "succeeded")), (2.0, 2.0));
+    // The wrapper reached them on their Unix sockets (owner only); the TCP
+    // listener has no notify route that another process could answer.
+    for n in [&lab.a, &lab.b] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(n.dir.join("local.sock"))
+            .expect("the notify socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o600);
+    }
+    assert_eq!(wa.http_code("/v1/notify/gate"), "404");
     let calls = lab.mutating_calls();
     assert!(
         calls["watchdog"].is_null(),

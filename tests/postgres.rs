@@ -90,7 +90,15 @@ fn the_eip_follows_the_primary_and_a_replica_never_claims() {
     });
     assert_eq!(wb.status()["instances"][0]["state"], "master");
     assert_eq!(lab.eip_on(), "b");
+    // b's one assign moved the EIP with its private IP: no associate.
     let calls = lab.api_calls();
-    assert_eq!(calls["watchdog b"]["AssociateAddress"], 1, "{calls}");
-    assert!(calls["watchdog a"]["AssociateAddress"].is_null(), "{calls}");
+    assert_eq!(
+        calls["watchdog b"]["AssignPrivateIpAddresses"], 1,
+        "{calls}"
+    );
+    assert!(calls["watchdog b"]["AssociateAddress"].is_null(), "{calls}");
+    assert!(
+        calls["watchdog a"]["AssignPrivateIpAddresses"].is_null(),
+        "{calls}"
+    );
 }

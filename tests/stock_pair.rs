@@ -634,6 +634,40 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
         );
     }
 
+    // The notify wrapper, as Keepalived runs it (root), reaches the
+    // watchdog on its default socket, in the unit's RuntimeDirectory, which
+    // only the service user (and root) may use.
+    let socket = pair.exec(
+        "a",
+        &["stat", "-c", "%a %U %F", "/run/vip-watchdog/local.sock"],
+    );
+    assert_eq!(socket.trim(), "600 vip-watchdog socket", "{socket}");
+    let runs = |m: &str| {
+        common::metric(
+            m,
+            "vip_watchdog_notify_runs_total",
+            &[("outcome", "succeeded")],
+        )
+    };
+    assert_eq!(runs(&pair.metrics("a")), Some(0.0));
+    let (ran, text) = pair.try_exec(
+        "a",
+        &[
+            "vip-watchdog",
+            "notify",
+            "--instance",
+            "VI_1",
+            "--",
+            "/bin/true",
+        ],
+    );
+    assert!(ran, "{text}");
+    assert!(
+        !text.contains("did not"),
+        "the wrapper reached the watchdog: {text}"
+    );
+    pair.wait_metrics("a", "the wrapper's report", |m| runs(m) == Some(1.0));
+
     let armed = |m: &str| {
         common::metric(
             m,

@@ -57,6 +57,15 @@ pub fn confirm_delay(step: u32, spread: f64) -> Duration {
     base.mul_f64(0.75 + 0.5 * spread.clamp(0.0, 1.0))
 }
 
+/// What `assign` found or did.
+enum Assigned {
+    /// The ENI had the private IP already: no call moved anything.
+    AlreadyHere,
+    /// AssignPrivateIpAddresses was answered: the private IP (and an EIP
+    /// associated with it) may have moved here.
+    Moved,
+}
+
 enum Step {
     Done(ClaimOutcome, String),
     /// The answer left it uncertain: describe, then maybe again.
@@ -176,7 +185,24 @@ impl<C: Cloud> Executor<C> {
                 allocation_id,
                 private_ip,
             } => match self.assign(c, *private_ip, events).await {
-                Ok(()) => {
+                // AssignPrivateIpAddresses with AllowReassignment moves an
+                // EIP associated with that private IP along with it (EC2's
+                // API reference): look before associating, and associate
+                // only when it did not follow. The describe is sent as the
+                // assign is answered: a failover's latency sample ends there.
+                Ok(assigned) => {
+                    if matches!(assigned, Assigned::Moved)
+                        && self.describe(c, events).await == Some(true)
+                    {
+                        info!(event = "claim_eip_followed", vip = %c.vip, allocation_id = %allocation_id, private_ip = %private_ip, "the EIP followed its private IP to this node's ENI: no associate needed");
+                        return Step::Done(
+                            ClaimOutcome::Converged,
+                            format!(
+                                "the EIP followed its private IP: the cloud shows it here after {} ms, no associate sent",
+                                started.elapsed().as_millis()
+                            ),
+                        );
+                    }
                     self.associate(c, allocation_id, events, || {
                         self.cloud.associate(allocation_id, &c.me.eni, *private_ip)
                     })
@@ -239,7 +265,7 @@ impl<C: Cloud> Executor<C> {
         c: &Claim,
         private_ip: IpAddr,
         events: &mpsc::Sender<Event>,
-    ) -> Result<(), Step> {
+    ) -> Result<Assigned, Step> {
         let (m, p) = (&*self.metrics, &self.policy);
         let stands = || self.stands(c);
         let eni = &c.me.eni;
@@ -255,7 +281,7 @@ impl<C: Cloud> Executor<C> {
             )
         })?;
         if ips.contains(&private_ip) {
-            return Ok(());
+            return Ok(Assigned::AlreadyHere);
         }
         if !stands() {
             let (o, d) = Self::dropped(c, "AssignPrivateIpAddresses");
@@ -268,7 +294,7 @@ impl<C: Cloud> Executor<C> {
         .await;
         Self::learnt(events, &c.vip, Action::AssignPrivateIpAddresses, &assigned).await;
         match assigned {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Assigned::Moved),
             Err(e) if e.code == SUPERSEDED => {
                 let (o, d) = Self::dropped(c, "AssignPrivateIpAddresses");
                 Err(Step::Done(o, d))
@@ -467,6 +493,8 @@ mod tests {
         here: Mutex<bool>,
         calls: Mutex<Vec<&'static str>>,
         bump_on_associate: Option<watch::Sender<u64>>,
+        /// The EIP moves with its private IP when that is assigned here.
+        eip_follows: bool,
     }
 
     fn lost(kind: ErrorKind) -> CloudError {
@@ -501,6 +529,9 @@ mod tests {
         }
         async fn assign_private_ip(&self, _: &str, _: IpAddr) -> Result<(), CloudError> {
             self.calls.lock().unwrap().push("AssignPrivateIpAddresses");
+            if self.eip_follows {
+                *self.here.lock().unwrap() = true;
+            }
             Ok(())
         }
         async fn associate(&self, _: &str, _: &str, _: IpAddr) -> Result<String, CloudError> {
@@ -636,11 +667,68 @@ mod tests {
                 here: Mutex::new(false),
                 calls: Mutex::new(vec![]),
                 bump_on_associate: bump.then_some(gen_tx),
+                eip_follows: false,
             });
             let exec = executor(cloud.clone(), gen_rx);
             let (tx, _rx) = mpsc::channel(64);
             let (got, detail) = exec.claim(&claim(), &tx).await;
             assert_eq!(got, outcome, "{case}: {detail}");
+            assert_eq!(*cloud.calls.lock().unwrap(), calls, "{case}");
+        }
+    }
+
+    /// (case, the ENI has the private IP, the EIP follows an assign, calls
+    /// made): the associate only when the EIP did not follow.
+    #[tokio::test(start_paused = true)]
+    async fn an_eip_that_followed_its_private_ip_is_not_associated_again() {
+        let rows = [
+            (
+                "assigned, and the EIP came with it: no associate",
+                false,
+                true,
+                vec![
+                    "DescribeNetworkInterfaces",
+                    "AssignPrivateIpAddresses",
+                    "DescribeAddresses",
+                ],
+            ),
+            (
+                "assigned, the EIP stayed (on another private IP): associated",
+                false,
+                false,
+                vec![
+                    "DescribeNetworkInterfaces",
+                    "AssignPrivateIpAddresses",
+                    "DescribeAddresses",
+                    "AssociateAddress",
+                    "DescribeAddresses",
+                ],
+            ),
+            (
+                "the private IP was here already: associated, no look first",
+                true,
+                false,
+                vec![
+                    "DescribeNetworkInterfaces",
+                    "AssociateAddress",
+                    "DescribeAddresses",
+                ],
+            ),
+        ];
+        for (case, has_ip, eip_follows, calls) in rows {
+            let (_gen_tx, gen_rx) = watch::channel(0);
+            let cloud = Arc::new(Scripted {
+                has_ip,
+                associate: Mutex::new(vec![(true, Ok("eipassoc-2".to_owned()))].into()),
+                here: Mutex::new(false),
+                calls: Mutex::new(vec![]),
+                bump_on_associate: None,
+                eip_follows,
+            });
+            let exec = executor(cloud.clone(), gen_rx);
+            let (tx, _rx) = mpsc::channel(64);
+            let (got, detail) = exec.claim(&claim(), &tx).await;
+            assert_eq!(got, ClaimOutcome::Converged, "{case}: {detail}");
             assert_eq!(*cloud.calls.lock().unwrap(), calls, "{case}");
         }
     }
@@ -655,6 +743,7 @@ mod tests {
             here: Mutex::new(false),
             calls: Mutex::new(vec![]),
             bump_on_associate: None,
+            eip_follows: false,
         });
         let exec = executor(cloud.clone(), gen_rx);
         let (tx, _rx) = mpsc::channel(64);

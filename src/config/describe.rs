@@ -14,6 +14,11 @@ impl Config {
         let _ = writeln!(w, "node.name = {:?}", self.node.name);
         let _ = writeln!(w, "node.pair = {:?}", self.node.pair);
         let _ = writeln!(w, "http.listen = {}", self.http.listen);
+        let _ = writeln!(
+            w,
+            "http.local_socket = {}",
+            self.http.local_socket.display()
+        );
         let web = &self.http.web;
         match &self.http.web_config_file {
             None => writeln!(w, "http.web_config_file = (none: plain HTTP, no authentication)"),

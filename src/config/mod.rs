@@ -119,6 +119,10 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The notify wrapper's socket (`POST /v1/notify`, `GET
+    /// /v1/notify/gate`): a path in a directory only the service user and
+    /// root can write, so that no other local process can take it over.
+    pub local_socket: PathBuf,
     /// The exporter-toolkit web config file: TLS, basic auth, headers.
     pub web_config_file: Option<PathBuf>,
     /// What that file says, read at load; plain HTTP without one.
@@ -356,6 +360,16 @@ pub enum LoadError {
 }
 
 impl Config {
+    /// The route VIPs' names: a node that is their next hop forwards their
+    /// traffic (`net.ipv4.ip_forward`, the source/destination check).
+    pub fn route_vips(&self) -> Vec<&str> {
+        self.vips
+            .iter()
+            .filter(|v| matches!(v.target, crate::core::target::VipTarget::Route { .. }))
+            .map(|v| v.name.as_str())
+            .collect()
+    }
+
     /// Every VRRP instance the config names: `[[keepalived.instance]]`
     /// first, then each `[[vip]]`'s instance not listed there, in order.
     pub fn vrrp_instances(&self) -> Vec<String> {

@@ -209,15 +209,27 @@ pub(super) struct RawNode {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
+    #[serde(default = "default_listen")]
     pub(super) listen: SocketAddr,
     pub(super) web_config_file: Option<PathBuf>,
+    #[serde(default = "default_local_socket")]
+    pub(super) local_socket: Spanned<PathBuf>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9842))
+}
+
+pub(super) fn default_local_socket() -> Spanned<PathBuf> {
+    Spanned::new(0..0, "/run/vip-watchdog/local.sock".into())
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9842)),
+            listen: default_listen(),
             web_config_file: None,
+            local_socket: default_local_socket(),
         }
     }
 }

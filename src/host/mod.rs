@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod file;
+pub mod forwarding;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -1,10 +1,10 @@
 //! Basic authentication against the web config's bcrypt hashes, and its
 //! extra response headers.
 //!
-//! Every path asks for a user when `basic_auth_users` is set, except two
-//! that tell nothing and that this host's own commands must reach:
-//! `/healthz` (a container's HEALTHCHECK, "ok" or how stale the owner is)
-//! and `POST /v1/notify` (the notify wrapper; loopback only, see mod.rs).
+//! Every path asks for a user when `basic_auth_users` is set, except one
+//! that tells nothing and that this host's own commands must reach:
+//! `/healthz` (a container's HEALTHCHECK, "ok" or how stale the owner is).
+//! The notify wrapper's routes are on a Unix socket (local.rs).
 //!
 //! A bcrypt check costs tens of milliseconds by design, so:
 //! - a password once verified is remembered (its SHA-256, one per user,
@@ -29,8 +29,9 @@ use tokio::sync::Semaphore;
 
 use crate::config::web::WebConfig;
 
-/// Paths open without a user (the notify ones: loopback only).
-pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/v1/notify", "/v1/notify/gate"];
+/// Paths open without a user (the notify wrapper's are on its own socket,
+/// local.rs, guarded by the socket's mode).
+pub const OPEN_PATHS: [&str; 1] = ["/healthz"];
 
 /// bcrypt checks allowed to run at once.
 pub const MAX_CHECKS: usize = 2;

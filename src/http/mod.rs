@@ -1,11 +1,13 @@
-//! `/` (a page for a person), `/metrics`, `/healthz`, `/v1/status`,
-//! `POST /v1/notify` and `POST /v1/switchover` (switchover.rs). Handlers
-//! read the published snapshot and the metrics; they never touch the model.
-//! A notify report becomes an event for the owner, like a FIFO line; it is
-//! taken from loopback peers only (the notify wrapper runs on this host).
+//! `/` (a page for a person), `/metrics`, `/healthz`, `/v1/status` and
+//! `POST /v1/switchover` (switchover.rs) on `http.listen`; `POST
+//! /v1/notify` and `GET /v1/notify/gate` on `http.local_socket` only
+//! (local.rs: the notify wrapper runs on this host). Handlers read the
+//! published snapshot and the metrics; they never touch the model. A
+//! notify report becomes an event for the owner, like a FIFO line.
 //!
 //! ```text
 //! mod.rs         routes, handlers, serve (plain or TLS)
+//! local.rs       the notify wrapper's Unix socket
 //! listener.rs    the accept loop both listeners share: caps, timeouts
 //! tls.rs         rustls: the server's config, this host's own client
 //! auth.rs        basic auth (bcrypt) and extra response headers
@@ -14,6 +16,7 @@
 
 pub mod auth;
 pub mod listener;
+pub mod local;
 pub mod switchover;
 pub mod tls;
 
@@ -22,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::core::input::Event;
-use crate::notify::report::{MAX_REPORT, Report};
+use crate::notify::report::Report;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -96,11 +99,6 @@ pub fn router(
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status_handler))
-        .route(
-            "/v1/notify",
-            post(notify_handler).layer(DefaultBodyLimit::max(MAX_REPORT)),
-        )
-        .route("/v1/notify/gate", get(gate_handler))
         .route("/v1/switchover", post(switchover_handler))
         .with_state(AppState {
             status,
@@ -119,19 +117,7 @@ pub fn router(
         ))
 }
 
-async fn notify_handler(
-    State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
-) -> Response {
-    if !peer.ip().is_loopback() {
-        tracing::warn!(event = "notify_report_refused", peer = %peer, "a notify report from another host: refused (loopback only)");
-        return (
-            StatusCode::FORBIDDEN,
-            "notify reports are taken from loopback only\n",
-        )
-            .into_response();
-    }
+async fn notify_handler(State(s): State<AppState>, body: Bytes) -> Response {
     let report = match Report::parse(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -164,16 +150,11 @@ const GATE_WAIT: std::time::Duration = std::time::Duration::from_millis(400);
 /// The run's timeout when the wrapper does not say (an earlier release).
 const GATE_DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Whether the notify wrapper should run its script now (notify/gate.rs);
-/// loopback only, like the reports.
+/// Whether the notify wrapper should run its script now (notify/gate.rs).
 async fn gate_handler(
     State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     axum::extract::Query(q): axum::extract::Query<GateQuery>,
 ) -> Response {
-    if !peer.ip().is_loopback() {
-        return (StatusCode::FORBIDDEN, "loopback only\n").into_response();
-    }
     // A "healthy MASTER" report from before this node's MASTER line is no
     // evidence either way: wait a moment for the peer's answer to this
     // node's change (it answers at once), then decide on what came.
@@ -293,8 +274,13 @@ async fn status_handler(State(s): State<AppState>) -> Json<Status> {
 
 /// Serves until `cancel`: plain HTTP, or TLS when the web config has
 /// `tls_server_config`, under the listener's limits (listener.rs).
+/// The two listeners: `http.listen` (TCP) and the notify wrapper's
+/// socket (`local`, at `local_path`).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
+    local: tokio::net::UnixListener,
+    local_path: std::path::PathBuf,
     status: watch::Receiver<Status>,
     metrics: Arc<Metrics>,
     events: mpsc::Sender<Event>,
@@ -307,6 +293,13 @@ pub async fn serve(
         None => listener::Transport::Plain,
     };
     let connections = metrics.connections.clone();
+    let local_app = local::router(AppState {
+        status: status.clone(),
+        metrics: metrics.clone(),
+        events: events.clone(),
+        drain_file: Arc::new(drain_file.clone()),
+        authenticated: false,
+    });
     let app = router(status, metrics, events, &web, drain_file);
     let settings = listener::Listener {
         name: "http",
@@ -314,7 +307,14 @@ pub async fn serve(
         admit: listener::Admit::Any,
         transport,
     };
-    listener::serve(listener, app, settings, connections, cancel).await?;
+    tokio::try_join!(
+        async {
+            listener::serve(listener, app, settings, connections, cancel.clone())
+                .await
+                .map_err(anyhow::Error::from)
+        },
+        local::serve(local, local_path, local_app, cancel.clone()),
+    )?;
     Ok(())
 }
 

@@ -12,6 +12,9 @@
 //!     `manage_address`.
 //! H4. The JSON dump can be asked for and read now, and the service user
 //!     can read the file Keepalived writes (its mode and owner).
+//! H5. With route VIPs, `net.ipv4.ip_forward` is on: as MASTER this node
+//!     is their next hop and forwards their traffic (the source/destination
+//!     check, the other half, is EC2's: `check-cloud`).
 //!
 //! The verdicts are pure (`capabilities_needed`, `readable_by`), the looks
 //! are here; nothing is changed on the host but the dump Keepalived
@@ -213,6 +216,30 @@ pub async fn check(config: &Config, service_user: &str) -> (String, bool) {
             Err(e) => line(false, format!("the JSON dump: {e}")),
         }
         readable_line(&dump.file, service_user, &mut line);
+    }
+    // Rule H5.
+    let routed = config.route_vips();
+    if !routed.is_empty() {
+        let path = Path::new(crate::host::forwarding::IP_FORWARD);
+        match crate::host::forwarding::read(path) {
+            Ok(on) => line(
+                on,
+                format!(
+                    "net.ipv4.ip_forward is {} for the route VIPs ({}){}",
+                    if on { "on" } else { "OFF" },
+                    routed.join(", "),
+                    if on {
+                        ""
+                    } else {
+                        ": as MASTER this node would drop their traffic; sysctl -w net.ipv4.ip_forward=1, and net.ipv4.ip_forward = 1 in /etc/sysctl.d/"
+                    }
+                ),
+            ),
+            Err(e) => line(
+                false,
+                format!("net.ipv4.ip_forward for the route VIPs: {e}"),
+            ),
+        }
     }
     (out, ok)
 }

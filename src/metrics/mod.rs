@@ -11,6 +11,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub mod forwarding;
 pub mod keepalived;
 mod read;
 mod register;
@@ -88,6 +89,9 @@ pub struct Metrics {
     split_brain: IntGaugeVec,
     /// Keepalived's own counters and script status (keepalived.rs).
     pub keepalived: keepalived::KeepalivedStats,
+    /// `ip_forward`, read at each scrape while a route VIP is configured
+    /// (forwarding.rs).
+    pub ip_forward: forwarding::IpForward,
     /// Each VIP's config, last failover and failed calls (summary.rs).
     pub summary: summary::Summary,
     /// The listeners' connections (http/listener.rs).

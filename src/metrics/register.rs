@@ -42,6 +42,7 @@ impl Metrics {
             connections: crate::http::listener::ConnectionMetrics::register(r)?,
             summary: super::summary::Summary::register(r)?,
             keepalived: reg(r, super::keepalived::KeepalivedStats::new()?)?,
+            ip_forward: reg(r, super::forwarding::IpForward::new()?)?,
             release_armed: reg(
                 r,
                 IntGaugeVec::new(

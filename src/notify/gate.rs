@@ -1,5 +1,5 @@
 //! Whether the notify wrapper should run the script now: asked of the local
-//! watchdog (`GET /v1/notify/gate?instance=NAME`, loopback only) before each
+//! watchdog (`GET /v1/notify/gate?instance=NAME`, its Unix socket) before each
 //! run. Pure: the published status in, a yes or no with its reason out.
 //!
 //! The run is skipped only when running it would steal the VIP from a

@@ -6,7 +6,8 @@
 //!              that kills the process group, the report
 //! ```
 //!
-//! The watchdog takes reports on `POST /v1/notify` (loopback peers only) and
+//! The watchdog takes reports on `POST /v1/notify` (its Unix socket,
+//! `http.local_socket`, http/local.rs) and
 //! turns them into `Event::NotifyRun`: a run that ended, succeeded or not,
 //! ends the notify script's `grace` at once (the view asked for after the
 //! report decides); a run that succeeded asks the cloud at once, so that

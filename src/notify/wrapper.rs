@@ -5,7 +5,7 @@
 //! settings of the watchdog's config), in its own process group, its output
 //! forwarded to stderr and its tail to the watchdog; it kills the whole
 //! group at the timeout, and tells the running watchdog how the run ended
-//! (`POST /v1/notify` on `http.listen`, loopback). It never blocks
+//! (`POST /v1/notify` on `http.local_socket`). It never blocks
 //! Keepalived beyond the timeout plus the report's one second, and when the
 //! config cannot be read or the watchdog does not answer it just runs the
 //! script, as Keepalived would have.
@@ -59,11 +59,6 @@ pub fn environment(
         env.push(("VIP_WATCHDOG_INSTANCE", i.to_owned()));
     }
     env
-}
-
-/// Where the watchdog of `http` takes reports.
-pub fn report_url(http: &crate::config::HttpConfig) -> String {
-    crate::http::local_url(http.listen, http.web.tls.is_some(), "/v1/notify")
 }
 
 /// The wrapper's exit status for a run: the script's own, 124 at the
@@ -194,18 +189,15 @@ async fn forward<R: AsyncRead + Unpin>(pipe: Option<R>) -> String {
     tail(&String::from_utf8_lossy(&kept)).to_owned()
 }
 
-/// Tells the watchdog; an error says why it did not hear.
-pub async fn report(
-    url: &str,
-    web: &crate::config::web::WebConfig,
-    report: &Report,
-) -> Result<(), String> {
+/// Tells the watchdog (on its socket, `socket`); an error says why it did
+/// not hear.
+pub async fn report(socket: &Path, report: &Report) -> Result<(), String> {
     let client =
-        crate::http::tls::local_client(web, REPORT_TIMEOUT).map_err(|e| crate::error_chain(&e))?;
+        crate::http::local::client(socket, REPORT_TIMEOUT).map_err(|e| crate::error_chain(&e))?;
     let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
     crate::http::expect_success(
         client
-            .post(url)
+            .post(crate::http::local::url("/v1/notify"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body),
     )
@@ -219,10 +211,12 @@ pub async fn ask_gate(
     instance: Option<&str>,
     timeout: Duration,
 ) -> Result<crate::notify::gate::Gate, String> {
-    let client = crate::http::tls::local_client(&http.web, GATE_TIMEOUT)
+    let client = crate::http::local::client(&http.local_socket, GATE_TIMEOUT)
         .map_err(|e| crate::error_chain(&e))?;
-    let mut url = crate::http::local_url(http.listen, http.web.tls.is_some(), "/v1/notify/gate");
-    url = format!("{url}?timeout_ms={}", timeout.as_millis());
+    let mut url = crate::http::local::url(&format!(
+        "/v1/notify/gate?timeout_ms={}",
+        timeout.as_millis()
+    ));
     if let Some(i) = instance {
         url = format!("{url}&instance={}", urlencode(i));
     }
@@ -290,10 +284,11 @@ pub async fn main(o: Options) -> u8 {
                     duration_ms: 0,
                     output: g.why,
                 };
-                let url = report_url(&c.http);
-                if let Err(e) = report(&url, &c.http.web, &r).await {
+                let socket = &c.http.local_socket;
+                if let Err(e) = report(socket, &r).await {
                     eprintln!(
-                        "vip-watchdog notify: the watchdog did not take the report at {url}: {e}"
+                        "vip-watchdog notify: the watchdog did not take the report at {}: {e}",
+                        socket.display()
                     );
                 }
                 return 0;
@@ -319,10 +314,11 @@ pub async fn main(o: Options) -> u8 {
             duration_ms: run.duration.as_millis() as u64,
             output: run.output,
         };
-        let url = report_url(&c.http);
-        if let Err(e) = report(&url, &c.http.web, &r).await {
+        let socket = &c.http.local_socket;
+        if let Err(e) = report(socket, &r).await {
             eprintln!(
-                "vip-watchdog notify: the watchdog did not take the report at {url}: {e} (the script ran: {})",
+                "vip-watchdog notify: the watchdog did not take the report at {}: {e} (the script ran: {})",
+                socket.display(),
                 run.outcome.as_str()
             );
         }
@@ -333,24 +329,6 @@ pub async fn main(o: Options) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_report_goes_to_loopback_when_listening_on_every_address() {
-        let rows = [
-            ("0.0.0.0:9842", "http://127.0.0.1:9842/v1/notify"),
-            ("[::]:9842", "http://[::1]:9842/v1/notify"),
-            ("127.0.0.1:9842", "http://127.0.0.1:9842/v1/notify"),
-            ("10.0.0.5:80", "http://10.0.0.5:80/v1/notify"),
-        ];
-        for (listen, want) in rows {
-            let http = crate::config::HttpConfig {
-                listen: listen.parse().unwrap(),
-                web_config_file: None,
-                web: Default::default(),
-            };
-            assert_eq!(report_url(&http), want);
-        }
-    }
 
     #[test]
     fn exit_statuses_follow_timeout_1() {

@@ -18,11 +18,12 @@ use super::{Lab, in_ns, ip, repo, run, spawn_until, venv_python};
 /// (tests/deployments.rs reads them from a route lab's /metrics), the
 /// instance mismatch, absent while Keepalived and the config agree, and
 /// LVS servers', absent without LVS (the metrics unit tests).
-pub const ABSENT_IN_AN_EIP_LAB: [&str; 11] = [
+pub const ABSENT_IN_AN_EIP_LAB: [&str; 12] = [
     "vip_watchdog_address_changes_total",
     "vip_watchdog_address_kept",
     "vip_watchdog_vip_route_state",
     "vip_watchdog_eni_source_dest_check",
+    "vip_watchdog_ip_forward",
     "vip_watchdog_vrrp_instance_mismatch",
     "vip_watchdog_lvs_up",
     "vip_watchdog_peer_up",

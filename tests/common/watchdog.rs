@@ -176,6 +176,21 @@ impl Watchdog {
         ]))
     }
 
+    /// The HTTP status `http.listen` answers a GET of `path` with.
+    pub fn http_code(&self, path: &str) -> String {
+        run(in_ns(&self.ns).args([
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            &format!("http://{}{path}", self.address),
+        ]))
+    }
+
     /// The page at `/`.
     pub fn landing(&self) -> String {
         self.get("/")

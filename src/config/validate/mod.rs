@@ -35,6 +35,19 @@ impl Validator<'_> {
         let cloud = raw.cloud.map(|c| self.cloud(c));
         let vips = self.vips(raw.vips, &keepalived, cloud.as_ref());
         let peer = raw.peer.map(|p| self.peer(p));
+        let local_socket = &raw.http.local_socket;
+        self.absolute("http.local_socket", local_socket);
+        // sun_path holds 108 bytes with its terminating NUL.
+        if local_socket.get_ref().as_os_str().len() > 107 {
+            self.err(
+                "http.local_socket",
+                local_socket,
+                format!(
+                    "{} is longer than a Unix socket's path may be (107 bytes)",
+                    local_socket.get_ref().display()
+                ),
+            );
+        }
         Config {
             cloud,
             vips,
@@ -43,6 +56,7 @@ impl Validator<'_> {
             http: HttpConfig {
                 listen: raw.http.listen,
                 web_config_file: raw.http.web_config_file,
+                local_socket: raw.http.local_socket.into_inner(),
                 web: Default::default(),
             },
             log: LogConfig {
