@@ -145,7 +145,7 @@ fn a_successful_run_gives_a_latency_sample_that_matches_the_observer() {
     // listener has no notify route that another process could answer.
     for n in [&lab.a, &lab.b] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(n.dir.join("local.sock"))
+        let mode = std::fs::metadata(n.dir.join("run").join("local.sock"))
             .expect("the notify socket")
             .permissions()
             .mode();
