@@ -38,8 +38,9 @@
 //! Keepalived's 1 s check and advert timers in every lab. (B) and (C) are
 //! broken into phases from the watchdog's own log: Keepalived's detection
 //! (fault -> MASTER line read), the watchdog's reaction (-> claim sent;
-//! includes min_master_age), the cloud calls (-> associate accepted), and
-//! confirmation (-> observer).
+//! includes min_master_age), the cloud calls (-> associate accepted, or the
+//! describe that found the EIP had followed its private IP, when no
+//! associate is needed), and confirmation (-> observer).
 //! It reports; it asserts no timing.
 
 #[path = "../tests/common/mod.rs"]
@@ -150,9 +151,11 @@ impl Pair {
         if let Some(wb) = self.watch.watchdog("b") {
             let master = ts(&wb.wait_state("master", STEP));
             let claim = ts(&wb.wait_for("b's claim", STEP, |e| common::is(e, "claim_started")));
-            let accepted = ts(&wb.wait_for("associate accepted", STEP, |e| {
-                common::is(e, "claim_associate_accepted")
-            }));
+            let accepted = ts(
+                &wb.wait_for("associate accepted or EIP followed", STEP, |e| {
+                    common::is(e, "claim_associate_accepted") || common::is(e, "claim_eip_followed")
+                }),
+            );
             let own = support::sample(wb);
             let error = support::error_ms(&own, moved);
             eprintln!(

@@ -63,6 +63,7 @@ name = "bench"
 pair = "bench"
 [http]
 listen = "127.0.0.1:0"
+local_socket = "{dir}/local.sock"
 [log]
 format = "json"
 level = "info"

@@ -216,7 +216,7 @@ fn the_notify_protocol_says_ready_pings_and_stopping() {
     std::fs::write(
         &config,
         format!(
-            "[node]\nname = \"n\"\npair = \"p\"\n[http]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n[keepalived]\nfifo = \"{d}/k.fifo\"\npid_file = \"{d}/k.pid\"\nvrrp_pid_file = \"\"\njson_dump = false\n[probe]\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n",
+            "[node]\nname = \"n\"\npair = \"p\"\n[http]\nlisten = \"127.0.0.1:0\"\nlocal_socket = \"{d}/local.sock\"\n[log]\nformat = \"json\"\n[keepalived]\nfifo = \"{d}/k.fifo\"\npid_file = \"{d}/k.pid\"\nvrrp_pid_file = \"\"\njson_dump = false\n[probe]\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n",
             d = dir.display()
         ),
     )

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 fn config(dir: &std::path::Path, name: &str) -> String {
     format!(
-        "[node]\nname = \"{name}\"\npair = \"p\"\n[http]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n[keepalived]\nfifo = \"{d}/k.fifo\"\npid_file = \"{d}/k.pid\"\nvrrp_pid_file = \"\"\njson_dump = false\n[probe]\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n",
+        "[node]\nname = \"{name}\"\npair = \"p\"\n[http]\nlisten = \"127.0.0.1:0\"\nlocal_socket = \"{d}/local.sock\"\n[log]\nformat = \"json\"\n[keepalived]\nfifo = \"{d}/k.fifo\"\npid_file = \"{d}/k.pid\"\nvrrp_pid_file = \"\"\njson_dump = false\n[probe]\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n",
         d = dir.display()
     )
 }

@@ -5,9 +5,11 @@
 //! restarts and answer the gate ("skip the script") or swallow reports. The
 //! socket's directory (`/run/vip-watchdog`, the unit's RuntimeDirectory) is
 //! writable by the service user and root only, the socket itself by its
-//! owner (and root: Keepalived runs notify scripts as root). A stale socket
-//! left by a crash is replaced at start; anything else at the path is an
-//! error naming it.
+//! owner (and root: Keepalived runs notify scripts as root). Outside the
+//! unit the directory is created when missing (as the FIFO's is). A stale
+//! socket left by a crash is replaced at start; a socket that another process
+//! still answers on (a second watchdog with the same config) is not, and
+//! neither is anything else at the path: each is an error naming it.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -25,12 +27,28 @@ use crate::notify::report::MAX_REPORT;
 /// The socket's mode: its owner (the service user) and root.
 pub const MODE: u32 = 0o600;
 
-/// Binds `path`: a stale socket there is removed first, anything else is
-/// left and named.
+/// Binds `path`: a stale socket there is removed first, a live one or
+/// anything else is left and named.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "http.local_socket = {}: cannot create its directory",
+                path.display()
+            )
+        })?;
+    }
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
-            .with_context(|| format!("removing the stale socket {}", path.display()))?,
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!(
+                    "http.local_socket = {}: another process is listening on it (a second vip-watchdog with this config?); stop it or choose another path",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing the stale socket {}", path.display()))?
+        }
         Ok(_) => anyhow::bail!(
             "http.local_socket = {}: the path exists and is not a socket; remove it or choose another path",
             path.display()
@@ -106,6 +124,20 @@ mod tests {
         let _second = bind(&path).expect("a stale socket is replaced");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, MODE);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_live_socket_is_left_and_named_and_a_missing_directory_is_created() {
+        let dir = temp("live");
+        let path = dir.join("run").join("local.sock");
+        let _first = bind(&path).expect("the directory is created");
+        let e = bind(&path).unwrap_err().to_string();
+        assert!(e.contains("another process is listening on it"), "{e}");
+        assert!(
+            std::os::unix::net::UnixStream::connect(&path).is_ok(),
+            "the first listener keeps its socket"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
