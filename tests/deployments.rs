@@ -1,8 +1,10 @@
 //! The deployments beyond an EIP on a secondary
-//! private IP: a route-table VIP in two route tables, and an EIP associated
-//! by instance ID. A real Keepalived pair, real HAProxy, moto's EC2 server
+//! private IP: a route-table VIP in two route tables, an EIP associated
+//! by instance ID, and the secondary private IP itself (an internal VIP). A real Keepalived pair, real HAProxy, moto's EC2 server
 //! patched by tests/moto/launch.py (routes: DryRun honoured, duplicate
-//! CreateRoute refused, blackhole state; InstanceId of ENI associations),
+//! CreateRoute refused, blackhole state; InstanceId of ENI associations;
+//! AllowReassignment honoured and a secondary private IP found by the
+//! addresses.private-ip-address filter),
 //! the watchdogs at the shipped defaults but for `mode`. Calls are counted
 //! at the emulator.
 
@@ -334,5 +336,108 @@ fn an_active_active_pair_keeps_each_eip_with_the_master_of_its_instance() {
     assert!(
         sizes.contains(&2) && sizes.iter().all(|s| *s == 1 || *s == 2),
         "the verifier's describes name both EIPs (a claim's confirmation one): {sizes:?}"
+    );
+}
+
+/// A secondary private IP as the VIP itself (`kind = "private_ip"`, an
+/// internal load balancer reached inside the VPC), own mode: it follows the
+/// MASTER with one AssignPrivateIpAddresses from the new MASTER, and when an
+/// operator assigns it back to the old node's ENI behind the watchdogs'
+/// backs, the MASTER's watchdog takes it back within the verify interval;
+/// the other node's watchdog never calls.
+#[test]
+fn a_private_ip_vip_moves_with_the_master_and_a_steal_is_taken_back() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_private_ip_vip("own");
+    let (wa, wb) = start(&mut lab);
+    assert_eq!(lab.private_ip_on(), "a", "set-up assigns it to a");
+    assert_eq!(wa.status()["vips"][0]["kind"], "private_ip");
+    let (code, out, err) = lab.a.check_cloud();
+    assert_eq!(code, Some(0), "check-cloud: {out}{err}");
+    assert!(
+        out.contains("vip web (secondary private IP 10.213.0.100 on this node's ENI): here"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ec2:AssignPrivateIpAddresses    unknown  EC2 has no DryRun for it"),
+        "no DryRun for the assign: {out}"
+    );
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let seen = arrived(&wb, FAILOVER);
+    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    assert_eq!(lab.private_ip_on(), "b", "moved, not copied");
+    let calls = lab.api_calls();
+    assert_eq!(
+        calls["watchdog b"]["AssignPrivateIpAddresses"], 1,
+        "{calls}"
+    );
+    assert!(
+        calls["watchdog b"]["AssociateAddress"].is_null(),
+        "no Elastic IP call for a private IP VIP: {calls}"
+    );
+    assert_eq!(wb.status()["vips"][0]["cloud"]["where"], "here");
+
+    // Stolen back to a (now FAULT) by hand: b, MASTER throughout, heals.
+    wb.forget_past();
+    lab.assign_private_ip("a");
+    assert_eq!(lab.private_ip_on(), "a");
+    let claim = wb.wait_for("b's claim", HEAL, |e| is(e, "claim_started"));
+    assert_eq!(claim["reason"], "stolen", "{claim}");
+    wb.wait_for("b's claim converged", FAILOVER, |e| {
+        is(e, "claim_converged")
+    });
+    assert_eq!(lab.private_ip_on(), "b");
+    assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
+    let calls = lab.api_calls();
+    assert_eq!(
+        calls["watchdog b"]["AssignPrivateIpAddresses"], 2,
+        "one assign per move: {calls}"
+    );
+    assert_eq!(wb.instance()["state"], "master", "b never left MASTER");
+}
+
+/// Heal mode next to a notify script that fails: after grace, b's
+/// watchdog assigns the private IP; EC2 throttles the first assign (503,
+/// not applied) and the answer to the second is lost (applied, no answer).
+/// The watchdog retries the throttled call, then asks the cloud instead of
+/// sending the lost one again: one assign reaches EC2.
+#[test]
+fn a_private_ip_claim_throttled_then_unanswered_lands_once() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_private_ip_vip("heal");
+    lab.set_notify("b", Some("fail"));
+    let injected =
+        lab.add_fault_proxy("b", r#"{"AssignPrivateIpAddresses": ["throttle", "drop"]}"#);
+    let (_wa, wb) = start(&mut lab);
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let seen = arrived(&wb, HEAL);
+    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    assert_eq!(lab.private_ip_on(), "b");
+    let faults: Vec<String> = (0..2)
+        .map(|_| {
+            injected
+                .recv_timeout(FAILOVER)
+                .expect("the proxy's fault lines")
+        })
+        .collect();
+    assert_eq!(
+        faults,
+        [
+            "fault AssignPrivateIpAddresses throttle",
+            "fault AssignPrivateIpAddresses drop"
+        ]
+    );
+    let eni = lab.eni("b");
+    let calls = lab.mutating_calls();
+    assert_eq!(
+        calls["watchdog"][format!("AssignPrivateIpAddresses {eni}")],
+        1,
+        "the dropped call reached the emulator, nothing else: {calls}"
     );
 }

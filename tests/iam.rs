@@ -68,6 +68,12 @@ fn each_policy_grants_what_its_kind_calls_and_lints_clean() {
             },
         ),
         (
+            "private-ip.json",
+            VipTarget::PrivateIp {
+                private_ip: "10.0.0.100".parse().unwrap(),
+            },
+        ),
+        (
             "route.json",
             VipTarget::Route {
                 destination: "192.168.100.10/32".into(),

@@ -12,13 +12,16 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 use super::{
-    Action, Address, ClaimTarget, Cloud, CloudError, DryRunAnswer, ErrorKind, Route, RouteTable,
-    classify,
+    Action, Address, ClaimTarget, Cloud, CloudError, DryRunAnswer, ErrorKind, PrivateIpSeen, Route,
+    RouteTable, classify,
 };
 
 #[derive(Clone, Debug)]
 pub struct Aws {
     client: Client,
+    /// This node's VPC, read once from its ENI: private IPs are asked for
+    /// in it alone.
+    vpc: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Aws {
@@ -41,6 +44,7 @@ impl Aws {
         }
         Aws {
             client: Client::new(&loader.load().await),
+            vpc: Default::default(),
         }
     }
 }
@@ -173,6 +177,34 @@ pub fn private_ips_of(
         .iter()
         .filter_map(|p| ip(OP, p.private_ip_address()).transpose())
         .collect()
+}
+
+/// Where each of `ips` is in a DescribeNetworkInterfaces answer.
+pub fn private_ips_seen(
+    ips: &[IpAddr],
+    interfaces: &[aws_sdk_ec2::types::NetworkInterface],
+) -> Result<Vec<PrivateIpSeen>, CloudError> {
+    const OP: &str = "DescribeNetworkInterfaces";
+    let mut seen: Vec<PrivateIpSeen> = ips
+        .iter()
+        .map(|ip| PrivateIpSeen {
+            ip: *ip,
+            network_interface_ids: vec![],
+        })
+        .collect();
+    for n in interfaces {
+        let id = non_empty(n.network_interface_id())
+            .ok_or_else(|| bad_answer(OP, "a network interface without an ID".into()))?;
+        for p in n.private_ip_addresses() {
+            let Some(ip) = ip(OP, p.private_ip_address())? else {
+                continue;
+            };
+            if let Some(s) = seen.iter_mut().find(|s| s.ip == ip) {
+                s.network_interface_ids.push(id.clone());
+            }
+        }
+    }
+    Ok(seen)
 }
 
 /// `eni` in a DescribeNetworkInterfaces answer.
@@ -323,6 +355,40 @@ impl Cloud for Aws {
         Ok(())
     }
 
+    async fn describe_private_ips(
+        &self,
+        eni: &str,
+        ips: &[IpAddr],
+    ) -> Result<Vec<PrivateIpSeen>, CloudError> {
+        const OP: &str = "DescribeNetworkInterfaces";
+        let vpc = self
+            .vpc
+            .get_or_try_init(|| async {
+                let out = self.describe_interface(eni).await?;
+                non_empty(interface_of(eni, out.network_interfaces())?.vpc_id())
+                    .ok_or_else(|| bad_answer(OP, format!("{eni} has no VpcId")))
+            })
+            .await?;
+        let filter = |name: &str, values: Vec<String>| {
+            aws_sdk_ec2::types::Filter::builder()
+                .name(name)
+                .set_values(Some(values))
+                .build()
+        };
+        let out = self
+            .client
+            .describe_network_interfaces()
+            .filters(filter(
+                "addresses.private-ip-address",
+                ips.iter().map(IpAddr::to_string).collect(),
+            ))
+            .filters(filter("vpc-id", vec![vpc.clone()]))
+            .send()
+            .await
+            .map_err(|e| error(OP, e))?;
+        private_ips_seen(ips, out.network_interfaces())
+    }
+
     async fn source_dest_check(&self, eni: &str) -> Result<bool, CloudError> {
         let out = self.describe_interface(eni).await?;
         // EC2 reports it for every ENI; absent, it is on (the default).
@@ -370,5 +436,60 @@ impl Cloud for Aws {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::{NetworkInterface, NetworkInterfacePrivateIpAddress};
+
+    fn interface(id: Option<&str>, ips: &[&str]) -> NetworkInterface {
+        let mut b = NetworkInterface::builder().set_network_interface_id(id.map(str::to_owned));
+        for ip in ips {
+            b = b.private_ip_addresses(
+                NetworkInterfacePrivateIpAddress::builder()
+                    .private_ip_address(*ip)
+                    .build(),
+            );
+        }
+        b.build()
+    }
+
+    #[test]
+    fn private_ips_seen_names_every_eni_that_carries_an_ip_asked_for() {
+        let asked: Vec<IpAddr> = vec!["10.0.1.100".parse().unwrap(), "10.0.1.101".parse().unwrap()];
+        let answer = [
+            interface(Some("eni-a"), &["10.0.1.10", "10.0.1.100"]),
+            interface(Some("eni-b"), &["10.0.1.11", "10.0.1.100"]),
+        ];
+        let seen = private_ips_seen(&asked, &answer).expect("a sound answer");
+        assert_eq!(
+            seen,
+            vec![
+                PrivateIpSeen {
+                    ip: asked[0],
+                    network_interface_ids: vec!["eni-a".into(), "eni-b".into()],
+                },
+                PrivateIpSeen {
+                    ip: asked[1],
+                    network_interface_ids: vec![],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_private_ip_answer_that_makes_no_sense_is_a_named_error() {
+        let asked: Vec<IpAddr> = vec!["10.0.1.100".parse().unwrap()];
+        let no_id = private_ips_seen(&asked, &[interface(None, &["10.0.1.100"])]).unwrap_err();
+        assert_eq!(no_id.code, "BadAnswer");
+        assert!(no_id.message.contains("without an ID"), "{no_id}");
+        let bad_ip =
+            private_ips_seen(&asked, &[interface(Some("eni-a"), &["10.0.1.x"])]).unwrap_err();
+        assert!(
+            bad_ip.message.contains("\"10.0.1.x\" is not an IP address"),
+            "{bad_ip}"
+        );
     }
 }

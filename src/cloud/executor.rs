@@ -210,6 +210,9 @@ impl<C: Cloud> Executor<C> {
                 }
                 Err(step) => Err(step),
             },
+            VipTarget::PrivateIp { private_ip } => {
+                self.assign(c, *private_ip, events).await.map(|_| ())
+            }
             VipTarget::EipOnInstance { allocation_id } => {
                 self.associate(c, allocation_id, events, || {
                     self.cloud
@@ -447,6 +450,17 @@ impl<C: Cloud> Executor<C> {
                 .await
                 .map(Seen::RouteTables)
             }
+            VipTarget::PrivateIp { private_ip } => call(
+                "DescribeNetworkInterfaces",
+                &self.policy,
+                &self.metrics,
+                || {
+                    self.cloud
+                        .describe_private_ips(&c.me.eni, std::slice::from_ref(private_ip))
+                },
+            )
+            .await
+            .map(Seen::PrivateIps),
             t => {
                 let id = t.allocation_id().unwrap_or_default().to_owned();
                 call("DescribeAddresses", &self.policy, &self.metrics, || {

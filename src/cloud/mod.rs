@@ -28,7 +28,8 @@ pub mod verifier;
 use std::future::Future;
 
 pub use crate::core::seen::{
-    Action, Address, CloudError, ErrorKind, Me, Route, RouteTable, Seen, classify, view_of,
+    Action, Address, CloudError, ErrorKind, Me, PrivateIpSeen, Route, RouteTable, Seen, classify,
+    view_of,
 };
 use std::net::IpAddr;
 
@@ -48,10 +49,14 @@ pub enum DryRunAnswer {
 /// AssociateAddress by Elastic IP and network interface, not by private IP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimTarget {
+    /// Empty for a VIP without an Elastic IP (`private_ip`).
     pub allocation_id: String,
     pub eni: String,
     /// Associated by instance ID: the DryRun names the instance, not the ENI.
     pub instance: Option<String>,
+    /// The actions this VIP's kind needs (`Action::needed`): only these are
+    /// asked for it.
+    pub actions: &'static [Action],
 }
 
 fn unsupported<T>(operation: &'static str) -> Result<T, CloudError> {
@@ -138,6 +143,17 @@ pub trait Cloud: Send + Sync + 'static {
                 "ReplaceRoute"
             })
         }
+    }
+
+    /// Where each of `ips` is: the ENIs of `eni`'s VPC that carry it (one
+    /// DescribeNetworkInterfaces for them all; a private IP is unique in a
+    /// VPC, not in an account).
+    fn describe_private_ips(
+        &self,
+        _eni: &str,
+        _ips: &[IpAddr],
+    ) -> impl Future<Output = Result<Vec<PrivateIpSeen>, CloudError>> + Send {
+        async { unsupported("DescribeNetworkInterfaces") }
     }
 
     /// Whether the ENI's source/destination check is on (then the instance

@@ -48,17 +48,20 @@ pub struct Checker<C: Cloud> {
     pub interval: Duration,
 }
 
-/// Each Elastic IP VIP's name and what its claim acts on for `me`.
+/// Each Elastic IP or private-IP VIP's name and what its claim acts on
+/// for `me` (a route VIP's permissions are learnt from real calls).
 pub fn targets(vips: &[crate::config::VipConfig], me: &Me) -> Vec<(String, ClaimTarget)> {
     vips.iter()
-        .filter_map(|v| {
+        .filter(|v| !matches!(v.target, VipTarget::Route { .. }))
+        .map(|v| {
             let t = ClaimTarget {
-                allocation_id: v.target.allocation_id()?.to_owned(),
+                allocation_id: v.target.allocation_id().unwrap_or_default().to_owned(),
                 eni: me.eni.clone(),
                 instance: matches!(v.target, VipTarget::EipOnInstance { .. })
                     .then(|| me.instance_id.clone()),
+                actions: Action::needed(&v.target),
             };
-            Some((v.name.clone(), t))
+            (v.name.clone(), t)
         })
         .collect()
 }
@@ -116,31 +119,32 @@ impl<C: Cloud> Checker<C> {
     /// first. `None` when the owner is gone.
     pub async fn round(&self, events: &mpsc::Sender<Event>) -> Option<Round> {
         let mut round = Round::default();
-        let all: Vec<String> = self.targets.iter().map(|(v, _)| v.clone()).collect();
         // Whether the endpoint really answered `DryRunOperation` this round:
         // only then may a DryRun of a mutating action be sent.
         let mut dry_run_honoured = false;
         for action in Action::ALL.into_iter().filter(|a| a.has_dry_run()) {
+            let needing: Vec<&(String, ClaimTarget)> = self
+                .targets
+                .iter()
+                .filter(|(_, t)| t.actions.contains(&action))
+                .collect();
+            if needing.is_empty() {
+                continue;
+            }
             if action.per_vip() && !dry_run_honoured {
                 info!(
                     event = "permission_dry_run_waits",
                     operation = action.as_str(),
                     "no describe was answered DryRunOperation this round: the DryRun of a mutating action waits for one (an endpoint that ignores DryRun would perform it)"
                 );
-                round.unanswered += self.targets.len();
+                round.unanswered += needing.len();
                 continue;
             }
             let asks: Vec<(Vec<String>, &ClaimTarget)> = if action.per_vip() {
-                self.targets
-                    .iter()
-                    .map(|(v, t)| (vec![v.clone()], t))
-                    .collect()
+                needing.iter().map(|(v, t)| (vec![v.clone()], t)).collect()
             } else {
-                self.targets
-                    .first()
-                    .map(|(_, t)| (all.clone(), t))
-                    .into_iter()
-                    .collect()
+                let all = needing.iter().map(|(v, _)| v.clone()).collect();
+                vec![(all, &needing[0].1)]
             };
             for (vips, target) in asks {
                 let answer = call(
@@ -303,12 +307,20 @@ pub async fn check_cloud(
     } else {
         Some(verifier.describe_routes().await.map(Seen::RouteTables))
     };
+    let private_ips = if verifier.private_ips.is_empty() {
+        None
+    } else {
+        Some(verifier.describe_private_ips().await.map(Seen::PrivateIps))
+    };
     let mut route_problems = vec![];
     let vips_seen = vips
         .iter()
         .map(|v| {
             let seen = match &v.target {
                 VipTarget::Route { .. } => routes.as_ref().expect("asked when there are routes"),
+                VipTarget::PrivateIp { .. } => private_ips
+                    .as_ref()
+                    .expect("asked when there are private-IP VIPs"),
                 _ => &addresses,
             };
             let holder = match seen {
@@ -458,6 +470,7 @@ mod tests {
             allocation_id: alloc.into(),
             eni: "eni-me".into(),
             instance: None,
+            actions: &Action::ALL,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The task that asks the cloud where every VIP is.
 //!
-//! One batched DescribeAddresses for all Elastic IPs and one batched
-//! DescribeRouteTables for all route VIPs' tables, paced:
+//! One batched DescribeAddresses for all Elastic IPs, one batched
+//! DescribeRouteTables for all route VIPs' tables and one batched
+//! DescribeNetworkInterfaces (by private IP) for all private-IP VIPs, paced:
 //! - steady state: every `verify_interval` plus up to `verify_jitter`, the
 //!   slow pace that keeps the API budget;
 //! - after a hint (a VRRP transition, Keepalived hearing another MASTER, a
@@ -57,6 +58,8 @@ pub struct Verifier<C: Cloud> {
     pub allocation_ids: Vec<String>,
     /// Every route table of the route VIPs, each once.
     pub route_tables: Vec<String>,
+    /// The private IPs of the `private_ip` VIPs.
+    pub private_ips: Vec<std::net::IpAddr>,
     /// This node's ENI, whose source/destination check route VIPs need off.
     pub eni: String,
     pub pace: Pace,
@@ -78,6 +81,7 @@ impl<C: Cloud> Verifier<C> {
             policy,
             allocation_ids,
             route_tables: vec![],
+            private_ips: vec![],
             eni: String::new(),
             pace,
             unknown: BTreeSet::new(),
@@ -105,7 +109,15 @@ impl<C: Cloud> Verifier<C> {
                 _ => vec![],
             })
             .collect();
-        Self::new(cloud, metrics, policy, ids, pace).with_routes(tables, eni)
+        let mut v = Self::new(cloud, metrics, policy, ids, pace).with_routes(tables, eni);
+        v.private_ips = vips
+            .iter()
+            .filter_map(|v| match v.target {
+                crate::core::target::VipTarget::PrivateIp { private_ip } => Some(private_ip),
+                _ => None,
+            })
+            .collect();
+        v
     }
 
     /// Also watches `route_tables` (and `eni`'s source/destination check).
@@ -117,6 +129,22 @@ impl<C: Cloud> Verifier<C> {
             .collect();
         self.eni = eni;
         self
+    }
+
+    /// One DescribeNetworkInterfaces for every private-IP VIP.
+    pub async fn describe_private_ips(
+        &self,
+    ) -> Result<Vec<crate::core::seen::PrivateIpSeen>, CloudError> {
+        call(
+            "DescribeNetworkInterfaces",
+            &self.policy,
+            &self.metrics,
+            || {
+                self.cloud
+                    .describe_private_ips(&self.eni, &self.private_ips)
+            },
+        )
+        .await
     }
 
     /// One DescribeRouteTables for every table.
@@ -149,6 +177,21 @@ impl<C: Cloud> Verifier<C> {
                         sent,
                         result: result.map(Seen::Addresses),
                         unknown,
+                    };
+                    if events.send(observed.into()).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                if !self.private_ips.is_empty() {
+                    let sent = crate::clock::now();
+                    let result = tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        r = self.describe_private_ips() => r,
+                    };
+                    let observed = CloudEvent::Observed {
+                        sent,
+                        result: result.map(Seen::PrivateIps),
+                        unknown: vec![],
                     };
                     if events.send(observed.into()).await.is_err() {
                         return Ok(());

@@ -826,6 +826,25 @@ address = "127.0.0.1:80"
         )
     }
 
+    fn with_private_ip(vip_extra: &str) -> String {
+        with_vip(vip_extra).replace(
+            "kind = \"eip\"\nallocation_id = \"eipalloc-1\"\n",
+            "kind = \"private_ip\"\n",
+        )
+    }
+
+    #[test]
+    fn a_private_ip_vip_parses_into_its_target_named_after_its_address() {
+        use crate::core::target::VipTarget;
+        let c = Config::parse(&with_private_ip("")).expect("valid private-IP VIP");
+        let ip: std::net::IpAddr = "10.0.0.100".parse().unwrap();
+        assert_eq!(c.vips[0].name, "10.0.0.100");
+        assert_eq!(c.vips[0].target, VipTarget::PrivateIp { private_ip: ip });
+        assert_eq!(c.vips[0].target.kind(), "private_ip");
+        assert_eq!(c.vips[0].target.host_address(), Some(ip));
+        assert_eq!(c.vips[0].target.allocation_id(), None);
+    }
+
     #[test]
     fn route_and_instance_vips_parse_into_their_targets() {
         use crate::core::target::VipTarget;
@@ -980,6 +999,36 @@ address = "127.0.0.1:80"
                 "vip.allocation_id",
                 Some(21),
                 "is not a key of kind = \"route\"",
+            ),
+            (
+                "private_ip without its address",
+                with_private_ip("").replace("private_ip = \"10.0.0.100\"\n", ""),
+                "vip.private_ip",
+                Some(16),
+                "needs the secondary private IP",
+            ),
+            (
+                "private_ip that is IPv6",
+                with_private_ip("").replace("10.0.0.100", "fd00::5"),
+                "vip.private_ip",
+                Some(18),
+                "must be an IPv4 address",
+            ),
+            (
+                "an EIP's key on a private_ip",
+                with_private_ip("allocation_id = \"eipalloc-1\"\n"),
+                "vip.allocation_id",
+                Some(20),
+                "is not a key of kind = \"private_ip\"",
+            ),
+            (
+                "a private IP that an EIP VIP already moves",
+                with_vip(
+                    "[[vip]]\nkind = \"private_ip\"\nprivate_ip = \"10.0.0.100\"\nvrrp_instance = \"VI_1\"\n",
+                ),
+                "vip",
+                Some(21),
+                "listed twice",
             ),
             (
                 "manage_address without an interface",

@@ -121,6 +121,8 @@ pub(super) fn default_convergence_timeout() -> Spanned<Dur> {
 #[serde(rename_all = "lowercase")]
 pub(super) enum VipKind {
     Eip,
+    #[serde(rename = "private_ip")]
+    PrivateIp,
     Route,
 }
 

@@ -40,11 +40,37 @@ pub struct Route {
     pub blackhole: bool,
 }
 
+/// What the cloud says about one secondary private IP asked for: the ENIs
+/// (in this node's VPC) that carry it, none when it is unassigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateIpSeen {
+    pub ip: IpAddr,
+    pub network_interface_ids: Vec<String>,
+}
+
+impl PrivateIpSeen {
+    /// Where the private IP is for the node whose ENI is `mine`: here only
+    /// when this ENI alone carries it (a move in progress, on both ENIs,
+    /// is not yet here); elsewhere, naming another ENI that carries it.
+    pub fn holder(&self, mine: &str) -> Holder {
+        match self.network_interface_ids.iter().find(|e| *e != mine) {
+            Some(other) => Holder::Elsewhere {
+                network_interface_id: Some(other.clone()),
+                private_ip: Some(self.ip),
+            },
+            None if self.network_interface_ids.is_empty() => Holder::Nowhere,
+            None => Holder::Here,
+        }
+    }
+}
+
 /// One describe's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     Addresses(Vec<Address>),
     RouteTables(Vec<RouteTable>),
+    /// DescribeNetworkInterfaces by private IP: one entry per IP asked.
+    PrivateIps(Vec<PrivateIpSeen>),
 }
 
 /// This node, as the cloud knows it.
@@ -73,6 +99,10 @@ pub fn view_of(target: &VipTarget, seen: &Seen, me: &Me) -> Option<(Holder, Vec<
             .iter()
             .find(|a| &a.allocation_id == allocation_id)
             .map(|a| (a.instance_holder(&me.instance_id), vec![])),
+        (VipTarget::PrivateIp { private_ip }, Seen::PrivateIps(ips)) => ips
+            .iter()
+            .find(|p| p.ip == *private_ip)
+            .map(|p| (p.holder(&me.eni), vec![])),
         (
             VipTarget::Route {
                 destination,
@@ -312,6 +342,10 @@ impl Action {
         match target {
             VipTarget::EipOnEni { .. } => &Self::ALL,
             VipTarget::EipOnInstance { .. } => &[Self::DescribeAddresses, Self::AssociateAddress],
+            VipTarget::PrivateIp { .. } => &[
+                Self::DescribeNetworkInterfaces,
+                Self::AssignPrivateIpAddresses,
+            ],
             VipTarget::Route { .. } => &[
                 Self::DescribeRouteTables,
                 Self::DescribeNetworkInterfaces,
@@ -355,5 +389,58 @@ impl Action {
             self,
             Self::DescribeAddresses | Self::DescribeNetworkInterfaces | Self::AssociateAddress
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A private IP VIP's holder, by the ENIs a describe names.
+    #[test]
+    fn private_ip_holder_table() {
+        let me = Me {
+            instance_id: "i-a".into(),
+            eni: "eni-a".into(),
+        };
+        let ip: IpAddr = "10.0.1.100".parse().unwrap();
+        let target = VipTarget::PrivateIp { private_ip: ip };
+        let elsewhere = |eni: &str| Holder::Elsewhere {
+            network_interface_id: Some(eni.into()),
+            private_ip: Some(ip),
+        };
+        let cases: &[(&str, &[&str], Option<Holder>)] = &[
+            ("on no ENI: nowhere", &[], Some(Holder::Nowhere)),
+            ("on this ENI alone: here", &["eni-a"], Some(Holder::Here)),
+            (
+                "on the peer's ENI: elsewhere",
+                &["eni-b"],
+                Some(elsewhere("eni-b")),
+            ),
+            (
+                "on both (a move under way): not yet here",
+                &["eni-a", "eni-b"],
+                Some(elsewhere("eni-b")),
+            ),
+        ];
+        for (name, enis, want) in cases {
+            let seen = Seen::PrivateIps(vec![PrivateIpSeen {
+                ip,
+                network_interface_ids: enis.iter().map(|e| e.to_string()).collect(),
+            }]);
+            let got = view_of(&target, &seen, &me).map(|(h, _)| h);
+            assert_eq!(&got, want, "{name}");
+        }
+        // An answer about another IP, or of another kind, says nothing.
+        let other = Seen::PrivateIps(vec![PrivateIpSeen {
+            ip: "10.0.1.101".parse().unwrap(),
+            network_interface_ids: vec!["eni-a".into()],
+        }]);
+        assert_eq!(view_of(&target, &other, &me), None, "another IP");
+        assert_eq!(
+            view_of(&target, &Seen::Addresses(vec![]), &me),
+            None,
+            "another kind's answer"
+        );
     }
 }

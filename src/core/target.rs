@@ -6,6 +6,8 @@
 //! - `EipOnInstance`: an Elastic IP associated by instance ID, on the
 //!   instance's primary ENI and primary private IP (`associate =
 //!   "instance"`, single-ENI instances only).
+//! - `PrivateIp`: a secondary private IP on this node's ENI, no Elastic IP
+//!   (`kind = "private_ip"`, an internal VIP).
 //! - `Route`: a destination CIDR whose route, in every listed route table,
 //!   must target this node's ENI (`kind = "route"`).
 
@@ -24,6 +26,9 @@ pub enum VipTarget {
     EipOnInstance {
         allocation_id: String,
     },
+    PrivateIp {
+        private_ip: IpAddr,
+    },
     Route {
         /// The destination, normalised (`192.168.100.10/32`).
         destination: String,
@@ -40,6 +45,7 @@ impl VipTarget {
         match self {
             Self::EipOnEni { .. } => "eip",
             Self::EipOnInstance { .. } => "eip_instance",
+            Self::PrivateIp { .. } => "private_ip",
             Self::Route { .. } => "route",
         }
     }
@@ -49,14 +55,14 @@ impl VipTarget {
             Self::EipOnEni { allocation_id, .. } | Self::EipOnInstance { allocation_id } => {
                 Some(allocation_id)
             }
-            Self::Route { .. } => None,
+            Self::PrivateIp { .. } | Self::Route { .. } => None,
         }
     }
 
     /// The address the OS must carry for traffic to be served here, if any.
     pub fn host_address(&self) -> Option<IpAddr> {
         match self {
-            Self::EipOnEni { private_ip, .. } => Some(*private_ip),
+            Self::EipOnEni { private_ip, .. } | Self::PrivateIp { private_ip } => Some(*private_ip),
             Self::EipOnInstance { .. } => None,
             Self::Route { host, .. } => *host,
         }
@@ -71,6 +77,9 @@ impl VipTarget {
             } => format!("EIP {allocation_id} on this node's ENI, private IP {private_ip}"),
             Self::EipOnInstance { allocation_id } => {
                 format!("EIP {allocation_id} on this instance (by instance ID)")
+            }
+            Self::PrivateIp { private_ip } => {
+                format!("secondary private IP {private_ip} on this node's ENI")
             }
             Self::Route {
                 destination,

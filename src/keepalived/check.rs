@@ -65,7 +65,9 @@ pub fn cross_check(config: &Config, k: &Keepalived) -> (Vec<String>, Vec<String>
             continue;
         }
         match &v.target {
-            VipTarget::EipOnEni { private_ip, .. } if !inst.addresses.contains(private_ip) => {
+            VipTarget::EipOnEni { private_ip, .. } | VipTarget::PrivateIp { private_ip }
+                if !inst.addresses.contains(private_ip) =>
+            {
                 problems.push(format!(
                     "vip {:?}: private IP {private_ip} is not in vrrp_instance {}'s virtual_ipaddress{at}: Keepalived would not put it on the MASTER, and the watchdog never claims without it",
                     v.name, v.vrrp_instance

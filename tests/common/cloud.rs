@@ -357,6 +357,43 @@ vips = ["{SECOND_VIP}"]
             .args(args))
     }
 
+    /// Both watchdogs' VIP as the secondary private IP itself (`kind =
+    /// "private_ip"`, the lab's VIP on a's ENI at set-up), at the shipped
+    /// defaults but for `mode`.
+    pub fn set_private_ip_vip(&mut self, mode: &str) {
+        self.set_vip(mode, false);
+        let alloc = self.allocation_id();
+        for n in [&mut self.a, &mut self.b] {
+            let eip = format!("kind = \"eip\"\nname = \"web\"\nallocation_id = \"{alloc}\"\n");
+            assert!(n.cloud_toml.contains(&eip), "{}", n.cloud_toml);
+            n.cloud_toml = n
+                .cloud_toml
+                .replace(&eip, "kind = \"private_ip\"\nname = \"web\"\n");
+        }
+    }
+
+    /// Which nodes' ENIs carry the lab's VIP as a private IP: "a", "b",
+    /// "a b" (both, which EC2 never leaves), or "-".
+    pub fn private_ip_on(&self) -> String {
+        let enis = self.lab_py(&["holders", "http://127.0.0.1:5000", VIP]);
+        enis.split_whitespace()
+            .map(|eni| {
+                ["a", "b"]
+                    .into_iter()
+                    .find(|n| self.eni(n) == eni)
+                    .map_or_else(|| eni.to_owned(), str::to_owned)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Assigns the lab's VIP to node `name`'s ENI (AllowReassignment), as an
+    /// operator or a stray script would, behind the watchdogs' backs.
+    pub fn assign_private_ip(&self, name: &str) {
+        let eni = self.eni(name);
+        self.lab_py(&["assign", "http://127.0.0.1:5000", VIP, &eni]);
+    }
+
     /// Which node's ENI the emulator has the EIP on: "a", "b", or "-".
     pub fn eip_on(&self) -> String {
         let eni = self.lab_py(&["where", "http://127.0.0.1:5000", &self.allocation_id()]);

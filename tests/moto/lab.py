@@ -39,6 +39,12 @@ Subcommands (ENDPOINT is moto's URL as seen from where this runs):
                               active-active lab); prints its allocation ID.
   where ENDPOINT ALLOCATION_ID
                               prints the ENI the EIP is on, or "-".
+  holders ENDPOINT PRIVATE_IP prints the ENIs that carry PRIVATE_IP, space
+                              separated, or "-".
+  assign ENDPOINT PRIVATE_IP ENI
+                              assigns PRIVATE_IP to ENI with
+                              AllowReassignment, as an operator or a stray
+                              script would.
   calls ENDPOINT              mutating calls since recording started, as JSON
                               {"client": {"Action eni": n}}; client is
                               "watchdog" (aws-sdk-rust) or "other". Calls
@@ -130,6 +136,11 @@ def setup(endpoint):
     addr = c.describe_addresses(AllocationIds=[alloc])["Addresses"][0]
     assert addr["NetworkInterfaceId"] == eni_a, f"a DryRun AssociateAddress moved the EIP: {addr}"
     assert addr.get("InstanceId") == nodes["a"]["instance_id"], f"moto is not patched (InstanceId): {addr}"
+    # A secondary private IP is found by addresses.private-ip-address (patch 5).
+    found = c.describe_network_interfaces(
+        Filters=[{"Name": "addresses.private-ip-address", "Values": [VIP_PRIVATE_IP, "10.213.0.254"]}]
+    )["NetworkInterfaces"]
+    assert [n["NetworkInterfaceId"] for n in found] == [eni_a], f"moto is not patched (private-ip filter): {found}"
     tables = setup_routes(c, vpc, subnet, eni_a, nodes["b"]["eni"])
     print(
         json.dumps(
@@ -356,6 +367,19 @@ def where(endpoint, alloc):
     print(addr.get("NetworkInterfaceId") or "-")
 
 
+def holders(endpoint, private_ip):
+    found = ec2(endpoint).describe_network_interfaces(
+        Filters=[{"Name": "addresses.private-ip-address", "Values": [private_ip]}]
+    )["NetworkInterfaces"]
+    print(" ".join(sorted(n["NetworkInterfaceId"] for n in found)) or "-")
+
+
+def assign(endpoint, private_ip, eni):
+    ec2(endpoint).assign_private_ip_addresses(
+        NetworkInterfaceId=eni, PrivateIpAddresses=[private_ip], AllowReassignment=True
+    )
+
+
 def observe(endpoint, alloc, seconds):
     import time
 
@@ -525,7 +549,8 @@ def reset(endpoint):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"setup": setup, "imds": imds, "notify": notify, "observe": observe, "where": where, "calls": calls,
+    {"setup": setup, "imds": imds, "notify": notify, "observe": observe, "where": where,
+     "holders": holders, "assign": assign, "calls": calls,
      "requests": requests, "reset": reset, "allocate": allocate, "describe_sizes": describe_sizes,
      "routes": routes, "route": route, "notify_route": notify_route,
      "source_dest_check": source_dest_check, "second_eip": second_eip, "client": client}[cmd](*args)

@@ -23,6 +23,11 @@ Patched here (stock moto is lax in each):
    stock moto silently overwrites); a route whose target ENI is gone or
    whose instance is terminated is State "blackhole" (stock moto says
    "active" always).
+5. DescribeNetworkInterfaces' filter addresses.private-ip-address matches
+   an ENI that holds any of the values among any of its private IPs, as EC2
+   does. Stock moto compares the primary private IP only (and a list of
+   values by subset/superset), so an ENI holding a VIP as a secondary
+   private IP is never found: a private_ip VIP would look unassigned.
 
 Not patched, and so never relied on by the tests: eventual consistency,
 throttling and 5xx (covered by the fault-injecting proxy where tested), the
@@ -166,6 +171,25 @@ def create_route(self, route_table_id, destination_cidr_block, *args, **kwargs):
 
 
 RouteBackend.create_route = create_route
+
+# 5. DescribeNetworkInterfaces by any private IP.
+from moto.ec2.models.elastic_network_interfaces import NetworkInterfaceBackend  # noqa: E402
+
+_get_all_enis = NetworkInterfaceBackend.get_all_network_interfaces
+ANY_PRIVATE_IP = "addresses.private-ip-address"
+
+
+def get_all_network_interfaces(self, eni_ids=None, filters=None):
+    filters = dict(filters or {})
+    wanted = filters.pop(ANY_PRIVATE_IP, None)
+    enis = _get_all_enis(self, eni_ids, filters)
+    if wanted is None:
+        return enis
+    wanted = set([wanted] if isinstance(wanted, str) else wanted)
+    return [eni for eni in enis if wanted & {d["PrivateIpAddress"] for d in eni.private_ip_addresses}]
+
+
+NetworkInterfaceBackend.get_all_network_interfaces = get_all_network_interfaces
 
 if __name__ == "__main__":
     host, port = sys.argv[1], sys.argv[2]

@@ -13,6 +13,7 @@ impl Validator<'_> {
                 "is not a key of kind = {:?}",
                 match kind {
                     VipKind::Eip => "eip",
+                    VipKind::PrivateIp => "private_ip",
                     VipKind::Route => "route",
                 }
             ) + &format!(" ({k})")
@@ -55,6 +56,39 @@ impl Validator<'_> {
                         Some(VipTarget::EipOnInstance { allocation_id })
                     }
                 }
+            }
+            VipKind::PrivateIp => {
+                for (key, set) in [
+                    (
+                        "vip.allocation_id",
+                        v.allocation_id.as_ref().map(|s| s.span()),
+                    ),
+                    ("vip.associate", v.associate.as_ref().map(|s| s.span())),
+                    ("vip.destination", v.destination.as_ref().map(|s| s.span())),
+                    (
+                        "vip.route_tables",
+                        v.route_tables.as_ref().map(|s| s.span()),
+                    ),
+                ] {
+                    if let Some(span) = set {
+                        self.err(key, &Spanned::new(span, ()), wrong("another kind's key"));
+                    }
+                }
+                let Some(ip) = &v.private_ip else {
+                    self.err("vip.private_ip", table, "missing: kind = \"private_ip\" needs the secondary private IP that follows the MASTER (an address of the nodes' subnet)");
+                    return None;
+                };
+                if !ip.get_ref().is_ipv4() {
+                    self.err(
+                        "vip.private_ip",
+                        ip,
+                        "must be an IPv4 address: EC2 moves IPv6 addresses with other calls",
+                    );
+                    return None;
+                }
+                Some(VipTarget::PrivateIp {
+                    private_ip: *ip.get_ref(),
+                })
             }
             VipKind::Route => {
                 for (key, set) in [
@@ -235,6 +269,7 @@ impl Validator<'_> {
                 }
                 None => match &target {
                     VipTarget::Route { destination, .. } => destination.clone(),
+                    VipTarget::PrivateIp { private_ip } => private_ip.to_string(),
                     t => t.allocation_id().unwrap_or_default().to_owned(),
                 },
             };
@@ -245,6 +280,11 @@ impl Validator<'_> {
                     || matches!((&o.target, &target), (
                         VipTarget::Route { destination: a, .. },
                         VipTarget::Route { destination: b, .. },
+                    ) if a == b)
+                    // One private IP moved by two VIPs would be moved twice.
+                    || matches!((&o.target, &target), (
+                        VipTarget::EipOnEni { private_ip: a, .. } | VipTarget::PrivateIp { private_ip: a },
+                        VipTarget::EipOnEni { private_ip: b, .. } | VipTarget::PrivateIp { private_ip: b },
                     ) if a == b)
             };
             if out.iter().any(same) {

@@ -267,6 +267,10 @@ impl CloudState {
             let action = match result {
                 Ok(Seen::RouteTables(_)) => Action::DescribeRouteTables,
                 Err(e) if e.operation == "DescribeRouteTables" => Action::DescribeRouteTables,
+                Ok(Seen::PrivateIps(_)) => Action::DescribeNetworkInterfaces,
+                Err(e) if e.operation == "DescribeNetworkInterfaces" => {
+                    Action::DescribeNetworkInterfaces
+                }
                 _ => Action::DescribeAddresses,
             };
             let vips: Vec<String> = self

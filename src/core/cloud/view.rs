@@ -16,7 +16,8 @@ impl CloudState {
                     kind: v.target.kind(),
                     allocation_id: v.target.allocation_id().map(str::to_owned),
                     private_ip: match &v.target {
-                        VipTarget::EipOnEni { private_ip, .. } => Some(*private_ip),
+                        VipTarget::EipOnEni { private_ip, .. }
+                        | VipTarget::PrivateIp { private_ip } => Some(*private_ip),
                         _ => None,
                     },
                     destination: match &v.target {
