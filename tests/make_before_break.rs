@@ -33,10 +33,20 @@ fn changes(w: &Watchdog, change: &str, outcome: &str) -> f64 {
 /// (`manage_address = true` on eth0), no notify scripts; `peer`: with the
 /// channel.
 fn managed_lab(peer: bool) -> Lab {
+    managed_lab_of(peer, false)
+}
+
+/// `managed_lab`, with the private IP itself as the VIP (`kind =
+/// "private_ip"`) when `private_ip`.
+fn managed_lab_of(peer: bool, private_ip: bool) -> Lab {
     let mut lab = Lab::new();
     lab.add_cloud();
     lab.set_manage_address();
-    lab.set_vip("own", false);
+    if private_ip {
+        lab.set_private_ip_vip("own");
+    } else {
+        lab.set_vip("own", false);
+    }
     lab.set_notify("a", None);
     lab.set_notify("b", None);
     if peer {
@@ -51,7 +61,18 @@ fn managed_lab(peer: bool) -> Lab {
 /// loses no request.
 #[test]
 fn a_graceful_stop_loses_no_request_with_manage_address() {
-    let mut lab = managed_lab(true);
+    graceful_stop_loses_no_request(false);
+}
+
+/// The same with the private IP itself as the VIP (`kind = "private_ip"`):
+/// the address follows the same rules as an EIP's private IP.
+#[test]
+fn a_graceful_stop_loses_no_request_with_a_managed_private_ip_vip() {
+    graceful_stop_loses_no_request(true);
+}
+
+fn graceful_stop_loses_no_request(private_ip: bool) {
+    let mut lab = managed_lab_of(true, private_ip);
     let (client, observer) = lab.start_client(Duration::from_secs(600));
     let (wa, wb) = lab.start_pair();
     wa.wait_for("a adds the private IP", SETTLE, |e| {

@@ -468,3 +468,39 @@ fn a_peer_report_older_than_this_mastership_does_not_skip_the_script() {
     );
     assert_eq!(lab.calls_by("watchdog", "b"), 0, "{}", lab.mutating_calls());
 }
+
+/// Rule 11 for a private IP VIP (`kind = "private_ip"`): the same fast
+/// path as for the EIP. HAProxy stops on a, a's watchdog reports FAULT,
+/// and b assigns the private IP to its ENI before min_master_age, once.
+#[test]
+fn a_private_ip_vip_takes_the_fast_path_on_its_peer_s_word() {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_private_ip_vip("own");
+    lab.set_notify("a", None);
+    lab.set_notify("b", None);
+    lab.add_peer_channel(true);
+    let (wa, wb) = lab.start_pair();
+    wb.wait_status("b hears a", SETTLE, |_| peer_up(&wb) == Some(1.0));
+    assert_eq!(lab.private_ip_on(), "a", "where it starts");
+    wa.forget_past();
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let arrived = wb.wait_for("b sees the private IP here", FAILOVER, |e| {
+        is(e, "vip_arrived")
+    });
+    let latency = arrived["latency_ms"].as_u64().expect("latency");
+    assert!(
+        latency < 3_000,
+        "claimed before min_master_age (3 s), on a's report: {arrived}"
+    );
+    assert_eq!(arrived["moved_by"], "watchdog", "{arrived}");
+    assert_eq!(lab.private_ip_on(), "b");
+    let calls = lab.api_calls();
+    assert_eq!(
+        calls["watchdog b"]["AssignPrivateIpAddresses"], 1,
+        "{calls}"
+    );
+    assert_eq!(lab.calls_by("watchdog", "a"), 0, "a, in FAULT, never acts");
+}

@@ -25,7 +25,7 @@ impl Summary {
                 IntGaugeVec::new(
                     Opts::new(
                         "vip_info",
-                        "Always 1, one series per configured VIP: its VRRP instance, mode (heal, own), kind (eip, eip_instance, route), and allocation_id or destination (the other empty).",
+                        "Always 1, one series per configured VIP: its VRRP instance, mode (heal, own), kind (eip, eip_instance, private_ip, route), and allocation_id or destination (empty where the kind has none).",
                     ),
                     &[
                         "vip",
