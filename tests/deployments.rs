@@ -1,6 +1,7 @@
 //! The deployments beyond an EIP on a secondary
 //! private IP: a route-table VIP in two route tables, an EIP associated
-//! by instance ID, and the secondary private IP itself (an internal VIP). A real Keepalived pair, real HAProxy, moto's EC2 server
+//! by instance ID, and the secondary private IP itself (an internal VIP,
+//! here also as a Kubernetes control-plane endpoint). A real Keepalived pair, real HAProxy, moto's EC2 server
 //! patched by tests/moto/launch.py (routes: DryRun honoured, duplicate
 //! CreateRoute refused, blackhole state; InstanceId of ENI associations;
 //! AllowReassignment honoured and a secondary private IP found by the
@@ -10,6 +11,7 @@
 
 mod common;
 
+use common::tls::{make_ca, make_cert};
 use common::{FAILOVER, Lab, SETTLE, Watchdog, is, metric};
 use std::time::Duration;
 
@@ -440,4 +442,99 @@ fn a_private_ip_claim_throttled_then_unanswered_lands_once() {
         1,
         "the dropped call reached the emulator, nothing else: {calls}"
     );
+}
+
+/// The Kubernetes control-plane endpoint: a private VIP in front of the
+/// API servers (HAProxy on each node, as kubeadm's HA guide sets it up),
+/// probed with an https `/readyz` check that trusts only the cluster's CA
+/// (`ca_file`); HAProxy here answers `/readyz` itself over TLS with a
+/// certificate that CA signed, standing in for the API server. b's
+/// watchdog is first given a CA that did not sign it: its probe is down
+/// with the certificate error, and when b becomes MASTER it does not move
+/// the address to itself. Restarted with the cluster CA, it claims.
+#[test]
+fn a_control_plane_endpoint_moves_only_to_a_node_whose_api_server_is_ready() {
+    common::require_tools(&["openssl"]);
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.set_private_ip_vip("own");
+    let pki = lab.a.dir.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    make_ca(&pki, "cluster-ca");
+    make_ca(&pki, "other-ca");
+    make_cert(
+        &pki,
+        "cluster-ca",
+        "apiserver",
+        "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n",
+    );
+    // HAProxy's crt file holds the certificate and its key.
+    let pem = pki.join("apiserver.pem");
+    let crt = std::fs::read_to_string(pki.join("apiserver.crt")).unwrap();
+    let key = std::fs::read_to_string(pki.join("apiserver.key")).unwrap();
+    std::fs::write(&pem, crt + &key).unwrap();
+    let probe = |ca: &str| {
+        format!(
+            "kind = \"http\"\nurl = \"https://127.0.0.1:6443/readyz\"\nca_file = \"{}\"",
+            pki.join(ca).display()
+        )
+    };
+    for n in [&mut lab.a, &mut lab.b] {
+        n.extra_haproxy = format!(
+            "frontend apiserver\n    bind 127.0.0.1:6443 ssl crt {}\n    http-request return status 200 content-type text/plain string ok if {{ path /readyz }}\n    http-request return status 404\n",
+            pem.display()
+        );
+        n.write_configs();
+    }
+    lab.a.probe = probe("cluster-ca.crt");
+    lab.b.probe = probe("other-ca.crt");
+    // b's watchdog starts once HAProxy answers, so that its probe's first
+    // failure (the one the status names) is the certificate's.
+    let wa = lab.a.start_watchdog(true);
+    lab.start_services();
+    wa.wait_state("master", SETTLE);
+    let wb = lab.b.start_watchdog(true);
+    wb.wait_status("b knows it is BACKUP", SETTLE, |s| {
+        s["instances"][0]["state"] == "backup"
+    });
+    let up = wa.wait_status("a's probe up", SETTLE, |s| s["probe"]["health"] == "up");
+    assert!(
+        up["probe"]["detail"] == "HTTP 200",
+        "a's /readyz over TLS: {up}"
+    );
+    let down = wb.wait_status("b's probe refusing the certificate", SETTLE, |s| {
+        s["probe"]["health"] == "down"
+    });
+    let detail = down["probe"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("certificate"),
+        "b's probe names the certificate error: {down}"
+    );
+
+    // a's API server goes: b is MASTER, but not ready by its own probe.
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let held = wb.wait_status("b holding back", FAILOVER, |s| {
+        s["vips"][0]["verdict"] == "hold" && s["vips"][0]["cloud"]["where"] == "elsewhere"
+    });
+    assert!(
+        held["vips"][0]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("never claim for an unhealthy node")),
+        "{held}"
+    );
+    assert_eq!(lab.private_ip_on(), "a", "not moved to an unready node");
+    assert_eq!(lab.calls_by("watchdog", "b"), 0, "{}", lab.mutating_calls());
+
+    // b's watchdog with the cluster's CA: ready, it claims.
+    drop(wb);
+    lab.b.probe = probe("cluster-ca.crt");
+    let wb = lab.b.start_watchdog(true);
+    wb.wait_for("b's claim", HEAL, |e| is(e, "claim_started"));
+    let status = wb.wait_status("b sees it here", FAILOVER, |s| {
+        s["vips"][0]["cloud"]["where"] == "here"
+    });
+    assert_eq!(lab.private_ip_on(), "b");
+    assert_eq!(status["probe"]["health"], "up", "{status}");
+    assert_eq!(lab.calls_by("watchdog", "a"), 0, "{}", lab.mutating_calls());
 }

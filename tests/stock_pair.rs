@@ -473,7 +473,9 @@ fn a_stock_debian_pair_under_the_packaged_unit_fails_over_and_keeps_its_state() 
         pair.write(
             host,
             "/etc/haproxy/haproxy.cfg",
-            &haproxy.replace("@NAME@", host),
+            &haproxy
+                .replace("@NAME@", host)
+                .replace("@EXTRA_HAPROXY@", ""),
         );
         pair.write(
             host,

@@ -11,80 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::tls::{make_ca, make_cert};
 use common::{Lab, in_ns, watchdog_bin};
 use serde_json::Value;
 
 const PASSWORD: &str = "s3cret-scrape";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    common::run(Command::new("openssl").args(args).current_dir(dir));
-}
-
-/// A CA (`{ca}.crt`, `{ca}.key`) in `dir`.
-fn make_ca(dir: &Path, ca: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.crt"),
-            "-subj",
-            &format!("/CN={ca}"),
-            "-days",
-            "2",
-        ],
-    );
-}
-
-/// `{name}.crt` and `{name}.key`, signed by `ca`, with `ext` (SAN, usage).
-fn make_cert(dir: &Path, ca: &str, name: &str, ext: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.crt"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-}
 
 /// `vip-watchdog hash-password`, the way the docs tell operators to make
 /// a `basic_auth_users` entry.

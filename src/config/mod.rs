@@ -242,6 +242,10 @@ pub enum Check {
     Http {
         url: reqwest::Url,
         expect_status: u16,
+        /// `ca_file`: the only CA an https URL's certificate may chain to
+        /// (a Kubernetes API server's cluster CA, say); the system's roots
+        /// otherwise.
+        ca: Option<CaFile>,
     },
     Tcp {
         address: SocketAddr,
@@ -265,9 +269,17 @@ impl Check {
     /// shown.
     pub fn describe(&self) -> String {
         match self {
-            Check::Http { url, expect_status } => {
-                format!("http GET {url}, expecting status {expect_status}")
-            }
+            Check::Http {
+                url,
+                expect_status,
+                ca,
+            } => format!(
+                "http GET {url}, expecting status {expect_status}{}",
+                ca.as_ref().map_or(String::new(), |c| format!(
+                    ", trusting only the CA in {}",
+                    c.path.display()
+                ))
+            ),
             Check::Tcp { address } => format!("tcp connect to {address}"),
             Check::Exec { command, shell } => format!(
                 "exec {command:?}{}",
@@ -437,6 +449,45 @@ impl Config {
             v.errors.sort_by_key(|e| (e.line.is_none(), e.line));
             Err(ConfigErrors(v.errors))
         }
+    }
+}
+
+/// An http check's `ca_file`: read and parsed at load, so that a missing or
+/// broken file is a config error, not a probe failure at every run.
+#[derive(Clone, PartialEq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// PEM, holding at least one certificate.
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaFile")
+            .field("path", &self.path)
+            .field("pem", &format_args!("{} bytes", self.pem.len()))
+            .finish()
+    }
+}
+
+impl CaFile {
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => Ok(Self {
+                path: path.into(),
+                pem,
+            }),
+            Ok(_) => Err(format!(
+                "{}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            )),
+            Err(e) => Err(format!("{}: not a PEM certificate: {e}", path.display())),
+        }
+    }
+
+    pub fn certificates(&self) -> Vec<reqwest::Certificate> {
+        reqwest::Certificate::from_pem_bundle(&self.pem).unwrap_or_default()
     }
 }
 
@@ -720,6 +771,43 @@ address = "127.0.0.1:80"
                 "probe.expect_status",
                 Some(12),
                 "HTTP status",
+            ),
+            (
+                "ca_file that is not there",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"http\"\nurl = \"https://127.0.0.1/readyz\"\nca_file = \"/nonexistent/ca.crt\"",
+                ),
+                "probe.ca_file",
+                Some(12),
+                "/nonexistent/ca.crt: No such file",
+            ),
+            (
+                "ca_file that holds no certificate",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"http\"\nurl = \"https://127.0.0.1/readyz\"\nca_file = \"/dev/null\"",
+                ),
+                "probe.ca_file",
+                Some(12),
+                "no PEM certificate in it",
+            ),
+            (
+                "ca_file with a plain http url",
+                MINIMAL.replace(
+                    "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+                    "kind = \"http\"\nurl = \"http://127.0.0.1/readyz\"\nca_file = \"/dev/null\"",
+                ),
+                "probe.ca_file",
+                Some(12),
+                "only with an https:// url",
+            ),
+            (
+                "ca_file on a tcp check",
+                MINIMAL.replace("kind = \"tcp\"", "kind = \"tcp\"\nca_file = \"/dev/null\""),
+                "probe.ca_file",
+                Some(11),
+                "not used by kind = \"tcp\"",
             ),
             (
                 "postgres without dsn",

@@ -38,26 +38,35 @@ pub enum Outcome {
 }
 
 pub struct Prober {
-    check: Check,
-    /// More checks that must pass too, in order after `check`.
-    also: Vec<Check>,
+    /// The probe's check, then the ones that must pass too, in order; each
+    /// with the HTTP client it uses (its own for an http check with
+    /// `ca_file`, which trusts that CA only).
+    checks: Vec<(Check, reqwest::Client)>,
     timeout: Duration,
-    client: reqwest::Client,
 }
 
 impl Prober {
     pub fn new(check: Check, also: Vec<Check>, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .build()?;
-        Ok(Self {
-            check,
-            also,
-            timeout,
-            client,
-        })
+        let builder = || {
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(timeout)
+        };
+        let shared = builder().build()?;
+        let checks = std::iter::once(check)
+            .chain(also)
+            .map(|c| {
+                let client = match &c {
+                    Check::Http { ca: Some(ca), .. } => {
+                        builder().tls_certs_only(ca.certificates()).build()?
+                    }
+                    _ => shared.clone(),
+                };
+                Ok((c, client))
+            })
+            .collect::<Result<_, reqwest::Error>>()?;
+        Ok(Self { checks, timeout })
     }
 
     pub async fn run_once(&self) -> Outcome {
@@ -76,65 +85,68 @@ impl Prober {
     /// Every check in turn; the first failure is the run's.
     async fn attempt(&self) -> Outcome {
         let mut details = vec![];
-        for check in std::iter::once(&self.check).chain(&self.also) {
-            match self.one(check).await {
+        for (check, client) in &self.checks {
+            match one(check, client).await {
                 Outcome::Success(d) => details.push(d),
                 failure => return failure,
             }
         }
         Outcome::Success(details.join("; "))
     }
+}
 
-    async fn one(&self, check: &Check) -> Outcome {
-        match check {
-            Check::Postgres { dsn } => postgres_primary(dsn).await,
-            Check::Http { url, expect_status } => match self.client.get(url.clone()).send().await {
-                Ok(resp) if resp.status().as_u16() == *expect_status => {
-                    Outcome::Success(format!("HTTP {}", resp.status().as_u16()))
-                }
-                Ok(resp) => Outcome::Failure(
-                    FailReason::BadAnswer,
-                    format!("HTTP {}, expected {expect_status}", resp.status().as_u16()),
-                ),
-                Err(e) if e.is_timeout() => Outcome::Failure(FailReason::Timeout, error_chain(&e)),
-                Err(e) => Outcome::Failure(FailReason::Unreachable, error_chain(&e)),
-            },
-            Check::Tcp { address } => match TcpStream::connect(address).await {
-                Ok(_) => Outcome::Success(format!("connected to {address}")),
-                Err(e) => Outcome::Failure(FailReason::Unreachable, format!("{address}: {e}")),
-            },
-            Check::Exec { command, shell } => {
-                let mut cmd = if *shell {
-                    let mut c = Command::new("/bin/sh");
-                    c.arg("-c").arg(&command[0]);
-                    c
-                } else {
-                    let mut c = Command::new(&command[0]);
-                    c.args(&command[1..]);
-                    c
-                };
-                // Dropped on timeout: the child is killed, not left behind.
-                cmd.kill_on_drop(true)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped());
-                match cmd.output().await {
-                    Ok(out) if out.status.success() => Outcome::Success("exit status 0".into()),
-                    Ok(out) => {
-                        let stderr = String::from_utf8_lossy(&out.stderr);
-                        let first = stderr.lines().next().unwrap_or("").trim();
-                        let mut detail = format!("{}", out.status);
-                        if !first.is_empty() {
-                            detail.push_str(": ");
-                            detail.push_str(&first.chars().take(200).collect::<String>());
-                        }
-                        Outcome::Failure(FailReason::BadAnswer, detail)
+/// One check, with `client` for an http one.
+async fn one(check: &Check, client: &reqwest::Client) -> Outcome {
+    match check {
+        Check::Postgres { dsn } => postgres_primary(dsn).await,
+        Check::Http {
+            url, expect_status, ..
+        } => match client.get(url.clone()).send().await {
+            Ok(resp) if resp.status().as_u16() == *expect_status => {
+                Outcome::Success(format!("HTTP {}", resp.status().as_u16()))
+            }
+            Ok(resp) => Outcome::Failure(
+                FailReason::BadAnswer,
+                format!("HTTP {}, expected {expect_status}", resp.status().as_u16()),
+            ),
+            Err(e) if e.is_timeout() => Outcome::Failure(FailReason::Timeout, error_chain(&e)),
+            Err(e) => Outcome::Failure(FailReason::Unreachable, error_chain(&e)),
+        },
+        Check::Tcp { address } => match TcpStream::connect(address).await {
+            Ok(_) => Outcome::Success(format!("connected to {address}")),
+            Err(e) => Outcome::Failure(FailReason::Unreachable, format!("{address}: {e}")),
+        },
+        Check::Exec { command, shell } => {
+            let mut cmd = if *shell {
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c").arg(&command[0]);
+                c
+            } else {
+                let mut c = Command::new(&command[0]);
+                c.args(&command[1..]);
+                c
+            };
+            // Dropped on timeout: the child is killed, not left behind.
+            cmd.kill_on_drop(true)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            match cmd.output().await {
+                Ok(out) if out.status.success() => Outcome::Success("exit status 0".into()),
+                Ok(out) => {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    let first = stderr.lines().next().unwrap_or("").trim();
+                    let mut detail = format!("{}", out.status);
+                    if !first.is_empty() {
+                        detail.push_str(": ");
+                        detail.push_str(&first.chars().take(200).collect::<String>());
                     }
-                    Err(e) => Outcome::Failure(
-                        FailReason::Unreachable,
-                        format!("cannot run {:?}: {e}", command[0]),
-                    ),
+                    Outcome::Failure(FailReason::BadAnswer, detail)
                 }
+                Err(e) => Outcome::Failure(
+                    FailReason::Unreachable,
+                    format!("cannot run {:?}: {e}", command[0]),
+                ),
             }
         }
     }
@@ -322,12 +334,14 @@ mod tests {
         let ok = run(Check::Http {
             url: url.clone(),
             expect_status: 200,
+            ca: None,
         })
         .await;
         assert_eq!(ok, Outcome::Success("HTTP 200".into()));
         let Outcome::Failure(FailReason::BadAnswer, d) = run(Check::Http {
             url,
             expect_status: 204,
+            ca: None,
         })
         .await
         else {
@@ -338,7 +352,8 @@ mod tests {
         assert!(matches!(
             run(Check::Http {
                 url,
-                expect_status: 200
+                expect_status: 200,
+                ca: None,
             })
             .await,
             Outcome::Failure(FailReason::BadAnswer, _)

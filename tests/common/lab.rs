@@ -110,6 +110,7 @@ impl Lab {
             vip_address: format!("{VIP}/32 dev eth0"),
             extra_vips: String::new(),
             extra_instances: String::new(),
+            extra_haproxy: String::new(),
             check: "/usr/bin/curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/health"
                 .into(),
             check_weight: String::new(),

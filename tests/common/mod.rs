@@ -23,6 +23,7 @@ pub mod events;
 pub mod lab;
 pub mod node;
 pub mod prometheus;
+pub mod tls;
 pub mod watchdog;
 
 // Each test binary uses some of these; the rest are not unused.

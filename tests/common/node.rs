@@ -33,6 +33,8 @@ pub struct Node {
     pub extra_vips: String,
     /// More vrrp_instance blocks of keepalived.conf.
     pub extra_instances: String,
+    /// More sections of haproxy.cfg (`Lab::add_apiserver`).
+    pub extra_haproxy: String,
     /// Keepalived's tracked script and its weight line (none: FAULT when
     /// it fails); HAProxy's health by default.
     pub check: String,
@@ -98,6 +100,7 @@ impl Node {
             ("@NOTIFY@", self.notify.as_str()),
             ("@EXTRA_VIPS@", self.extra_vips.as_str()),
             ("@EXTRA_INSTANCES@", self.extra_instances.as_str()),
+            ("@EXTRA_HAPROXY@", self.extra_haproxy.as_str()),
             ("@CHECK@", self.check.as_str()),
             ("@CHECK_WEIGHT@", self.check_weight.as_str()),
             ("@PROBE@", self.probe.as_str()),

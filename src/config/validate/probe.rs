@@ -24,6 +24,7 @@ impl Validator<'_> {
             kind: raw.kind,
             url: raw.url,
             expect_status: raw.expect_status,
+            ca_file: raw.ca_file,
             address: raw.address,
             command: raw.command,
             shell: raw.shell,
@@ -52,8 +53,13 @@ impl Validator<'_> {
     fn check(&mut self, prefix: &str, raw: RawCheck, table: &Spanned<()>) -> Check {
         // Keys that belong to another kind are mistakes, not noise.
         let kind = raw.kind;
-        let foreign: [(&str, Option<std::ops::Range<usize>>, ProbeKind); 6] = [
+        let foreign: [(&str, Option<std::ops::Range<usize>>, ProbeKind); 7] = [
             ("url", raw.url.as_ref().map(Spanned::span), ProbeKind::Http),
+            (
+                "ca_file",
+                raw.ca_file.as_ref().map(Spanned::span),
+                ProbeKind::Http,
+            ),
             (
                 "expect_status",
                 raw.expect_status.as_ref().map(Spanned::span),
@@ -115,10 +121,20 @@ impl Validator<'_> {
                         Some(s) => s.into_inner(),
                         None => 200,
                     };
+                    let ca = raw.ca_file.and_then(|f| {
+                        if !url.get_ref().starts_with("https://") {
+                            self.err(&key("ca_file"), &f, "is used only with an https:// url");
+                            return None;
+                        }
+                        CaFile::read(Path::new(f.get_ref()))
+                            .map_err(|e| self.err(&key("ca_file"), &f, e))
+                            .ok()
+                    });
                     match reqwest::Url::parse(url.get_ref()) {
                         Ok(u) if matches!(u.scheme(), "http" | "https") => Check::Http {
                             url: u,
                             expect_status,
+                            ca,
                         },
                         Ok(u) => {
                             self.err(
