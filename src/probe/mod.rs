@@ -16,10 +16,11 @@ use crate::config::ProbeConfig;
 use crate::core::input::Event;
 use crate::metrics::Metrics;
 use check::{Outcome, Prober};
-use risefall::RiseFall;
+use risefall::Reporter;
 
 /// Runs the probe every `interval` until cancelled; sends an event to the
-/// owner each time the health crosses its rise or fall threshold.
+/// owner each time the health crosses its rise or fall threshold, and when
+/// the reason for it changes while it holds (`Reporter`).
 pub async fn run(
     config: ProbeConfig,
     events: mpsc::Sender<Event>,
@@ -28,7 +29,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let kind = config.check.kind();
     let prober = Prober::new(config.check, config.also, config.timeout)?;
-    let mut rf = RiseFall::new(config.rise.get(), config.fall.get());
+    let mut report = Reporter::new(config.rise.get(), config.fall.get());
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     async move {
@@ -51,7 +52,7 @@ pub async fn run(
                     (false, d)
                 }
             };
-            if let Some(health) = rf.record(ok)
+            if let Some(health) = report.record(ok, &detail)
                 && events.send(Event::Probe { health, detail }).await.is_err()
             {
                 return Ok(()); // the owner is gone: shutting down

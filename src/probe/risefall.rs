@@ -49,10 +49,105 @@ impl RiseFall {
     }
 }
 
+/// What the probe task tells the owner: each health change, and, while
+/// the health holds, a new detail from a run that agrees with it (a probe
+/// that went down on "connection refused" and now fails on a certificate
+/// says so). A run that disagrees (one failure while up, short of `fall`)
+/// says nothing: its detail is not the health's.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    rf: RiseFall,
+    sent: Option<String>,
+}
+
+impl Reporter {
+    pub fn new(rise: u32, fall: u32) -> Self {
+        Self {
+            rf: RiseFall::new(rise, fall),
+            sent: None,
+        }
+    }
+
+    /// Records one run; returns the health to send with `detail`, if any.
+    pub fn record(&mut self, ok: bool, detail: &str) -> Option<Health> {
+        let changed = self.rf.record(ok);
+        let health = self.rf.health();
+        let agrees = match health {
+            Health::Up => ok,
+            Health::Down => !ok,
+            Health::Unknown => false,
+        };
+        let send = changed.is_some() || (agrees && self.sent.as_deref() != Some(detail));
+        if send {
+            self.sent = Some(detail.to_owned());
+            Some(health)
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use Health::*;
+
+    /// (case, rise/fall 2/2, runs as (ok, detail), what is sent after each)
+    #[test]
+    fn reporter_table() {
+        type Row = (
+            &'static str,
+            &'static [(bool, &'static str)],
+            &'static [Option<Health>],
+        );
+        let rows: &[Row] = &[
+            (
+                "a transition is sent with its detail",
+                &[(false, "refused"), (false, "refused")],
+                &[None, Some(Down)],
+            ),
+            (
+                "the same detail while down is not sent again",
+                &[(false, "refused"), (false, "refused"), (false, "refused")],
+                &[None, Some(Down), None],
+            ),
+            (
+                "a new detail while down is sent, once",
+                &[
+                    (false, "refused"),
+                    (false, "refused"),
+                    (false, "certificate"),
+                    (false, "certificate"),
+                ],
+                &[None, Some(Down), Some(Down), None],
+            ),
+            (
+                "one failure while up (short of fall) says nothing",
+                &[
+                    (true, "HTTP 200"),
+                    (true, "HTTP 200"),
+                    (false, "timeout"),
+                    (true, "HTTP 200"),
+                ],
+                &[None, Some(Up), None, None],
+            ),
+            (
+                "one success while down (short of rise) says nothing",
+                &[
+                    (false, "refused"),
+                    (false, "refused"),
+                    (true, "HTTP 200"),
+                    (false, "refused"),
+                ],
+                &[None, Some(Down), None, None],
+            ),
+        ];
+        for (case, runs, want) in rows {
+            let mut r = Reporter::new(2, 2);
+            let got: Vec<Option<Health>> = runs.iter().map(|(ok, d)| r.record(*ok, d)).collect();
+            assert_eq!(&got, want, "{case}");
+        }
+    }
 
     #[test]
     fn rise_fall_table() {
