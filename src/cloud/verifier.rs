@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span};
@@ -65,6 +66,28 @@ pub struct Verifier<C: Cloud> {
     pub pace: Pace,
     /// IDs EC2 said it does not know, asked alone each round.
     unknown: BTreeSet<String>,
+}
+
+/// Asks the cloud with `describe` (abandoned on `cancel`) and hands the
+/// answer to the owner, stamped with when it was asked; returns that
+/// stamp, `None` when the task is to stop (cancelled, or the owner gone).
+async fn observe(
+    events: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+    describe: impl std::future::Future<Output = (Result<Seen, CloudError>, Vec<String>)>,
+) -> Option<crate::core::clock::Stamp> {
+    let sent = crate::clock::now();
+    let (result, unknown) = tokio::select! {
+        _ = cancel.cancelled() => return None,
+        r = describe => r,
+    };
+    let observed = CloudEvent::Observed {
+        sent,
+        result,
+        unknown,
+    };
+    events.send(observed.into()).await.ok()?;
+    Some(sent)
 }
 
 impl<C: Cloud> Verifier<C> {
@@ -169,48 +192,26 @@ impl<C: Cloud> Verifier<C> {
             loop {
                 let sent = crate::clock::now();
                 if !self.allocation_ids.is_empty() {
-                    let (result, unknown) = tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
-                        r = self.describe() => r,
-                    };
-                    let observed = CloudEvent::Observed {
-                        sent,
-                        result: result.map(Seen::Addresses),
-                        unknown,
-                    };
-                    if events.send(observed.into()).await.is_err() {
+                    let describe = self.describe().map(|(r, u)| (r.map(Seen::Addresses), u));
+                    if observe(&events, &cancel, describe).await.is_none() {
                         return Ok(());
                     }
                 }
                 if !self.private_ips.is_empty() {
-                    let sent = crate::clock::now();
-                    let result = tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
-                        r = self.describe_private_ips() => r,
-                    };
-                    let observed = CloudEvent::Observed {
-                        sent,
-                        result: result.map(Seen::PrivateIps),
-                        unknown: vec![],
-                    };
-                    if events.send(observed.into()).await.is_err() {
+                    let describe = self
+                        .describe_private_ips()
+                        .map(|r| (r.map(Seen::PrivateIps), vec![]));
+                    if observe(&events, &cancel, describe).await.is_none() {
                         return Ok(());
                     }
                 }
                 if !self.route_tables.is_empty() {
-                    let sent = crate::clock::now();
-                    let result = tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
-                        r = self.describe_routes() => r,
-                    };
-                    let observed = CloudEvent::Observed {
-                        sent,
-                        result: result.map(Seen::RouteTables),
-                        unknown: vec![],
-                    };
-                    if events.send(observed.into()).await.is_err() {
+                    let describe = self
+                        .describe_routes()
+                        .map(|r| (r.map(Seen::RouteTables), vec![]));
+                    let Some(sent) = observe(&events, &cancel, describe).await else {
                         return Ok(());
-                    }
+                    };
                     if sent.mono >= source_dest_due {
                         let on = call("DescribeNetworkInterfaces", &self.policy, &self.metrics, || {
                             self.cloud.source_dest_check(&self.eni)
