@@ -3,29 +3,71 @@
 
 use super::*;
 
+/// A [[vip]] key: its name, where it is written (if it is), the kinds it
+/// belongs to, and what it is, for the error under another kind.
+type ForeignKey<'a> = (
+    &'a str,
+    Option<std::ops::Range<usize>>,
+    &'a [VipKind],
+    &'a str,
+);
+
 impl Validator<'_> {
     /// What the VIP is in the cloud, from its kind's keys; `None` after an
     /// error (each named).
     fn target(&mut self, v: &RawVip, table: &Spanned<()>) -> Option<VipTarget> {
         let kind = *v.kind.get_ref();
-        let wrong = |k: &str| {
-            format!(
-                "is not a key of kind = {:?}",
-                match kind {
-                    VipKind::Eip => "eip",
-                    VipKind::PrivateIp => "private_ip",
-                    VipKind::Route => "route",
-                }
-            ) + &format!(" ({k})")
+        // Each kind's own keys are mistakes under another kind.
+        let foreign: [ForeignKey; 5] = [
+            (
+                "vip.allocation_id",
+                v.allocation_id.as_ref().map(|s| s.span()),
+                &[VipKind::Eip],
+                "an EIP's key",
+            ),
+            (
+                "vip.associate",
+                v.associate.as_ref().map(|s| s.span()),
+                &[VipKind::Eip],
+                "an EIP's key",
+            ),
+            (
+                "vip.private_ip",
+                v.private_ip.as_ref().map(|s| s.span()),
+                &[VipKind::Eip, VipKind::PrivateIp],
+                "an EIP's key",
+            ),
+            (
+                "vip.destination",
+                v.destination.as_ref().map(|s| s.span()),
+                &[VipKind::Route],
+                "a route VIP's destination",
+            ),
+            (
+                "vip.route_tables",
+                v.route_tables.as_ref().map(|s| s.span()),
+                &[VipKind::Route],
+                "a route VIP's route tables",
+            ),
+        ];
+        let kind_name = match kind {
+            VipKind::Eip => "eip",
+            VipKind::PrivateIp => "private_ip",
+            VipKind::Route => "route",
         };
+        for (key, span, owners, what) in foreign {
+            if let Some(span) = span
+                && !owners.contains(&kind)
+            {
+                self.err(
+                    key,
+                    &Spanned::new(span, ()),
+                    format!("is not a key of kind = {kind_name:?} ({what})"),
+                );
+            }
+        }
         match kind {
             VipKind::Eip => {
-                if let Some(d) = &v.destination {
-                    self.err("vip.destination", d, wrong("a route VIP's destination"));
-                }
-                if let Some(t) = &v.route_tables {
-                    self.err("vip.route_tables", t, wrong("a route VIP's route tables"));
-                }
                 let Some(alloc) = &v.allocation_id else {
                     self.err("vip.allocation_id", table, "missing: kind = \"eip\" needs the Elastic IP's allocation ID (eipalloc-...)");
                     return None;
@@ -58,22 +100,6 @@ impl Validator<'_> {
                 }
             }
             VipKind::PrivateIp => {
-                for (key, set) in [
-                    (
-                        "vip.allocation_id",
-                        v.allocation_id.as_ref().map(|s| s.span()),
-                    ),
-                    ("vip.associate", v.associate.as_ref().map(|s| s.span())),
-                    ("vip.destination", v.destination.as_ref().map(|s| s.span())),
-                    (
-                        "vip.route_tables",
-                        v.route_tables.as_ref().map(|s| s.span()),
-                    ),
-                ] {
-                    if let Some(span) = set {
-                        self.err(key, &Spanned::new(span, ()), wrong("another kind's key"));
-                    }
-                }
                 let Some(ip) = &v.private_ip else {
                     self.err("vip.private_ip", table, "missing: kind = \"private_ip\" needs the secondary private IP that follows the MASTER (an address of the nodes' subnet)");
                     return None;
@@ -91,18 +117,6 @@ impl Validator<'_> {
                 })
             }
             VipKind::Route => {
-                for (key, set) in [
-                    (
-                        "vip.allocation_id",
-                        v.allocation_id.as_ref().map(|s| s.span()),
-                    ),
-                    ("vip.private_ip", v.private_ip.as_ref().map(|s| s.span())),
-                    ("vip.associate", v.associate.as_ref().map(|s| s.span())),
-                ] {
-                    if let Some(span) = set {
-                        self.err(key, &Spanned::new(span, ()), wrong("an EIP's key"));
-                    }
-                }
                 let Some(d) = &v.destination else {
                     self.err("vip.destination", table, "missing: kind = \"route\" needs the destination CIDR whose route follows the MASTER (e.g. \"192.168.100.10/32\")");
                     return None;
