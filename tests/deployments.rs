@@ -27,6 +27,16 @@ fn arrived(w: &Watchdog, timeout: Duration) -> serde_json::Value {
     w.wait_for("the VIP seen here", timeout, |e| is(e, "vip_arrived"))
 }
 
+/// HAProxy stopped on a: b becomes MASTER and its watchdog sees the VIP
+/// arrive, moved by the watchdog (b's own claim), within `timeout`.
+fn moved_to_b_by_its_watchdog(lab: &mut Lab, wb: &Watchdog, timeout: Duration) {
+    wb.forget_past();
+    lab.a.kill_haproxy();
+    wb.wait_state("master", FAILOVER);
+    let seen = arrived(wb, timeout);
+    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+}
+
 /// Own mode: the route in both tables follows the MASTER, one
 /// ReplaceRoute per table from the new MASTER, none from the old one.
 #[test]
@@ -37,11 +47,7 @@ fn a_route_vip_in_two_route_tables_moves_with_the_master() {
     let (wa, wb) = start(&mut lab);
     assert_eq!(lab.routes_on(), ["a", "a"], "set-up routes to a");
     assert!(lab.a.has_vip(), "Keepalived put the VIPs on a");
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
-    let seen = arrived(&wb, FAILOVER);
-    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    moved_to_b_by_its_watchdog(&mut lab, &wb, FAILOVER);
     assert_eq!(lab.routes_on(), ["b", "b"], "both tables follow b");
     assert_eq!(lab.calls_by("watchdog", "b"), 2, "{}", lab.mutating_calls());
     let calls = lab.api_calls();
@@ -76,11 +82,7 @@ fn a_notify_script_that_updated_one_table_only_is_healed_on_the_other() {
     lab.set_route_vip("heal");
     lab.set_notify_route("b", "first-only");
     let (_wa, wb) = start(&mut lab);
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
-    let seen = arrived(&wb, HEAL);
-    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    moved_to_b_by_its_watchdog(&mut lab, &wb, HEAL);
     assert_eq!(lab.routes_on(), ["b", "b"]);
     let calls = lab.api_calls();
     assert_eq!(
@@ -251,11 +253,7 @@ fn an_eip_by_instance_id_moves_with_the_master_and_is_healed_after_a_failed_scri
     lab.set_eip_by_instance("heal");
     lab.set_notify("b", Some("fail"));
     let (_wa, wb) = start(&mut lab);
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
-    let seen = arrived(&wb, HEAL);
-    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    moved_to_b_by_its_watchdog(&mut lab, &wb, HEAL);
     assert_eq!(lab.eip_on(), "b");
     let calls = lab.api_calls();
     assert_eq!(calls["watchdog b"]["AssociateAddress"], 1, "{calls}");
@@ -365,11 +363,7 @@ fn a_private_ip_vip_moves_with_the_master_and_a_steal_is_taken_back() {
         out.contains("ec2:AssignPrivateIpAddresses    unknown  EC2 has no DryRun for it"),
         "no DryRun for the assign: {out}"
     );
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
-    let seen = arrived(&wb, FAILOVER);
-    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    moved_to_b_by_its_watchdog(&mut lab, &wb, FAILOVER);
     assert_eq!(lab.private_ip_on(), "b", "moved, not copied");
     let calls = lab.api_calls();
     assert_eq!(
@@ -415,11 +409,7 @@ fn a_private_ip_claim_throttled_then_unanswered_lands_once() {
     let injected =
         lab.add_fault_proxy("b", r#"{"AssignPrivateIpAddresses": ["throttle", "drop"]}"#);
     let (_wa, wb) = start(&mut lab);
-    wb.forget_past();
-    lab.a.kill_haproxy();
-    wb.wait_state("master", FAILOVER);
-    let seen = arrived(&wb, HEAL);
-    assert_eq!(seen["moved_by"], "watchdog", "{seen}");
+    moved_to_b_by_its_watchdog(&mut lab, &wb, HEAL);
     assert_eq!(lab.private_ip_on(), "b");
     let faults: Vec<String> = (0..2)
         .map(|_| {
