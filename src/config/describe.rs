@@ -193,14 +193,26 @@ impl Config {
                 d(&p.backoff_base),
                 d(&p.backoff_max)
             );
-            if let Some(a) = &v.address {
-                let _ = writeln!(
-                    w,
-                    "  manage_address: this watchdog adds {} to {} on a healthy MASTER before it claims, and removes it once the cloud shows the VIP elsewhere (at most {} after this node stops being MASTER); needs CAP_NET_ADMIN",
-                    a.ip,
-                    a.interface,
-                    d(&a.hold)
-                );
+            match (&v.address, v.handover) {
+                (Some(a), crate::core::handover::Handover::BreakBeforeMake { fence_wait }) => {
+                    let _ = writeln!(
+                        w,
+                        "  manage_address, break before make: this watchdog adds {} to {} on a healthy MASTER only once the peer let go (its watchdog reports the address removed and its probe down, or it is silent for fence_wait {}), then claims; off MASTER it removes the address at once; needs CAP_NET_ADMIN",
+                        a.ip,
+                        a.interface,
+                        d(&fence_wait)
+                    );
+                }
+                (Some(a), _) => {
+                    let _ = writeln!(
+                        w,
+                        "  manage_address: this watchdog adds {} to {} on a healthy MASTER before it claims, and removes it once the cloud shows the VIP elsewhere (at most {} after this node stops being MASTER); needs CAP_NET_ADMIN",
+                        a.ip,
+                        a.interface,
+                        d(&a.hold)
+                    );
+                }
+                (None, _) => {}
             }
         }
         match &self.peer {

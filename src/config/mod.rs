@@ -993,6 +993,97 @@ address = "127.0.0.1:80"
         assert_eq!(cloud.permission_check_interval, Duration::from_secs(3600));
     }
 
+    /// `handover`: make before break by default; break before make with
+    /// its fence_wait (30 s by default), only with the address in the
+    /// watchdog's hands and the peer channel; each mistake named by key
+    /// and line.
+    #[test]
+    fn break_before_make_needs_its_address_and_the_peer() {
+        use crate::core::handover::Handover;
+        let peer = "[peer]\nlisten = \"10.0.0.1:9843\"\naddress = \"10.0.0.2:9843\"\nsecret_file = \"/k\"\n";
+        let managed = "manage_address = true\ninterface = \"eth0\"\n";
+        let c = Config::parse(&with_vip("")).expect("valid");
+        assert_eq!(c.vips[0].handover, Handover::MakeBeforeBreak);
+        let bbm = format!("{managed}handover = \"break_before_make\"\n");
+        let c = Config::parse(&format!("{}{peer}", with_vip(&bbm))).expect("valid");
+        assert_eq!(
+            c.vips[0].handover,
+            Handover::BreakBeforeMake {
+                fence_wait: Duration::from_secs(30)
+            }
+        );
+        let c = Config::parse(&format!(
+            "{}{peer}",
+            with_private_ip(&format!("{bbm}fence_wait = \"10s\"\n"))
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.vips[0].handover,
+            Handover::BreakBeforeMake {
+                fence_wait: Duration::from_secs(10)
+            }
+        );
+        // (what, the file, expected key, words the message has)
+        let rows = [
+            (
+                "without manage_address",
+                format!("{}{peer}", with_vip("handover = \"break_before_make\"\n")),
+                "vip.handover",
+                "needs manage_address = true",
+            ),
+            (
+                "without [peer]",
+                with_vip(&bbm),
+                "vip.handover",
+                "needs a [peer] table",
+            ),
+            (
+                "fence_wait under make before break",
+                format!("{}{peer}", with_vip("fence_wait = \"10s\"\n")),
+                "vip.fence_wait",
+                "only with handover",
+            ),
+            (
+                "fence_wait under 5s",
+                format!("{}{peer}", with_vip(&format!("{bbm}fence_wait = \"2s\"\n"))),
+                "vip.fence_wait",
+                "at least 5s",
+            ),
+            (
+                "fence_wait not longer than peer.max_age",
+                format!(
+                    "{}{peer}max_age = \"20s\"\n",
+                    with_vip(&format!("{bbm}fence_wait = \"20s\"\n"))
+                ),
+                "vip.fence_wait",
+                "longer than peer.max_age (20s)",
+            ),
+            (
+                "the default fence_wait next to a longer max_age",
+                format!("{}{peer}max_age = \"1m\"\n", with_vip(&bbm)),
+                "vip.fence_wait",
+                "longer than peer.max_age (1m)",
+            ),
+            (
+                "an unknown handover",
+                with_vip("handover = \"whenever\"\n"),
+                // A value serde refuses is named by its line and the
+                // values it takes, as for mode.
+                "",
+                "unknown variant `whenever`, expected `make_before_break` or `break_before_make`",
+            ),
+        ];
+        for (what, text, key, needle) in rows {
+            let errs = Config::parse(&text).expect_err(what).0;
+            let e = errs
+                .iter()
+                .find(|e| e.key == key)
+                .unwrap_or_else(|| panic!("{what}: no {key} error in {errs:?}"));
+            assert!(e.line.is_some(), "{what}: {e}");
+            assert!(e.message.contains(needle), "{what}: {e:?} lacks {needle:?}");
+        }
+    }
+
     #[test]
     fn vip_errors_name_the_key_and_line() {
         // (what, the file, expected key, expected line, words the message has)

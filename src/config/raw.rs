@@ -174,6 +174,16 @@ pub(super) struct RawVip {
     pub(super) interface: Option<Spanned<String>>,
     #[serde(default = "default_address_hold")]
     pub(super) address_hold: Spanned<Dur>,
+    /// Make before break (the default) or break before make (roles).
+    pub(super) handover: Option<Spanned<RawHandover>>,
+    pub(super) fence_wait: Option<Spanned<Dur>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawHandover {
+    MakeBeforeBreak,
+    BreakBeforeMake,
 }
 
 pub(super) fn default_mode() -> RawMode {
@@ -185,6 +195,9 @@ pub(super) fn default_grace() -> Spanned<Dur> {
 pub(super) fn default_min_master_age() -> Spanned<Dur> {
     dur(Duration::from_secs(3))
 }
+/// Break before make: how long a silent old holder is waited for.
+pub(super) const DEFAULT_FENCE_WAIT: Duration = Duration::from_secs(30);
+
 pub(super) fn default_address_hold() -> Spanned<Dur> {
     dur(Duration::from_secs(30))
 }

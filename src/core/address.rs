@@ -20,11 +20,15 @@
 //! A3. Make: a healthy MASTER (claim rule 2: MASTER, Keepalived runs, the
 //!     probe is up) carries the address; it is added when absent. Claim
 //!     rule 6 waits for it, so the address is up before the VIP is claimed.
+//!     With break before make, only once the old holder let go
+//!     (`core::handover`; claim rule 13 waits for the same).
 //! A4. A MASTER whose Keepalived runs keeps the address, healthy or not:
 //!     the cloud may still send it the traffic.
 //! A5. Break: a node that is not MASTER (BACKUP, FAULT, STOP, or its
 //!     Keepalived is down) removes the address once the cloud's view shows
-//!     the VIP elsewhere, nowhere, or on another private IP.
+//!     the VIP elsewhere, nowhere, or on another private IP. With break
+//!     before make, at once: the new holder waits for it (A6 does not
+//!     apply).
 //! A6. Until then it keeps serving on it, asking the cloud again, for at
 //!     most `address_hold` after it stopped being MASTER. Then a view asked
 //!     for after the hold ended decides: while it shows the VIP still here
@@ -45,6 +49,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::core::clock::Mono;
+use crate::core::handover::Release;
 use crate::core::words::Holder;
 use crate::core::words::{Health, VrrpState};
 
@@ -80,6 +85,10 @@ pub struct AddressView<'a> {
     pub holder: Option<&'a Holder>,
     /// When the request of that view was sent.
     pub seen: Option<Mono>,
+    /// `handover = "break_before_make"` (A3, A5).
+    pub break_first: bool,
+    /// Whether the old holder let go (`core::handover`; A3).
+    pub release: &'a Release,
 }
 
 /// The verdict of the address rules.
@@ -161,6 +170,11 @@ impl AddressState {
             self.released_at = None;
             self.past_hold = false;
             // Rule A3.
+            if !v.on_host && v.probe == Health::Up && !v.release.may_make() {
+                return keep(
+                    "break before make: a healthy MASTER, but the old holder has not let go: the private IP is not added yet",
+                );
+            }
             if !v.on_host && v.probe == Health::Up {
                 return act(
                     Change::Add,
@@ -181,6 +195,12 @@ impl AddressState {
         }
         let since = *self.released_at.get_or_insert(now);
         // Rule A5.
+        if v.break_first {
+            return act(
+                Change::Remove,
+                "break before make: not MASTER, so the private IP goes first; the new holder waits for it",
+            );
+        }
         if let Some(h) = v.holder.filter(|h| **h != Holder::Here) {
             return act(
                 Change::Remove,
@@ -266,6 +286,9 @@ impl AddressState {
 mod tests {
     use super::*;
 
+    /// Make before break, the default.
+    static MBB: Release = Release::NotNeeded;
+
     const HOLD: Duration = Duration::from_secs(30);
 
     fn ms(n: u64) -> Mono {
@@ -297,6 +320,8 @@ mod tests {
         refresh: bool,
         /// A6 keeps the address past address_hold.
         kept: bool,
+        break_first: bool,
+        release: Release,
     }
 
     fn row(name: &'static str) -> Row {
@@ -314,6 +339,16 @@ mod tests {
             want: None,
             refresh: false,
             kept: false,
+            break_first: false,
+            release: Release::NotNeeded,
+        }
+    }
+
+    /// The old holder has not let go (break before make).
+    fn not_let_go() -> Release {
+        Release::Waiting {
+            why: "break before make: the peer still carries the address on its host".into(),
+            until: None,
         }
     }
 
@@ -477,6 +512,55 @@ mod tests {
                 ..row("rule A6: Keepalived down for address_hold, no view of the cloud: remove")
             },
             Row {
+                break_first: true,
+                release: not_let_go(),
+                ..row("rule A3: break before make, the old holder has not let go: not added")
+            },
+            Row {
+                break_first: true,
+                release: Release::LetGo { fenced: false },
+                want: Some(Change::Add),
+                ..row("rule A3: break before make, the old holder let go: add")
+            },
+            Row {
+                break_first: true,
+                release: Release::LetGo { fenced: true },
+                want: Some(Change::Add),
+                ..row("rule A3: break before make, the old holder fenced by silence: add")
+            },
+            Row {
+                break_first: true,
+                release: not_let_go(),
+                on_host: true,
+                ..row("rule A4: break before make, MASTER with the address: keep")
+            },
+            Row {
+                break_first: true,
+                vrrp: VrrpState::Backup,
+                on_host: true,
+                holder: Some(Holder::Here),
+                want: Some(Change::Remove),
+                ..row(
+                    "rule A5: break before make, BACKUP, the cloud still shows the VIP here: remove at once",
+                )
+            },
+            Row {
+                break_first: true,
+                keepalived: Some(false),
+                vrrp: VrrpState::Unknown,
+                on_host: true,
+                holder: None,
+                want: Some(Change::Remove),
+                ..row("rule A5: break before make, Keepalived down, no view: remove at once")
+            },
+            Row {
+                break_first: true,
+                vrrp: VrrpState::Backup,
+                on_host: true,
+                in_flight: true,
+                ..row("rule A2 before A5: break before make, a change in flight: nothing")
+            },
+            Row {
                 vrrp: VrrpState::Backup,
                 ..row("BACKUP without the address: nothing")
             },
@@ -503,6 +587,8 @@ mod tests {
                 on_host: r.on_host,
                 holder: r.holder.as_ref(),
                 seen: Some(now.before(Duration::from_millis(r.seen_ms_ago.unwrap_or(90_000)))),
+                break_first: r.break_first,
+                release: &r.release,
             };
             let got = st.decide(now, &v, HOLD);
             match (&got, r.want) {
@@ -529,6 +615,8 @@ mod tests {
             on_host,
             holder: Some(&here),
             seen: Some(ms(500)),
+            break_first: false,
+            release: &MBB,
         };
         assert!(matches!(
             st.decide(ms(1_000), &view(VrrpState::Master, true), HOLD),
@@ -600,6 +688,8 @@ mod tests {
             on_host: false,
             holder: None,
             seen: None,
+            break_first: false,
+            release: &MBB,
         };
         assert!(matches!(
             st.decide(ms(1), &v, HOLD),

@@ -75,6 +75,14 @@
 //!     winner, takes it back once, on a view asked for after the hold
 //!     ended (rule 7).
 //!
+//! And one rule for roles, checked after rule 3:
+//!
+//! 13. Break before make (`handover = "break_before_make"`): never claim
+//!     until the old holder let go (`core::handover`, rules B1-B5: its
+//!     watchdog reports the address removed and its probe down, or it has
+//!     been silent for `fence_wait`). Address rule A3 waits for the same,
+//!     so the address is not even added before.
+//!
 //! And one measure, not a rule: the failover latency, one sample per
 //! mastership this process saw begin (a MASTER line it read), from that
 //! line's arrival to the first view, asked for after it, that shows the VIP
@@ -92,6 +100,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::core::clock::Mono;
+use crate::core::handover::Release;
 use crate::core::peer::PeerView;
 use crate::core::words::{ClaimOutcome, HealReason, Health, Holder, Mode, Mover, VrrpState};
 
@@ -180,6 +189,8 @@ pub struct NodeView {
     /// Rule 12: when Keepalived last reported another MASTER of the
     /// instance (`MASTER_RX_LOWER_PRI`).
     pub other_master: Option<Mono>,
+    /// Rule 13: whether the old holder let go (break before make).
+    pub release: Release,
 }
 
 /// One mastership of the VIP's instance, as the rules follow it.
@@ -482,6 +493,17 @@ impl Rules {
             Holder::Elsewhere { .. } if m.held => HealReason::Stolen,
             Holder::Elsewhere { .. } => HealReason::Elsewhere,
         };
+        // Rule 13.
+        if let Release::Waiting { why, until } = &node.release {
+            return match until {
+                Some(until) => Verdict::Wait {
+                    until: *until,
+                    why: why.clone(),
+                },
+                // A hold: a report of the peer's is a turn of its own.
+                None => hold(why),
+            };
+        }
         // Rule 12.
         if let (Some(heard), Holder::Elsewhere { .. }) = (other_master, &holder) {
             return Verdict::Wait {
@@ -650,6 +672,7 @@ mod tests {
             os_has_private_ip: true,
             peer: PeerView::Unknown,
             other_master: None,
+            release: Release::NotNeeded,
         }
     }
 
@@ -1051,6 +1074,74 @@ mod tests {
                 Some((elsewhere(), 9_000)),
                 10_000,
                 "claim elsewhere",
+            ),
+            (
+                "rule 13: the old holder has not let go: hold, whatever the cloud shows",
+                Own,
+                with(|n| {
+                    n.release = Release::Waiting {
+                        why: "break before make: the peer still carries the address on its host"
+                            .into(),
+                        until: None,
+                    }
+                }),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "hold",
+            ),
+            (
+                "rule 13: a silent old holder: wait for fence_wait",
+                Own,
+                with(|n| {
+                    n.release = Release::Waiting {
+                        why: "break before make: the peer's watchdog is silent".into(),
+                        until: Some(t(30_000)),
+                    }
+                }),
+                nowhere(9_000),
+                10_000,
+                "wait",
+            ),
+            (
+                "rule 13: rule 3 first: converged is converged",
+                Own,
+                with(|n| {
+                    n.release = Release::Waiting {
+                        why: "break before make: the peer still carries the address on its host"
+                            .into(),
+                        until: None,
+                    }
+                }),
+                Some((Holder::Here, 9_000)),
+                10_000,
+                "hold",
+            ),
+            (
+                "rule 13: the old holder reported it let go: claim",
+                Own,
+                with(|n| n.release = Release::LetGo { fenced: false }),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "claim elsewhere",
+            ),
+            (
+                "rule 13: fenced by silence: claim",
+                Own,
+                with(|n| n.release = Release::LetGo { fenced: true }),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "claim elsewhere",
+            ),
+            (
+                "rule 13: let go, but rule 2 still holds: probe down",
+                Own,
+                with(|n| {
+                    n.release = Release::LetGo { fenced: false };
+                    n.probe = Health::Down;
+                }),
+                Some((elsewhere(), 9_000)),
+                10_000,
+                "hold",
             ),
         ];
         for (rule, mode, node, holder, now, want) in cases {

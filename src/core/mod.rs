@@ -11,8 +11,9 @@
 //! model/       what is known about Keepalived, the probe, the host, the peer
 //! peer.rs      the peer's report and what it says of an instance (PeerView)
 //! target.rs    what a VIP is and where the cloud shows it (Holder::of_routes)
-//! decide.rs    the claim rules 1-12, damping, failover latency
+//! decide.rs    the claim rules 1-13, damping, failover latency
 //! address.rs   manage_address's rules A1-A6
+//! handover.rs  break before make: whether the old holder let go (B1-B5)
 //! release.rs   release_on_crash's rules R1-R4
 //! pace.rs      how often the cloud is asked (MIN_GAP, Ask, Pace)
 //! seen.rs      what the cloud says, as data (Address, Route, Seen, CloudError)
@@ -28,8 +29,9 @@
 //!
 //! | rules | where | table test |
 //! |---|---|---|
-//! | 1-12: when to claim a VIP | `decide.rs` | `decide::tests::rules_table` (one row per case, named after its rule), with `rule_N_*` tests for sequences (`rule_9_damping_ends_with_its_conflict`: one row per way a conflict ends) |
+//! | 1-13: when to claim a VIP | `decide.rs` | `decide::tests::rules_table` (one row per case, named after its rule), with `rule_N_*` tests for sequences (`rule_9_damping_ends_with_its_conflict`: one row per way a conflict ends) |
 //! | A1-A6: when to add or remove a managed private IP | `address.rs` | `address::tests::the_address_rules_table` |
+//! | B1-B5: whether the old holder let go (break before make) | `handover.rs` | `handover::tests::release_rules_table` |
 //! | R1-R4: when a crashed MASTER's advert is sent | `release.rs` | `release::tests::release_rules_table` |
 //! | a VRRP instance's state from FIFO lines, the process watch and start-up | `model/` | `model::tests::instance_state_table` |
 //! | a whole owner turn: inputs in, claims, asks and verdicts out | `turn.rs` | `turn::tests::whole_turn_table` (one row per rule shown), with sequences beside it |
@@ -45,6 +47,7 @@ pub mod change;
 pub mod clock;
 pub mod cloud;
 pub mod decide;
+pub mod handover;
 pub mod input;
 pub mod message;
 pub mod model;

@@ -54,6 +54,11 @@ pub struct VipReport {
     /// The sender's view: "here", "elsewhere", "nowhere", ... or none yet.
     pub cloud: Option<String>,
     pub claim_in_flight: bool,
+    /// Whether the sender's host carries the VIP's private IP; `None`
+    /// when it does not know (or an earlier sender does not say). Break
+    /// before make reads it (`core::handover`).
+    #[serde(default)]
+    pub address_on_host: Option<bool>,
 }
 
 impl Report {

@@ -197,7 +197,7 @@ impl Core {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::time::{Duration, SystemTime};
 
     use super::*;
@@ -276,6 +276,7 @@ pub(crate) mod tests {
                 vrrp_instance: "VI_1".into(),
                 policy: policy.clone(),
                 address: None,
+                handover: Default::default(),
             })
             .to_vec();
         let me = Me {
@@ -504,6 +505,117 @@ pub(crate) mod tests {
         );
         core.apply(report(2), stamp(2_200));
         assert_eq!(split(&core.plan(stamp(2_300))), [true], "the peer's answer");
+    }
+
+    /// Break before make, a whole failover: MASTER since 0 ms, the VIP on
+    /// the peer's ENI. While the peer reports its address on and its probe
+    /// up, nothing is added or claimed, whatever min_master_age; once it
+    /// reports both gone, the address is added, and once it shows on the
+    /// host, claimed. A peer that never reports is taken as down
+    /// fence_wait after the MASTER line, not before.
+    #[test]
+    fn break_before_make_waits_for_the_old_holder() {
+        use crate::core::address::Change as AddressChange;
+        use crate::core::handover::Handover;
+        use crate::core::peer::{Report, VipReport};
+        use crate::core::vip::ManagedAddress;
+        let fence_wait = Duration::from_secs(30);
+        let rig_bbm = || {
+            let mut core = rig();
+            let cloud = core.cloud.take().expect("the rig has a cloud side");
+            let mut vip = cloud.vips()[1].clone();
+            assert_eq!(vip.name, "db");
+            vip.address = Some(ManagedAddress {
+                ip: "10.0.0.50".parse().unwrap(),
+                interface: "eth0".into(),
+                hold: Duration::from_secs(30),
+            });
+            vip.handover = Handover::BreakBeforeMake { fence_wait };
+            let me = Me {
+                instance_id: "i-me".into(),
+                eni: "eni-me".into(),
+            };
+            core.cloud = Some(
+                CloudState::new(vec![vip], me, BTreeMap::new())
+                    .with_peer("lb-a", Duration::from_secs(3)),
+            );
+            core.peer = Some(PeerLink {
+                address: "10.0.0.2:9843".into(),
+                max_age: Duration::from_secs(3),
+                fresh: false,
+            });
+            core.apply(Event::HostAddresses(BTreeSet::new()), stamp(0));
+            core.apply(observed(10, "eni-peer", &["eipalloc-web"]), stamp(20));
+            core
+        };
+        let report = |seq, probe, address| {
+            Event::Peer(Report {
+                node: "lb-b".into(),
+                pair: "db".into(),
+                boot_id: "x".into(),
+                seq,
+                keepalived_running: Some(true),
+                keepalived_exit_seen: false,
+                probe,
+                instances: vec![],
+                vips: vec![VipReport {
+                    name: "db".into(),
+                    cloud: Some("here".into()),
+                    claim_in_flight: false,
+                    address_on_host: Some(address),
+                }],
+                eni: Some("eni-peer".into()),
+            })
+        };
+        let adds = |plan: &Plan| {
+            plan.addresses
+                .iter()
+                .filter(|o| o.job.change == AddressChange::Add)
+                .count()
+        };
+        let handover = |core: &Core, at| {
+            let view = core.cloud.as_ref().unwrap().view(stamp(at), &core.model);
+            let h = view[0]
+                .handover
+                .clone()
+                .expect("a break-before-make VIP shows it");
+            (h.peer, h.why.unwrap_or_default())
+        };
+
+        // The old holder reports: still primary, still with the address.
+        let mut core = rig_bbm();
+        core.apply(report(1, Health::Up, true), stamp(1_000));
+        let plan = core.plan(stamp(3_500));
+        assert_eq!((adds(&plan), claims(&plan).len()), (0, 0));
+        assert_eq!(verdicts(&plan), [("db", "hold")]);
+        let (peer, why) = handover(&core, 3_500);
+        assert_eq!(peer, "waiting");
+        assert!(why.contains("still carries the address"), "{why}");
+        // Still reporting at 40 s: fence_wait does not run while it does.
+        core.apply(report(2, Health::Up, true), stamp(40_000));
+        let plan = core.plan(stamp(40_100));
+        assert_eq!((adds(&plan), claims(&plan).len()), (0, 0));
+        // It lets go: the address first, then the claim.
+        core.apply(report(3, Health::Down, false), stamp(40_200));
+        let plan = core.plan(stamp(40_300));
+        assert_eq!((adds(&plan), claims(&plan).len()), (1, 0));
+        assert_eq!(handover(&core, 40_300).0, "reported");
+        core.apply(
+            Event::HostAddresses(["10.0.0.50".parse().unwrap()].into()),
+            stamp(40_400),
+        );
+        let plan = core.plan(stamp(40_500));
+        assert_eq!(claims(&plan).len(), 1, "{:?}", verdicts(&plan));
+
+        // A peer that never reports: fenced by silence after fence_wait.
+        let mut core = rig_bbm();
+        let plan = core.plan(stamp(29_999));
+        assert_eq!((adds(&plan), claims(&plan).len()), (0, 0));
+        assert_eq!(verdicts(&plan), [("db", "wait")]);
+        assert_eq!(plan.wake, Some(Mono::from_millis(30_000)));
+        let plan = core.plan(stamp(30_000));
+        assert_eq!(adds(&plan), 1);
+        assert_eq!(handover(&core, 30_000).0, "fenced");
     }
 
     /// A wrapped run's start watches the cloud until its timeout (at most

@@ -56,6 +56,27 @@ pub struct VipView {
     /// notify gate waits a moment for a newer one.
     #[serde(skip)]
     pub peer_pending: bool,
+    /// Whether this host carries the VIP's private IP (`None`: it has none,
+    /// or the host's addresses are not known yet); the peer report says it.
+    #[serde(skip)]
+    pub address_on_host: Option<bool>,
+    /// With `handover = "break_before_make"`: whether the old holder let
+    /// go, and what this node waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handover: Option<HandoverStatus>,
+}
+
+/// `/v1/status` for a break-before-make VIP (`core::handover`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandoverStatus {
+    /// `break_before_make`.
+    pub mode: &'static str,
+    /// `reported`, `fenced`, `waiting`; `not_master` while this node is
+    /// not MASTER (nothing to wait for).
+    pub peer: &'static str,
+    pub why: Option<String>,
+    /// When a silent peer is taken as down.
+    pub fence_until: Option<String>,
 }
 
 /// `/v1/status` for a `manage_address` VIP's private IP.

@@ -15,6 +15,8 @@ pub struct VipConfig {
     /// removes (make before break); `None`: Keepalived (or the operator)
     /// owns it.
     pub address: Option<ManagedAddress>,
+    /// How the VIP changes hands (`core::handover`).
+    pub handover: crate::core::handover::Handover,
 }
 
 /// A private IP the watchdog carries on this host (`manage_address`).

@@ -112,6 +112,8 @@ mod tests {
             permissions: vec![],
             address: None,
             peer_pending: false,
+            address_on_host: None,
+            handover: None,
         }
     }
 

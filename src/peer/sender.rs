@@ -68,6 +68,7 @@ pub fn report_of(status: &Status, boot_id: &str, eni: Option<&str>) -> Report {
                     .to_owned()
                 }),
                 claim_in_flight: v.claim_in_flight,
+                address_on_host: v.address_on_host,
             })
             .collect(),
         eni: eni.map(str::to_owned),

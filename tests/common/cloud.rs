@@ -557,15 +557,25 @@ vips = ["{SECOND_VIP}"]
     /// Polls the emulator every 10 ms (for at most `seconds`); the receiver
     /// gets "EPOCH ENI" each time the EIP's ENI changes (see `moves`).
     pub fn start_observer(&mut self, seconds: u32) -> Receiver<String> {
+        let alloc = self.allocation_id();
+        self.start_observer_of(&alloc, seconds)
+    }
+
+    /// `start_observer` for the lab's VIP as a private IP: "EPOCH ENIS",
+    /// the ENIs that carry it, comma-separated ("-" for none).
+    pub fn start_private_ip_observer(&mut self, seconds: u32) -> Receiver<String> {
+        self.start_observer_of(VIP, seconds)
+    }
+
+    fn start_observer_of(&mut self, target: &str, seconds: u32) -> Receiver<String> {
         let python = venv_python();
         let ns = self.cloud().ns.clone();
-        let alloc = self.allocation_id();
         let mut cmd = in_ns(&ns);
         cmd.arg(&python).args([
             &moto_script("lab.py"),
             "observe",
             "http://127.0.0.1:5000",
-            &alloc,
+            target,
             &seconds.to_string(),
         ]);
         let (child, lines) =

@@ -221,6 +221,15 @@ impl Lab {
         self.set_vip_address_unmanaged("vip-watchdog adds and removes it (manage_address)");
     }
 
+    /// `handover = "break_before_make"` at the shipped fence_wait: the new
+    /// holder adds the private IP and claims only once the old one let go.
+    /// Needs `set_manage_address` and the peer channel. Call before
+    /// `set_vip`.
+    pub fn set_break_before_make(&mut self) {
+        self.vip_overrides
+            .push(("handover", "\"break_before_make\"".into()));
+    }
+
     /// Keepalived's virtual_ipaddress without the private IP, `because`.
     pub fn set_vip_address_unmanaged(&mut self, because: &str) {
         for n in self.nodes_mut() {

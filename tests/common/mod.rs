@@ -23,6 +23,7 @@ pub mod events;
 pub mod lab;
 pub mod node;
 pub mod prometheus;
+pub mod sampler;
 pub mod tls;
 pub mod watchdog;
 

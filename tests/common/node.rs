@@ -407,6 +407,12 @@ impl Node {
         )
     }
 
+    /// The server dies as with its host (immediate shutdown).
+    pub fn pg_kill(&mut self) {
+        self.pg_ctl(&["-w", "-m", "immediate", "stop"]);
+        self.postgres = false;
+    }
+
     /// Ends recovery: the server becomes a primary.
     pub fn pg_promote(&self) {
         self.pg_ctl(&["-w", "promote"]);

@@ -15,10 +15,13 @@ Subcommands (ENDPOINT is moto's URL as seen from where this runs):
                               write it (assign the secondary IP, associate
                               the EIP); MODE ok, fail (exits 1 at once) or
                               twice (runs its body twice).
-  observe ENDPOINT ALLOCATION_ID SECONDS
-                              polls DescribeAddresses every 10 ms for at most
+  observe ENDPOINT TARGET SECONDS
+                              polls the cloud every 10 ms for at most
                               SECONDS; prints "ready", then "EPOCH ENI" each
-                              time the EIP's ENI changes ("-" for none).
+                              time TARGET's holder changes ("-" for none):
+                              an allocation ID's ENI (DescribeAddresses),
+                              or the ENIs carrying a private IP
+                              (DescribeNetworkInterfaces, comma-separated).
   client ENDPOINT ALLOCATION_ID VIP ENI=GW,ENI=GW SECONDS OUT
                               the demo's client: every 10 ms, the node that
                               holds the EIP on VIP:8000 (an observer thread
@@ -380,15 +383,27 @@ def assign(endpoint, private_ip, eni):
     )
 
 
-def observe(endpoint, alloc, seconds):
+def observe(endpoint, target, seconds):
+    """TARGET: an EIP's allocation ID (the ENI it is associated with), or a
+    private IP (the ENIs that carry it, comma-separated)."""
     import time
 
     c = ec2(endpoint)
+
+    def holder():
+        if target.startswith("eipalloc-"):
+            addr = c.describe_addresses(AllocationIds=[target])["Addresses"][0]
+            return addr.get("NetworkInterfaceId") or "-"
+        found = c.describe_network_interfaces(
+            Filters=[{"Name": "addresses.private-ip-address", "Values": [target]}]
+        )["NetworkInterfaces"]
+        return ",".join(sorted(n["NetworkInterfaceId"] for n in found)) or "-"
+
     last = None
     print("ready", flush=True)
     deadline = time.time() + float(seconds)
     while time.time() < deadline:
-        eni = c.describe_addresses(AllocationIds=[alloc])["Addresses"][0].get("NetworkInterfaceId") or "-"
+        eni = holder()
         if eni != last:
             print(f"{time.time():.6f} {eni}", flush=True)
             last = eni

@@ -33,8 +33,8 @@ impl Validator<'_> {
         let keepalived = self.keepalived(raw.keepalived);
         let probe = self.probe(raw.probe);
         let cloud = raw.cloud.map(|c| self.cloud(c));
-        let vips = self.vips(raw.vips, &keepalived, cloud.as_ref());
         let peer = raw.peer.map(|p| self.peer(p));
+        let vips = self.vips(raw.vips, &keepalived, cloud.as_ref(), peer.as_ref());
         let local_socket = &raw.http.local_socket;
         self.absolute("http.local_socket", local_socket);
         // sun_path holds 108 bytes with its terminating NUL.

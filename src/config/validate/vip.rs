@@ -2,6 +2,7 @@
 //! against the instances and the cloud.
 
 use super::*;
+use crate::core::handover::Handover;
 
 /// A [[vip]] key: its name, where it is written (if it is), the kinds it
 /// belongs to, and what it is, for the error under another kind.
@@ -230,11 +231,68 @@ impl Validator<'_> {
         })
     }
 
+    /// `handover` and `fence_wait`: break before make needs the address in
+    /// this watchdog's hands and the peer channel.
+    fn handover(
+        &mut self,
+        v: &RawVip,
+        address: Option<&crate::config::ManagedAddress>,
+        peer: Option<&PeerConfig>,
+    ) -> Handover {
+        let bbm = v
+            .handover
+            .as_ref()
+            .filter(|h| *h.get_ref() == RawHandover::BreakBeforeMake);
+        let Some(h) = bbm else {
+            if let Some(f) = &v.fence_wait {
+                self.err(
+                    "vip.fence_wait",
+                    f,
+                    "is used only with handover = \"break_before_make\"",
+                );
+            }
+            return Handover::MakeBeforeBreak;
+        };
+        if address.is_none() {
+            self.err(
+                "vip.handover",
+                h,
+                "break_before_make needs manage_address = true (and the private IP out of Keepalived's virtual_ipaddress): Keepalived adds its addresses on the new MASTER before anything can know the old one let go",
+            );
+        }
+        let fence_wait = v
+            .fence_wait
+            .as_ref()
+            .map_or(DEFAULT_FENCE_WAIT, |f| f.get_ref().0);
+        match peer {
+            None => self.err(
+                "vip.handover",
+                h,
+                "break_before_make needs a [peer] table: the old holder's watchdog reports that it let go over the peer channel (without one, every failover would wait fence_wait)",
+            ),
+            Some(p) if fence_wait < Duration::from_secs(5) || fence_wait <= p.max_age => {
+                // The default is this short only next to a longer max_age.
+                let at = v.fence_wait.as_ref().map_or(h.span(), |f| f.span());
+                self.err(
+                    "vip.fence_wait",
+                    &Spanned::new(at, ()),
+                    format!(
+                        "must be at least 5s and longer than peer.max_age ({}): the peer is taken as down only after its reports stopped being fresh",
+                        humantime::format_duration(p.max_age)
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+        Handover::BreakBeforeMake { fence_wait }
+    }
+
     pub(super) fn vips(
         &mut self,
         raw: Vec<Spanned<RawVip>>,
         keepalived: &KeepalivedConfig,
         cloud: Option<&CloudConfig>,
+        peer: Option<&PeerConfig>,
     ) -> Vec<VipConfig> {
         let mut out: Vec<VipConfig> = vec![];
         for spanned in raw {
@@ -276,6 +334,7 @@ impl Validator<'_> {
             }
             let Some(target) = target else { continue };
             let address = self.managed_address(&v, &target, &table);
+            let handover = self.handover(&v, address.as_ref(), peer);
             let name = match v.name {
                 Some(n) => {
                     self.label("vip.name", &n);
@@ -322,6 +381,7 @@ impl Validator<'_> {
                     dry_run: cloud.is_some_and(|c| c.dry_run),
                 },
                 address,
+                handover,
             });
         }
         out

@@ -2,6 +2,7 @@
 //! `manage_address` VIP.
 
 use super::*;
+use crate::core::handover::Handover;
 
 impl CloudState {
     /// The address rules (`core::address`) for each `manage_address` VIP.
@@ -31,6 +32,8 @@ impl CloudState {
                     .is_some_and(|a| a.contains(&managed.ip)),
                 holder,
                 seen: rules.and_then(|s| s.seen),
+                break_first: vip.handover != Handover::MakeBeforeBreak,
+                release: &Self::release_of(vip, model, self.peer_max_age, now.mono),
             };
             let verdict = st.decide(now.mono, &view, managed.hold);
             *last_why = match &verdict {

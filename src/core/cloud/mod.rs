@@ -23,6 +23,7 @@ use crate::core::address::{AddressState, AddressVerdict, AddressView};
 use crate::core::change::Change;
 use crate::core::clock::{Mono, Stamp};
 use crate::core::decide::{Damping, NodeView, Observed, Rules, Verdict, VipState};
+use crate::core::handover::Release;
 use crate::core::message::{AddressJob, Claim, CloudEvent, Evidence};
 use crate::core::model::{Instance, Model};
 use crate::core::pace::Ask;
@@ -195,6 +196,7 @@ impl CloudState {
             _ => PeerView::Unknown,
         };
         NodeView {
+            release: self.release(vip, model, now),
             peer,
             vrrp,
             since: inst.and_then(|i| i.since_mono),
@@ -209,6 +211,35 @@ impl CloudState {
                     .is_some_and(|a| a.contains(&ip))
             }),
         }
+    }
+
+    /// Break before make: whether the peer let go of `vip` (`core::handover`).
+    fn release(&self, vip: &VipConfig, model: &Model, now: Mono) -> Release {
+        Self::release_of(vip, model, self.peer_max_age, now)
+    }
+
+    fn release_of(
+        vip: &VipConfig,
+        model: &Model,
+        peer_max_age: Option<Duration>,
+        now: Mono,
+    ) -> Release {
+        let inst = model.instances.get(&vip.vrrp_instance);
+        crate::core::handover::release(
+            vip.handover,
+            &vip.name,
+            model.peer.as_ref(),
+            peer_max_age.unwrap_or_default(),
+            inst.and_then(Instance::mastership),
+            now,
+        )
+    }
+
+    /// Whether this host carries `vip`'s private IP; `None` when it has
+    /// none or the host's addresses are not known yet.
+    fn address_on_host(vip: &VipConfig, model: &Model) -> Option<bool> {
+        let ip = vip.target.host_address()?;
+        model.host_addresses.as_ref().map(|a| a.contains(&ip))
     }
 
     /// Records what the cloud said about `action` for `vips`.
@@ -469,7 +500,14 @@ impl CloudState {
                 .last
                 .get(&vip.name)
                 .is_none_or(|l| !l.same_as(&verdict));
-            let why = verdict_why(&verdict, now);
+            let mut why = verdict_why(&verdict, now);
+            if let (Verdict::Claim { .. }, Release::LetGo { fenced }) = (&verdict, &node.release) {
+                why.push_str(if *fenced {
+                    "; break before make: the old holder has been silent for fence_wait and is taken as down"
+                } else {
+                    "; break before make: the old holder reported the address removed and its probe down"
+                });
+            }
             match &verdict {
                 Verdict::Claim {
                     reason,

@@ -1,6 +1,8 @@
 //! Each VIP as `/v1/status` shows it, from the cloud side's state.
 
 use super::*;
+use crate::core::handover::Handover;
+use crate::core::view::HandoverStatus;
 
 impl CloudState {
     /// Each VIP as `/v1/status` shows it.
@@ -12,6 +14,27 @@ impl CloudState {
                 let last = self.last.get(&v.name);
                 let node = self.node_view(v, model, now.mono);
                 VipView {
+                    address_on_host: Self::address_on_host(v, model),
+                    handover: (v.handover != Handover::MakeBeforeBreak).then(|| {
+                        let master = model
+                            .instances
+                            .get(&v.vrrp_instance)
+                            .is_some_and(|i| i.state == VrrpState::Master);
+                        let (why, until) = match &node.release {
+                            Release::Waiting { why, until } => (Some(why.clone()), *until),
+                            _ => (None, None),
+                        };
+                        HandoverStatus {
+                            mode: v.handover.as_str(),
+                            peer: if master {
+                                node.release.as_str()
+                            } else {
+                                "not_master"
+                            },
+                            why: why.filter(|_| master),
+                            fence_until: until.filter(|_| master).map(|u| rfc3339(now.wall_of(u))),
+                        }
+                    }),
                     name: v.name.clone(),
                     kind: v.target.kind(),
                     allocation_id: v.target.allocation_id().map(str::to_owned),
