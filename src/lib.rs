@@ -273,6 +273,9 @@ pub async fn run(
             if v.address.is_some() {
                 metrics.address_init(&v.name);
             }
+            if v.handover != crate::core::handover::Handover::MakeBeforeBreak {
+                metrics.handover_init(&v.name);
+            }
         }
         let side = crate::core::cloud::CloudState::new(vips, me.clone(), damping);
         owner.core.cloud = Some(match &peer {

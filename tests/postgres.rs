@@ -8,7 +8,7 @@
 mod common;
 
 use common::sampler::AddressSampler;
-use common::{FAILOVER, Lab, SETTLE, Watchdog, is, next_move, unix};
+use common::{FAILOVER, Lab, SETTLE, Watchdog, is, metric, next_move, unix};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::time::{Duration, SystemTime};
@@ -251,6 +251,12 @@ fn a_dead_old_primary_is_taken_over_after_fence_wait() {
     );
     assert!(h["fence_until"].is_string(), "{h}");
     assert!(!lab.b.has_vip(), "no address before fence_wait");
+    let waiting = |m: &str| metric(m, "vip_watchdog_handover_waiting", &[("vip", "web")]);
+    assert_eq!(
+        waiting(&wb.metrics()),
+        Some(1.0),
+        "the gauge while held back"
+    );
     let claim = wb.wait_for("b's claim after fence_wait", Duration::from_secs(60), |e| {
         is(e, "claim_started")
     });
@@ -272,4 +278,5 @@ fn a_dead_old_primary_is_taken_over_after_fence_wait() {
     });
     assert!(lab.b.has_vip());
     assert_eq!(lab.private_ip_on(), "b");
+    assert_eq!(waiting(&wb.metrics()), Some(0.0), "the gauge once claimed");
 }

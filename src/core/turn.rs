@@ -588,6 +588,15 @@ pub(crate) mod tests {
         let plan = core.plan(stamp(3_500));
         assert_eq!((adds(&plan), claims(&plan).len()), (0, 0));
         assert_eq!(verdicts(&plan), [("db", "hold")]);
+        let waiting = |core: &Core| {
+            core.cloud
+                .as_ref()
+                .unwrap()
+                .handovers_waiting()
+                .map(|(v, w)| (v.to_owned(), w))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(waiting(&core), [("db".to_owned(), true)], "the gauge");
         let (peer, why) = handover(&core, 3_500);
         assert_eq!(peer, "waiting");
         assert!(why.contains("still carries the address"), "{why}");
@@ -606,6 +615,7 @@ pub(crate) mod tests {
         );
         let plan = core.plan(stamp(40_500));
         assert_eq!(claims(&plan).len(), 1, "{:?}", verdicts(&plan));
+        assert_eq!(waiting(&core), [("db".to_owned(), false)], "the gauge");
 
         // A peer that never reports: fenced by silence after fence_wait.
         let mut core = rig_bbm();

@@ -67,6 +67,7 @@ pub struct Metrics {
     claims_undone: IntCounterVec,
     address_changes: IntCounterVec,
     address_kept: IntGaugeVec,
+    handover_waiting: IntGaugeVec,
     cloud_backoff: IntGauge,
     cloud_calls: IntCounterVec,
     cloud_call_duration: HistogramVec,
@@ -235,6 +236,20 @@ impl Metrics {
         self.address_kept.with_label_values(&[vip]).set(0);
     }
 
+    /// A break-before-make VIP's gauge, at 0.
+    pub fn handover_init(&self, vip: &str) {
+        self.handover_waiting.with_label_values(&[vip]).set(0);
+    }
+
+    /// Claim rule 13: which break-before-make VIPs wait for the old holder.
+    pub fn sync_handovers<'a>(&self, waiting: impl Iterator<Item = (&'a str, bool)>) {
+        for (vip, waiting) in waiting {
+            self.handover_waiting
+                .with_label_values(&[vip])
+                .set(i64::from(waiting));
+        }
+    }
+
     /// Address rule A6: which `manage_address` VIPs are kept off MASTER.
     pub fn sync_addresses<'a>(&self, kept: impl Iterator<Item = (&'a str, bool)>) {
         for (vip, kept) in kept {
@@ -314,6 +329,26 @@ impl Metrics {
 }
 
 /// Registers `m` with `r` and hands it back (`register.rs`).
+/// An `IntGaugeVec` named `name`, registered in `r`.
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    reg(r, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+/// An `IntCounterVec` named `name`, registered in `r`.
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    reg(r, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
 fn reg<M: prometheus::core::Collector + Clone + 'static>(
     r: &Registry,
     m: M,

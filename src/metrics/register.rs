@@ -21,15 +21,11 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         let r = &registry;
-        let build_info = reg(
+        let build_info = gauge_vec(
             r,
-            IntGaugeVec::new(
-                Opts::new(
-                    "build_info",
-                    "Always 1; the version of the running vip-watchdog, its git revision and the rustc that built it.",
-                ),
-                &["version", "revision", "rustc"],
-            )?,
+            "build_info",
+            "Always 1; the version of the running vip-watchdog, its git revision and the rustc that built it.",
+            &["version", "revision", "rustc"],
         )?;
         build_info
             .with_label_values(&[
@@ -43,46 +39,10 @@ impl Metrics {
             summary: super::summary::Summary::register(r)?,
             keepalived: reg(r, super::keepalived::KeepalivedStats::new()?)?,
             ip_forward: reg(r, super::forwarding::IpForward::new()?)?,
-            release_armed: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "vrrp_release_armed",
-                        "1 while the instance's priority-0 advert is checked against the running Keepalived (its -f, its JSON dump) and would be sent if it crashed while MASTER; 0 while not (the log says why).",
-                    ),
-                    &["vrrp_instance"],
-                )?,
-            )?,
-            vrrp_state: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "vrrp_state",
-                        "1 for the state each VRRP instance is in, 0 for the others (unknown, backup, master, fault, stop, deleted).",
-                    ),
-                    &["vrrp_instance", "state"],
-                )?,
-            )?,
-            vrrp_priority: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "vrrp_priority",
-                        "Effective VRRP priority last reported by Keepalived.",
-                    ),
-                    &["vrrp_instance"],
-                )?,
-            )?,
-            vrrp_transitions: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "vrrp_transitions_total",
-                        "VRRP state changes seen, by the state entered.",
-                    ),
-                    &["vrrp_instance", "state"],
-                )?,
-            )?,
+            release_armed: gauge_vec(r, "vrrp_release_armed", "1 while the instance's priority-0 advert is checked against the running Keepalived (its -f, its JSON dump) and would be sent if it crashed while MASTER; 0 while not (the log says why).", &["vrrp_instance"])?,
+            vrrp_state: gauge_vec(r, "vrrp_state", "1 for the state each VRRP instance is in, 0 for the others (unknown, backup, master, fault, stop, deleted).", &["vrrp_instance", "state"])?,
+            vrrp_priority: gauge_vec(r, "vrrp_priority", "Effective VRRP priority last reported by Keepalived.", &["vrrp_instance"])?,
+            vrrp_transitions: counter_vec(r, "vrrp_transitions_total", "VRRP state changes seen, by the state entered.", &["vrrp_instance", "state"])?,
             vrrp_last_transition: reg(
                 r,
                 GaugeVec::new(
@@ -93,16 +53,7 @@ impl Metrics {
                     &["vrrp_instance"],
                 )?,
             )?,
-            vrrp_other_master_seen: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "vrrp_other_master_seen_total",
-                        "MASTER_RX_LOWER_PRI lines: this MASTER heard another MASTER with a lower priority.",
-                    ),
-                    &["vrrp_instance"],
-                )?,
-            )?,
+            vrrp_other_master_seen: counter_vec(r, "vrrp_other_master_seen_total", "MASTER_RX_LOWER_PRI lines: this MASTER heard another MASTER with a lower priority.", &["vrrp_instance"])?,
             keepalived_start_time: reg(
                 r,
                 GaugeVec::new(
@@ -127,16 +78,7 @@ impl Metrics {
                     "Lines read from Keepalived's notify FIFO since start-up.",
                 )?,
             )?,
-            fifo_lines_rejected: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "fifo_lines_rejected_total",
-                        "FIFO lines that did not parse, by reason.",
-                    ),
-                    &["reason"],
-                )?,
-            )?,
+            fifo_lines_rejected: counter_vec(r, "fifo_lines_rejected_total", "FIFO lines that did not parse, by reason.", &["reason"])?,
             fifo_lines_stale: reg(
                 r,
                 IntCounter::new(
@@ -177,46 +119,10 @@ impl Metrics {
                     ]),
                 )?,
             )?,
-            probe_failures: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "probe_failures_total",
-                        "Failed local probe runs, by reason.",
-                    ),
-                    &["reason"],
-                )?,
-            )?,
-            lvs_up: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "lvs_up",
-                        "1 when Keepalived reported the LVS virtual or real server UP.",
-                    ),
-                    &["kind", "service"],
-                )?,
-            )?,
-            vip_here: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "vip_here",
-                        "1 when the cloud last showed the VIP on this node's ENI and private IP.",
-                    ),
-                    &["vip"],
-                )?,
-            )?,
-            vip_converged: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "vip_converged",
-                        "1 when the cloud agrees with this node's role: MASTER and the VIP here, or not MASTER and the VIP not here.",
-                    ),
-                    &["vip"],
-                )?,
-            )?,
+            probe_failures: counter_vec(r, "probe_failures_total", "Failed local probe runs, by reason.", &["reason"])?,
+            lvs_up: gauge_vec(r, "lvs_up", "1 when Keepalived reported the LVS virtual or real server UP.", &["kind", "service"])?,
+            vip_here: gauge_vec(r, "vip_here", "1 when the cloud last showed the VIP on this node's ENI and private IP.", &["vip"])?,
+            vip_converged: gauge_vec(r, "vip_converged", "1 when the cloud agrees with this node's role: MASTER and the VIP here, or not MASTER and the VIP not here.", &["vip"])?,
             vip_last_verified: reg(
                 r,
                 GaugeVec::new(
@@ -227,56 +133,12 @@ impl Metrics {
                     &["vip"],
                 )?,
             )?,
-            heals: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "heals_total",
-                        "Claims this node made for a VIP, by reason (missed, elsewhere, stolen, drifted).",
-                    ),
-                    &["vip", "reason"],
-                )?,
-            )?,
-            claims_damped: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "claims_damped_total",
-                        "Times a due claim was held back by max_claims or back-off.",
-                    ),
-                    &["vip"],
-                )?,
-            )?,
-            address_changes: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "address_changes_total",
-                        "Changes of a manage_address VIP's private IP on this host (add, remove), by outcome (ok, error).",
-                    ),
-                    &["vip", "change", "outcome"],
-                )?,
-            )?,
-            address_kept: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "address_kept",
-                        "1 while this node, not MASTER past address_hold, keeps a manage_address VIP's private IP because the cloud still sends the VIP here and the probe is up (nobody claimed it).",
-                    ),
-                    &["vip"],
-                )?,
-            )?,
-            claims_undone: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "claims_undone_total",
-                        "Moves of the VIP away from this MASTER after the first within one mastership: fights, which back off and count against max_claims.",
-                    ),
-                    &["vip"],
-                )?,
-            )?,
+            heals: counter_vec(r, "heals_total", "Claims this node made for a VIP, by reason (missed, elsewhere, stolen, drifted).", &["vip", "reason"])?,
+            claims_damped: counter_vec(r, "claims_damped_total", "Times a due claim was held back by max_claims or back-off.", &["vip"])?,
+            address_changes: counter_vec(r, "address_changes_total", "Changes of a manage_address VIP's private IP on this host (add, remove), by outcome (ok, error).", &["vip", "change", "outcome"])?,
+            address_kept: gauge_vec(r, "address_kept", "1 while this node, not MASTER past address_hold, keeps a manage_address VIP's private IP because the cloud still sends the VIP here and the probe is up (nobody claimed it).", &["vip"])?,
+            handover_waiting: gauge_vec(r, "handover_waiting", "1 while this node, a healthy MASTER, holds back its claim of a break-before-make VIP because the old holder has not let go (claim rule 13).", &["vip"])?,
+            claims_undone: counter_vec(r, "claims_undone_total", "Moves of the VIP away from this MASTER after the first within one mastership: fights, which back off and count against max_claims.", &["vip"])?,
             cloud_backoff: reg(
                 r,
                 IntGauge::new(
@@ -284,16 +146,7 @@ impl Metrics {
                     "EC2's throttled answers in a row (0: none). While above 0 every cloud call of this process pauses before it is sent (exponential with jitter, up to 6 s for describes and 1.5 s for claims).",
                 )?,
             )?,
-            cloud_calls: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "cloud_api_calls_total",
-                        "Cloud API calls, by operation and outcome (success or the error kind).",
-                    ),
-                    &["operation", "outcome"],
-                )?,
-            )?,
+            cloud_calls: counter_vec(r, "cloud_api_calls_total", "Cloud API calls, by operation and outcome (success or the error kind).", &["operation", "outcome"])?,
             cloud_call_duration: reg(
                 r,
                 HistogramVec::new(
@@ -318,36 +171,9 @@ impl Metrics {
                     &["vip", "moved_by"],
                 )?,
             )?,
-            instance_mismatch: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "vrrp_instance_mismatch",
-                        "1 for a VRRP instance that Keepalived and the config disagree on: known_to=\"keepalived\" (Keepalived reports it, the config does not name it) or known_to=\"config\" (the config names it, Keepalived's JSON dump did not list it).",
-                    ),
-                    &["vrrp_instance", "known_to"],
-                )?,
-            )?,
-            route_state: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "vip_route_state",
-                        "1 for the state of a route VIP's route in each route table, 0 for the others (here, elsewhere, instance, blackhole, other, missing).",
-                    ),
-                    &["vip", "route_table", "state"],
-                )?,
-            )?,
-            source_dest_check: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "eni_source_dest_check",
-                        "1 when this node's ENI has its source/destination check on: it then drops traffic for a routed VIP (route VIPs only).",
-                    ),
-                    &["eni"],
-                )?,
-            )?,
+            instance_mismatch: gauge_vec(r, "vrrp_instance_mismatch", "1 for a VRRP instance that Keepalived and the config disagree on: known_to=\"keepalived\" (Keepalived reports it, the config does not name it) or known_to=\"config\" (the config names it, Keepalived's JSON dump did not list it).", &["vrrp_instance", "known_to"])?,
+            route_state: gauge_vec(r, "vip_route_state", "1 for the state of a route VIP's route in each route table, 0 for the others (here, elsewhere, instance, blackhole, other, missing).", &["vip", "route_table", "state"])?,
+            source_dest_check: gauge_vec(r, "eni_source_dest_check", "1 when this node's ENI has its source/destination check on: it then drops traffic for a routed VIP (route VIPs only).", &["eni"])?,
             process_check_errors: reg(
                 r,
                 IntCounter::new(
@@ -355,26 +181,8 @@ impl Metrics {
                     "Looks at Keepalived's processes that failed without evidence either way (a pid file or /proc that could not be read); the state was kept as it was.",
                 )?,
             )?,
-            vrrp_releases: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "vrrp_releases_total",
-                        "Keepalived crashed while MASTER: its priority-0 advert sent on its behalf (keepalived.release_on_crash), by outcome (sent, failed).",
-                    ),
-                    &["vrrp_instance", "outcome"],
-                )?,
-            )?,
-            notify_runs: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "notify_runs_total",
-                        "Notify script runs reported by `vip-watchdog notify`, by how they ended (succeeded, failed, timed_out, not_started).",
-                    ),
-                    &["outcome"],
-                )?,
-            )?,
+            vrrp_releases: counter_vec(r, "vrrp_releases_total", "Keepalived crashed while MASTER: its priority-0 advert sent on its behalf (keepalived.release_on_crash), by outcome (sent, failed).", &["vrrp_instance", "outcome"])?,
+            notify_runs: counter_vec(r, "notify_runs_total", "Notify script runs reported by `vip-watchdog notify`, by how they ended (succeeded, failed, timed_out, not_started).", &["outcome"])?,
             notify_run_duration: reg(
                 r,
                 Histogram::with_opts(
@@ -385,76 +193,13 @@ impl Metrics {
                     .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0]),
                 )?,
             )?,
-            cloud_permission_denied: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "cloud_permission_denied",
-                        "1 when the cloud refused (or, with DryRun, would refuse) an API action this node needs for the VIP; 0 when it allowed it. No series until an answer came.",
-                    ),
-                    &["vip", "action"],
-                )?,
-            )?,
-            vip_allocation_unknown: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "vip_allocation_unknown",
-                        "1 when EC2 says the VIP's allocation ID does not exist (a configuration error); the other VIPs are still watched.",
-                    ),
-                    &["vip"],
-                )?,
-            )?,
-            fifo_names_dropped: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "fifo_names_dropped_total",
-                        "FIFO lines dropped because they named one instance, group or LVS server too many (a bound on memory and labels).",
-                    ),
-                    &["kind"],
-                )?,
-            )?,
-            claims_dropped: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "claims_dropped_total",
-                        "Claims overtaken by events: the verdict no longer stood before a mutating call, which was not made.",
-                    ),
-                    &["vip"],
-                )?,
-            )?,
-            peer_messages: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "peer_messages_total",
-                        "Messages from the peer's watchdog, by result: accepted, or refused as malformed, unauthenticated, stale, replayed, out_of_order or foreign (another pair's or this node's own).",
-                    ),
-                    &["result"],
-                )?,
-            )?,
-            peer_sends: reg(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "peer_sends_total",
-                        "Reports sent to the peer's watchdog, by outcome: ok (it took it), failed (no answer, or refused).",
-                    ),
-                    &["outcome"],
-                )?,
-            )?,
-            peer_up: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "peer_up",
-                        "1 while an authenticated report from the peer's watchdog is younger than peer.max_age; 0 otherwise (silent, unreachable, or refused). Present only with a [peer].",
-                    ),
-                    &["peer"],
-                )?,
-            )?,
+            cloud_permission_denied: gauge_vec(r, "cloud_permission_denied", "1 when the cloud refused (or, with DryRun, would refuse) an API action this node needs for the VIP; 0 when it allowed it. No series until an answer came.", &["vip", "action"])?,
+            vip_allocation_unknown: gauge_vec(r, "vip_allocation_unknown", "1 when EC2 says the VIP's allocation ID does not exist (a configuration error); the other VIPs are still watched.", &["vip"])?,
+            fifo_names_dropped: counter_vec(r, "fifo_names_dropped_total", "FIFO lines dropped because they named one instance, group or LVS server too many (a bound on memory and labels).", &["kind"])?,
+            claims_dropped: counter_vec(r, "claims_dropped_total", "Claims overtaken by events: the verdict no longer stood before a mutating call, which was not made.", &["vip"])?,
+            peer_messages: counter_vec(r, "peer_messages_total", "Messages from the peer's watchdog, by result: accepted, or refused as malformed, unauthenticated, stale, replayed, out_of_order or foreign (another pair's or this node's own).", &["result"])?,
+            peer_sends: counter_vec(r, "peer_sends_total", "Reports sent to the peer's watchdog, by outcome: ok (it took it), failed (no answer, or refused).", &["outcome"])?,
+            peer_up: gauge_vec(r, "peer_up", "1 while an authenticated report from the peer's watchdog is younger than peer.max_age; 0 otherwise (silent, unreachable, or refused). Present only with a [peer].", &["peer"])?,
             peer_last_report: reg(
                 r,
                 prometheus::GaugeVec::new(
@@ -465,16 +210,7 @@ impl Metrics {
                     &["peer"],
                 )?,
             )?,
-            split_brain: reg(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "peer_split_brain",
-                        "1 while this node and its peer (by the peer's fresh report) are both MASTER of the instance; rule 10 settles who keeps the VIP. Present only with a [peer].",
-                    ),
-                    &["vrrp_instance"],
-                )?,
-            )?,
+            split_brain: gauge_vec(r, "peer_split_brain", "1 while this node and its peer (by the peer's fresh report) are both MASTER of the instance; rule 10 settles who keeps the VIP. Present only with a [peer].", &["vrrp_instance"])?,
             registry,
             labels: (pair.to_owned(), node.to_owned()),
             process,

@@ -2,7 +2,6 @@
 //! `manage_address` VIP.
 
 use super::*;
-use crate::core::handover::Handover;
 
 impl CloudState {
     /// The address rules (`core::address`) for each `manage_address` VIP.

@@ -10,6 +10,7 @@
 //! executor sends a mutating call only while it is unchanged.
 
 mod address;
+mod handover;
 mod note;
 mod view;
 
@@ -23,7 +24,7 @@ use crate::core::address::{AddressState, AddressVerdict, AddressView};
 use crate::core::change::Change;
 use crate::core::clock::{Mono, Stamp};
 use crate::core::decide::{Damping, NodeView, Observed, Rules, Verdict, VipState};
-use crate::core::handover::Release;
+use crate::core::handover::{Handover, Release};
 use crate::core::message::{AddressJob, Claim, CloudEvent, Evidence};
 use crate::core::model::{Instance, Model};
 use crate::core::pace::Ask;
@@ -64,6 +65,9 @@ pub struct CloudState {
     asks: Vec<Ask>,
     /// Until when a wrapped notify run is watched (`Ask::Watch`).
     watching: Option<Mono>,
+    /// Each break-before-make VIP: whether claim rule 13 holds back this
+    /// healthy MASTER's claim (the old holder has not let go).
+    handover_waiting: BTreeMap<String, bool>,
 }
 
 fn earliest(wake: &mut Option<Mono>, at: Mono) {
@@ -99,6 +103,7 @@ impl CloudState {
             addresses,
             asks: vec![],
             watching: None,
+            handover_waiting: BTreeMap::new(),
         }
     }
 
@@ -211,35 +216,6 @@ impl CloudState {
                     .is_some_and(|a| a.contains(&ip))
             }),
         }
-    }
-
-    /// Break before make: whether the peer let go of `vip` (`core::handover`).
-    fn release(&self, vip: &VipConfig, model: &Model, now: Mono) -> Release {
-        Self::release_of(vip, model, self.peer_max_age, now)
-    }
-
-    fn release_of(
-        vip: &VipConfig,
-        model: &Model,
-        peer_max_age: Option<Duration>,
-        now: Mono,
-    ) -> Release {
-        let inst = model.instances.get(&vip.vrrp_instance);
-        crate::core::handover::release(
-            vip.handover,
-            &vip.name,
-            model.peer.as_ref(),
-            peer_max_age.unwrap_or_default(),
-            inst.and_then(Instance::mastership),
-            now,
-        )
-    }
-
-    /// Whether this host carries `vip`'s private IP; `None` when it has
-    /// none or the host's addresses are not known yet.
-    fn address_on_host(vip: &VipConfig, model: &Model) -> Option<bool> {
-        let ip = vip.target.host_address()?;
-        model.host_addresses.as_ref().map(|a| a.contains(&ip))
     }
 
     /// Records what the cloud said about `action` for `vips`.
@@ -500,13 +476,18 @@ impl CloudState {
                 .last
                 .get(&vip.name)
                 .is_none_or(|l| !l.same_as(&verdict));
+            if vip.handover != Handover::MakeBeforeBreak {
+                let holder = self
+                    .rules
+                    .vips
+                    .get(&vip.name)
+                    .and_then(|s| s.holder.as_ref());
+                self.handover_waiting
+                    .insert(vip.name.clone(), handover::held_back(&node, holder));
+            }
             let mut why = verdict_why(&verdict, now);
-            if let (Verdict::Claim { .. }, Release::LetGo { fenced }) = (&verdict, &node.release) {
-                why.push_str(if *fenced {
-                    "; break before make: the old holder has been silent for fence_wait and is taken as down"
-                } else {
-                    "; break before make: the old holder reported the address removed and its probe down"
-                });
+            if matches!(verdict, Verdict::Claim { .. }) {
+                why.push_str(handover::how_let_go(&node.release));
             }
             match &verdict {
                 Verdict::Claim {

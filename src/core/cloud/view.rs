@@ -110,6 +110,14 @@ impl CloudState {
 }
 
 impl CloudState {
+    /// Each break-before-make VIP, and whether claim rule 13 held this
+    /// healthy MASTER's claim back at the last step.
+    pub fn handovers_waiting(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.handover_waiting
+            .iter()
+            .map(|(vip, waiting)| (vip.as_str(), *waiting))
+    }
+
     /// Each `manage_address` VIP, and whether address rule A6 keeps its
     /// private IP on this node off MASTER.
     pub fn addresses_kept(&self) -> impl Iterator<Item = (&str, bool)> {
