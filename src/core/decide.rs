@@ -37,7 +37,8 @@
 //!    first backs off exponentially (`backoff_base` doubling up to
 //!    `backoff_max`) until the mastership ends. Damping bounds one
 //!    conflict, not the node: when the situation changes, what counted is
-//!    forgotten. It changes when this node's mastership ends by evidence
+//!    forgotten, and the next move away is a first one (rule 8). It
+//!    changes when this node's mastership ends by evidence
 //!    (BACKUP, FAULT or STOP: a Keepalived restart is one), when a split
 //!    brain ends (rule 12's other MASTER goes quiet, or the peer's watchdog
 //!    reported MASTER and now reports it is not), and when the peer's
@@ -459,6 +460,11 @@ impl Rules {
         let split = other_master.is_some() || (peer_master && node.vrrp == VrrpState::Master);
         if (st.split && !split) || (st.peer_master && node.peer == PeerView::NotMaster) {
             st.damping.forget();
+            // The next move away is a first one again (rule 8), not the
+            // next round of the fight that ended.
+            if let Some(m) = st.mastership.as_mut() {
+                m.moves_away = 0;
+            }
         }
         (st.split, st.peer_master) = (split, peer_master);
         // Rule 1.
@@ -1563,6 +1569,47 @@ mod tests {
             let v = r.decide("vip", t(20_000), &after, &p);
             assert_eq!(kind(&v), want, "{rule}: {v:?}");
         }
+    }
+
+    /// Rule 9 with rule 8: a fight of moves away within one mastership
+    /// (held, moved away, taken back, moved away again: backing off), then
+    /// the split brain keepalived reported ends. A steal after that is a
+    /// first move away again: taken back min_master_age after it was seen,
+    /// not after the fight's back-off, and nothing of the fight counts.
+    #[test]
+    fn rule_9_a_steal_after_a_fight_that_ended_is_a_first_move() {
+        let p = policy(Mode::Own);
+        let mut r = Rules::new(["vip"]);
+        let fighting = NodeView {
+            other_master: Some(t(20_000)),
+            ..master()
+        };
+        // Held, then moved away three times, taken back in between.
+        let mut at = 5_000;
+        for _ in 0..3 {
+            r.observe_cloud("vip", Holder::Here, t(at), &fighting, &p);
+            r.observe_cloud("vip", elsewhere(), t(at + 500), &fighting, &p);
+            r.decide("vip", t(at + 600), &fighting, &p);
+            at += 1_000;
+        }
+        let st = &r.vips["vip"];
+        assert_eq!(st.mastership.as_ref().unwrap().moves_away, 3);
+        assert_eq!((st.damping.fights, st.damping.counted.len()), (2, 2));
+        // The split ends (no line for OTHER_MASTER_HOLD): forgotten.
+        let after = master();
+        r.decide("vip", t(30_000), &after, &p);
+        let st = &r.vips["vip"];
+        assert_eq!(st.mastership.as_ref().unwrap().moves_away, 0);
+        assert_eq!((st.damping.fights, st.damping.counted.len()), (0, 0));
+        // Taken back (a view after the split's end), then a steal a minute
+        // later: rule 8, not a back-off.
+        r.observe_cloud("vip", Holder::Here, t(31_000), &after, &p);
+        let obs = r.observe_cloud("vip", elsewhere(), t(90_000), &after, &p);
+        assert_eq!(obs, vec![Observed::MovedAway { fight: false }]);
+        let v = r.decide("vip", t(90_100), &after, &p);
+        assert_eq!(kind(&v), "wait", "{v:?}");
+        let v = r.decide("vip", t(93_000), &after, &p);
+        assert_eq!(kind(&v), "claim stolen", "{v:?}");
     }
 
     #[test]
