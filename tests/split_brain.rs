@@ -29,6 +29,8 @@ const VERIFY: Duration = Duration::from_secs(45);
 /// `MASTER_RX_LOWER_PRI`, so a's watchdog leaves the EIP where b's script
 /// put it for the whole split (no fight). Once VRRP gets through, b goes
 /// BACKUP, the lines stop, and a's watchdog takes the EIP back, once.
+/// A steal after that is taken back as a first move away (rule 8), not as
+/// the next round of a fight that ended with the split (rule 9).
 #[test]
 fn a_one_way_split_moves_the_eip_once_during_it_and_once_after() {
     let mut lab = Lab::new();
@@ -83,4 +85,33 @@ fn a_one_way_split_moves_the_eip_once_during_it_and_once_after() {
     }
     assert_eq!(lab.calls_by("watchdog", "b"), 0, "{}", lab.mutating_calls());
     assert_eq!(lab.eip_on(), "a");
+
+    // Rule 9 (issue 23, point 3): the split is over, and so is what it
+    // counted. A steal now (a stray script run for b) is a first move away
+    // in a's mastership again: taken back min_master_age after a sees it,
+    // with no back-off, although a's mastership saw the move of the split.
+    wa.forget_past();
+    lab.steal_eip_for("b");
+    let (stolen_at, to) = next_move(&observer, FAILOVER);
+    assert_eq!(to, lab.eni("b"), "the steal");
+    let moved = wa.wait_for("a seeing the steal", VERIFY, |e| {
+        is(e, "vip_moved_away") || is(e, "vip_fight")
+    });
+    assert!(
+        is(&moved, "vip_moved_away"),
+        "a first move, not a fight: {moved}"
+    );
+    let (back_at, to) = next_move(&observer, VERIFY);
+    assert_eq!(to, lab.eni("a"), "a took it back");
+    let claim = wa.wait_for("a's claim", FAILOVER, |e| is(e, "claim_started"));
+    assert_eq!(claim["reason"], "stolen", "{claim}");
+    assert!(
+        wa.logged(|e| is(e, "claim_damped")).is_empty(),
+        "a backed off: {}",
+        wa.log_text()
+    );
+    println!(
+        "stolen at {stolen_at:.3}, back on a at {back_at:.3} ({:.1} s, a verify interval and min_master_age)",
+        back_at - stolen_at
+    );
 }

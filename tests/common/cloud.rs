@@ -394,6 +394,22 @@ vips = ["{SECOND_VIP}"]
         self.lab_py(&["assign", "http://127.0.0.1:5000", VIP, &eni]);
     }
 
+    /// Moves the lab's EIP (and its private IP) to node `name`, as its
+    /// notify script would: a stray run, an operator, behind the
+    /// watchdogs' backs.
+    pub fn steal_eip_for(&self, name: &str) {
+        let alloc = self.allocation_id();
+        let instance = self.instance_id(name);
+        self.lab_py(&[
+            "notify",
+            "ok",
+            "http://127.0.0.1:5000",
+            &alloc,
+            VIP,
+            &instance,
+        ]);
+    }
+
     /// Which node's ENI the emulator has the EIP on: "a", "b", or "-".
     pub fn eip_on(&self) -> String {
         let eni = self.lab_py(&["where", "http://127.0.0.1:5000", &self.allocation_id()]);
