@@ -17,7 +17,10 @@
 //! - Keepalived reloaded (SIGHUP) on either node; the FIFO removed and
 //!   recreated (a tmp cleaner), then Keepalived reloaded to reopen it;
 //! - a watchdog SIGKILLed and restarted;
-//! - VRRP cut both ways for 10 s (a split brain);
+//! - VRRP cut both ways for 10 s (a split brain: a partition, neither
+//!   node hearing the other); VRRP cut one way for 10 s (into the BACKUP,
+//!   which goes MASTER while the MASTER still hears it: the one-way split
+//!   of rule 12);
 //! - a cloud fault on the node that takes over, then HAProxy stopped on the
 //!   MASTER: throttling, a 503, a connection reset after the call was
 //!   applied, describes lagging 2 s, a call held until it times out;
@@ -92,6 +95,8 @@ enum Step {
     VrrpCut,
     /// VRRP cut, and node b's associate lands 3 s late (after a's).
     VrrpCutLateAssign,
+    /// VRRP dropped on its way into the BACKUP only.
+    VrrpOneWay,
     Cloud(usize),
     Notify(usize),
 }
@@ -99,7 +104,7 @@ enum Step {
 impl Step {
     fn draw(rng: &mut fastrand::Rng, heal: bool) -> Step {
         let node = rng.usize(..2);
-        match rng.usize(..if heal { 12 } else { 11 }) {
+        match rng.usize(..if heal { 13 } else { 12 }) {
             0 => Step::HaproxyStopped,
             1 => Step::KeepalivedSigterm,
             2 => Step::KeepalivedCrash,
@@ -109,7 +114,8 @@ impl Step {
             6 => Step::WatchdogKilled(node),
             7 => Step::VrrpCut,
             8 => Step::VrrpCutLateAssign,
-            9 | 10 => Step::Cloud(rng.usize(..CLOUD_FAULTS.len())),
+            9 => Step::VrrpOneWay,
+            10 | 11 => Step::Cloud(rng.usize(..CLOUD_FAULTS.len())),
             _ => Step::Notify(rng.usize(..NOTIFY_FAULTS.len())),
         }
     }
@@ -125,6 +131,7 @@ impl Step {
             Step::FifoRecreated(i) => format!("the FIFO removed and recreated on {}", n(i)),
             Step::WatchdogKilled(i) => format!("the watchdog SIGKILLed on {}", n(i)),
             Step::VrrpCut => "VRRP cut both ways for 10 s".into(),
+            Step::VrrpOneWay => "VRRP cut into the BACKUP for 10 s (a one-way split)".into(),
             Step::VrrpCutLateAssign => {
                 "VRRP cut for 10 s, b's AssignPrivateIpAddresses landing 3 s late".into()
             }
@@ -392,6 +399,12 @@ impl Pair {
                 drop(w);
                 self.planned_restarts += 1;
                 self.w[i] = Some(self.node(i).start_watchdog(true));
+                Box::new(|_: &mut Pair| {})
+            }
+            Step::VrrpOneWay => {
+                self.node(o).block_vrrp(true);
+                std::thread::park_timeout(Duration::from_secs(10));
+                self.node(o).block_vrrp(false);
                 Box::new(|_: &mut Pair| {})
             }
             Step::VrrpCut | Step::VrrpCutLateAssign => {

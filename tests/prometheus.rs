@@ -126,7 +126,7 @@ fn alerts_fire_and_resolve_and_every_dashboard_query_returns_series() {
     // The heal is counted only in heal mode: the rule joins the VIP's info
     // series, which both nodes export with the config's settings.
     let info =
-        prom.query(r#"vip_watchdog_vip_info{pair="lab", vip="web", mode="heal", kind="eip"} == 1"#);
+        prom.query(r#"vip_watchdog_vip_info{pair="lab", vip="web", mode="heal", kind="eip", private_ip="10.213.0.100", handover="make_before_break"} == 1"#);
     assert_eq!(info.len(), 2, "one info series per node: {info:?}");
     // b serves alone: a's load balancer fails its probe, so a is no
     // BACKUP that could take over (its `for` is 1 m).

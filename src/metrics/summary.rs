@@ -25,7 +25,7 @@ impl Summary {
                 IntGaugeVec::new(
                     Opts::new(
                         "vip_info",
-                        "Always 1, one series per configured VIP: its VRRP instance, mode (heal, own), kind (eip, eip_instance, private_ip, route), and allocation_id or destination (empty where the kind has none).",
+                        "Always 1, one series per configured VIP: its VRRP instance, mode (heal, own), kind (eip, eip_instance, private_ip, route), allocation_id, private_ip and destination (each empty where the kind has none), and handover (make_before_break, break_before_make).",
                     ),
                     &[
                         "vip",
@@ -33,7 +33,9 @@ impl Summary {
                         "mode",
                         "kind",
                         "allocation_id",
+                        "private_ip",
                         "destination",
+                        "handover",
                     ],
                 )?,
             )?,
@@ -88,9 +90,16 @@ impl Summary {
     pub fn vips(&self, vips: &[VipConfig], verify_interval: std::time::Duration) {
         self.vip_info.reset();
         for v in vips {
+            use crate::core::target::VipTarget;
             let destination = match &v.target {
-                crate::core::target::VipTarget::Route { destination, .. } => destination.as_str(),
+                VipTarget::Route { destination, .. } => destination.as_str(),
                 _ => "",
+            };
+            let private_ip = match &v.target {
+                VipTarget::EipOnEni { private_ip, .. } | VipTarget::PrivateIp { private_ip } => {
+                    private_ip.to_string()
+                }
+                _ => String::new(),
             };
             self.vip_info
                 .with_label_values(&[
@@ -99,7 +108,9 @@ impl Summary {
                     v.policy.mode.as_str(),
                     v.target.kind(),
                     v.target.allocation_id().unwrap_or(""),
+                    private_ip.as_str(),
                     destination,
+                    v.handover.as_str(),
                 ])
                 .set(1);
         }

@@ -283,7 +283,6 @@ impl Node {
         rx
     }
 
-    /// Drops (or stops dropping) incoming VRRP in this node's namespace.
     /// Drops the peer channel (TCP to port 9843) coming into this node.
     pub fn block_peer(&self, on: bool) {
         let nft = |rule: &str| {
@@ -300,6 +299,7 @@ impl Node {
         }
     }
 
+    /// Drops (or stops dropping) incoming VRRP in this node's namespace.
     pub fn block_vrrp(&self, on: bool) {
         let nft = |rule: &str| {
             run(in_ns(&self.ns).args(["nft"]).arg(rule));
