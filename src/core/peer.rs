@@ -247,9 +247,12 @@ mod tests {
     /// ignored.
     #[test]
     fn reports_of_other_releases_read() {
-        let older = r#"{"node":"b","pair":"edge","boot_id":"x","seq":1,"keepalived_running":false,"probe":"up","instances":[{"name":"VI_1","state":"backup","priority":100,"since":null}],"vips":[],"eni":"eni-b"}"#;
+        let older = r#"{"node":"b","pair":"edge","boot_id":"x","seq":1,"keepalived_running":false,"probe":"up","instances":[{"name":"VI_1","state":"backup","priority":100,"since":null}],"vips":[{"name":"web","cloud":"here","claim_in_flight":false}],"eni":"eni-b"}"#;
         let r: Report = serde_json::from_str(older).expect("an earlier report reads");
         assert!(!r.keepalived_exit_seen);
+        // Break before make never takes an earlier sender's silence on its
+        // address for a removal.
+        assert_eq!(r.vips[0].address_on_host, None);
         assert_eq!(r.instances[0].source, None);
         let k = PeerKnown {
             report: r,
