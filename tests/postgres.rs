@@ -20,6 +20,30 @@ fn epoch_now() -> f64 {
         .as_secs_f64()
 }
 
+/// A database pair: a primary on a, a replica on b, Keepalived and the
+/// watchdogs tracking the role; `configure` sets the VIP (and whatever
+/// goes with it). Returns once a is MASTER with its probe up and sees the
+/// VIP here, and b is BACKUP with its probe down (a replica).
+fn start_database_pair(configure: impl FnOnce(&mut Lab)) -> (Lab, Watchdog, Watchdog) {
+    let mut lab = Lab::new();
+    lab.add_cloud();
+    lab.a.start_postgres(false);
+    lab.b.start_postgres(true);
+    assert!(!lab.a.pg_in_recovery() && lab.b.pg_in_recovery());
+    configure(&mut lab);
+    for n in lab.nodes_mut() {
+        n.write_configs();
+    }
+    let (wa, wb) = lab.start_pair();
+    wa.wait_status("a, the primary: its probe up", SETTLE, |s| {
+        s["probe"]["health"] == "up"
+    });
+    wb.wait_status("b's probe: a replica", SETTLE, |s| {
+        s["probe"]["health"] == "down"
+    });
+    (lab, wa, wb)
+}
+
 /// a's Keepalived stops while its database is still the primary: b
 /// becomes VRRP MASTER as a replica, and its watchdog holds (the probe
 /// says replica) well past `min_master_age`: no call. Then the DBA demotes
@@ -28,26 +52,7 @@ fn epoch_now() -> f64 {
 /// watchdog never claims.
 #[test]
 fn the_eip_follows_the_primary_and_a_replica_never_claims() {
-    let mut lab = Lab::new();
-    lab.add_cloud();
-    lab.a.start_postgres(false);
-    lab.b.start_postgres(true);
-    assert!(!lab.a.pg_in_recovery() && lab.b.pg_in_recovery());
-    lab.set_vip("own", false);
-    for n in lab.nodes_mut() {
-        n.write_configs();
-    }
-    let wa = lab.a.start_watchdog(true);
-    let wb = lab.b.start_watchdog(true);
-    lab.start_services();
-    wa.wait_state("master", SETTLE);
-    wb.wait_state("backup", SETTLE);
-    wa.wait_status("a, the primary, sees the EIP here", SETTLE, |s| {
-        s["vips"][0]["cloud"]["where"] == "here" && s["probe"]["health"] == "up"
-    });
-    wb.wait_status("b's probe: a replica", SETTLE, |s| {
-        s["probe"]["health"] == "down"
-    });
+    let (mut lab, wa, wb) = start_database_pair(|lab| lab.set_vip("own", false));
     lab.reset_api_calls();
 
     // a's Keepalived goes; a's database is still the primary.
@@ -112,29 +117,16 @@ fn the_eip_follows_the_primary_and_a_replica_never_claims() {
 /// channel on. Returns once a, the primary, is MASTER with the address on
 /// its host and the VIP on its ENI, b a replica and BACKUP without it.
 fn break_before_make_pair() -> (Lab, Watchdog, Watchdog) {
-    let mut lab = Lab::new();
-    lab.add_cloud();
-    lab.a.start_postgres(false);
-    lab.b.start_postgres(true);
-    lab.add_peer_channel(true);
-    lab.set_manage_address();
-    lab.set_break_before_make();
-    lab.set_private_ip_vip("own");
-    for n in lab.nodes_mut() {
-        n.write_configs();
-    }
-    let wa = lab.a.start_watchdog(true);
-    let wb = lab.b.start_watchdog(true);
-    lab.start_services();
-    wa.wait_state("master", SETTLE);
-    wb.wait_state("backup", SETTLE);
+    let (lab, wa, wb) = start_database_pair(|lab| {
+        lab.add_peer_channel(true);
+        lab.set_manage_address();
+        lab.set_break_before_make();
+        lab.set_private_ip_vip("own");
+    });
     wa.wait_status("a carries the address and sees the VIP here", SETTLE, |s| {
         s["vips"][0]["cloud"]["where"] == "here"
             && s["vips"][0]["private_ip_on_host"] == true
             && s["vips"][0]["handover"]["mode"] == "break_before_make"
-    });
-    wb.wait_status("b's probe: a replica", SETTLE, |s| {
-        s["probe"]["health"] == "down"
     });
     assert!(lab.a.has_vip() && !lab.b.has_vip());
     assert_eq!(lab.private_ip_on(), "a");

@@ -682,6 +682,14 @@ mod tests {
         }
     }
 
+    /// Rule 13: the old holder reports it still carries the address.
+    fn not_let_go() -> Release {
+        Release::Waiting {
+            why: "break before make: the peer still carries the address on its host".into(),
+            until: None,
+        }
+    }
+
     /// The peer says it is a healthy MASTER too, with `eni-peer`.
     fn peer_master(wins_tie: bool) -> PeerView {
         PeerView::Master {
@@ -1084,13 +1092,7 @@ mod tests {
             (
                 "rule 13: the old holder has not let go: hold, whatever the cloud shows",
                 Own,
-                with(|n| {
-                    n.release = Release::Waiting {
-                        why: "break before make: the peer still carries the address on its host"
-                            .into(),
-                        until: None,
-                    }
-                }),
+                with(|n| n.release = not_let_go()),
                 Some((elsewhere(), 9_000)),
                 10_000,
                 "hold",
@@ -1111,13 +1113,7 @@ mod tests {
             (
                 "rule 13: rule 3 first: converged is converged",
                 Own,
-                with(|n| {
-                    n.release = Release::Waiting {
-                        why: "break before make: the peer still carries the address on its host"
-                            .into(),
-                        until: None,
-                    }
-                }),
+                with(|n| n.release = not_let_go()),
                 Some((Holder::Here, 9_000)),
                 10_000,
                 "hold",

@@ -181,21 +181,14 @@ mod tests {
     fn said(at_ms: u64, probe: Health, address: Option<bool>) -> PeerKnown {
         PeerKnown {
             report: Report {
-                node: "a".into(),
-                pair: "db".into(),
-                boot_id: "boot".into(),
-                seq: 1,
-                keepalived_running: Some(true),
-                keepalived_exit_seen: false,
                 probe,
-                instances: vec![],
                 vips: vec![VipReport {
                     name: "db".into(),
                     cloud: None,
                     claim_in_flight: false,
                     address_on_host: address,
                 }],
-                eni: None,
+                ..Report::sample("a", "db")
             },
             at: t(at_ms),
             at_wall: SystemTime::UNIX_EPOCH,

@@ -65,6 +65,24 @@ impl Report {
     pub fn instance(&self, name: &str) -> Option<&InstanceReport> {
         self.instances.iter().find(|i| i.name == name)
     }
+
+    /// For tests: `node`'s report in `pair`, Keepalived running, the
+    /// probe up, nothing else said; a test sets what it needs.
+    #[cfg(test)]
+    pub(crate) fn sample(node: &str, pair: &str) -> Report {
+        Report {
+            node: node.into(),
+            pair: pair.into(),
+            boot_id: "boot".into(),
+            seq: 1,
+            keepalived_running: Some(true),
+            keepalived_exit_seen: false,
+            probe: Health::Up,
+            instances: vec![],
+            vips: vec![],
+            eni: None,
+        }
+    }
 }
 
 /// The peer's last authenticated report.
@@ -220,10 +238,6 @@ mod tests {
     fn known(keepalived: Option<bool>, probe: Health, state: VrrpState, prio: u8) -> PeerKnown {
         PeerKnown {
             report: Report {
-                node: "b".into(),
-                pair: "edge".into(),
-                boot_id: "boot".into(),
-                seq: 1,
                 keepalived_running: keepalived,
                 keepalived_exit_seen: keepalived == Some(false),
                 probe,
@@ -234,8 +248,8 @@ mod tests {
                     since: None,
                     source: Some(Source::Fifo),
                 }],
-                vips: vec![],
                 eni: Some("eni-b".into()),
+                ..Report::sample("b", "edge")
             },
             at: t(0),
             at_wall: SystemTime::UNIX_EPOCH,

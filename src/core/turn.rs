@@ -459,16 +459,10 @@ pub(crate) mod tests {
     #[test]
     fn a_split_brain_needs_a_report_from_this_mastership() {
         use crate::core::peer::{InstanceReport, Report};
-        use crate::core::words::{Health, Source, VrrpState};
+        use crate::core::words::{Source, VrrpState};
         let report = |seq| {
             Event::Peer(Report {
-                node: "lb-b".into(),
-                pair: "edge".into(),
-                boot_id: "x".into(),
                 seq,
-                keepalived_running: Some(true),
-                keepalived_exit_seen: false,
-                probe: Health::Up,
                 instances: vec![InstanceReport {
                     name: "VI_1".into(),
                     state: VrrpState::Master,
@@ -476,8 +470,8 @@ pub(crate) mod tests {
                     since: None,
                     source: Some(Source::Fifo),
                 }],
-                vips: vec![],
                 eni: Some("eni-peer".into()),
+                ..Report::sample("lb-b", "edge")
             })
         };
         let split = |plan: &Plan| {
@@ -550,14 +544,8 @@ pub(crate) mod tests {
         };
         let report = |seq, probe, address| {
             Event::Peer(Report {
-                node: "lb-b".into(),
-                pair: "db".into(),
-                boot_id: "x".into(),
                 seq,
-                keepalived_running: Some(true),
-                keepalived_exit_seen: false,
                 probe,
-                instances: vec![],
                 vips: vec![VipReport {
                     name: "db".into(),
                     cloud: Some("here".into()),
@@ -565,6 +553,7 @@ pub(crate) mod tests {
                     address_on_host: Some(address),
                 }],
                 eni: Some("eni-peer".into()),
+                ..Report::sample("lb-b", "db")
             })
         };
         let adds = |plan: &Plan| {
