@@ -276,8 +276,31 @@ pub async fn run(
             if v.handover != crate::core::handover::Handover::MakeBeforeBreak {
                 metrics.handover_init(&v.name);
             }
+            if cloud.state_tag_interval.is_some() {
+                metrics.split_in_cloud_init(&v.name);
+            }
         }
-        let side = crate::core::cloud::CloudState::new(vips, me.clone(), damping);
+        if let Some(interval) = cloud.state_tag_interval {
+            let writer = cloud::state_tag::Writer {
+                cloud: aws.clone(),
+                metrics: metrics.clone(),
+                policy: policy.clone(),
+                vips: vips
+                    .iter()
+                    .map(|v| (v.target.clone(), v.vrrp_instance.clone()))
+                    .collect(),
+                me: me.clone(),
+                node: node.name.clone(),
+                interval,
+                dry_run: cloud.dry_run,
+            };
+            let (s, c) = (status.clone(), cancel.clone());
+            tasks.spawn(async move { ("state tags", writer.run(s, c).await) });
+        }
+        let mut side = crate::core::cloud::CloudState::new(vips, me.clone(), damping);
+        if let Some(interval) = cloud.state_tag_interval {
+            side = side.with_state_tags(interval * 2);
+        }
         owner.core.cloud = Some(match &peer {
             Some(p) => side.with_peer(&node.name, p.max_age),
             None => side,

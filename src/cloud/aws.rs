@@ -2,6 +2,7 @@
 //! the retry policy (the SDK's default retried a dropped connection on
 //! AssociateAddress, a mutating call). Each call has the configured timeout.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -126,7 +127,19 @@ pub fn address_of(a: &aws_sdk_ec2::types::Address) -> Result<Address, CloudError
         network_interface_id: non_empty(a.network_interface_id()),
         private_ip: ip(OP, a.private_ip_address())?,
         instance_id: non_empty(a.instance_id()),
+        state_tags: state_tags_of(a.tags()),
     })
+}
+
+/// The state tags (`core::state_tag`) among `tags`, by what follows the
+/// key's prefix; every other tag is left out.
+pub fn state_tags_of(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            let suffix = crate::core::state_tag::suffix_of_key(t.key()?)?;
+            Some((suffix.to_owned(), t.value().unwrap_or_default().to_owned()))
+        })
+        .collect()
 }
 
 /// One route table of a DescribeRouteTables answer; a route whose
@@ -163,7 +176,11 @@ pub fn route_table_of(t: &aws_sdk_ec2::types::RouteTable) -> Result<RouteTable, 
             })
         })
         .collect();
-    Ok(RouteTable { id, routes })
+    Ok(RouteTable {
+        id,
+        routes,
+        state_tags: state_tags_of(t.tags()),
+    })
 }
 
 /// The private IPs of `eni` in a DescribeNetworkInterfaces answer.
@@ -190,6 +207,7 @@ pub fn private_ips_seen(
         .map(|ip| PrivateIpSeen {
             ip: *ip,
             network_interface_ids: vec![],
+            state_tags: BTreeMap::new(),
         })
         .collect();
     for n in interfaces {
@@ -201,6 +219,7 @@ pub fn private_ips_seen(
             };
             if let Some(s) = seen.iter_mut().find(|s| s.ip == ip) {
                 s.network_interface_ids.push(id.clone());
+                s.state_tags.extend(state_tags_of(n.tag_set()));
             }
         }
     }
@@ -313,6 +332,22 @@ impl Cloud for Aws {
             .map_err(|e| error(OP, e))?;
         non_empty(out.association_id())
             .ok_or_else(|| bad_answer(OP, "no AssociationId in the answer".into()))
+    }
+
+    async fn create_tags(
+        &self,
+        resources: &[String],
+        tags: &[(String, String)],
+    ) -> Result<(), CloudError> {
+        let mut req = self
+            .client
+            .create_tags()
+            .set_resources(Some(resources.to_vec()));
+        for (k, v) in tags {
+            req = req.tags(aws_sdk_ec2::types::Tag::builder().key(k).value(v).build());
+        }
+        req.send().await.map_err(|e| error("CreateTags", e))?;
+        Ok(())
     }
 
     async fn describe_route_tables(&self, ids: &[String]) -> Result<Vec<RouteTable>, CloudError> {
@@ -470,10 +505,12 @@ mod tests {
                 PrivateIpSeen {
                     ip: asked[0],
                     network_interface_ids: vec!["eni-a".into(), "eni-b".into()],
+                    state_tags: BTreeMap::new(),
                 },
                 PrivateIpSeen {
                     ip: asked[1],
                     network_interface_ids: vec![],
+                    state_tags: BTreeMap::new(),
                 },
             ]
         );

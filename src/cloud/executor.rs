@@ -530,7 +530,7 @@ mod tests {
                 association_id: Some("eipassoc-1".into()),
                 network_interface_id: Some(if here { "eni-me" } else { "eni-peer" }.into()),
                 private_ip: Some(IP.parse().unwrap()),
-                instance_id: None,
+                ..Address::default()
             }])
         }
         async fn private_ips(&self, _: &str) -> Result<Vec<IpAddr>, CloudError> {

@@ -123,6 +123,7 @@ mod tests {
             fast_verify_for: Duration::from_secs(20),
             state_dir: None,
             convergence_timeout: Duration::from_secs(5),
+            state_tag_interval: None,
             dry_run: false,
             permission_check: true,
             permission_check_interval: Duration::from_secs(3600),

@@ -8,6 +8,7 @@
 //! executor.rs      the one task that performs claims, re-checked before each mutating call
 //! verifier.rs      the task that asks where the VIPs are, paced by hints
 //! permissions.rs   the DryRun permission checker and `check-cloud`
+//! state_tag.rs     the task writing this node's state tags (rule 14)
 //! damping_store.rs damping kept across restarts, written atomically
 //! ```
 //!
@@ -22,6 +23,7 @@ pub mod damping_store;
 pub mod executor;
 pub mod imds;
 pub mod permissions;
+pub mod state_tag;
 pub mod throttle;
 pub mod verifier;
 
@@ -154,6 +156,16 @@ pub trait Cloud: Send + Sync + 'static {
         _ips: &[IpAddr],
     ) -> impl Future<Output = Result<Vec<PrivateIpSeen>, CloudError>> + Send {
         async { unsupported("DescribeNetworkInterfaces") }
+    }
+
+    /// Writes `tags` on every one of `resources` (state tags,
+    /// `core::state_tag`): one CreateTags.
+    fn create_tags(
+        &self,
+        _resources: &[String],
+        _tags: &[(String, String)],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        async { unsupported("CreateTags") }
     }
 
     /// Whether the ENI's source/destination check is on (then the instance

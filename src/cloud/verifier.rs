@@ -360,8 +360,7 @@ mod tests {
                     public_ip: None,
                     association_id: None,
                     network_interface_id: None,
-                    private_ip: None,
-                    instance_id: None,
+                    ..Address::default()
                 })
                 .collect())
         }

@@ -176,6 +176,15 @@ impl Config {
                     "off".into()
                 }
             );
+            let _ = writeln!(
+                w,
+                "cloud.state_tags = {}",
+                c.state_tag_interval.map_or("off".into(), |i| format!(
+                    "written every {}, each counting for {}",
+                    d(&i),
+                    d(&(i * 2))
+                ))
+            );
         }
         for v in &self.vips {
             let p = &v.policy;

@@ -106,6 +106,9 @@ pub struct CloudConfig {
     /// needs: at start-up, then every `permission_check_interval`.
     pub permission_check: bool,
     pub permission_check_interval: Duration,
+    /// State tags (`core::state_tag`): written every this often, and each
+    /// counts for twice it; `None` when `state_tags` is off.
+    pub state_tag_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1275,6 +1278,16 @@ address = "127.0.0.1:80"
                 ),
                 "cloud.permission_check_interval",
                 Some(15),
+                "at least 10s",
+            ),
+            (
+                "state tags too often",
+                with_vip("").replace(
+                    "region = \"eu-west-1\"",
+                    "state_tags = true\nstate_tag_interval = \"2s\"",
+                ),
+                "cloud.state_tag_interval",
+                Some(16),
                 "at least 10s",
             ),
             (

@@ -61,6 +61,10 @@ pub(super) struct RawCloud {
     pub(super) permission_check: bool,
     #[serde(default = "default_permission_check_interval")]
     pub(super) permission_check_interval: Spanned<Dur>,
+    #[serde(default)]
+    pub(super) state_tags: bool,
+    #[serde(default = "default_state_tag_interval")]
+    pub(super) state_tag_interval: Spanned<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +95,9 @@ fn default_peer_replay_window() -> Spanned<Dur> {
 
 pub(super) fn yes() -> bool {
     true
+}
+pub(super) fn default_state_tag_interval() -> Spanned<Dur> {
+    dur(Duration::from_secs(60))
 }
 pub(super) fn default_permission_check_interval() -> Spanned<Dur> {
     dur(Duration::from_secs(3600))

@@ -84,6 +84,22 @@
 //!     been silent for `fence_wait`). Address rule A3 waits for the same,
 //!     so the address is not even added before.
 //!
+//! And one rule for the second path, state tags (`core::state_tag`, with
+//! `[cloud] state_tags = true`), checked after rule 12:
+//!
+//! 14. A split brain seen in the cloud is not fought: when the VIP was moved
+//!     away from this MASTER (a take-back, rule 8) and the ENI that holds
+//!     it carries a fresh state tag saying its node is a healthy MASTER of
+//!     the instance too, the VIP stays there while the tag is fresh (VRRP
+//!     and the channel are both cut: a take-back would start a fight). Once
+//!     the tag says otherwise (that node went BACKUP) or goes stale (it
+//!     died or lost the API), this node takes it back once, on a view asked
+//!     for after the hold ended (rule 7). A fresh peer report decides
+//!     instead (rules 10 and 11). A first claim never waits for a tag, so a
+//!     tag left behind holds back no failover. With state tags on, rule 8's
+//!     take-back is made on a view asked for after its wait, which carries
+//!     the holder's tag as it is then.
+//!
 //! And one measure, not a rule: the failover latency, one sample per
 //! mastership this process saw begin (a MASTER line it read), from that
 //! line's arrival to the first view, asked for after it, that shows the VIP
@@ -103,6 +119,7 @@ use serde::Serialize;
 use crate::core::clock::Mono;
 use crate::core::handover::Release;
 use crate::core::peer::PeerView;
+use crate::core::state_tag::{Reading, SPLIT_IN_CLOUD};
 use crate::core::words::{ClaimOutcome, HealReason, Health, Holder, Mode, Mover, VrrpState};
 
 /// Rule 12: how long after a `MASTER_RX_LOWER_PRI` line this node holds
@@ -236,6 +253,11 @@ pub struct VipState {
     split: bool,
     /// Rule 9: the peer's watchdog reported MASTER at the last decision.
     peer_master: bool,
+    /// Rule 14: the tag of the holder's node, as the last view carried it
+    /// (`None`: state tags off, the VIP not elsewhere, or no tag).
+    pub holder_tag: Option<Reading>,
+    /// Rule 14 held back the last decision (a split brain seen in the cloud).
+    pub split_in_cloud: bool,
 }
 
 /// What damping remembers; kept across restarts by the cloud side's damping store.
@@ -265,6 +287,8 @@ pub enum Observed {
 #[derive(Debug, Default)]
 pub struct Rules {
     pub vips: BTreeMap<String, VipState>,
+    /// Rule 14: state tags are on.
+    pub state_tags: bool,
 }
 
 impl Damping {
@@ -328,6 +352,15 @@ impl Rules {
                 .into_iter()
                 .map(|n| (n.to_owned(), VipState::default()))
                 .collect(),
+            state_tags: false,
+        }
+    }
+
+    /// Rule 14: what the holder's tag said in the view `observe_cloud`
+    /// just took (called after it, for a view it did not ignore).
+    pub fn holder_tag_seen(&mut self, vip: &str, reading: Option<Reading>) {
+        if let Some(st) = self.vips.get_mut(vip) {
+            st.holder_tag = reading;
         }
     }
 
@@ -451,13 +484,21 @@ impl Rules {
             return hold("unknown VIP");
         };
         st.follow(node);
+        st.split_in_cloud = false;
         // Rule 9: the situation changed when a split brain ended or the
         // peer stopped being MASTER.
         let other_master = node
             .other_master
             .filter(|heard| now < *heard + OTHER_MASTER_HOLD);
         let peer_master = matches!(node.peer, PeerView::Master { .. });
-        let split = other_master.is_some() || (peer_master && node.vrrp == VrrpState::Master);
+        // Rule 14's tag, while it counts.
+        let tag_master = match &st.holder_tag {
+            Some(Reading::Master { until, node }) if *until > now => Some((*until, node.clone())),
+            _ => None,
+        };
+        let split = other_master.is_some()
+            || (peer_master && node.vrrp == VrrpState::Master)
+            || tag_master.is_some();
         if (st.split && !split) || (st.peer_master && node.peer == PeerView::NotMaster) {
             st.damping.forget();
             // The next move away is a first one again (rule 8), not the
@@ -515,6 +556,18 @@ impl Rules {
             return Verdict::Wait {
                 until: heard + OTHER_MASTER_HOLD,
                 why: "split brain: keepalived hears another MASTER (MASTER_RX_LOWER_PRI) that does not hear this node; the VIP stays where that MASTER put it until its adverts stop".into(),
+            };
+        }
+        // Rule 14.
+        if let (HealReason::Stolen, Some((until, writer)), PeerView::Unknown) =
+            (reason, &tag_master, &node.peer)
+        {
+            st.split_in_cloud = true;
+            return Verdict::Wait {
+                until: *until,
+                why: format!(
+                    "{SPLIT_IN_CLOUD}: the ENI holding the VIP carries a fresh state tag of {writer}'s saying it is a healthy MASTER too (VRRP and the channel are cut); the VIP stays there until that tag says otherwise or goes stale"
+                ),
             };
         }
         // Rule 10.
@@ -594,6 +647,24 @@ impl Rules {
         if split_end.is_some_and(|end| st.seen.is_none_or(|s| s < end)) {
             return Verdict::Refresh {
                 why: "asking the cloud again: its last view is older than the end of the split brain keepalived reported".into(),
+            };
+        }
+        // Rule 7 for rule 14: a tag that stopped counting by age is checked
+        // again; with state tags on, rule 8's take-back waits for a view
+        // from after its wait.
+        let tag_end = match &st.holder_tag {
+            Some(Reading::Master { until, .. }) if *until <= now => Some(*until),
+            _ => None,
+        };
+        let retake_end = m.retake_after.filter(|_| self.state_tags);
+        if [tag_end, retake_end]
+            .into_iter()
+            .flatten()
+            .any(|end| end <= now && st.seen.is_none_or(|s| s < end))
+        {
+            return Verdict::Refresh {
+                why: "asking the cloud again: the holder's state tag is to be read as it is now"
+                    .into(),
             };
         }
         if st.failed_claim_at.is_some() {
@@ -1605,6 +1676,116 @@ mod tests {
         let v = r.decide("vip", t(90_100), &after, &p);
         assert_eq!(kind(&v), "wait", "{v:?}");
         let v = r.decide("vip", t(93_000), &after, &p);
+        assert_eq!(kind(&v), "claim stolen", "{v:?}");
+    }
+
+    /// Rule 14: a MASTER whose VIP was moved away to a node whose fresh
+    /// state tag says it is a healthy MASTER too leaves it there; it takes
+    /// it back once the tag says otherwise (one row) or goes stale (another),
+    /// or when a fresh peer report says the peer is not MASTER; a first
+    /// claim (a failover) never waits for a tag.
+    #[test]
+    fn rule_14_a_split_brain_seen_in_the_cloud_is_not_fought() {
+        let p = policy(Mode::Own);
+        let tag = |at: u64| {
+            Some(Reading::Master {
+                until: t(at),
+                node: "b".into(),
+            })
+        };
+        let backup_tag = Some(Reading::Nothing("backup healthy".into()));
+        // Held, then moved away at 20 s, the holder's tag fresh until 140 s.
+        let stolen = || {
+            let mut r = Rules::new(["vip"]);
+            r.state_tags = true;
+            r.observe_cloud("vip", Holder::Here, t(5_000), &master(), &p);
+            let obs = r.observe_cloud("vip", elsewhere(), t(20_000), &master(), &p);
+            assert_eq!(obs, vec![Observed::MovedAway { fight: false }]);
+            r.holder_tag_seen("vip", tag(140_000));
+            r
+        };
+        let mut r = stolen();
+        for now in [20_010, 23_000, 100_000] {
+            let v = r.decide("vip", t(now), &master(), &p);
+            assert!(
+                matches!(&v, Verdict::Wait { until, why } if *until == t(140_000) && why.starts_with(SPLIT_IN_CLOUD)),
+                "rule 14 holds at {now}: {v:?}"
+            );
+            assert!(r.vips["vip"].split_in_cloud);
+        }
+        // The other node went BACKUP: its tag says so in the next view.
+        r.observe_cloud("vip", elsewhere(), t(101_000), &master(), &p);
+        r.holder_tag_seen("vip", backup_tag.clone());
+        let v = r.decide("vip", t(101_010), &master(), &p);
+        assert_eq!(kind(&v), "claim stolen", "the tag says backup: {v:?}");
+        assert!(!r.vips["vip"].split_in_cloud);
+        assert_eq!(
+            r.vips["vip"].mastership.as_ref().unwrap().moves_away,
+            0,
+            "rule 9: the split ended"
+        );
+        // The other node died (or lost the API): its tag goes stale; a view
+        // from after that is asked for, and it is taken back.
+        let mut r = stolen();
+        let v = r.decide("vip", t(140_000), &master(), &p);
+        assert_eq!(kind(&v), "refresh", "{v:?}");
+        r.observe_cloud("vip", elsewhere(), t(140_100), &master(), &p);
+        r.holder_tag_seen(
+            "vip",
+            Some(Reading::Nothing("stale: written 120 s ago".into())),
+        );
+        let v = r.decide("vip", t(140_200), &master(), &p);
+        assert_eq!(kind(&v), "claim stolen", "{v:?}");
+        // A fresh peer report decides instead of the tag.
+        let mut r = stolen();
+        let peer_backup = NodeView {
+            peer: PeerView::NotMaster,
+            ..master()
+        };
+        r.observe_cloud("vip", elsewhere(), t(23_100), &peer_backup, &p);
+        r.holder_tag_seen("vip", tag(143_000));
+        let v = r.decide("vip", t(23_200), &peer_backup, &p);
+        assert_eq!(kind(&v), "claim stolen", "{v:?}");
+        // A failover: the VIP was never here in this mastership; the old
+        // holder's tag, left behind, holds nothing back.
+        let mut r = Rules::new(["vip"]);
+        r.state_tags = true;
+        r.observe_cloud("vip", elsewhere(), t(3_100), &master(), &p);
+        r.holder_tag_seen("vip", tag(100_000));
+        let v = r.decide("vip", t(3_200), &master(), &p);
+        assert_eq!(kind(&v), "claim elsewhere", "{v:?}");
+    }
+
+    /// Rule 14 with rule 8: with state tags on, the take-back after
+    /// min_master_age is made on a view asked for after that wait, which
+    /// carries the holder's tag as it is then.
+    #[test]
+    fn rule_14_a_take_back_reads_the_holders_tag_as_it_is_then() {
+        let p = policy(Mode::Own);
+        let mut r = Rules::new(["vip"]);
+        r.state_tags = true;
+        r.observe_cloud("vip", Holder::Here, t(5_000), &master(), &p);
+        r.observe_cloud("vip", elsewhere(), t(20_000), &master(), &p);
+        r.holder_tag_seen("vip", None);
+        let v = r.decide("vip", t(20_010), &master(), &p);
+        assert_eq!(kind(&v), "wait", "rule 8: {v:?}");
+        let v = r.decide("vip", t(23_000), &master(), &p);
+        assert_eq!(kind(&v), "refresh", "{v:?}");
+        r.observe_cloud("vip", elsewhere(), t(23_100), &master(), &p);
+        r.holder_tag_seen(
+            "vip",
+            Some(Reading::Master {
+                until: t(143_000),
+                node: "b".into(),
+            }),
+        );
+        let v = r.decide("vip", t(23_200), &master(), &p);
+        assert_eq!(kind(&v), "wait", "rule 14: {v:?}");
+        // Without state tags, rule 8 takes it back on the view it has.
+        let mut r = Rules::new(["vip"]);
+        r.observe_cloud("vip", Holder::Here, t(5_000), &master(), &p);
+        r.observe_cloud("vip", elsewhere(), t(20_000), &master(), &p);
+        let v = r.decide("vip", t(23_000), &master(), &p);
         assert_eq!(kind(&v), "claim stolen", "{v:?}");
     }
 

@@ -11,12 +11,14 @@
 //! model/       what is known about Keepalived, the probe, the host, the peer
 //! peer.rs      the peer's report and what it says of an instance (PeerView)
 //! target.rs    what a VIP is and where the cloud shows it (Holder::of_routes)
-//! decide.rs    the claim rules 1-13, damping, failover latency
+//! decide.rs    the claim rules 1-14, damping, failover latency
 //! address.rs   manage_address's rules A1-A6
 //! handover.rs  break before make: whether the old holder let go (B1-B5)
 //! release.rs   release_on_crash's rules R1-R4
 //! pace.rs      how often the cloud is asked (MIN_GAP, Ask, Pace)
 //! seen.rs      what the cloud says, as data (Address, Route, Seen, CloudError)
+//! state_tag.rs state tags, the second path of a pair through the EC2 API:
+//!              what a node writes, how the holder's tag is read (rule 14)
 //! message.rs   what goes to and comes from the cloud tasks (Claim, CloudEvent)
 //! vip.rs       a VIP's config (VipConfig, ManagedAddress)
 //! cloud/       the cloud side of a turn: what the cloud showed, the claim
@@ -29,7 +31,8 @@
 //!
 //! | rules | where | table test |
 //! |---|---|---|
-//! | 1-13: when to claim a VIP | `decide.rs` | `decide::tests::rules_table` (one row per case, named after its rule), with `rule_N_*` tests for sequences (`rule_9_damping_ends_with_its_conflict`: one row per way a conflict ends) |
+//! | 1-14: when to claim a VIP | `decide.rs` | `decide::tests::rules_table` (one row per case, named after its rule), with `rule_N_*` tests for sequences (`rule_9_damping_ends_with_its_conflict`: one row per way a conflict ends; `rule_14_*`: a split brain seen in the cloud) |
+//! | how a state tag is read | `state_tag.rs` | `state_tag::tests::reading_table` |
 //! | A1-A6: when to add or remove a managed private IP | `address.rs` | `address::tests::the_address_rules_table` |
 //! | B1-B5: whether the old holder let go (break before make) | `handover.rs` | `handover::tests::release_rules_table` |
 //! | R1-R4: when a crashed MASTER's advert is sent | `release.rs` | `release::tests::release_rules_table` |
@@ -55,6 +58,7 @@ pub mod pace;
 pub mod peer;
 pub mod release;
 pub mod seen;
+pub mod state_tag;
 pub mod target;
 pub mod turn;
 pub mod view;

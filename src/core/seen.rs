@@ -2,6 +2,7 @@
 //! routes, this node's identity, a call's error and its kind, the actions
 //! this node needs. No SDK: `cloud/aws.rs` fills these in.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::core::target::{RouteView, VipTarget};
@@ -18,13 +19,17 @@ pub struct Address {
     /// The instance, when associated with one (EC2 also reports it for an
     /// ENI association of an attached ENI).
     pub instance_id: Option<String>,
+    /// Its state tags (`core::state_tag`), by what follows the key's prefix.
+    pub state_tags: BTreeMap<String, String>,
 }
 
 /// What the cloud says about one route table: its routes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteTable {
     pub id: String,
     pub routes: Vec<Route>,
+    /// Its state tags (`core::state_tag`), by what follows the key's prefix.
+    pub state_tags: BTreeMap<String, String>,
 }
 
 /// One route of a route table.
@@ -46,6 +51,9 @@ pub struct Route {
 pub struct PrivateIpSeen {
     pub ip: IpAddr,
     pub network_interface_ids: Vec<String>,
+    /// The state tags (`core::state_tag`) of the ENIs that carry it, by
+    /// what follows the key's prefix.
+    pub state_tags: BTreeMap<String, String>,
 }
 
 impl PrivateIpSeen {
@@ -427,6 +435,7 @@ mod tests {
             let seen = Seen::PrivateIps(vec![PrivateIpSeen {
                 ip,
                 network_interface_ids: enis.iter().map(|e| e.to_string()).collect(),
+                state_tags: BTreeMap::new(),
             }]);
             let got = view_of(&target, &seen, &me).map(|(h, _)| h);
             assert_eq!(&got, want, "{name}");
@@ -435,6 +444,7 @@ mod tests {
         let other = Seen::PrivateIps(vec![PrivateIpSeen {
             ip: "10.0.1.101".parse().unwrap(),
             network_interface_ids: vec!["eni-a".into()],
+            state_tags: BTreeMap::new(),
         }]);
         assert_eq!(view_of(&target, &other, &me), None, "another IP");
         assert_eq!(

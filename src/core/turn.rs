@@ -312,7 +312,7 @@ pub(crate) mod tests {
             association_id: Some("eipassoc-1".into()),
             network_interface_id: Some(eni.into()),
             private_ip: Some("10.0.0.50".parse().unwrap()),
-            instance_id: None,
+            ..Address::default()
         };
         Event::Cloud(CloudEvent::Observed {
             sent: stamp(sent),
@@ -499,6 +499,79 @@ pub(crate) mod tests {
         );
         core.apply(report(2), stamp(2_200));
         assert_eq!(split(&core.plan(stamp(2_300))), [true], "the peer's answer");
+    }
+
+    /// Claim rule 14 over whole turns: the VIPs were here, then a view
+    /// shows them on the peer's ENI, which carries the peer's fresh tag
+    /// "master healthy": no claim, the gauge's source says so; the next
+    /// view's tag says "backup": both taken back.
+    #[test]
+    fn a_split_brain_seen_in_the_cloud_is_held_then_ended_by_the_tag() {
+        let mut core = rig();
+        core.cloud = core
+            .cloud
+            .take()
+            .map(|c| c.with_state_tags(Duration::from_secs(120)));
+        let tagged = |sent: u64, state: &str| {
+            let Event::Cloud(CloudEvent::Observed {
+                sent: at,
+                result: Ok(Seen::Addresses(mut addrs)),
+                unknown,
+            }) = observed(sent, "eni-peer", &[])
+            else {
+                unreachable!()
+            };
+            let written = humantime::format_rfc3339_seconds(at.wall);
+            for a in &mut addrs {
+                a.state_tags.insert(
+                    "eni-peer/VI_1".into(),
+                    format!("{state} healthy {written} lb-b"),
+                );
+                a.state_tags.insert(
+                    "eni-me/VI_1".into(),
+                    format!("master healthy {written} lb-a"),
+                );
+            }
+            Event::Cloud(CloudEvent::Observed {
+                sent: at,
+                result: Ok(Seen::Addresses(addrs)),
+                unknown,
+            })
+        };
+        core.apply(observed(3_000, "eni-me", &[]), stamp(3_000));
+        core.plan(stamp(3_010));
+        let applied = core.apply(tagged(20_000, "master"), stamp(20_000));
+        let plan = core.plan(stamp(20_010));
+        assert_eq!(claims(&plan), []);
+        assert_eq!(verdicts(&plan), [("web", "wait"), ("db", "wait")]);
+        let tags: Vec<_> = applied
+            .notes
+            .iter()
+            .filter_map(|n| match n {
+                Note::HolderTag { vip, reading, .. } => Some((vip.as_str(), reading.clone())),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            matches!(&tags[..], [("web", Some(crate::core::state_tag::Reading::Master { node, .. })), ..] if node == "lb-b"),
+            "{tags:?}"
+        );
+        let splits = |core: &Core| {
+            core.cloud
+                .as_ref()
+                .unwrap()
+                .splits_in_cloud()
+                .map(|(v, s)| (v.to_owned(), s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            splits(&core),
+            [("web".to_owned(), true), ("db".to_owned(), true)]
+        );
+        core.apply(tagged(50_000, "backup"), stamp(50_000));
+        let plan = core.plan(stamp(50_010));
+        assert_eq!(claims(&plan).len(), 2, "{:?}", verdicts(&plan));
+        assert!(splits(&core).iter().all(|(_, s)| !s));
     }
 
     /// Break before make, a whole failover: MASTER since 0 ms, the VIP on

@@ -68,6 +68,7 @@ pub struct Metrics {
     address_changes: IntCounterVec,
     address_kept: IntGaugeVec,
     handover_waiting: IntGaugeVec,
+    split_in_cloud: IntGaugeVec,
     cloud_backoff: IntGauge,
     cloud_calls: IntCounterVec,
     cloud_call_duration: HistogramVec,
@@ -247,6 +248,20 @@ impl Metrics {
             self.handover_waiting
                 .with_label_values(&[vip])
                 .set(i64::from(waiting));
+        }
+    }
+
+    /// A VIP's rule-14 gauge, at 0 (with state tags on).
+    pub fn split_in_cloud_init(&self, vip: &str) {
+        self.split_in_cloud.with_label_values(&[vip]).set(0);
+    }
+
+    /// Claim rule 14: which VIPs this MASTER leaves on another MASTER.
+    pub fn sync_splits_in_cloud<'a>(&self, splits: impl Iterator<Item = (&'a str, bool)>) {
+        for (vip, split) in splits {
+            self.split_in_cloud
+                .with_label_values(&[vip])
+                .set(i64::from(split));
         }
     }
 

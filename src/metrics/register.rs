@@ -138,6 +138,7 @@ impl Metrics {
             address_changes: counter_vec(r, "address_changes_total", "Changes of a manage_address VIP's private IP on this host (add, remove), by outcome (ok, error).", &["vip", "change", "outcome"])?,
             address_kept: gauge_vec(r, "address_kept", "1 while this node, not MASTER past address_hold, keeps a manage_address VIP's private IP because the cloud still sends the VIP here and the probe is up (nobody claimed it).", &["vip"])?,
             handover_waiting: gauge_vec(r, "handover_waiting", "1 while this node, a healthy MASTER, holds back its claim of a break-before-make VIP because the old holder has not let go (claim rule 13).", &["vip"])?,
+            split_in_cloud: gauge_vec(r, "split_brain_in_cloud", "1 while this node, a healthy MASTER, leaves a VIP that was moved away from it on the other node, whose fresh state tag says it is a healthy MASTER too (claim rule 14: VRRP and the peer channel are both cut). Present only with cloud.state_tags.", &["vip"])?,
             claims_undone: counter_vec(r, "claims_undone_total", "Moves of the VIP away from this MASTER after the first within one mastership: fights, which back off and count against max_claims.", &["vip"])?,
             cloud_backoff: reg(
                 r,

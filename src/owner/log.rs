@@ -7,6 +7,7 @@ use tracing::{debug, error, info, warn};
 use crate::core::change::Change;
 use crate::core::cloud::Note;
 use crate::core::decide::Verdict;
+use crate::core::state_tag::Reading;
 use crate::core::words::{ClaimOutcome, RouteState};
 use crate::status::rfc3339;
 
@@ -279,6 +280,29 @@ pub fn log_note(note: &Note) {
             ..
         } => {
             info!(event = "vip_seen_changed", vip = %vip, holder = %holder, "the cloud's view of the VIP changed");
+        }
+        Note::HolderTag {
+            vip,
+            value,
+            reading,
+        } => {
+            let value = value.as_deref().unwrap_or("");
+            match reading {
+                Some(Reading::Master { node, .. }) => {
+                    warn!(event = "state_tag_master", vip = %vip, writer = %node, tag = %value, "the ENI holding the VIP carries a fresh state tag saying its node is a healthy MASTER too: a split brain if this node is MASTER (rule 14 holds back a take-back)")
+                }
+                Some(Reading::Nothing(why))
+                    if why.starts_with("unreadable") || why.starts_with("dated") =>
+                {
+                    warn!(event = "state_tag_ignored", vip = %vip, tag = %value, why = %why, "the state tag on the ENI holding the VIP counts for nothing")
+                }
+                Some(Reading::Nothing(why)) => {
+                    info!(event = "state_tag_not_master", vip = %vip, tag = %value, why = %why, "the state tag on the ENI holding the VIP holds nothing back")
+                }
+                None => {
+                    info!(event = "state_tag_none", vip = %vip, "no state tag of the VIP's holder (not elsewhere, or its node writes none)")
+                }
+            }
         }
         Note::Seen { .. } | Note::Converged { .. } => {}
         Note::ClaimDone {

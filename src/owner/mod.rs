@@ -120,6 +120,7 @@ impl Owner {
         if let Some(cloud) = &self.core.cloud {
             self.metrics.sync_addresses(cloud.addresses_kept());
             self.metrics.sync_handovers(cloud.handovers_waiting());
+            self.metrics.sync_splits_in_cloud(cloud.splits_in_cloud());
         }
         self.wake = plan.wake;
         self.send(plan, now);

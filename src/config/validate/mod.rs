@@ -320,6 +320,14 @@ impl Validator<'_> {
                 "must be at least 10s",
             );
         }
+        let state_tag_interval = raw.state_tag_interval.get_ref().0;
+        if !(Duration::from_secs(10)..=Duration::from_secs(600)).contains(&state_tag_interval) {
+            self.err(
+                "cloud.state_tag_interval",
+                &raw.state_tag_interval,
+                "must be at least 10s (each write is a CreateTags call) and at most 10m (a tag counts for twice the interval)",
+            );
+        }
         CloudConfig {
             region: raw.region,
             endpoint,
@@ -336,6 +344,7 @@ impl Validator<'_> {
             dry_run: raw.dry_run,
             permission_check: raw.permission_check,
             permission_check_interval,
+            state_tag_interval: raw.state_tags.then_some(state_tag_interval),
         }
     }
 }

@@ -12,6 +12,7 @@
 mod address;
 mod handover;
 mod note;
+mod tags;
 mod view;
 
 pub use note::{AddressOrder, ClaimOrder, Note, Step};
@@ -68,6 +69,9 @@ pub struct CloudState {
     /// Each break-before-make VIP: whether claim rule 13 holds back this
     /// healthy MASTER's claim (the old holder has not let go).
     handover_waiting: BTreeMap<String, bool>,
+    /// With state tags on: how long a tag counts from when it was written
+    /// (rule 14).
+    state_tag_for: Option<Duration>,
 }
 
 fn earliest(wake: &mut Option<Mono>, at: Mono) {
@@ -104,6 +108,7 @@ impl CloudState {
             asks: vec![],
             watching: None,
             handover_waiting: BTreeMap::new(),
+            state_tag_for: None,
         }
     }
 
@@ -361,6 +366,16 @@ impl CloudState {
                             vip: vip.name.clone(),
                         });
                         continue;
+                    }
+                    if let Some(counts_for) = self.state_tag_for {
+                        notes.extend(tags::read(
+                            &mut self.rules,
+                            vip,
+                            &seen,
+                            &h,
+                            sent,
+                            counts_for,
+                        ));
                     }
                     for o in observed {
                         notes.push(match o {

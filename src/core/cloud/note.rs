@@ -87,6 +87,13 @@ pub enum Note {
         verdict: Verdict,
         why: String,
     },
+    /// What the holder's state tag says changed (rule 14): `value` as the
+    /// cloud carries it, `reading` what it counts for.
+    HolderTag {
+        vip: String,
+        value: Option<String>,
+        reading: Option<crate::core::state_tag::Reading>,
+    },
     /// Whether the cloud shows the VIP where VRRP says it belongs.
     Converged { vip: String, converged: bool },
 }
