@@ -132,3 +132,149 @@ impl<C: Cloud> Writer<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{ClaimTarget, DryRunAnswer};
+    use crate::core::model::Model;
+    use crate::core::seen::{Action, Address, CloudError, ErrorKind};
+    use std::net::IpAddr;
+    use std::sync::Mutex;
+
+    /// Records each CreateTags (when, what), and refuses them while `fail`.
+    #[derive(Default)]
+    struct Tags {
+        written: Mutex<Vec<(Duration, Vec<String>, Vec<(String, String)>)>>,
+        fail: Mutex<bool>,
+        start: Mutex<Option<Instant>>,
+    }
+
+    impl Cloud for Tags {
+        async fn create_tags(
+            &self,
+            resources: &[String],
+            tags: &[(String, String)],
+        ) -> Result<(), CloudError> {
+            let start = *self.start.lock().unwrap().get_or_insert_with(Instant::now);
+            self.written.lock().unwrap().push((
+                Instant::now() - start,
+                resources.to_vec(),
+                tags.to_vec(),
+            ));
+            if *self.fail.lock().unwrap() {
+                return Err(CloudError {
+                    operation: "CreateTags",
+                    kind: ErrorKind::Auth,
+                    code: "UnauthorizedOperation".into(),
+                    message: "not allowed".into(),
+                });
+            }
+            Ok(())
+        }
+        async fn describe_addresses(&self, _: &[String]) -> Result<Vec<Address>, CloudError> {
+            unreachable!()
+        }
+        async fn private_ips(&self, _: &str) -> Result<Vec<IpAddr>, CloudError> {
+            unreachable!()
+        }
+        async fn assign_private_ip(&self, _: &str, _: IpAddr) -> Result<(), CloudError> {
+            unreachable!()
+        }
+        async fn associate(&self, _: &str, _: &str, _: IpAddr) -> Result<String, CloudError> {
+            unreachable!()
+        }
+        async fn dry_run(&self, _: Action, _: &ClaimTarget) -> Result<DryRunAnswer, CloudError> {
+            unreachable!()
+        }
+    }
+
+    fn status(state: VrrpState) -> Status {
+        let t = std::time::SystemTime::UNIX_EPOCH;
+        let mut s = Status::build(&Model::new(["VI_1"]), "lb-a", "edge", t, t);
+        s.instances[0].state = state;
+        s.keepalived.running = Some(true);
+        s.probe.health = Health::Up;
+        s
+    }
+
+    /// The states written, in order, with when (whole seconds).
+    fn states(cloud: &Tags) -> Vec<(u64, String)> {
+        cloud
+            .written
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(at, _, tags)| {
+                let words: Vec<&str> = tags[0].1.split(' ').take(2).collect();
+                (at.as_secs(), words.join(" "))
+            })
+            .collect()
+    }
+
+    /// At once at start, at once (after `MIN_GAP`) on a change, every
+    /// interval otherwise; a refused write again after `RETRY`. Paused
+    /// clock: each sleep lets the task run up to that time.
+    #[tokio::test(start_paused = true)]
+    async fn writes_on_change_and_every_interval_and_retries_a_refused_write() {
+        let cloud = Arc::new(Tags::default());
+        let (tx, rx) = watch::channel(status(VrrpState::Backup));
+        let writer = Writer {
+            cloud: cloud.clone(),
+            metrics: Arc::new(Metrics::new("edge", "lb-a").unwrap()),
+            policy: CallPolicy::new(Duration::from_secs(1)),
+            vips: vec![(
+                VipTarget::EipOnEni {
+                    allocation_id: "eipalloc-1".into(),
+                    private_ip: "10.0.0.50".parse().unwrap(),
+                },
+                "VI_1".into(),
+            )],
+            me: Me {
+                instance_id: "i-a".into(),
+                eni: "eni-a".into(),
+            },
+            node: "lb-a".into(),
+            interval: Duration::from_secs(60),
+            dry_run: false,
+        };
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(writer.run(rx, cancel.clone()));
+        let sleep = |ms| tokio::time::sleep(Duration::from_millis(ms));
+        sleep(10).await;
+        tx.send_replace(status(VrrpState::Master));
+        sleep(1_500).await;
+        {
+            let w = cloud.written.lock().unwrap();
+            assert_eq!(w[0].1, ["eipalloc-1"]);
+            assert_eq!(w[0].2[0].0, "vip-watchdog:eni-a/VI_1");
+        }
+        assert_eq!(
+            states(&cloud),
+            [(0, "backup healthy".into()), (1, "master healthy".into())]
+        );
+        sleep(60_000).await;
+        assert_eq!(states(&cloud).len(), 3, "{:?}", states(&cloud));
+        assert_eq!(states(&cloud)[2], (61, "master healthy".into()));
+        *cloud.fail.lock().unwrap() = true;
+        sleep(60_000).await;
+        *cloud.fail.lock().unwrap() = false;
+        sleep(6_000).await;
+        let got = states(&cloud);
+        assert_eq!(
+            got[3..],
+            [
+                (121, "master healthy".into()),
+                (126, "master healthy".into())
+            ]
+        );
+        // Keepalived gone: "unhealthy", at once.
+        let mut s = status(VrrpState::Master);
+        s.keepalived.running = Some(false);
+        tx.send_replace(s);
+        sleep(1_500).await;
+        assert_eq!(states(&cloud).last().unwrap().1, "master unhealthy");
+        cancel.cancel();
+        task.await.unwrap().unwrap();
+    }
+}
