@@ -109,3 +109,30 @@ fn each_policy_grants_what_its_kind_calls_and_lints_clean() {
     );
     assert!(!clean && said.contains("Unknown action"), "{said}");
 }
+
+/// State tags (`[cloud] state_tags = true`) need one more action, added by
+/// iam/state-tags.json: CreateTags, only on the VIPs' resources and only
+/// for the watchdog's own tag keys (`core::state_tag::KEY_PREFIX`).
+#[test]
+fn the_state_tags_policy_grants_create_tags_for_its_own_keys_only() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("iam/state-tags.json");
+    let text = std::fs::read_to_string(&path).expect("iam/state-tags.json");
+    let policy: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        actions(&policy),
+        BTreeSet::from(["ec2:CreateTags".to_owned()])
+    );
+    let st = &policy["Statement"][0];
+    assert_ne!(st["Resource"], "*", "CreateTags on every resource: {st}");
+    let keys = &st["Condition"]["ForAllValues:StringLike"]["aws:TagKeys"];
+    assert_eq!(
+        keys,
+        &serde_json::json!([format!(
+            "{}*",
+            vip_watchdog::core::state_tag::KEY_PREFIX
+        )]),
+        "tag keys limited to the watchdog's own: {st}"
+    );
+    let (clean, said) = lint(&text);
+    assert!(clean, "iam/state-tags.json: parliament: {said}");
+}
