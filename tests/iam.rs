@@ -127,10 +127,7 @@ fn the_state_tags_policy_grants_create_tags_for_its_own_keys_only() {
     let keys = &st["Condition"]["ForAllValues:StringLike"]["aws:TagKeys"];
     assert_eq!(
         keys,
-        &serde_json::json!([format!(
-            "{}*",
-            vip_watchdog::core::state_tag::KEY_PREFIX
-        )]),
+        &serde_json::json!([format!("{}*", vip_watchdog::core::state_tag::KEY_PREFIX)]),
         "tag keys limited to the watchdog's own: {st}"
     );
     let (clean, said) = lint(&text);

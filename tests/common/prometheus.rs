@@ -14,15 +14,17 @@ use super::{Lab, in_ns, ip, repo, run, spawn_until, venv_python};
 /// (a live /metrics), so that a rename cannot silently break them.
 /// Metrics that an EIP lab's exposition lacks by design, each shown
 /// elsewhere: manage_address's (tests/make_before_break.rs), the peer
-/// channel's (tests/peer.rs), break before make's (tests/postgres.rs), the
+/// channel's (tests/peer.rs), break before make's (tests/postgres.rs),
+/// state tags' (tests/split_brain.rs), the
 /// route VIP's
 /// (tests/deployments.rs reads them from a route lab's /metrics), the
 /// instance mismatch, absent while Keepalived and the config agree, and
 /// LVS servers', absent without LVS (the metrics unit tests).
-pub const ABSENT_IN_AN_EIP_LAB: [&str; 13] = [
+pub const ABSENT_IN_AN_EIP_LAB: [&str; 14] = [
     "vip_watchdog_address_changes_total",
     "vip_watchdog_address_kept",
     "vip_watchdog_handover_waiting",
+    "vip_watchdog_split_brain_in_cloud",
     "vip_watchdog_vip_route_state",
     "vip_watchdog_eni_source_dest_check",
     "vip_watchdog_ip_forward",
