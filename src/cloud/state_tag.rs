@@ -145,7 +145,7 @@ mod tests {
     /// Records each CreateTags (when, what), and refuses them while `fail`.
     #[derive(Default)]
     struct Tags {
-        written: Mutex<Vec<(Duration, Vec<String>, Vec<(String, String)>)>>,
+        written: Mutex<Vec<(Duration, crate::core::state_tag::TagCall)>>,
         fail: Mutex<bool>,
         start: Mutex<Option<Instant>>,
     }
@@ -157,11 +157,10 @@ mod tests {
             tags: &[(String, String)],
         ) -> Result<(), CloudError> {
             let start = *self.start.lock().unwrap().get_or_insert_with(Instant::now);
-            self.written.lock().unwrap().push((
-                Instant::now() - start,
-                resources.to_vec(),
-                tags.to_vec(),
-            ));
+            self.written
+                .lock()
+                .unwrap()
+                .push((Instant::now() - start, (resources.to_vec(), tags.to_vec())));
             if *self.fail.lock().unwrap() {
                 return Err(CloudError {
                     operation: "CreateTags",
@@ -205,7 +204,7 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .map(|(at, _, tags)| {
+            .map(|(at, (_, tags))| {
                 let words: Vec<&str> = tags[0].1.split(' ').take(2).collect();
                 (at.as_secs(), words.join(" "))
             })
@@ -246,8 +245,8 @@ mod tests {
         sleep(1_500).await;
         {
             let w = cloud.written.lock().unwrap();
-            assert_eq!(w[0].1, ["eipalloc-1"]);
-            assert_eq!(w[0].2[0].0, "vip-watchdog:eni-a/VI_1");
+            assert_eq!(w[0].1.0, ["eipalloc-1"]);
+            assert_eq!(w[0].1.1[0].0, "vip-watchdog:eni-a/VI_1");
         }
         assert_eq!(
             states(&cloud),
