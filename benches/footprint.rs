@@ -4,6 +4,7 @@
 //!     BENCH_SMOKE=1 cargo test --bench footprint    # 2 restarts, 5 s idle, 2 failovers
 //!     BENCH_IDLE_SECS=N BENCH_ROUNDS=N BENCH_FLAP_SECS=N cargo bench --bench footprint
 //!     VIP_WATCHDOG_BIN=/path/to/vip-watchdog ...    # measure that binary instead
+//!     BENCH_STATE_TAGS=1 ...                        # with cloud.state_tags = true
 //!
 //! One lab (a Keepalived pair with HAProxy in network namespaces, moto's EC2
 //! server patched by tests/moto/launch.py, an IMDSv2 stub per node) with
@@ -33,6 +34,10 @@
 //!    describes each watchdog makes per minute then, counted at the emulator
 //!    (every VRRP transition asks for a describe and the fast pace; the
 //!    verifier's minimum gap bounds them).
+//!
+//! With `BENCH_STATE_TAGS=1` both watchdogs run with `state_tags = true`
+//! at the default `state_tag_interval` (60 s): the CreateTags calls they
+//! add show in the idle and per-failover counts.
 //!
 //! It reports; it asserts no timing.
 
@@ -131,6 +136,10 @@ fn main() {
     lab.add_cloud();
     for n in lab.nodes_mut() {
         n.intervals = ("250ms", "1s");
+    }
+    let state_tags = std::env::var_os("BENCH_STATE_TAGS").is_some_and(|v| v == "1");
+    if state_tags {
+        lab.cloud_overrides.push(("state_tags", "true".into()));
     }
     lab.set_vip("own", false);
     let mut wa = lab.a.start_watchdog(true);
@@ -237,11 +246,12 @@ fn main() {
     let pct = |cpu: Duration, over: Duration| cpu.as_secs_f64() / over.as_secs_f64() * 100.0;
     let idle_share = busy.as_secs_f64() / idle.as_secs_f64();
     println!(
-        "vip-watchdog footprint ({}, {} restarts, {:.0} s idle, {} failovers{})",
+        "vip-watchdog footprint ({}, {} restarts, {:.0} s idle, {} failovers{}{})",
         bin.display(),
         restarts,
         idle.as_secs_f64(),
         2 * rounds,
+        if state_tags { ", state tags on" } else { "" },
         if smoke { ", smoke" } else { "" }
     );
     println!("| measure | node a (MASTER) | node b (BACKUP) |");
