@@ -568,6 +568,14 @@ pub(crate) mod tests {
             splits(&core),
             [("web".to_owned(), true), ("db".to_owned(), true)]
         );
+        let view = core
+            .cloud
+            .as_ref()
+            .unwrap()
+            .view(stamp(20_010), &core.model);
+        let tag = view[0].holder_tag.clone().expect("state tags on");
+        assert_eq!((tag.says, tag.writer.as_deref()), ("master", Some("lb-b")));
+        assert!(tag.counts_until.is_some());
         core.apply(tagged(50_000, "backup"), stamp(50_000));
         let plan = core.plan(stamp(50_010));
         assert_eq!(claims(&plan).len(), 2, "{:?}", verdicts(&plan));

@@ -64,6 +64,23 @@ pub struct VipView {
     /// go, and what this node waits for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handover: Option<HandoverStatus>,
+    /// With `cloud.state_tags = true`: what the holder's state tag, in the
+    /// last view, counts for (claim rule 14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder_tag: Option<HolderTagStatus>,
+}
+
+/// `/v1/status` for the holder's state tag (`core::state_tag`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HolderTagStatus {
+    /// `master` (a healthy MASTER's fresh tag: rule 14 holds a take-back),
+    /// `nothing` (another state, unhealthy, stale or unreadable), `none`
+    /// (the VIP is not elsewhere, or its holder wrote no tag).
+    pub says: &'static str,
+    pub writer: Option<String>,
+    pub why: Option<String>,
+    /// Until when a `master` tag counts, unless refreshed.
+    pub counts_until: Option<String>,
 }
 
 /// `/v1/status` for a break-before-make VIP (`core::handover`).

@@ -114,6 +114,7 @@ mod tests {
             peer_pending: false,
             address_on_host: None,
             handover: None,
+            holder_tag: None,
         }
     }
 

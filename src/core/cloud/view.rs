@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::core::handover::Handover;
-use crate::core::view::HandoverStatus;
+use crate::core::state_tag::Reading;
+use crate::core::view::{HandoverStatus, HolderTagStatus};
 
 impl CloudState {
     /// Each VIP as `/v1/status` shows it.
@@ -14,6 +15,29 @@ impl CloudState {
                 let last = self.last.get(&v.name);
                 let node = self.node_view(v, model, now.mono);
                 VipView {
+                    holder_tag: self.state_tags_on().then(|| {
+                        let reading = st.and_then(|s| s.holder_tag.as_ref());
+                        match reading {
+                            Some(Reading::Master { until, node }) => HolderTagStatus {
+                                says: "master",
+                                writer: Some(node.clone()),
+                                why: None,
+                                counts_until: Some(rfc3339(now.wall_of(*until))),
+                            },
+                            Some(Reading::Nothing(why)) => HolderTagStatus {
+                                says: "nothing",
+                                writer: None,
+                                why: Some(why.clone()),
+                                counts_until: None,
+                            },
+                            None => HolderTagStatus {
+                                says: "none",
+                                writer: None,
+                                why: None,
+                                counts_until: None,
+                            },
+                        }
+                    }),
                     address_on_host: Self::address_on_host(v, model),
                     handover: (v.handover != Handover::MakeBeforeBreak).then(|| {
                         let master = model
