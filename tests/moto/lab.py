@@ -144,6 +144,12 @@ def setup(endpoint):
         Filters=[{"Name": "addresses.private-ip-address", "Values": [VIP_PRIVATE_IP, "10.213.0.254"]}]
     )["NetworkInterfaces"]
     assert [n["NetworkInterfaceId"] for n in found] == [eni_a], f"moto is not patched (private-ip filter): {found}"
+    # A tag EC2 would refuse is refused (patch 6).
+    try:
+        c.create_tags(Resources=[alloc], Tags=[{"Key": "vip-watchdog:check", "Value": "not#valid"}])
+        raise AssertionError("moto is not patched: CreateTags took a value EC2 refuses")
+    except c.exceptions.ClientError as e:
+        assert "InvalidParameterValue" in str(e), e
     tables = setup_routes(c, vpc, subnet, eni_a, nodes["b"]["eni"])
     print(
         json.dumps(

@@ -191,6 +191,31 @@ def get_all_network_interfaces(self, eni_ids=None, filters=None):
 
 NetworkInterfaceBackend.get_all_network_interfaces = get_all_network_interfaces
 
+# 6. CreateTags: EC2's limits on keys and values.
+import re  # noqa: E402
+
+from moto.ec2.models.tags import TagBackend  # noqa: E402
+
+_create_tags = TagBackend.create_tags
+TAG_CHARS = re.compile(r"^[\w\s+\-=.:/@]*$")
+
+
+class InvalidTag(EC2ClientError):
+    def __init__(self, what):
+        super().__init__("InvalidParameterValue", what)
+
+
+def create_tags(self, resource_ids, tags):
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or key.lower().startswith("aws:") or not TAG_CHARS.match(key):
+            raise InvalidTag(f"Tag key {key!r} is not valid")
+        if len(value or "") > 256 or not TAG_CHARS.match(value or ""):
+            raise InvalidTag(f"Tag value {value!r} is not valid")
+    return _create_tags(self, resource_ids, tags)
+
+
+TagBackend.create_tags = create_tags
+
 if __name__ == "__main__":
     host, port = sys.argv[1], sys.argv[2]
     main(["-H", host, "-p", port])
