@@ -178,6 +178,9 @@ fn a_full_partition_moves_the_eip_once_while_it_lasts_and_the_tags_name_it() {
     wa.wait_metrics("a's split-brain gauge", FAILOVER, |m| {
         metric(m, "vip_watchdog_split_brain_in_cloud", &[("vip", "web")]) == Some(1.0)
     });
+    wa.wait_for("a's split-brain line", FAILOVER, |e| {
+        is(e, "split_brain_in_cloud")
+    });
     let alert = prom.wait_alert(
         "SplitBrainInCloud",
         &[("node", "a"), ("vip", "web")],
@@ -222,6 +225,9 @@ fn a_full_partition_moves_the_eip_once_while_it_lasts_and_the_tags_name_it() {
         other => panic!("the EIP moved again after the partition: {other:?}"),
     }
     assert_eq!(lab.calls_by("watchdog", "b"), 0, "{}", lab.mutating_calls());
+    wa.wait_for("a's split-brain-over line", FAILOVER, |e| {
+        is(e, "split_brain_in_cloud_over")
+    });
     wa.wait_metrics("a's split-brain gauge back to 0", FAILOVER, |m| {
         metric(m, "vip_watchdog_split_brain_in_cloud", &[("vip", "web")]) == Some(0.0)
     });

@@ -178,8 +178,11 @@ pub fn read(value: &str, sent: Stamp, counts_for: Duration) -> Reading {
             counts_for.as_secs()
         ));
     }
+    // Whole seconds (a tag's time has no more): every view of the same tag
+    // gives the same end, so a decision that waits for it stays the same.
+    let until = (sent.mono + (counts_for - age)).as_duration().as_secs();
     Reading::Master {
-        until: sent.mono + (counts_for - age),
+        until: Mono::from_duration(Duration::from_secs(until)),
         node: tag.node,
     }
 }

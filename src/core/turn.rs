@@ -544,6 +544,19 @@ pub(crate) mod tests {
         let plan = core.plan(stamp(20_010));
         assert_eq!(claims(&plan), []);
         assert_eq!(verdicts(&plan), [("web", "wait"), ("db", "wait")]);
+        let split_notes = |plan: &Plan| {
+            plan.notes
+                .iter()
+                .filter_map(|n| match n {
+                    Note::SplitInCloud { vip, on } => Some((vip.clone(), *on)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            split_notes(&plan),
+            [("web".to_owned(), true), ("db".to_owned(), true)]
+        );
         let tags: Vec<_> = applied
             .notes
             .iter()
@@ -579,6 +592,10 @@ pub(crate) mod tests {
         core.apply(tagged(50_000, "backup"), stamp(50_000));
         let plan = core.plan(stamp(50_010));
         assert_eq!(claims(&plan).len(), 2, "{:?}", verdicts(&plan));
+        assert_eq!(
+            split_notes(&plan),
+            [("web".to_owned(), false), ("db".to_owned(), false)]
+        );
         assert!(splits(&core).iter().all(|(_, s)| !s));
     }
 

@@ -289,7 +289,7 @@ pub fn log_note(note: &Note) {
             let value = value.as_deref().unwrap_or("");
             match reading {
                 Some(Reading::Master { node, .. }) => {
-                    warn!(event = "state_tag_master", vip = %vip, writer = %node, tag = %value, "the ENI holding the VIP carries a fresh state tag saying its node is a healthy MASTER too: a split brain if this node is MASTER (rule 14 holds back a take-back)")
+                    info!(event = "state_tag_master", vip = %vip, writer = %node, tag = %value, "the ENI holding the VIP carries a fresh state tag saying its node is a healthy MASTER: while it does, rule 14 leaves the VIP there if it was moved away from this MASTER")
                 }
                 Some(Reading::Nothing(why))
                     if why.starts_with("unreadable") || why.starts_with("dated") =>
@@ -303,6 +303,12 @@ pub fn log_note(note: &Note) {
                     info!(event = "state_tag_none", vip = %vip, "no state tag of the VIP's holder (not elsewhere, or its node writes none)")
                 }
             }
+        }
+        Note::SplitInCloud { vip, on: true } => {
+            warn!(event = "split_brain_in_cloud", vip = %vip, "split brain seen in the cloud: this node is a healthy MASTER and the VIP's holder says through its state tag that it is one too (VRRP and the channel are cut); the VIP stays there (rule 14), see the runbook")
+        }
+        Note::SplitInCloud { vip, on: false } => {
+            info!(event = "split_brain_in_cloud_over", vip = %vip, "split brain seen in the cloud over: rule 14 no longer holds the VIP back")
         }
         Note::Seen { .. } | Note::Converged { .. } => {}
         Note::ClaimDone {

@@ -486,7 +486,14 @@ impl CloudState {
         let mut refresh: Option<Ask> = None;
         for vip in &self.vips {
             let node = self.node_view(vip, model, now.mono);
+            let split_before = self.split_in_cloud(&vip.name);
             let verdict = self.rules.decide(&vip.name, now.mono, &node, &vip.policy);
+            if self.split_in_cloud(&vip.name) != split_before {
+                out.notes.push(Note::SplitInCloud {
+                    vip: vip.name.clone(),
+                    on: !split_before,
+                });
+            }
             let changed = self
                 .last
                 .get(&vip.name)

@@ -94,6 +94,9 @@ pub enum Note {
         value: Option<String>,
         reading: Option<crate::core::state_tag::Reading>,
     },
+    /// Claim rule 14 began (`on`) or stopped holding back this MASTER's
+    /// take-back: a split brain seen in the cloud.
+    SplitInCloud { vip: String, on: bool },
     /// Whether the cloud shows the VIP where VRRP says it belongs.
     Converged { vip: String, converged: bool },
 }
