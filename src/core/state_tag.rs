@@ -178,9 +178,12 @@ pub fn read(value: &str, sent: Stamp, counts_for: Duration) -> Reading {
             counts_for.as_secs()
         ));
     }
-    // Whole seconds (a tag's time has no more): every view of the same tag
-    // gives the same end, so a decision that waits for it stays the same.
-    let until = (sent.mono + (counts_for - age)).as_duration().as_secs();
+    // Rounded up to a whole second (a tag's time has no more): every view
+    // of the same tag gives the same end, so a decision that waits for it
+    // stays the same, and a view asked for at or after that end reads the
+    // tag as stale.
+    let end = (sent.mono + (counts_for - age)).as_duration();
+    let until = end.as_secs() + u64::from(end.subsec_nanos() > 0);
     Reading::Master {
         until: Mono::from_duration(Duration::from_secs(until)),
         node: tag.node,
@@ -418,6 +421,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The end is rounded up to a whole second: the same for every view of
+    /// one tag, and a view asked for at that end reads it as stale (so the
+    /// take-back that waited for the end logs why).
+    #[test]
+    fn a_tags_end_is_a_whole_second_and_a_view_then_reads_it_stale() {
+        let tag = "master healthy 2026-12-04T18:59:00Z a";
+        let at_ms = |mono: u64, wall: &str| Stamp {
+            mono: Mono::from_millis(mono),
+            wall: humantime::parse_rfc3339_weak(wall).unwrap(),
+        };
+        let ends: Vec<_> = [
+            at_ms(1_000_300, "2026-12-04 19:00:00.000"),
+            at_ms(1_010_700, "2026-12-04 19:00:10.400"),
+        ]
+        .into_iter()
+        .map(|s| match read(tag, s, FOR) {
+            Reading::Master { until, .. } => until,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+        assert_eq!(ends, [Mono::from_millis(1_061_000); 2]);
+        let then = read(tag, at_ms(1_061_000, "2026-12-04 19:01:00.700"), FOR);
+        assert!(
+            matches!(&then, Reading::Nothing(w) if w.starts_with("stale")),
+            "{then:?}"
+        );
     }
 
     #[test]
