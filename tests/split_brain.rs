@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{FAILOVER, Lab, is, metric, next_move};
-use std::sync::mpsc::RecvTimeoutError;
+use common::{FAILOVER, Lab, Watchdog, is, metric, next_move};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 /// How long VRRP stays blocked one way: well past what a's rules 4, 5 and
@@ -22,6 +22,24 @@ const QUIET_FOR: Duration = Duration::from_secs(15);
 /// A's next look at the cloud without a transition of its own: the shipped
 /// verify interval (30 s) and its jitter (3 s), with room.
 const VERIFY: Duration = Duration::from_secs(45);
+
+/// The EIP's next move, within `within`, is a taking it back: to a's ENI,
+/// by a's claim for reason "stolen". Returns when it moved.
+fn a_takes_it_back(lab: &Lab, wa: &Watchdog, observer: &Receiver<String>, within: Duration) -> f64 {
+    let (at, to) = next_move(observer, within);
+    assert_eq!(to, lab.eni("a"), "a took it back");
+    let claim = wa.wait_for("a's claim", FAILOVER, |e| is(e, "claim_started"));
+    assert_eq!(claim["reason"], "stolen", "{claim}");
+    at
+}
+
+/// A stray notify run for b moves the EIP to b; returns when it moved.
+fn steal_for_b(lab: &Lab, observer: &Receiver<String>) -> f64 {
+    lab.steal_eip_for("b");
+    let (at, to) = next_move(observer, FAILOVER);
+    assert_eq!(to, lab.eni("b"), "the steal");
+    at
+}
 
 /// Rule 12: VRRP dropped on its way into b (a security group rule on one
 /// side). b hears nothing, becomes MASTER too, and its notify script moves
@@ -72,10 +90,7 @@ fn a_one_way_split_moves_the_eip_once_during_it_and_once_after() {
     wa.forget_past();
     lab.b.block_vrrp(false);
     wb.wait_state("backup", FAILOVER);
-    let (_, to) = next_move(&observer, FAILOVER);
-    assert_eq!(to, lab.eni("a"), "a, the VRRP winner, took it back");
-    let claim = wa.wait_for("a's claim", FAILOVER, |e| is(e, "claim_started"));
-    assert_eq!(claim["reason"], "stolen", "{claim}");
+    a_takes_it_back(&lab, &wa, &observer, FAILOVER);
     wa.wait_for("a's claim converged", FAILOVER, |e| {
         is(e, "claim_converged")
     });
@@ -91,9 +106,7 @@ fn a_one_way_split_moves_the_eip_once_during_it_and_once_after() {
     // in a's mastership again: taken back min_master_age after a sees it,
     // with no back-off, although a's mastership saw the move of the split.
     wa.forget_past();
-    lab.steal_eip_for("b");
-    let (stolen_at, to) = next_move(&observer, FAILOVER);
-    assert_eq!(to, lab.eni("b"), "the steal");
+    let stolen_at = steal_for_b(&lab, &observer);
     let moved = wa.wait_for("a seeing the steal", VERIFY, |e| {
         is(e, "vip_moved_away") || is(e, "vip_fight")
     });
@@ -101,10 +114,7 @@ fn a_one_way_split_moves_the_eip_once_during_it_and_once_after() {
         is(&moved, "vip_moved_away"),
         "a first move, not a fight: {moved}"
     );
-    let (back_at, to) = next_move(&observer, VERIFY);
-    assert_eq!(to, lab.eni("a"), "a took it back");
-    let claim = wa.wait_for("a's claim", FAILOVER, |e| is(e, "claim_started"));
-    assert_eq!(claim["reason"], "stolen", "{claim}");
+    let back_at = a_takes_it_back(&lab, &wa, &observer, VERIFY);
     assert!(
         wa.logged(|e| is(e, "claim_damped")).is_empty(),
         "a backed off: {}",
@@ -213,10 +223,7 @@ fn a_full_partition_moves_the_eip_once_while_it_lasts_and_the_tags_name_it() {
         .unwrap()
         .as_secs_f64();
     wb.wait_state("backup", FAILOVER);
-    let (back_move, to) = next_move(&observer, VERIFY);
-    assert_eq!(to, lab.eni("a"), "a, the VRRP winner, took it back");
-    let claim = wa.wait_for("a's claim", FAILOVER, |e| is(e, "claim_started"));
-    assert_eq!(claim["reason"], "stolen", "{claim}");
+    let back_move = a_takes_it_back(&lab, &wa, &observer, VERIFY);
     wa.wait_for("a's claim converged", FAILOVER, |e| {
         is(e, "claim_converged")
     });
@@ -234,13 +241,8 @@ fn a_full_partition_moves_the_eip_once_while_it_lasts_and_the_tags_name_it() {
 
     // A late steal by b, BACKUP (its tag says so): taken back.
     wa.forget_past();
-    lab.steal_eip_for("b");
-    let (stolen_at, to) = next_move(&observer, FAILOVER);
-    assert_eq!(to, lab.eni("b"), "the steal");
-    let (retaken_at, to) = next_move(&observer, VERIFY);
-    assert_eq!(to, lab.eni("a"), "a took it back");
-    let claim = wa.wait_for("a's claim", FAILOVER, |e| is(e, "claim_started"));
-    assert_eq!(claim["reason"], "stolen", "{claim}");
+    let stolen_at = steal_for_b(&lab, &observer);
+    let retaken_at = a_takes_it_back(&lab, &wa, &observer, VERIFY);
     println!(
         "partition: b's move, then none for {:.1} s; taken back {:.1} s after VRRP got through; a steal by the BACKUP taken back after {:.1} s",
         partition.as_secs_f64(),
